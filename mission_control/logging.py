@@ -1,0 +1,70 @@
+"""Logging helpers: secrets never reach a log line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+
+# Credentials inside URLs (scheme://user:pass@host) and bearer tokens.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@", re.I)
+_BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
+
+
+def redact(text: str) -> str:
+    text = _URL_CREDENTIALS.sub(r"\g<scheme>***:***@", text)
+    return _BEARER.sub(r"\1***", text)
+
+
+class RedactSecretsFilter(logging.Filter):
+    """Masks credentials in URLs and bearer tokens in the final message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string is the caller's bug; let logging report it
+            return True
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+# Attributes every LogRecord has; anything else came from `extra=` and is logged.
+_RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+# Context fields the house style passes as `extra` (mission_id, attempt, error_code...).
+CONTEXT_FIELDS = ("mission_id", "attempt", "error_code", "session_id", "worker_id", "job_key")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and the `extra` fields
+    (mission_id, attempt, error_code, ...), with credentials redacted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, object] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z"
+            if self.converter is time.gmtime
+            else self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        for key, value in record.__dict__.items():
+            if key in _RECORD_ATTRS or key.startswith("_"):
+                continue
+            if isinstance(value, str):
+                value = redact(value)
+            elif not isinstance(value, int | float | bool | type(None)):
+                value = redact(str(value))
+            payload[key] = value
+        if record.exc_info:
+            payload["exc_info"] = redact(self.formatException(record.exc_info))
+        return json.dumps(payload, ensure_ascii=False, default=str)
+
+
+JsonFormatter.converter = time.gmtime

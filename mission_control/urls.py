@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import include, path
+from django.views import defaults
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from mission_control import health, metrics
+from mission_control.api import error_body
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("healthz", health.liveness, name="healthz"),
+    path("healthz/orchestrator", health.orchestrator, name="healthz-orchestrator"),
+    path("readyz", health.readiness, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/", include("localnode.api_urls")),
+    path("api/", include("registry.urls")),
+    path("api/", include("orchestrator.urls")),
+    path("", include("dashboard.urls")),
+]
+
+if settings.LOCALNODE_ENABLED:
+    urlpatterns.insert(0, path("local/", include("localnode.urls")))
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Unmatched API paths answer in the API's error shape, not an HTML page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("not_found", "Not found."), status=404)
+    response: Any = defaults.page_not_found(request, exception or Exception())
+    return response
