@@ -1,0 +1,52 @@
+"""Deploy checks of Mission Control's own security settings (`check --deploy`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+
+
+def secrets_key_configured(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    if settings.SECRETS_ENCRYPTION_KEYS:
+        return []
+    return [
+        checks.Warning(
+            "SECRETS_ENCRYPTION_KEYS is empty: API keys and proxy passwords are encrypted "
+            "with a key derived from SECRET_KEY.",
+            hint="Set SECRETS_ENCRYPTION_KEYS (or SECRETS_ENCRYPTION_KEYS_FILE) to a Fernet key.",
+            id="mission_control.W001",
+        )
+    ]
+
+
+def localnode_key_configured(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    if not settings.LOCALNODE_ENABLED or settings.LOCALNODE_API_KEY:
+        return []
+    return [
+        checks.Warning(
+            "The built-in worker and writer (/local/) accept anonymous requests.",
+            hint="Set LOCALNODE_API_KEY, or LOCALNODE_ENABLED=false.",
+            id="mission_control.W002",
+        )
+    ]
+
+
+def connection_tests_private(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    if not settings.CONNECTION_TEST_ALLOW_PRIVATE:
+        return []
+    return [
+        checks.Warning(
+            "Connection tests may reach every private and loopback address.",
+            hint="Set CONNECTION_TEST_ALLOW_PRIVATE=false and list the networks of your "
+            "workers in CONNECTION_TEST_ALLOWED_NETWORKS.",
+            id="mission_control.W003",
+        )
+    ]
+
+
+def register() -> None:
+    checks.register(secrets_key_configured, checks.Tags.security, deploy=True)
+    checks.register(localnode_key_configured, checks.Tags.security, deploy=True)
+    checks.register(connection_tests_private, checks.Tags.security, deploy=True)

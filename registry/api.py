@@ -1,0 +1,407 @@
+"""REST API of the registry: auth token, the five resources (CRUD, bulk, import,
+connection tests) and the typed config keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, models, transaction
+from django.db.models import ProtectedError
+from django.utils import timezone
+from django_filters import rest_framework as filters
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, parsers, serializers, status, viewsets
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+
+from audit.log import record_updates
+from mission_control.api import Conflict
+from registry import config, connection, importers
+from registry.models import ConfigEntry, Proxy, SiteConfig, Uploader, Worker, Writer
+from registry.serializers import (
+    ConfigKeySerializer,
+    ConfigValueSerializer,
+    ConnectionTestResultSerializer,
+    ProxySerializer,
+    RegistryBulkResultSerializer,
+    RegistryBulkSerializer,
+    RegistryImportResultSerializer,
+    SiteConfigSerializer,
+    TokenResponseSerializer,
+    UploaderSerializer,
+    WorkerSerializer,
+    WriterSerializer,
+)
+
+SERVICE_FILTERS = ["enabled", "health_status"]
+SERVICE_ORDERING = ["name", "created_at", "health_status", "last_checked_at"]
+
+
+class CSVTextParser(parsers.BaseParser):
+    media_type = "text/csv"
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        try:
+            return stream.read().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise exceptions.ParseError("CSV must be UTF-8.") from None
+
+
+@extend_schema(responses=TokenResponseSerializer)
+class TokenView(ObtainAuthToken):
+    """Exchange username and password for an API token."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"
+
+
+# -- shared behaviour ---------------------------------------------------------------
+
+
+def run_bulk(
+    view: viewsets.ModelViewSet, data: dict[str, Any], unique_field: str
+) -> dict[str, Any]:
+    """Validate every entry first; write all of them in one transaction, or nothing."""
+    model: type[models.Model] = view.get_queryset().model
+    act = data["action"]
+    if act in RegistryBulkSerializer.WITH_ITEMS:
+        items: list[dict[str, Any]] = data["items"]
+        errors: dict[str, Any] = {}
+        valid: list[serializers.BaseSerializer] = []
+        instances: dict[Any, models.Model] = {}
+        if act == "update":
+            wanted = [i["id"] for i in items if type(i.get("id")) is int]  # not bool
+            instances = model._default_manager.in_bulk(wanted)
+        seen: dict[Any, int] = {}
+        defaults = 0
+        for index, item in enumerate(items):
+            instance = None
+            if act == "update":
+                instance = instances.get(item["id"]) if type(item.get("id")) is int else None
+                if instance is None:
+                    errors[str(index)] = {
+                        "id": f"No {model._meta.verbose_name} with id {item.get('id')!r}."
+                    }
+                    continue
+            body = {k: v for k, v in item.items() if k != "id"}
+            serializer = view.get_serializer(instance, data=body, partial=act == "update")
+            if not serializer.is_valid():
+                errors[str(index)] = serializer.errors
+                continue
+            key = serializer.validated_data.get(unique_field)
+            if key is not None and key in seen:
+                errors[str(index)] = {unique_field: f"Same value as item {seen[key]}."}
+                continue
+            if key is not None:
+                seen[key] = index
+            if serializer.validated_data.get("is_default"):
+                defaults += 1
+                if defaults > 1:
+                    errors[str(index)] = {"is_default": "Only one item may set is_default."}
+                    continue
+            valid.append(serializer)
+        if errors:
+            raise exceptions.ValidationError({"items": errors})
+        try:
+            with transaction.atomic():
+                saved = [s.save() for s in valid]
+        except IntegrityError:
+            raise Conflict(
+                "A unique value clashed with another row; nothing was written."
+            ) from None
+        return {"action": act, "count": len(saved), "ids": [o.pk for o in saved]}
+
+    ids: list[int] = data["ids"]
+    found = set(model._default_manager.filter(pk__in=ids).values_list("pk", flat=True))
+    id_errors = {
+        str(i): f"No {model._meta.verbose_name} with id {pk}."
+        for i, pk in enumerate(ids)
+        if pk not in found
+    }
+    if id_errors:
+        raise exceptions.ValidationError({"ids": id_errors})
+    rows = model._default_manager.filter(pk__in=ids)
+    if act == "delete":
+        try:
+            with transaction.atomic():
+                rows.delete()
+        except ProtectedError as exc:
+            raise _protected(model, exc, ids) from None
+    else:
+        with transaction.atomic():
+            record_updates(rows, ["enabled"])
+            rows.update(enabled=act == "enable", updated_at=timezone.now())
+    return {"action": act, "count": len(set(ids)), "ids": sorted(set(ids))}
+
+
+def _protected(model: type[models.Model], exc: ProtectedError, ids: list[int]) -> Conflict:
+    """A 409 naming the requested ids that other rows still reference."""
+    held: set[Any] = set()
+    for obj in exc.protected_objects:
+        for f in obj._meta.concrete_fields:
+            if f.is_relation and f.related_model is model:
+                held.add(getattr(obj, f.attname))
+    fields = {
+        "ids": {
+            str(i): "Still in use (e.g. by sessions)." for i, pk in enumerate(ids) if pk in held
+        }
+    }
+    err = Conflict(
+        f"{len(held)} {model._meta.verbose_name_plural} are still in use; nothing was deleted."
+    )
+    err.fields = fields  # type: ignore[attr-defined]
+    return err
+
+
+class RegistryViewSet(viewsets.ModelViewSet):
+    """CRUD plus `POST bulk/`; reads need viewer, writes admin (RolePermission)."""
+
+    unique_field = "name"
+
+    def perform_destroy(self, instance: models.Model) -> None:
+        try:
+            instance.delete()
+        except ProtectedError:
+            raise Conflict(
+                f"This {instance._meta.verbose_name} is still in use (e.g. by sessions); "
+                "disable it instead."
+            ) from None
+
+    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
+        try:
+            with transaction.atomic():
+                serializer.save()
+        except IntegrityError:
+            raise Conflict("A unique value clashed with another row.") from None
+
+    def perform_update(self, serializer: serializers.BaseSerializer) -> None:
+        self.perform_create(serializer)
+
+    @extend_schema(request=RegistryBulkSerializer, responses=RegistryBulkResultSerializer)
+    @action(detail=False, methods=["post"], url_path="bulk")
+    def bulk(self, request: Request) -> Response:
+        """Create, update, delete, enable or disable up to 1000 rows, all or nothing."""
+        body = RegistryBulkSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return Response(run_bulk(self, body.validated_data, self.unique_field))
+
+
+class ConnectionTestMixin:
+    get_object: Any
+    throttle_scope: str | None = None  # set per action
+
+    @extend_schema(request=None, responses=ConnectionTestResultSerializer)
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="test-connection",
+        throttle_classes=[ScopedRateThrottle],
+        throttle_scope="connection_test",
+    )
+    def test_connection(self, request: Request, pk: str | None = None) -> Response:
+        """Check the service's /health (or a GET through the proxy) and record it."""
+        return Response(connection.check_connection(self.get_object()).as_dict())
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "").lower() in ("1", "true", "yes")
+
+
+def _import_response(parsed: importers.Parsed, request: Request, apply: Any) -> Response:
+    skip = _flag(request, "skip_invalid")
+    if parsed.errors and not skip:
+        raise exceptions.ValidationError({"entries": parsed.error_fields()})
+    summary = apply(parsed.rows)
+    return Response(
+        {
+            "created": summary.created,
+            "updated": summary.updated,
+            "skipped": len(parsed.errors),
+            "errors": parsed.error_fields(),
+        }
+    )
+
+
+IMPORT_PARAMS = [
+    OpenApiParameter(
+        "skip_invalid", OpenApiTypes.BOOL, description="Import the valid entries, skip the bad."
+    )
+]
+
+
+# -- resources ----------------------------------------------------------------------
+
+
+class WorkerViewSet(ConnectionTestMixin, RegistryViewSet):
+    """Workers: external services that open browser sessions."""
+
+    queryset = Worker.objects.all()
+    serializer_class = WorkerSerializer
+    filterset_fields = [*SERVICE_FILTERS, "draining"]
+    search_fields = ["name", "base_url"]
+    ordering_fields = [*SERVICE_ORDERING, "max_sessions", "active_sessions"]
+
+
+class WriterViewSet(ConnectionTestMixin, RegistryViewSet):
+    """Writers: where extracted records go; setting is_default unsets the others."""
+
+    queryset = Writer.objects.all()
+    serializer_class = WriterSerializer
+    filterset_fields = [*SERVICE_FILTERS, "is_default"]
+    search_fields = ["name", "base_url"]
+    ordering_fields = SERVICE_ORDERING
+
+
+class UploaderViewSet(ConnectionTestMixin, RegistryViewSet):
+    """Uploaders (disabled by default, as in the seed)."""
+
+    queryset = Uploader.objects.all()
+    serializer_class = UploaderSerializer
+    filterset_fields = SERVICE_FILTERS
+    search_fields = ["name", "base_url"]
+    ordering_fields = SERVICE_ORDERING
+
+
+class ProxyFilter(filters.FilterSet):
+    country = filters.CharFilter(field_name="country", lookup_expr="iexact")
+
+    class Meta:
+        model = Proxy
+        fields = ["type", "scheme", "status", "enabled", "provider", "country"]
+
+
+class ProxyViewSet(ConnectionTestMixin, RegistryViewSet):
+    """Proxies; the password is write-only (see has_password and masked_url)."""
+
+    queryset = Proxy.objects.all()
+    serializer_class = ProxySerializer
+    filterset_class = ProxyFilter
+    search_fields = ["external_id", "host", "provider"]
+    ordering_fields = [
+        "external_id",
+        "type",
+        "country",
+        "status",
+        "last_used_at",
+        "failure_count",
+        "created_at",
+    ]
+    unique_field = "external_id"
+
+    @extend_schema(
+        parameters=IMPORT_PARAMS,
+        request={
+            "application/json": {"type": "array", "items": {"type": "object"}},
+            "text/csv": {"type": "string", "description": importers.__doc__},
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+            },
+        },
+        responses=RegistryImportResultSerializer,
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="import",
+        parser_classes=[parsers.JSONParser, CSVTextParser, parsers.MultiPartParser],
+    )
+    def import_(self, request: Request) -> Response:
+        """Upsert proxies by external id from proxies.json or CSV; all or nothing
+        unless ?skip_invalid=true."""
+        data = request.data
+        if "file" in getattr(request, "FILES", {}):
+            upload = request.FILES["file"]
+            try:
+                parsed = importers.parse_proxies_text(upload.read().decode(), upload.name or "")
+            except UnicodeDecodeError:
+                raise exceptions.ValidationError({"file": "Must be UTF-8."}) from None
+            except ValueError:
+                raise exceptions.ValidationError({"file": "Not valid JSON."}) from None
+        elif isinstance(data, str):
+            parsed = importers.parse_proxies_csv(data)
+        elif hasattr(data, "getlist"):  # multipart without a file
+            raise exceptions.ValidationError({"file": "Upload a JSON or CSV file."})
+        else:
+            parsed = importers.parse_proxies(data)
+        return _import_response(parsed, request, importers.apply_proxies)
+
+
+class SiteConfigViewSet(RegistryViewSet):
+    """Proxy strategy per domain (`*` is the default)."""
+
+    queryset = SiteConfig.objects.all()
+    serializer_class = SiteConfigSerializer
+    filterset_fields = ["enabled", "engine", "domain"]
+    search_fields = ["domain"]
+    ordering_fields = ["domain", "max_sessions", "items_per_job", "created_at"]
+    unique_field = "domain"
+
+    @extend_schema(
+        parameters=IMPORT_PARAMS,
+        request={"application/json": {"type": "object"}},
+        responses=RegistryImportResultSerializer,
+    )
+    @action(detail=False, methods=["post"], url_path="import", parser_classes=[parsers.JSONParser])
+    def import_(self, request: Request) -> Response:
+        """Upsert site configs by domain from proxy-strategies.json (`default` is `*`)."""
+        parsed = importers.parse_strategies(request.data)
+        return _import_response(parsed, request, importers.apply_strategies)
+
+
+# -- config -------------------------------------------------------------------------
+
+
+class ConfigViewSet(viewsets.ViewSet):
+    """Typed config keys: defaults in code, overrides stored. Writes need admin."""
+
+    lookup_field = "key"
+    lookup_value_regex = r"[A-Za-z0-9_.-]+"
+    serializer_class = ConfigKeySerializer
+
+    @staticmethod
+    def _spec(key: str) -> config.ConfigKey:
+        spec = config.KEYS.get(key)
+        if spec is None:
+            raise exceptions.NotFound(f"Unknown config key {key!r}.")
+        return spec
+
+    @staticmethod
+    def _row(spec: config.ConfigKey) -> dict[str, Any]:
+        stored = dict(ConfigEntry.objects.filter(key=spec.key).values_list("key", "value"))
+        return ConfigKeySerializer.row(spec, stored)
+
+    @extend_schema(responses=ConfigKeySerializer(many=True))
+    def list(self, request: Request) -> Response:
+        stored = dict(ConfigEntry.objects.values_list("key", "value"))
+        return Response([ConfigKeySerializer.row(spec, stored) for spec in config.KEYS.values()])
+
+    @extend_schema(responses=ConfigKeySerializer)
+    def retrieve(self, request: Request, key: str) -> Response:
+        return Response(self._row(self._spec(key)))
+
+    @extend_schema(request=ConfigValueSerializer, responses=ConfigKeySerializer)
+    def partial_update(self, request: Request, key: str) -> Response:
+        spec = self._spec(key)
+        body = ConfigValueSerializer(data=request.data, context={"spec": spec})
+        body.is_valid(raise_exception=True)
+        config.set_value(key, body.validated_data["value"])
+        return Response(self._row(spec))
+
+    @extend_schema(request=ConfigValueSerializer, responses=ConfigKeySerializer)
+    def update(self, request: Request, key: str) -> Response:
+        return self.partial_update(request, key)
+
+    @extend_schema(request=None, responses=ConfigKeySerializer)
+    @action(detail=True, methods=["post"])
+    def reset(self, request: Request, key: str) -> Response:
+        spec = self._spec(key)
+        config.reset(key)
+        return Response(self._row(spec), status=status.HTTP_200_OK)

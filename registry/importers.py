@@ -1,0 +1,460 @@
+"""Import of the seed's local files: `proxies.json` (or CSV) and `proxy-strategies.json`.
+
+Parsing and validation are pure functions (data in, rows and per-index errors out);
+`apply_*` upsert the valid rows in one transaction. The API and the management
+commands share both.
+
+Proxies CSV header (any order; only id, type and either host+port or server are required)::
+
+    id,type,scheme,host,port,username,password,country,provider,max_sessions,enabled,server
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from django.db import transaction
+
+from registry.models import DEFAULT_DOMAIN, Engine, Proxy, ProxyScheme, ProxyType, SiteConfig
+from registry.serializers import clean_country, clean_domain
+
+CHUNK = 1000
+CSV_COLUMNS = (
+    "id",
+    "type",
+    "scheme",
+    "host",
+    "port",
+    "username",
+    "password",
+    "country",
+    "provider",
+    "max_sessions",
+    "enabled",
+    "server",
+)
+DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080}
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+_TRUE = {"true", "1", "yes", "y", "sim", "on"}
+_FALSE = {"false", "0", "no", "n", "nao", "não", "off", ""}
+
+Progress = Callable[[int, int], None]
+
+
+class EntryInvalid(Exception):
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class EntryError:
+    index: int
+    key: str
+    errors: dict[str, str]
+
+    def describe(self) -> str:
+        what = f" ({self.key})" if self.key else ""
+        reasons = "; ".join(f"{k}: {v}" for k, v in self.errors.items())
+        return f"entry {self.index}{what}: {reasons}"
+
+
+@dataclass(frozen=True)
+class ProxyRow:
+    external_id: str
+    type: str
+    scheme: str
+    host: str
+    port: int
+    username: str
+    password: str
+    country: str
+    provider: str
+    # None: keep the stored value on update, the model default on create.
+    max_sessions: int | None = None
+    enabled: bool | None = None
+
+
+@dataclass(frozen=True)
+class SiteConfigRow:
+    domain: str
+    values: dict[str, Any]
+
+
+@dataclass
+class Parsed:
+    rows: list[Any] = field(default_factory=list)
+    errors: list[EntryError] = field(default_factory=list)
+
+    def error_fields(self) -> dict[str, dict[str, str]]:
+        return {str(e.index): e.errors for e in self.errors}
+
+
+@dataclass
+class ImportSummary:
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+
+
+# -- small validators -------------------------------------------------------------
+
+
+def _snake(key: str) -> str:
+    return _CAMEL.sub("_", key).lower()
+
+
+def _text(value: Any, name: str, max_length: int, *, required: bool = False) -> str:
+    if value is None:
+        value = ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise EntryInvalid({name: "must be a string."})
+    value = value.strip()
+    if required and not value:
+        raise EntryInvalid({name: "is required."})
+    if len(value) > max_length:
+        raise EntryInvalid({name: f"must have at most {max_length} characters."})
+    return value
+
+
+def _int(value: Any, name: str, low: int, high: int) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise EntryInvalid({name: "must be an integer."})
+    if not low <= value <= high:
+        raise EntryInvalid({name: f"must be between {low} and {high}."})
+    return value
+
+
+def _bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise EntryInvalid({name: "must be true or false."})
+
+
+def _country(value: Any, name: str = "geo") -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, dict):
+        # {"country": "us", "city": ...}: the key and the code may come in any case.
+        found = {str(k).lower(): v for k, v in value.items()}
+        return _country(found.get("country") or found.get("country_code"), name)
+    try:
+        return clean_country(value)
+    except ValueError as exc:
+        raise EntryInvalid({name: str(exc)}) from None
+
+
+def _choice(value: Any, name: str, choices: Iterable[str]) -> str:
+    allowed = list(choices)
+    if not isinstance(value, str) or value.strip().lower() not in allowed:
+        raise EntryInvalid({name: f"{value!r} is not one of {', '.join(allowed)}."})
+    return value.strip().lower()
+
+
+def _collect(entry: dict[str, Any], checks: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+    """Run every check, gathering all field errors of the entry at once."""
+    out: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            out[name] = check()
+        except EntryInvalid as exc:
+            errors.update(exc.errors)
+    if errors:
+        raise EntryInvalid(errors)
+    return out
+
+
+# -- proxies ----------------------------------------------------------------------
+
+
+def _proxy_address(entry: dict[str, Any]) -> tuple[str, str, int, str, str]:
+    """(scheme, host, port, username, password) from `server` or host+port."""
+    username = _text(entry.get("username"), "username", 255)
+    password = _text(entry.get("password"), "password", 255)
+    server = entry.get("server")
+    if server not in (None, ""):
+        if not isinstance(server, str):
+            raise EntryInvalid({"server": "must be a URL string."})
+        try:
+            parts = urlsplit(server.strip())
+            port = parts.port
+        except ValueError:
+            raise EntryInvalid({"server": "is not a valid URL."}) from None
+        scheme = parts.scheme.lower()
+        if scheme not in DEFAULT_PORTS:
+            raise EntryInvalid({"server": "scheme must be http, https or socks5."})
+        if not parts.hostname:
+            raise EntryInvalid({"server": "has no host."})
+        if parts.username:
+            username = unquote(parts.username)
+            password = unquote(parts.password or "")
+        return scheme, parts.hostname, port or DEFAULT_PORTS[scheme], username, password
+    scheme = _choice(entry.get("scheme") or "http", "scheme", ProxyScheme.values)
+    host = _text(entry.get("host"), "host", 255, required=True).strip("[]")
+    if any(c in host for c in " /@?#"):
+        raise EntryInvalid({"host": "must be a host name or IP address."})
+    if entry.get("port") in (None, ""):
+        raise EntryInvalid({"port": "is required (or give a server URL)."})
+    port = _int(entry.get("port"), "port", 1, 65535)
+    return scheme, host, port, username, password
+
+
+def parse_proxy(entry: Any) -> ProxyRow:
+    if not isinstance(entry, dict):
+        raise EntryInvalid({"entry": "must be an object."})
+    entry = {_snake(str(k)): v for k, v in entry.items()}
+    raw_id = entry.get("id") if entry.get("id") not in (None, "") else entry.get("_id")
+    geo = entry.get("geo") if entry.get("geo") not in (None, "") else entry.get("country")
+    values = _collect(
+        entry,
+        {
+            "external_id": lambda: _text(raw_id, "id", 100, required=True),
+            "type": lambda: _choice(entry.get("type"), "type", ProxyType.values),
+            "address": lambda: _proxy_address(entry),
+            "country": lambda: _country(geo),
+            "provider": lambda: _text(entry.get("provider"), "provider", 100),
+            "max_sessions": lambda: (
+                None
+                if entry.get("max_sessions") in (None, "")
+                else _int(entry["max_sessions"], "maxSessions", 1, 1000)
+            ),
+            "enabled": lambda: (
+                None if entry.get("enabled") is None else _bool(entry["enabled"], "enabled")
+            ),
+        },
+    )
+    scheme, host, port, username, password = values.pop("address")
+    return ProxyRow(
+        scheme=scheme, host=host, port=port, username=username, password=password, **values
+    )
+
+
+def parse_proxies(data: Any) -> Parsed:
+    """Validate a decoded proxies.json (a list of objects) entry by entry."""
+    if not isinstance(data, list):
+        return Parsed(errors=[EntryError(0, "", {"file": "must be a JSON array of proxies."})])
+    return _parse_entries(enumerate(data), parse_proxy)
+
+
+def parse_proxies_csv(text: str) -> Parsed:
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    header = [(h or "").strip().lower() for h in reader.fieldnames or []]
+    missing = {"id", "type"} - set(header)
+    if missing or not ({"host", "port"} <= set(header) or "server" in header):
+        return Parsed(
+            errors=[
+                EntryError(
+                    0,
+                    "",
+                    {
+                        "file": f"CSV header must include id, type and host+port or server: {CSV_COLUMNS}"
+                    },
+                )
+            ]
+        )
+    reader.fieldnames = header
+
+    def rows() -> Iterator[tuple[int, dict[str, Any]]]:
+        for index, row in enumerate(reader):
+            yield index, {k: v for k, v in row.items() if k and v not in (None, "")}
+
+    return _parse_entries(rows(), parse_proxy)
+
+
+def parse_proxies_text(text: str, filename: str = "") -> Parsed:
+    """A proxies file as text: JSON when it looks like JSON (and is not named .csv),
+    else CSV. Raises ValueError when JSON does not decode."""
+    text = text.lstrip("\ufeff")
+    if not filename.lower().endswith(".csv") and text.lstrip()[:1] in ("[", "{"):
+        return parse_proxies(json.loads(text))
+    return parse_proxies_csv(text)
+
+
+def _parse_entries(entries: Iterable[tuple[int, Any]], parse: Callable[[Any], Any]) -> Parsed:
+    parsed = Parsed()
+    seen: set[str] = set()
+    for index, entry in entries:
+        key = ""
+        if isinstance(entry, dict):
+            key = str(entry.get("id") or entry.get("_id") or "")
+        try:
+            row = parse(entry)
+        except EntryInvalid as exc:
+            parsed.errors.append(EntryError(index, key, exc.errors))
+            continue
+        if row.external_id in seen:
+            parsed.errors.append(EntryError(index, key, {"id": "appears more than once."}))
+            continue
+        seen.add(row.external_id)
+        parsed.rows.append(row)
+    return parsed
+
+
+_PROXY_FIELDS = ("type", "scheme", "host", "port", "username", "password", "country", "provider")
+
+
+def apply_proxies(rows: list[ProxyRow], progress: Progress | None = None) -> ImportSummary:
+    """Upsert by external id in one transaction, CHUNK rows per statement.
+
+    Runtime state (status, counters, cooldown) of an existing proxy is kept."""
+    summary = ImportSummary()
+    with transaction.atomic():
+        for start in range(0, len(rows), CHUNK):
+            chunk = rows[start : start + CHUNK]
+            existing = Proxy.objects.in_bulk(
+                [r.external_id for r in chunk], field_name="external_id"
+            )
+            new, changed = [], []
+            for row in chunk:
+                proxy = existing.get(row.external_id)
+                if proxy is None:
+                    proxy = Proxy(external_id=row.external_id)
+                    new.append(proxy)
+                else:
+                    changed.append(proxy)
+                for name in _PROXY_FIELDS:
+                    setattr(proxy, name, getattr(row, name))
+                if row.max_sessions is not None:
+                    proxy.max_sessions = row.max_sessions
+                if row.enabled is not None:
+                    proxy.enabled = row.enabled
+            Proxy.objects.bulk_create(new)
+            Proxy.objects.bulk_update(
+                changed, [*_PROXY_FIELDS, "max_sessions", "enabled", "updated_at"]
+            )
+            summary.created += len(new)
+            summary.updated += len(changed)
+            if progress:
+                progress(start + len(chunk), len(rows))
+    return summary
+
+
+# -- site configs (proxy strategies) ----------------------------------------------
+
+_STRATEGY_ALIASES = {"geo": "countries", "blocked_proxy_ids": "blocked_proxies"}
+
+
+def _str_list(value: Any, name: str, clean: Callable[[str], str] | None = None) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise EntryInvalid({name: "must be a list of strings."})
+    out = []
+    for v in value:
+        try:
+            out.append(clean(v) if clean else v.strip())
+        except ValueError as exc:
+            raise EntryInvalid({name: str(exc)}) from None
+    return sorted({v for v in out if v})
+
+
+def _selectors(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
+    ):
+        raise EntryInvalid({"selectors": "must map names to CSS selectors (strings)."})
+    return value
+
+
+def parse_strategy(domain: str, entry: Any) -> SiteConfigRow:
+    if not isinstance(entry, dict):
+        raise EntryInvalid({"entry": "must be an object."})
+    entry = {_snake(str(k)): v for k, v in entry.items()}
+    entry = {_STRATEGY_ALIASES.get(k, k): v for k, v in entry.items()}
+    checks: dict[str, Callable[[], Any]] = {
+        "domain": lambda: _domain(domain),
+        "proxy_types": lambda: _str_list(
+            entry.get("proxy_types"),
+            "proxyTypes",
+            lambda v: _choice(v, "proxyTypes", ProxyType.values),
+        ),
+        "countries": lambda: _str_list(entry.get("countries"), "geo", clean_country),
+        "blocked_proxies": lambda: _str_list(entry.get("blocked_proxies"), "blockedProxyIds"),
+    }
+    optional: dict[str, Callable[[Any], Any]] = {
+        "max_sessions": lambda v: _int(v, "maxSessions", 1, 1000),
+        "items_per_job": lambda v: _int(v, "itemsPerJob", 1, 1000),
+        "job_timeout_s": lambda v: _int(v, "jobTimeoutS", 1, 86400),
+        "session_timeout_s": lambda v: _int(v, "sessionTimeoutS", 1, 86400),
+        "engine": lambda v: _choice(v, "engine", Engine.values),
+        "selectors": _selectors,
+        "enabled": lambda v: _bool(v, "enabled"),
+    }
+    for name, check in optional.items():
+        if entry.get(name) is not None:
+            checks[name] = lambda check=check, name=name: check(entry[name])  # type: ignore[misc]
+    values = _collect(entry, checks)
+    return SiteConfigRow(domain=values.pop("domain"), values=values)
+
+
+def _domain(value: str) -> str:
+    if value == "default":
+        return DEFAULT_DOMAIN
+    try:
+        return clean_domain(value)
+    except ValueError as exc:
+        raise EntryInvalid({"domain": str(exc)}) from None
+
+
+def parse_strategies(data: Any) -> Parsed:
+    """Validate a decoded proxy-strategies.json. Entries are indexed in file order:
+    `default` first (when present), then each of `domains`."""
+    if not isinstance(data, dict) or not isinstance(data.get("domains", {}), dict):
+        return Parsed(
+            errors=[EntryError(0, "", {"file": 'must be {"default": {...}, "domains": {...}}.'})]
+        )
+    entries: list[tuple[str, Any]] = []
+    if "default" in data:
+        entries.append(("default", data["default"]))
+    entries.extend((str(k), v) for k, v in (data.get("domains") or {}).items())
+    parsed = Parsed()
+    seen: set[str] = set()
+    for index, (key, entry) in enumerate(entries):
+        try:
+            row = parse_strategy(key, entry)
+        except EntryInvalid as exc:
+            parsed.errors.append(EntryError(index, key, exc.errors))
+            continue
+        if row.domain in seen:
+            parsed.errors.append(
+                EntryError(index, key, {"domain": f"{row.domain!r} appears more than once."})
+            )
+            continue
+        seen.add(row.domain)
+        parsed.rows.append(row)
+    return parsed
+
+
+def apply_strategies(rows: list[SiteConfigRow], progress: Progress | None = None) -> ImportSummary:
+    summary = ImportSummary()
+    with transaction.atomic():
+        existing = SiteConfig.objects.in_bulk([r.domain for r in rows], field_name="domain")
+        for done, row in enumerate(rows, 1):
+            config = existing.get(row.domain) or SiteConfig(domain=row.domain)
+            created = config.pk is None
+            for name, value in row.values.items():
+                setattr(config, name, value)
+            config.save()
+            if created:
+                summary.created += 1
+            else:
+                summary.updated += 1
+            if progress and (done % CHUNK == 0 or done == len(rows)):
+                progress(done, len(rows))
+    return summary

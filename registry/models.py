@@ -1,0 +1,320 @@
+"""What the orchestrator may use: services (workers, writers, uploaders), proxies,
+per-domain proxy strategies and key-value configuration."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from urllib.parse import quote
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+
+from mission_control.crypto import EncryptedTextField
+
+
+class HealthStatus(models.TextChoices):
+    UNKNOWN = "unknown", "Desconhecido"
+    OK = "ok", "Saudável"
+    DEGRADED = "degraded", "Degradado"
+    OFFLINE = "offline", "Offline"
+
+
+class Service(models.Model):
+    """An external HTTP service (worker, writer, uploader) with health and a breaker."""
+
+    name = models.CharField(max_length=100, unique=True)
+    base_url = models.URLField(max_length=500)
+    # Secret: encrypted at rest, write-only in the API, masked in admin and dashboard,
+    # never logged.
+    api_key = EncryptedTextField(max_length=500, blank=True, default="")
+    enabled = models.BooleanField(default=True)
+    health_status = models.CharField(
+        max_length=16, choices=HealthStatus.choices, default=HealthStatus.UNKNOWN
+    )
+    version = models.CharField(max_length=50, blank=True, default="")
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    # Circuit breaker: while open, only probes are sent.
+    circuit_open_until = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def has_api_key(self) -> bool:
+        return bool(self.api_key)
+
+    def circuit_open(self, now: dt.datetime) -> bool:
+        return self.circuit_open_until is not None and self.circuit_open_until > now
+
+
+class WorkerProvider(models.TextChoices):
+    LOCAL = "local", "Local"
+    BROWSERBASE = "browserbase", "Browserbase"
+
+
+class Worker(Service):
+    providers = models.JSONField(default=list, blank=True)
+    max_sessions = models.PositiveIntegerField(
+        default=8, validators=[MinValueValidator(1), MaxValueValidator(10_000)]
+    )
+    draining = models.BooleanField(
+        default=False, help_text="A draining worker keeps its sessions but gets no new ones."
+    )
+    # Counted rows: changed in the same transaction as the sessions they count.
+    active_sessions = models.PositiveIntegerField(default=0)
+    # What the worker itself said on its last /health.
+    reported_active_sessions = models.PositiveIntegerField(null=True, blank=True)
+    reported_max_sessions = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta(Service.Meta):
+        verbose_name = "worker"
+        verbose_name_plural = "workers"
+
+    def free_slots(self) -> int:
+        return max(0, self.max_sessions - self.active_sessions)
+
+
+class Writer(Service):
+    is_default = models.BooleanField(default=False)
+    max_batch_records = models.PositiveIntegerField(default=500)
+
+    class Meta(Service.Meta):
+        verbose_name = "writer"
+        verbose_name_plural = "writers"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="one_default_writer"
+            )
+        ]
+
+
+class Uploader(Service):
+    # Uploaders are temporarily disabled in the seed: new rows start disabled.
+    enabled = models.BooleanField(default=False)
+
+    class Meta(Service.Meta):
+        verbose_name = "uploader"
+        verbose_name_plural = "uploaders"
+
+
+class ProxyType(models.TextChoices):
+    DATACENTER = "datacenter", "Datacenter"
+    RESIDENTIAL = "residential", "Residencial"
+    MOBILE = "mobile", "Móvel"
+    ISP = "isp", "ISP"
+
+
+class ProxyScheme(models.TextChoices):
+    HTTP = "http", "HTTP"
+    HTTPS = "https", "HTTPS"
+    SOCKS5 = "socks5", "SOCKS5"
+
+
+class ProxyStatus(models.TextChoices):
+    AVAILABLE = "available", "Disponível"
+    COOLDOWN = "cooldown", "Em resfriamento"
+    BANNED = "banned", "Banido"
+    DISABLED = "disabled", "Desativado"
+
+
+class Proxy(models.Model):
+    external_id = models.CharField(max_length=100, unique=True)
+    type = models.CharField(max_length=16, choices=ProxyType.choices)
+    scheme = models.CharField(max_length=8, choices=ProxyScheme.choices, default=ProxyScheme.HTTP)
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    username = models.CharField(max_length=255, blank=True, default="")
+    # Secret: encrypted at rest, write-only in the API, masked everywhere, never logged.
+    password = EncryptedTextField(max_length=255, blank=True, default="")
+    country = models.CharField(max_length=2, blank=True, default="", help_text="ISO 3166 alpha-2")
+    provider = models.CharField(max_length=100, blank=True, default="")
+    enabled = models.BooleanField(default=True)
+    status = models.CharField(
+        max_length=16, choices=ProxyStatus.choices, default=ProxyStatus.AVAILABLE
+    )
+    max_sessions = models.PositiveIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(1000)]
+    )
+    active_sessions = models.PositiveIntegerField(default=0)
+    success_count = models.PositiveIntegerField(default=0)
+    failure_count = models.PositiveIntegerField(default=0)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    cooldown_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Geo seen by the last connection test (registry/geo.py): the exit IP and the
+    # country the check URL reported; a mismatch with `country` is flagged.
+    exit_ip = models.GenericIPAddressField(null=True, blank=True)
+    exit_country = models.CharField(max_length=2, blank=True, default="")
+    geo_checked_at = models.DateTimeField(null=True, blank=True)
+    geo_mismatch = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "proxy"
+        verbose_name_plural = "proxies"
+        ordering = ["external_id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(port__gte=1) & Q(port__lte=65535), name="proxy_port_range"
+            ),
+        ]
+        indexes = [
+            # allocation.claim_proxies: available proxies of a type, least recently used.
+            models.Index(
+                fields=["type", "country", "last_used_at"],
+                name="proxy_alloc_idx",
+                condition=Q(enabled=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.external_id} ({self.type}, {self.country or '--'})"
+
+    def url(self, with_credentials: bool = True) -> str:
+        auth = ""
+        if with_credentials and self.username:
+            auth = quote(self.username, safe="")
+            if self.password:
+                auth += ":" + quote(self.password, safe="")
+            auth += "@"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{auth}{host}:{self.port}"
+
+    @property
+    def masked_url(self) -> str:
+        auth = f"{self.username}:***@" if self.username else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{auth}{host}:{self.port}"
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password)
+
+    @property
+    def geo_verified(self) -> bool:
+        """The last connection test saw this proxy exit in its declared country."""
+        return bool(
+            self.geo_checked_at
+            and not self.geo_mismatch
+            and self.exit_country
+            and self.exit_country == self.country
+        )
+
+    def is_usable(self, now: dt.datetime) -> bool:
+        if not self.enabled or self.status in (ProxyStatus.BANNED, ProxyStatus.DISABLED):
+            return False
+        return self.cooldown_until is None or self.cooldown_until <= now
+
+    def start_cooldown(self, now: dt.datetime, seconds: int, reason: str) -> None:
+        """Rest the proxy after a failure; it becomes allocatable again after `seconds`."""
+        Proxy.objects.filter(pk=self.pk).update(
+            status=ProxyStatus.COOLDOWN,
+            cooldown_until=now + dt.timedelta(seconds=seconds),
+            failure_count=F("failure_count") + 1,
+            last_error=reason[:2000],
+        )
+
+
+class Engine(models.TextChoices):
+    HTTP = "http", "HTTP"
+    BROWSER = "browser", "Navegador"
+
+
+DEFAULT_DOMAIN = "*"
+
+
+def normalize_domain(value: str) -> str:
+    value = (value or "").strip().lower().rstrip(".")
+    if value.startswith("www."):
+        value = value[4:]
+    return value
+
+
+class SiteConfig(models.Model):
+    """Proxy strategy and limits for one domain; `*` is the default for all others."""
+
+    domain = models.CharField(max_length=253, unique=True)
+    proxy_types = models.JSONField(default=list, blank=True)
+    countries = models.JSONField(
+        default=list, blank=True, help_text="Allowed proxy countries; empty means any."
+    )
+    blocked_proxies = models.JSONField(
+        default=list, blank=True, help_text="External ids of proxies never used for this domain."
+    )
+    max_sessions = models.PositiveIntegerField(
+        default=4, validators=[MinValueValidator(1), MaxValueValidator(1000)]
+    )
+    items_per_job = models.PositiveIntegerField(
+        default=50, validators=[MinValueValidator(1), MaxValueValidator(1000)]
+    )
+    job_timeout_s = models.PositiveIntegerField(default=60)
+    session_timeout_s = models.PositiveIntegerField(default=900)
+    engine = models.CharField(max_length=10, choices=Engine.choices, default=Engine.HTTP)
+    selectors = models.JSONField(
+        default=dict, blank=True, help_text='CSS selectors to extract, e.g. {"price": ".price"}.'
+    )
+    # Quality gate before FINALIZADO (orchestrator/quality.py), e.g. {"min_success_ratio":
+    # 0.9, "required_fields": ["price"], "required_fields_min_pct": 95,
+    # "min_records_pct_of_recent": 50, "recent_missions": 5}; empty = no gate.
+    quality_rules = models.JSONField(
+        default=dict, blank=True, help_text="Quality gate rules; empty means none."
+    )
+    # Only proxies whose exit country a connection test confirmed (registry/geo.py).
+    require_verified_geo = models.BooleanField(
+        default=False, help_text="Use only proxies whose country a connection test verified."
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "estratégia de proxy"
+        verbose_name_plural = "estratégias de proxy"
+        ordering = ["domain"]
+
+    def __str__(self) -> str:
+        return self.domain
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.domain != DEFAULT_DOMAIN:
+            self.domain = normalize_domain(self.domain)
+        self.countries = sorted({c.upper() for c in self.countries or []})
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def for_domain(cls, domain: str) -> SiteConfig:
+        """The config of `domain`, else `*`, else an unsaved default."""
+        wanted = normalize_domain(domain)
+        configs = {c.domain: c for c in cls.objects.filter(domain__in=[wanted, DEFAULT_DOMAIN])}
+        return configs.get(wanted) or configs.get(DEFAULT_DOMAIN) or cls(domain=DEFAULT_DOMAIN)
+
+
+class ConfigEntry(models.Model):
+    """A stored override of a typed config key; defaults live in `registry.config`."""
+
+    key = models.CharField(max_length=100, primary_key=True)
+    value = models.JSONField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "configuração"
+        verbose_name_plural = "configurações"
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value!r}"

@@ -1,0 +1,435 @@
+"""Serializers of the registry API. They validate; views stay thin.
+
+Secrets (`api_key`, proxy `password`) are write-only: responses carry `has_api_key`,
+`has_password` and the proxy's `masked_url` instead.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from registry import config
+from registry.models import (
+    DEFAULT_DOMAIN,
+    Proxy,
+    ProxyType,
+    Service,
+    SiteConfig,
+    Uploader,
+    Worker,
+    WorkerProvider,
+    Writer,
+    normalize_domain,
+)
+
+COUNTRY_RE = re.compile(r"^[A-Za-z]{2}$")
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+DOMAIN_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
+SERVICE_READ_ONLY = (
+    "health_status",
+    "version",
+    "consecutive_failures",
+    "circuit_open_until",
+    "last_seen_at",
+    "last_checked_at",
+    "last_latency_ms",
+    "last_error",
+    "created_at",
+    "updated_at",
+)
+
+
+def clean_country(value: str) -> str:
+    """An ISO 3166 alpha-2 code, uppercased; raises ValueError otherwise."""
+    if not isinstance(value, str) or not COUNTRY_RE.match(value.strip()):
+        raise ValueError(f"{value!r} is not a two-letter ISO 3166 country code.")
+    return value.strip().upper()
+
+
+def clean_base_url(value: str) -> str:
+    """An http(s) URL with a host; single-label hosts (http://worker:8000) are fine,
+    as services often live on a private network. Raises ValueError otherwise."""
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError("Enter a valid URL.") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("Only http and https URLs are allowed.")
+    if not parts.hostname or any(c.isspace() for c in value) or parts.fragment:
+        raise ValueError("Enter a valid URL with a host, e.g. http://worker:8000/api/v1.")
+    return value.rstrip("/")
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers instead of turning them into text."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def clean_domain(value: str) -> str:
+    """`*` or a host name without `www.`, lowercased; raises ValueError otherwise."""
+    if not isinstance(value, str):
+        raise ValueError("Domain must be a string.")
+    if value.strip() == DEFAULT_DOMAIN:
+        return DEFAULT_DOMAIN
+    domain = normalize_domain(value)
+    if len(domain) > 253 or not DOMAIN_RE.match(domain):
+        raise ValueError(f"{value!r} is not a domain name (e.g. loja.com.br) or '*'.")
+    return domain
+
+
+class ServiceSerializer(serializers.ModelSerializer):
+    api_key = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        trim_whitespace=True,
+        style={"input_type": "password"},
+        help_text="Write-only. Send an empty string to remove it.",
+    )
+    has_api_key = serializers.BooleanField(read_only=True)
+    base_url = serializers.CharField(max_length=500)
+
+    class Meta:
+        model: type[Service]
+        fields = [
+            "id",
+            "name",
+            "base_url",
+            "api_key",
+            "has_api_key",
+            "enabled",
+            *SERVICE_READ_ONLY,
+        ]
+        read_only_fields: tuple[str, ...] = SERVICE_READ_ONLY
+
+    def validate_base_url(self, value: str) -> str:
+        try:
+            return clean_base_url(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        instance = self.instance
+        if (
+            instance is not None
+            and "base_url" in attrs
+            and attrs["base_url"] != instance.base_url
+            and instance.api_key
+            and "api_key" not in attrs
+        ):
+            # A key sent to a new host is a leaked key: make the operator re-enter it.
+            raise serializers.ValidationError(
+                {"api_key": "Re-enter the API key when changing base_url (or send '' to drop it)."}
+            )
+        return attrs
+
+
+class WorkerSerializer(ServiceSerializer):
+    providers = serializers.ListField(
+        child=serializers.ChoiceField(choices=WorkerProvider.choices),
+        required=False,
+        max_length=len(WorkerProvider.choices),
+    )
+
+    class Meta(ServiceSerializer.Meta):
+        model = Worker
+        fields = [
+            *ServiceSerializer.Meta.fields,
+            "providers",
+            "max_sessions",
+            "draining",
+            "active_sessions",
+            "reported_active_sessions",
+            "reported_max_sessions",
+        ]
+        read_only_fields = (
+            *SERVICE_READ_ONLY,
+            "active_sessions",
+            "reported_active_sessions",
+            "reported_max_sessions",
+        )
+
+    def validate_providers(self, value: list[str]) -> list[str]:
+        return sorted(set(value))
+
+
+class WriterSerializer(ServiceSerializer):
+    class Meta(ServiceSerializer.Meta):
+        model = Writer
+        fields = [*ServiceSerializer.Meta.fields, "is_default", "max_batch_records"]
+        # The one-default constraint is kept by save(), which unsets the others.
+        extra_kwargs: dict[str, Any] = {"is_default": {"validators": []}}
+
+    def save(self, **kwargs: Any) -> Any:
+        # One default writer: unset the others in the same transaction.
+        with transaction.atomic():
+            if self.validated_data.get("is_default"):
+                others = Writer.objects.filter(is_default=True)
+                if self.instance is not None:
+                    others = others.exclude(pk=self.instance.pk)
+                others.update(is_default=False)
+            return super().save(**kwargs)
+
+
+class UploaderSerializer(ServiceSerializer):
+    class Meta(ServiceSerializer.Meta):
+        model = Uploader
+
+
+PROXY_READ_ONLY = (
+    "masked_url",
+    "has_password",
+    "active_sessions",
+    "success_count",
+    "failure_count",
+    "last_used_at",
+    "cooldown_until",
+    "last_error",
+    "last_checked_at",
+    "last_latency_ms",
+    "exit_ip",
+    "exit_country",
+    "geo_checked_at",
+    "geo_mismatch",
+    "geo_verified",
+    "created_at",
+    "updated_at",
+)
+
+
+class ProxySerializer(serializers.ModelSerializer):
+    password = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=255,
+        style={"input_type": "password"},
+        help_text="Write-only. Send an empty string to remove it.",
+    )
+    has_password = serializers.BooleanField(read_only=True)
+    masked_url = serializers.CharField(read_only=True)
+    geo_verified = serializers.BooleanField(
+        read_only=True, help_text="The last connection test saw the declared country."
+    )
+
+    class Meta:
+        model = Proxy
+        fields = [
+            "id",
+            "external_id",
+            "type",
+            "scheme",
+            "host",
+            "port",
+            "username",
+            "password",
+            "country",
+            "provider",
+            "enabled",
+            "status",
+            "max_sessions",
+            *PROXY_READ_ONLY,
+        ]
+        read_only_fields = PROXY_READ_ONLY
+
+    def validate_country(self, value: str) -> str:
+        if not value:
+            return ""
+        try:
+            return clean_country(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate_host(self, value: str) -> str:
+        value = value.strip().strip("[]")
+        if not value or any(c in value for c in " /@?#"):
+            raise serializers.ValidationError("Enter a host name or IP address.")
+        return value
+
+
+@extend_schema_field({"type": "string", "enum": ProxyType.values})
+class ProxyTypeChoiceField(serializers.ChoiceField):
+    """A proxy type inside a list; documented inline so the enum keeps one name."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(choices=ProxyType.choices, **kwargs)
+
+
+class SiteConfigSerializer(serializers.ModelSerializer):
+    domain = serializers.CharField(
+        max_length=253, help_text="A domain without www. (normalized), or * for the default."
+    )
+    proxy_types = serializers.ListField(child=ProxyTypeChoiceField(), required=False, max_length=10)
+    countries = serializers.ListField(
+        child=StrictCharField(max_length=2, min_length=2), required=False, max_length=300
+    )
+    blocked_proxies = serializers.ListField(
+        child=StrictCharField(max_length=100), required=False, max_length=10_000
+    )
+    selectors = serializers.DictField(
+        child=StrictCharField(max_length=1000, allow_blank=False), required=False
+    )
+
+    class Meta:
+        model = SiteConfig
+        fields = [
+            "id",
+            "domain",
+            "proxy_types",
+            "countries",
+            "blocked_proxies",
+            "max_sessions",
+            "items_per_job",
+            "job_timeout_s",
+            "session_timeout_s",
+            "engine",
+            "selectors",
+            "quality_rules",
+            "require_verified_geo",
+            "enabled",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ("created_at", "updated_at")
+
+    def validate_domain(self, value: str) -> str:
+        try:
+            domain = clean_domain(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        clash = SiteConfig.objects.filter(domain=domain)
+        if self.instance is not None:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise serializers.ValidationError(f"A site config for {domain!r} already exists.")
+        return domain
+
+    def validate_proxy_types(self, value: list[str]) -> list[str]:
+        return sorted(set(value))
+
+    def validate_countries(self, value: list[str]) -> list[str]:
+        try:
+            return sorted({clean_country(c) for c in value})
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate_blocked_proxies(self, value: list[str]) -> list[str]:
+        return sorted({v.strip() for v in value if v.strip()})
+
+    def validate_quality_rules(self, value: Any) -> Any:
+        from django.core.exceptions import ValidationError as DjangoValidationError
+
+        from orchestrator.quality import Rules
+
+        try:
+            Rules.parse(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+        return value or {}
+
+
+class RegistryBulkSerializer(serializers.Serializer):
+    """`{"action": ..., "items": [...]}` or `{"action": ..., "ids": [...]}`."""
+
+    MAX_ITEMS = 1000
+    WITH_ITEMS = ("create", "update")
+
+    action = serializers.ChoiceField(choices=["create", "update", "delete", "enable", "disable"])
+    items = serializers.ListField(
+        child=serializers.DictField(), required=False, max_length=MAX_ITEMS, allow_empty=False
+    )
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        max_length=MAX_ITEMS,
+        allow_empty=False,
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        wanted = "items" if attrs["action"] in self.WITH_ITEMS else "ids"
+        if wanted not in attrs:
+            raise serializers.ValidationError({wanted: f"Required for action {attrs['action']!r}."})
+        return attrs
+
+
+class RegistryBulkResultSerializer(serializers.Serializer):
+    action = serializers.CharField()
+    count = serializers.IntegerField()
+    ids = serializers.ListField(child=serializers.IntegerField())
+
+
+class RegistryImportResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    errors = serializers.DictField(  # type: ignore[assignment]
+        child=serializers.DictField(child=serializers.CharField()),
+        help_text="Invalid entries by index (only with ?skip_invalid=true).",
+    )
+
+
+class ConnectionTestResultSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    status_class = serializers.CharField(allow_null=True)
+    latency_ms = serializers.IntegerField(allow_null=True)
+    error = serializers.CharField(required=False)
+
+
+class TokenResponseSerializer(serializers.Serializer):
+    token = serializers.CharField()
+
+
+class ConfigKeySerializer(serializers.Serializer):
+    key = serializers.CharField(read_only=True)
+    value = serializers.JSONField()
+    default = serializers.JSONField(read_only=True)
+    type = serializers.CharField(read_only=True)
+    description = serializers.CharField(read_only=True)
+    min_value = serializers.FloatField(read_only=True, allow_null=True)
+    max_value = serializers.FloatField(read_only=True, allow_null=True)
+    is_default = serializers.BooleanField(read_only=True)
+
+    @staticmethod
+    def row(spec: config.ConfigKey, stored: dict[str, Any]) -> dict[str, Any]:
+        is_default = spec.key not in stored
+        value = spec.default
+        if not is_default:
+            try:
+                value = spec.clean(stored[spec.key])
+            except DjangoValidationError:  # a bad stored value reads as the default
+                value, is_default = spec.default, True
+        return {
+            "key": spec.key,
+            "value": value,
+            "default": spec.default,
+            "type": spec.type_name,
+            "description": spec.description,
+            "min_value": spec.min_value,
+            "max_value": spec.max_value,
+            "is_default": is_default,
+        }
+
+
+class ConfigValueSerializer(serializers.Serializer):
+    value = serializers.JSONField()
+
+    def validate_value(self, value: Any) -> Any:
+        spec: config.ConfigKey = self.context["spec"]
+        try:
+            return spec.clean(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
