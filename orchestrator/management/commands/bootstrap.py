@@ -1,0 +1,77 @@
+"""First-run set-up, safe to repeat: the admin login (password printed once), the
+built-in worker and writer, a default proxy strategy, and a few demo missions the
+first time only."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from orchestrator import actions
+from orchestrator.models import Mission
+from registry.models import ConfigEntry, SiteConfig, Worker, Writer
+
+DEMO_MARKER = "bootstrap_demo_done"
+
+
+class Command(BaseCommand):
+    help = "Prepare an installation: admin login, local worker/writer, demo data (idempotent)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--username", default="admin")
+        parser.add_argument("--base-url", default="http://127.0.0.1:8000")
+        parser.add_argument("--no-demo", action="store_true", help="Queue no demo missions.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self._admin(options["username"])
+        if settings.LOCALNODE_ENABLED:
+            self._localnode(options["base_url"].rstrip("/"))
+            if not options["no_demo"]:
+                self._demo(options["base_url"].rstrip("/"))
+
+    def _admin(self, username: str) -> None:
+        User = get_user_model()
+        if User.objects.filter(is_superuser=True).exists():
+            self.stdout.write("Admin login already exists (password was shown on the first run).")
+            return
+        password = secrets.token_urlsafe(12)
+        User.objects.create_superuser(username, "", password)
+        self.stdout.write(self.style.SUCCESS("Admin login created — shown only this once:"))
+        self.stdout.write(f"  user: {username}\n  password: {password}")
+
+    def _localnode(self, base: str) -> None:
+        key = settings.LOCALNODE_API_KEY
+        _, created = Worker.objects.update_or_create(
+            name="local",
+            defaults={
+                "base_url": f"{base}/local/worker/api/v1",
+                "api_key": key,
+                "providers": ["local"],
+            },
+        )
+        Writer.objects.update_or_create(
+            name="local",
+            defaults={"base_url": f"{base}/local/writer/api/v1", "api_key": key},
+        )
+        if not Writer.objects.filter(is_default=True).exists():
+            Writer.objects.filter(name="local").update(is_default=True)
+        # Direct connections unless the operator configures proxy strategies.
+        SiteConfig.objects.get_or_create(
+            domain="*", defaults={"proxy_types": [], "max_sessions": 2, "items_per_job": 25}
+        )
+        self.stdout.write(f"Local worker and writer {'registered' if created else 'up to date'}.")
+
+    def _demo(self, base: str) -> None:
+        if ConfigEntry.objects.filter(key=DEMO_MARKER).exists():
+            return
+        from localnode.demo import demo_urls
+
+        urls = demo_urls(base, 120)
+        for n, chunk in enumerate((urls[:40], urls[40:80], urls[80:]), start=1):
+            actions.create_mission(name=f"Demonstração {n}: catálogo", urls=chunk, priority=n)
+        ConfigEntry.objects.create(key=DEMO_MARKER, value=True)
+        self.stdout.write(f"Queued 3 demo missions ({Mission.objects.count()} missions in total).")

@@ -1,0 +1,197 @@
+"""MissionManager (every 10 s): claims due QUEUED missions and allocates them; moves
+missions through ARMAZENANDO and FINALIZADO; applies the retry policy; reaps leases."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import transaction
+from django.db.models import Count, Exists, OuterRef, Q
+
+from orchestrator import allocation, etl, quality
+from orchestrator.clients import breaker
+from orchestrator.clients.base import ServiceError
+from orchestrator.crashpoints import crashpoint
+from orchestrator.managers.base import (
+    BaseManager,
+    TickResult,
+    close_mission_sessions,
+    fail_attempt,
+    logger,
+    writer_for,
+)
+from orchestrator.models import Mission, MissionItem
+from orchestrator.states import SESSION_LIVE, ErrorCode, ItemStatus, MissionStatus
+from registry.config import Config
+
+RUNNING = [MissionStatus.ATRIBUIDO, MissionStatus.EXTRAINDO]
+
+
+class MissionManager(BaseManager):
+    name = "missions"
+
+    def tick(self) -> TickResult:
+        now, cfg = self.load()
+        result = TickResult()
+        allocation.reap_expired_leases()
+        if not cfg.paused:
+            claimed = allocation.claim_due_missions(self.owner, now, cfg)
+            if claimed:
+                crashpoint("after_mission_claim")
+            result.add("allocated", sum(1 for _, a in claimed if a.sessions))
+            result.add("etl_runs", etl.start_runs([m for m, a in claimed if a.sessions]))
+        result.add("advanced", self.advance_running(now, cfg))
+        result.add("finalized", self.finalize(now, cfg))
+        return result
+
+    # ------------------------------------------------------------------ running
+
+    def advance_running(self, now: dt.datetime, cfg: Config) -> int:
+        """Missions whose items are all settled go to ARMAZENANDO; missions with
+        pending work, no live session and no rotations left fail their attempt."""
+        unsettled = Exists(
+            MissionItem.objects.filter(
+                mission=OuterRef("pk"), status__in=[ItemStatus.PENDING, ItemStatus.ASSIGNED]
+            )
+        )
+        moved = 0
+        settled = list(
+            Mission.objects.filter(status__in=RUNNING).filter(~unsettled).order_by("id")[:200]
+        )
+        for mission in settled:
+            moved += self._settle(mission, now, cfg)
+        exhausted = (
+            Mission.objects.filter(
+                status__in=RUNNING, session_rotations__gt=cfg.max_session_rotations
+            )
+            .filter(unsettled)
+            .annotate(
+                live=Count(
+                    "sessions",
+                    filter=Q(sessions__status__in=SESSION_LIVE),
+                )
+            )
+            .filter(live=0)
+        )
+        for mission in exhausted[:100]:
+            moved += fail_attempt(
+                mission,
+                ErrorCode.SESSION_ROTATIONS_EXHAUSTED,
+                f"{mission.session_rotations} sessões substituídas nesta tentativa",
+                now,
+                cfg,
+                self.rng,
+            )
+        return moved
+
+    def _settle(self, mission: Mission, now: dt.datetime, cfg: Config) -> int:
+        if mission.total_items and mission.done_items == 0 and mission.failed_items > 0:
+            return int(
+                fail_attempt(
+                    mission,
+                    ErrorCode.SCRAPE_ALL_ITEMS_FAILED,
+                    f"todos os {mission.failed_items} itens falharam",
+                    now,
+                    cfg,
+                    self.rng,
+                )
+            )
+        with transaction.atomic():
+            won = mission.transition(
+                MissionStatus.ARMAZENANDO,
+                now=now,
+                message=(f"{mission.done_items} itens concluídos, {mission.failed_items} falharam"),
+                wait_reason="",
+            )
+            if won:
+                close_mission_sessions(mission.pk, now)
+        return int(won)
+
+    # ------------------------------------------------------------------ storing
+
+    def finalize(self, now: dt.datetime, cfg: Config) -> int:
+        """Tell the writer each ARMAZENANDO mission is complete, then FINALIZADO."""
+        leases = allocation.claim(
+            Mission,
+            Q(status=MissionStatus.ARMAZENANDO),
+            owner=self.owner,
+            lease_s=cfg.lease_s,
+            limit=cfg.claim_batch_size,
+        )
+        finalized = 0
+        for lease in leases:
+            mission = Mission.objects.get(pk=lease.id)
+            writer = writer_for(mission)
+            if writer is None:
+                allocation.release(Mission, lease, self.owner, wait_reason="WRITER_NOT_CONFIGURED")
+                continue
+            if not breaker.allow_call(writer, now):
+                allocation.release(
+                    Mission,
+                    lease,
+                    self.owner,
+                    wait_reason=f"WRITER_UNAVAILABLE: writer {writer.name} indisponível",
+                )
+                continue
+            try:
+                ack = self.writer_client(writer, cfg).complete_mission(
+                    mission.pk, mission.etl_run_id or None, mission.records_delivered
+                )
+            except ServiceError as exc:
+                if exc.infrastructure:
+                    self.service_failed(writer, exc, now, cfg)
+                    allocation.release(
+                        Mission,
+                        lease,
+                        self.owner,
+                        wait_reason=f"WRITER_UNAVAILABLE: {exc.code}"[:500],
+                    )
+                    continue
+                code = (
+                    ErrorCode.WRITER_COUNT_MISMATCH
+                    if exc.code == "count_mismatch"
+                    else ErrorCode.WRITER_REJECTED
+                )
+                fail_attempt(
+                    mission,
+                    code,
+                    f"{exc.code}: {exc.message}",
+                    now,
+                    cfg,
+                    self.rng,
+                    lease_token=lease.token,
+                )
+                continue
+            crashpoint("after_writer_complete")
+            breaker.record_success(writer, now)
+            won = mission.transition(
+                MissionStatus.FINALIZADO,
+                now=now,
+                lease_token=lease.token,
+                message=f"Writer confirmou {ack.stored_records} registros",
+                data={"stored_records": ack.stored_records},
+                locked_by="",
+                locked_until=None,
+                wait_reason="",
+                **quality.evaluate(mission, now),
+            )
+            if won:
+                finalized += 1
+                close_mission_sessions(mission.pk, now)
+                etl.finalize_run(mission)
+                logger.info(
+                    "mission %s finalized with %s records",
+                    mission.pk,
+                    ack.stored_records,
+                    extra={"mission_id": mission.pk, "attempt": mission.attempt},
+                )
+            else:
+                logger.warning(
+                    "STALE_LEASE mission %s: finalization not recorded",
+                    mission.pk,
+                    extra={"mission_id": mission.pk},
+                )
+        return finalized
+
+
+__all__ = ["MissionManager"]

@@ -1,0 +1,385 @@
+"""SessionManager (every 5 s): opens requested sessions, polls each worker once,
+detects stuck/disconnected/failed sessions, rotates proxies, closes finished ones."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+
+from django.db import transaction
+from django.db.models import Q
+
+from orchestrator import allocation, events, proxy_health
+from orchestrator.clients import breaker
+from orchestrator.clients.base import ServiceError
+from orchestrator.clients.worker import ProxySpec, RemoteSession
+from orchestrator.crashpoints import crashpoint
+from orchestrator.managers.base import BaseManager, TickResult, end_session, logger
+from orchestrator.models import BrowserSession
+from orchestrator.states import ErrorCode, SessionStatus
+from registry.config import Config
+from registry.models import SiteConfig, Worker
+
+REMOTE_STATUS = {
+    "creating": SessionStatus.CREATING,
+    "ready": SessionStatus.READY,
+    "busy": SessionStatus.BUSY,
+}
+# A session the worker does not list yet right after it was opened is not gone.
+DISAPPEAR_GRACE = dt.timedelta(seconds=10)
+
+
+class SessionManager(BaseManager):
+    name = "sessions"
+
+    def tick(self) -> TickResult:
+        now, cfg = self.load()
+        result = TickResult()
+        result.add("closed", self.close_sessions(now, cfg))
+        if not cfg.paused:
+            result.add("opened", self.open_requested(now, cfg))
+        polled, ended = self.poll_workers(now, cfg)
+        result.add("polled", polled)
+        result.add("ended", ended)
+        result.add("retired", proxy_health.retire_sessions(now))
+        if not cfg.paused:
+            result.add("replenished", allocation.replenish_sessions(self.owner, now, cfg))
+        return result
+
+    # ------------------------------------------------------------------ open
+
+    def open_requested(self, now: dt.datetime, cfg: Config) -> int:
+        leases = allocation.claim(
+            BrowserSession,
+            Q(status=SessionStatus.REQUESTED),
+            owner=self.owner,
+            lease_s=cfg.lease_s,
+            limit=cfg.claim_batch_size,
+        )
+        if not leases:
+            return 0
+        tokens = {lease.id: lease for lease in leases}
+        sessions = BrowserSession.objects.filter(id__in=tokens).select_related(
+            "worker", "proxy", "mission"
+        )
+        opened = 0
+        sites: dict[str, SiteConfig] = {}
+        for session in sessions:
+            lease = tokens[session.pk]
+            worker = session.worker
+            if not breaker.allow_call(worker, now) or not worker.enabled:
+                # The worker is down: the session goes elsewhere; not the mission's fault.
+                end_session(
+                    session,
+                    expected_status=SessionStatus.REQUESTED,
+                    status=SessionStatus.FAILED,
+                    code=ErrorCode.SESSION_OPEN_FAILED,
+                    message=f"worker {worker.name} indisponível",
+                    now=now,
+                    cfg=cfg,
+                    infra=True,
+                )
+                continue
+            site = sites.get(session.mission.domain) or SiteConfig.for_domain(
+                session.mission.domain
+            )
+            sites[session.mission.domain] = site
+            proxy = session.proxy
+            spec = (
+                ProxySpec(
+                    id=proxy.external_id, type=proxy.type, url=proxy.url(), country=proxy.country
+                )
+                if proxy
+                else None
+            )
+            try:
+                remote, _created = self.worker_client(worker, cfg).open_session(
+                    session.session_key,
+                    provider=session.provider,
+                    proxy=spec,
+                    engine=session.engine,
+                    timeout_s=site.session_timeout_s,
+                    labels={"mission_id": str(session.mission_id)},
+                )
+            except ServiceError as exc:
+                self._open_failed(session, lease, worker, exc, now, cfg)
+                continue
+            crashpoint("after_session_open")
+            breaker.record_success(worker, now)
+            opened += self._record_opened(session, lease, remote, now)
+        return opened
+
+    def _open_failed(
+        self,
+        session: BrowserSession,
+        lease: allocation.Lease,
+        worker: Worker,
+        exc: ServiceError,
+        now: dt.datetime,
+        cfg: Config,
+    ) -> None:
+        if exc.code == "provider_error":
+            breaker.record_success(worker, now)
+            end_session(
+                session,
+                expected_status=SessionStatus.REQUESTED,
+                status=SessionStatus.FAILED,
+                code=ErrorCode.SESSION_PROVIDER_ERROR,
+                message=exc.message,
+                now=now,
+                cfg=cfg,
+            )
+        elif exc.code == "capacity_exhausted":
+            # The worker is fuller than we counted: not the mission's fault.
+            breaker.record_success(worker, now)
+            end_session(
+                session,
+                expected_status=SessionStatus.REQUESTED,
+                status=SessionStatus.FAILED,
+                code=ErrorCode.SESSION_OPEN_FAILED,
+                message=f"worker {worker.name} sem capacidade",
+                now=now,
+                cfg=cfg,
+                infra=True,
+            )
+        elif exc.infrastructure:
+            # Unreachable, overloaded or refusing our key: the worker's fault. The
+            # session stays requested and is tried again (same session_key).
+            self.service_failed(worker, exc, now, cfg)
+            allocation.release(BrowserSession, lease, self.owner)
+        else:
+            end_session(
+                session,
+                expected_status=SessionStatus.REQUESTED,
+                status=SessionStatus.FAILED,
+                code=ErrorCode.SESSION_OPEN_FAILED,
+                message=f"{exc.code}: {exc.message}",
+                now=now,
+                cfg=cfg,
+            )
+
+    def _record_opened(
+        self,
+        session: BrowserSession,
+        lease: allocation.Lease,
+        remote: RemoteSession,
+        now: dt.datetime,
+    ) -> int:
+        status = REMOTE_STATUS.get(remote.status, SessionStatus.CREATING)
+        with transaction.atomic():
+            fenced = allocation.fenced(BrowserSession, lease, self.owner)
+            # Keep the remote id even if the session was cancelled meanwhile, so that
+            # closing it can reach the worker.
+            fenced.update(remote_id=remote.id)
+            won = (
+                fenced.filter(status=SessionStatus.REQUESTED).update(
+                    status=status,
+                    phase=remote.phase or "",
+                    opened_at=now,
+                    last_activity_at=remote.last_activity_at or now,
+                    locked_by="",
+                    locked_until=None,
+                    updated_at=now,
+                )
+                == 1
+            )
+            if not won:
+                allocation.release(BrowserSession, lease, self.owner)
+                return 0
+            if status == SessionStatus.READY:
+                events.publish("session.ready", mission_id=session.mission_id)
+        logger.info(
+            "session %s opened on %s as %s",
+            session.session_key,
+            session.worker.name,
+            status,
+            extra={"mission_id": session.mission_id},
+        )
+        return 1
+
+    # ------------------------------------------------------------------ poll
+
+    def poll_workers(self, now: dt.datetime, cfg: Config) -> tuple[int, int]:
+        """One GET /sessions per worker that has live sessions; returns (polled, ended)."""
+        watched = [SessionStatus.CREATING, SessionStatus.READY, SessionStatus.BUSY]
+        by_worker: dict[int, list[BrowserSession]] = defaultdict(list)
+        for session in BrowserSession.objects.filter(status__in=watched).select_related("worker"):
+            by_worker[session.worker_id].append(session)
+        polled = ended = 0
+        stuck_after = dt.timedelta(seconds=cfg.session_stuck_after_s)
+        open_timeout = dt.timedelta(seconds=cfg.session_open_timeout_s)
+        for sessions in by_worker.values():
+            worker = sessions[0].worker
+            if not breaker.allow_call(worker, now):
+                # Worker offline: its sessions are gone. Replacements are the
+                # infrastructure's cost, not the missions'.
+                for session in sessions:
+                    ended += end_session(
+                        session,
+                        expected_status=session.status,
+                        status=SessionStatus.DISCONNECTED,
+                        code=ErrorCode.SESSION_DISCONNECTED,
+                        message=f"worker {worker.name} offline",
+                        now=now,
+                        cfg=cfg,
+                        infra=True,
+                    )
+                continue
+            try:
+                remote_sessions = self.worker_client(worker, cfg).list_sessions()
+            except ServiceError as exc:
+                self.service_failed(worker, exc, now, cfg)
+                continue
+            breaker.record_success(worker, now)
+            polled += 1
+            remote_by_key = {r.session_key: r for r in remote_sessions}
+            for session in sessions:
+                remote = remote_by_key.get(session.session_key)
+                ended += self._reconcile(session, remote, now, cfg, stuck_after, open_timeout)
+        return polled, ended
+
+    def _reconcile(
+        self,
+        session: BrowserSession,
+        remote: RemoteSession | None,
+        now: dt.datetime,
+        cfg: Config,
+        stuck_after: dt.timedelta,
+        open_timeout: dt.timedelta,
+    ) -> int:
+        def end(status: str, code: ErrorCode, message: str, holds: bool = False) -> int:
+            return int(
+                end_session(
+                    session,
+                    expected_status=session.status,
+                    status=status,
+                    code=code,
+                    message=message,
+                    now=now,
+                    cfg=cfg,
+                    remote_holds_slot=holds,
+                )
+            )
+
+        if remote is None:
+            if session.opened_at and now - session.opened_at < DISAPPEAR_GRACE:
+                return 0
+            return end(
+                SessionStatus.DISCONNECTED,
+                ErrorCode.SESSION_DISCONNECTED,
+                "a sessão sumiu do worker",
+            )
+        if remote.status in ("failed", "disconnected", "closed"):
+            detail = remote.error_message or remote.error_code or remote.status
+            code = (
+                ErrorCode.SESSION_DISCONNECTED
+                if remote.status == "disconnected"
+                else ErrorCode.SESSION_FAILED
+            )
+            status = (
+                SessionStatus.DISCONNECTED
+                if remote.status == "disconnected"
+                else SessionStatus.FAILED
+            )
+            return end(status, code, f"worker: {detail}")
+        last_activity = remote.last_activity_at or session.last_activity_at
+        if remote.status == "stuck" or (
+            session.status == SessionStatus.BUSY
+            and last_activity is not None
+            and now - last_activity > stuck_after
+        ):
+            return end(
+                SessionStatus.STUCK,
+                ErrorCode.SESSION_STUCK,
+                f"sem atividade desde {last_activity:%H:%M:%S}" if last_activity else "travada",
+                holds=True,
+            )
+        if (
+            session.status == SessionStatus.CREATING
+            and remote.status == "creating"
+            and session.opened_at
+            and now - session.opened_at > open_timeout
+        ):
+            return end(SessionStatus.STUCK, ErrorCode.SESSION_OPEN_FAILED, "não ficou pronta", True)
+
+        updates: dict[str, object] = {"last_polled_at": now, "phase": remote.phase or ""}
+        if remote.last_activity_at:
+            updates["last_activity_at"] = remote.last_activity_at
+        qs = BrowserSession.objects.filter(pk=session.pk, status=session.status)
+        if session.status == SessionStatus.CREATING and remote.status in ("ready", "busy"):
+            if qs.update(status=SessionStatus.READY, **updates):
+                events.publish("session.ready", mission_id=session.mission_id)
+        else:
+            qs.update(**updates)
+        return 0
+
+    # ------------------------------------------------------------------ close
+
+    def close_sessions(self, now: dt.datetime, cfg: Config) -> int:
+        """DELETE closing and stuck sessions on their workers, then free their slots."""
+        leases = allocation.claim(
+            BrowserSession,
+            Q(holds_slot=True, status__in=[SessionStatus.CLOSING, SessionStatus.STUCK]),
+            owner=self.owner,
+            lease_s=cfg.lease_s,
+            limit=cfg.claim_batch_size * 2,
+        )
+        if not leases:
+            return 0
+        tokens = {lease.id: lease for lease in leases}
+        closed = 0
+        for session in BrowserSession.objects.filter(id__in=tokens).select_related("worker"):
+            lease = tokens[session.pk]
+            worker = session.worker
+            if breaker.allow_call(worker, now):
+                try:
+                    self._delete_remote(session, worker, cfg)
+                    crashpoint("after_session_close")
+                    breaker.record_success(worker, now)
+                except ServiceError as exc:
+                    if exc.infrastructure:
+                        self.service_failed(worker, exc, now, cfg)
+                        allocation.release(BrowserSession, lease, self.owner)
+                        continue
+            # else: the worker is offline; its sessions died with it.
+            with transaction.atomic():
+                final = (
+                    SessionStatus.CLOSED
+                    if session.status == SessionStatus.CLOSING
+                    else session.status
+                )
+                won = (
+                    allocation.fenced(BrowserSession, lease, self.owner)
+                    .filter(holds_slot=True)
+                    .update(
+                        holds_slot=False,
+                        status=final,
+                        closed_at=now,
+                        locked_by="",
+                        locked_until=None,
+                        job_key="",
+                        job_status="",
+                        updated_at=now,
+                    )
+                )
+                if won:
+                    allocation.release_slot(session)
+                    events.publish("capacity.freed", mission_id=session.mission_id)
+                    closed += 1
+        return closed
+
+    def _delete_remote(self, session: BrowserSession, worker: Worker, cfg: Config) -> None:
+        client = self.worker_client(worker, cfg)
+        remote_id = session.remote_id
+        if not remote_id:
+            # Opened remotely but not recorded (a crash between the call and the write):
+            # find it by its idempotency key.
+            for remote in client.list_sessions():
+                if remote.session_key == session.session_key:
+                    remote_id = remote.id
+                    break
+        if remote_id:
+            client.close_session(remote_id)
+
+
+__all__ = ["SessionManager"]

@@ -1,0 +1,667 @@
+"""WorkerManager (every 10 s): health and capacity of every worker and writer; hands
+ready sessions their next job (items chosen by the distributor); follows jobs, pages
+their results and streams each page to the mission's writer before saving the cursor."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import defaultdict
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Q
+
+from orchestrator import allocation, events, proxy_health, quality
+from orchestrator.clients import breaker
+from orchestrator.clients.base import ServiceError
+from orchestrator.clients.worker import Result
+from orchestrator.crashpoints import crashpoint
+from orchestrator.distributor import ItemInfo, SessionInfo, SiteRule, items_to_sessions
+from orchestrator.managers.base import (
+    BaseManager,
+    TickResult,
+    end_session,
+    fail_attempt,
+    logger,
+    writer_for,
+)
+from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionItem
+from orchestrator.states import (
+    ErrorCode,
+    ItemStatus,
+    MissionStatus,
+    SessionStatus,
+    classify_item_error,
+)
+from registry.config import Config
+from registry.models import HealthStatus, Proxy, SiteConfig, Worker, Writer
+
+JOB_STARTING, JOB_RUNNING = "starting", "running"
+PAGES_PER_SESSION_PER_TICK = 20
+
+
+class WorkerManager(BaseManager):
+    name = "workers"
+
+    def tick(self) -> TickResult:
+        now, cfg = self.load()
+        result = TickResult()
+        self.check_health(now, cfg)
+        if not cfg.paused:
+            result.add("jobs_started", self.dispatch_jobs(now, cfg))
+        result.add("pages", self.collect_results(now, cfg))
+        return result
+
+    # ------------------------------------------------------------------ health
+
+    def check_health(self, now: dt.datetime, cfg: Config) -> int:
+        """GET /health of every enabled worker and writer (probes when a breaker is open)."""
+        checked = 0
+        for worker in Worker.objects.filter(enabled=True):
+            if not breaker.allow_call(worker, now):
+                continue
+            started = time.monotonic()
+            try:
+                health = self.worker_client(worker, cfg).health()
+            except ServiceError as exc:
+                self.service_failed(worker, exc, now, cfg)
+                continue
+            latency = int((time.monotonic() - started) * 1000)
+            status = HealthStatus.DEGRADED if health.status == "degraded" else HealthStatus.OK
+            self._health_answered(worker, now, latency, status)
+            Worker.objects.filter(pk=worker.pk).update(
+                reported_active_sessions=health.active_sessions,
+                reported_max_sessions=health.max_sessions,
+                version=(health.version or "")[:50],
+            )
+            checked += 1
+        for writer in Writer.objects.filter(enabled=True):
+            if not breaker.allow_call(writer, now):
+                continue
+            started = time.monotonic()
+            try:
+                writer_health = self.writer_client(writer, cfg).health()
+            except ServiceError as exc:
+                self.service_failed(writer, exc, now, cfg)
+                continue
+            latency = int((time.monotonic() - started) * 1000)
+            status = (
+                HealthStatus.DEGRADED if writer_health.status == "degraded" else HealthStatus.OK
+            )
+            self._health_answered(writer, now, latency, status)
+            checked += 1
+        return checked
+
+    @staticmethod
+    def _health_answered(
+        service: Worker | Writer, now: dt.datetime, latency_ms: int, status: str
+    ) -> None:
+        """/health answered. That closes the breaker only when real calls have not been
+        failing: a service whose /health is fine while its real endpoints fail must not
+        have its failure count reset every tick (its breaker would never open)."""
+        if service.consecutive_failures == 0 and service.circuit_open_until is None:
+            breaker.record_success(service, now, latency_ms=latency_ms, health_status=status)
+            return
+        # Let the next real call through as the probe; its outcome decides.
+        type(service)._default_manager.filter(pk=service.pk).update(
+            health_status=HealthStatus.DEGRADED,
+            last_seen_at=now,
+            last_checked_at=now,
+            last_latency_ms=latency_ms,
+        )
+
+    # ------------------------------------------------------------------ jobs
+
+    def dispatch_jobs(self, now: dt.datetime, cfg: Config) -> int:
+        leases = allocation.claim(
+            BrowserSession,
+            Q(
+                status=SessionStatus.READY,
+                holds_slot=True,
+                attempt=F("mission__attempt"),
+                mission__status__in=[MissionStatus.ATRIBUIDO, MissionStatus.EXTRAINDO],
+            )
+            & (Q(job_key="") | Q(job_status=JOB_STARTING)),
+            owner=self.owner,
+            lease_s=cfg.lease_s,
+            limit=cfg.claim_batch_size * 5,
+        )
+        if not leases:
+            return 0
+        tokens = {lease.id: lease for lease in leases}
+        by_mission: dict[int, list[BrowserSession]] = defaultdict(list)
+        for session in BrowserSession.objects.filter(id__in=tokens).select_related(
+            "worker", "mission"
+        ):
+            by_mission[session.mission_id].append(session)
+        started = 0
+        for sessions in by_mission.values():
+            mission = sessions[0].mission
+            site = SiteConfig.for_domain(mission.domain)
+            fresh = [s for s in sessions if not s.job_key]
+            if fresh:
+                self._assign_items(mission, fresh, site, tokens, now, cfg)
+            for session in sessions:
+                session.refresh_from_db()
+                lease = tokens[session.pk]
+                if session.lease_token != lease.token or session.locked_by != self.owner:
+                    continue  # ended or rotated meanwhile
+                if session.job_status == JOB_STARTING:
+                    started += self._start_job(mission, session, lease, site, now, cfg)
+                else:
+                    allocation.release(BrowserSession, lease, self.owner)
+        return started
+
+    def _assign_items(
+        self,
+        mission: Mission,
+        sessions: list[BrowserSession],
+        site: SiteConfig,
+        tokens: dict[int, allocation.Lease],
+        now: dt.datetime,
+        cfg: Config,
+    ) -> None:
+        per_job = site.items_per_job
+        pending = list(
+            MissionItem.objects.filter(mission=mission, status=ItemStatus.PENDING)
+            .order_by("id")
+            .values_list("id", "url", "failed_proxies")[: per_job * len(sessions) * 4]
+        )
+        if not pending:
+            if not MissionItem.objects.filter(mission=mission, status=ItemStatus.PENDING).exists():
+                # Nothing left to hand out: idle sessions free their slots early.
+                for session in sessions:
+                    lease = tokens[session.pk]
+                    allocation.fenced(BrowserSession, lease, self.owner).filter(
+                        status=SessionStatus.READY, job_key=""
+                    ).update(status=SessionStatus.CLOSING, locked_by="", locked_until=None)
+                events.publish("session.closing", mission_id=mission.pk)
+            return
+        infos = [
+            SessionInfo(
+                id=s.pk,
+                proxy_id=s.proxy_external_id or None,
+                proxy_type=s.proxy_type or None,
+                proxy_geo=s.proxy_country or None,
+                capacity=per_job,
+            )
+            for s in sessions
+        ]
+        rules = [SiteRule.from_site_config(site)]
+        items = [
+            ItemInfo(id=i, url=u, excluded_proxies=frozenset(fp or ())) for i, u, fp in pending
+        ]
+        distribution = items_to_sessions(items, infos, rules)
+        by_session = distribution.by_session()
+        retry_anyway = [
+            u.item
+            for u in distribution.unassigned
+            if u.reason.value == "all_fitting_proxies_blocked"
+        ]
+        if retry_anyway:
+            # Every live proxy already failed these items. Better another try on one of
+            # them (the attempt budget still bounds it) than items stuck pending.
+            left = [
+                SessionInfo(
+                    id=info.id,
+                    proxy_id=info.proxy_id,
+                    proxy_type=info.proxy_type,
+                    proxy_geo=info.proxy_geo,
+                    capacity=per_job - len(by_session.get(info.id, [])),
+                )
+                for info in infos
+            ]
+            second = items_to_sessions(
+                [ItemInfo(id=i.id, url=i.url) for i in retry_anyway], left, rules
+            ).by_session()
+            for session_id, extra in second.items():
+                by_session.setdefault(session_id, []).extend(extra)
+        with transaction.atomic():
+            for session in sessions:
+                chosen = by_session.get(session.pk, [])
+                lease = tokens[session.pk]
+                if not chosen:
+                    continue
+                key = f"{session.session_key}-j{session.job_seq + 1}"
+                won = (
+                    allocation.fenced(BrowserSession, lease, self.owner)
+                    .filter(status=SessionStatus.READY, job_key="")
+                    .update(
+                        job_seq=F("job_seq") + 1,
+                        job_key=key,
+                        job_status=JOB_STARTING,
+                        job_cursor="",
+                        job_pages=0,
+                        job_remote_id="",
+                        job_started_at=now,
+                    )
+                )
+                if not won:
+                    continue
+                MissionItem.objects.filter(
+                    id__in=[i.id for i in chosen], status=ItemStatus.PENDING
+                ).update(
+                    status=ItemStatus.ASSIGNED,
+                    session=session,
+                    job_key=key,
+                    attempts=F("attempts") + 1,
+                )
+
+    def _start_job(
+        self,
+        mission: Mission,
+        session: BrowserSession,
+        lease: allocation.Lease,
+        site: SiteConfig,
+        now: dt.datetime,
+        cfg: Config,
+    ) -> int:
+        items = list(
+            MissionItem.objects.filter(
+                session=session, job_key=session.job_key, status=ItemStatus.ASSIGNED
+            ).values_list("id", "url")
+        )
+        if not items:
+            allocation.release(
+                BrowserSession, lease, self.owner, job_key="", job_status="", job_remote_id=""
+            )
+            return 0
+        worker = session.worker
+        if not breaker.allow_call(worker, now):
+            allocation.release(BrowserSession, lease, self.owner)
+            return 0
+        try:
+            job = self.worker_client(worker, cfg).start_job(
+                session.remote_id,
+                session.job_key,
+                [(str(i), u) for i, u in items],
+                timeout_s=site.job_timeout_s,
+            )
+        except ServiceError as exc:
+            return self._job_failed(mission, session, lease, exc, now, cfg)
+        crashpoint("after_job_start")
+        breaker.record_success(worker, now)
+        with transaction.atomic():
+            won = (
+                allocation.fenced(BrowserSession, lease, self.owner)
+                .filter(job_key=session.job_key, status=SessionStatus.READY)
+                .update(
+                    status=SessionStatus.BUSY,
+                    job_remote_id=job.id,
+                    job_status=JOB_RUNNING,
+                    last_activity_at=now,
+                    locked_by="",
+                    locked_until=None,
+                )
+            )
+            if not won:
+                return 0
+            if mission.status == MissionStatus.ATRIBUIDO:
+                mission.transition(
+                    MissionStatus.EXTRAINDO, now=now, message="Primeiro job iniciado"
+                )
+            MissionEvent.objects.create(
+                mission=mission,
+                kind=MissionEvent.Kind.JOB,
+                attempt=session.attempt,
+                message=f"Job {session.job_key} iniciado com {len(items)} itens",
+                data={"job_key": session.job_key, "job_id": job.id, "items": len(items)},
+                created_at=now,
+            )
+        return 1
+
+    def _job_failed(
+        self,
+        mission: Mission,
+        session: BrowserSession,
+        lease: allocation.Lease,
+        exc: ServiceError,
+        now: dt.datetime,
+        cfg: Config,
+    ) -> int:
+        if exc.infrastructure:
+            # Same job_key next time: the worker's idempotency makes the retry safe.
+            self.service_failed(session.worker, exc, now, cfg)
+            allocation.release(BrowserSession, lease, self.owner)
+            return 0
+        if exc.code in ("session_not_found", "session_not_ready", "session_busy"):
+            end_session(
+                session,
+                expected_status=SessionStatus.READY,
+                status=SessionStatus.FAILED if exc.code != "session_busy" else SessionStatus.STUCK,
+                code=ErrorCode.SESSION_FAILED,
+                message=f"job recusado: {exc.code}",
+                now=now,
+                cfg=cfg,
+                remote_holds_slot=exc.code == "session_busy",
+            )
+            return 0
+        # 422 or another permanent refusal of the job itself: this attempt failed.
+        self._give_back_job(session, lease, now)
+        mission.refresh_from_db()
+        fail_attempt(
+            mission,
+            ErrorCode.SCRAPE_JOB_REJECTED,
+            f"{exc.code}: {exc.message}",
+            now,
+            cfg,
+            self.rng,
+        )
+        return 0
+
+    def _give_back_job(
+        self, session: BrowserSession, lease: allocation.Lease, now: dt.datetime
+    ) -> None:
+        with transaction.atomic():
+            MissionItem.objects.filter(
+                session=session, job_key=session.job_key, status=ItemStatus.ASSIGNED
+            ).update(
+                status=ItemStatus.PENDING, session=None, job_key="", attempts=F("attempts") - 1
+            )
+            allocation.release(
+                BrowserSession, lease, self.owner, job_key="", job_status="", job_remote_id=""
+            )
+
+    # ------------------------------------------------------------------ results
+
+    def collect_results(self, now: dt.datetime, cfg: Config) -> int:
+        leases = allocation.claim(
+            BrowserSession,
+            Q(job_status=JOB_RUNNING, status__in=[SessionStatus.READY, SessionStatus.BUSY]),
+            owner=self.owner,
+            lease_s=cfg.lease_s,
+            limit=cfg.claim_batch_size * 5,
+        )
+        if not leases:
+            return 0
+        tokens = {lease.id: lease for lease in leases}
+        pages = 0
+        writers: dict[int, Writer | None] = {}
+        for session in BrowserSession.objects.filter(id__in=tokens).select_related(
+            "worker", "mission", "proxy"
+        ):
+            lease = tokens[session.pk]
+            mission = session.mission
+            if mission.pk not in writers:
+                writers[mission.pk] = writer_for(mission)
+            writer = writers[mission.pk]
+            try:
+                pages += self._drain_job(session, lease, mission, writer, now, cfg)
+            finally:
+                allocation.fenced(BrowserSession, lease, self.owner).update(
+                    locked_by="", locked_until=None
+                )
+        return pages
+
+    def _drain_job(
+        self,
+        session: BrowserSession,
+        lease: allocation.Lease,
+        mission: Mission,
+        writer: Writer | None,
+        now: dt.datetime,
+        cfg: Config,
+    ) -> int:
+        worker = session.worker
+        if not breaker.allow_call(worker, now):
+            return 0
+        if writer is None or not breaker.allow_call(writer, now):
+            reason = (
+                "WRITER_NOT_CONFIGURED: nenhum writer configurado"
+                if writer is None
+                else f"WRITER_UNAVAILABLE: writer {writer.name} indisponível"
+            )
+            Mission.objects.filter(pk=mission.pk).exclude(wait_reason=reason).update(
+                wait_reason=reason
+            )
+            return 0
+        client = self.worker_client(worker, cfg)
+        pages = 0
+        for _ in range(PAGES_PER_SESSION_PER_TICK):
+            try:
+                page = client.job_results(
+                    session.job_remote_id,
+                    cursor=session.job_cursor or None,
+                    limit=cfg.results_page_size,
+                )
+            except ServiceError as exc:
+                if exc.code == "job_not_found":
+                    end_session(
+                        session,
+                        expected_status=session.status,
+                        status=SessionStatus.FAILED,
+                        code=ErrorCode.SCRAPE_JOB_FAILED,
+                        message="o worker não conhece mais o job",
+                        now=now,
+                        cfg=cfg,
+                    )
+                else:
+                    self.service_failed(worker, exc, now, cfg)
+                return pages
+            finished = page.next_cursor is None
+            if not page.results and not finished:
+                return pages
+            if not self._deliver(session, mission, writer, page.results, now, cfg):
+                return pages
+            if any(r.status == "ok" for r in page.results):
+                crashpoint("after_writer_batch")
+            if not self._save_page(
+                session, lease, mission, page.results, page.next_cursor, now, cfg
+            ):
+                return pages
+            pages += 1
+            if finished:
+                return pages
+            session.job_cursor = page.next_cursor or ""
+            session.job_pages += 1
+        return pages
+
+    def _deliver(
+        self,
+        session: BrowserSession,
+        mission: Mission,
+        writer: Writer,
+        results: list[Result],
+        now: dt.datetime,
+        cfg: Config,
+    ) -> bool:
+        """Send the page's successful results to the writer. True once acknowledged."""
+        ok = [r for r in results if r.status == "ok"]
+        if not ok:
+            return True
+        records = [
+            {
+                "item_id": r.item_id,
+                "url": r.url,
+                "fetched_at": r.fetched_at.isoformat() if r.fetched_at else None,
+                "http_status": r.http_status,
+                "final_url": r.final_url,
+                "data": r.data,
+            }
+            for r in ok
+        ]
+        # The key names the page by its position and size: a page re-read after a
+        # crash is the same batch; one that grew meanwhile is a new batch whose old
+        # records the writer counts as duplicates.
+        base_key = f"{session.job_key}-p{session.job_pages}-n{len(results)}"
+        chunk = max(1, writer.max_batch_records)
+        client = self.writer_client(writer, cfg)
+        meta = {
+            "id": mission.pk,
+            "name": mission.name,
+            "domain": mission.domain,
+            "run_id": mission.etl_run_id or None,
+        }
+        for offset in range(0, len(records), chunk):
+            part = records[offset : offset + chunk]
+            key = base_key if len(records) <= chunk else f"{base_key}-b{offset // chunk}"
+            try:
+                self._write(client, key, meta, part)
+            except ServiceError as exc:
+                if exc.infrastructure:
+                    self.service_failed(writer, exc, now, cfg)
+                    Mission.objects.filter(pk=mission.pk).update(
+                        wait_reason=f"WRITER_UNAVAILABLE: {exc.code}"[:500]
+                    )
+                    return False
+                mission.refresh_from_db()
+                fail_attempt(
+                    mission,
+                    ErrorCode.WRITER_REJECTED,
+                    f"{exc.code}: {exc.message}",
+                    now,
+                    cfg,
+                    self.rng,
+                )
+                return False
+        breaker.record_success(writer, now)
+        if mission.wait_reason.startswith("WRITER_"):
+            Mission.objects.filter(pk=mission.pk).update(wait_reason="")
+        return True
+
+    def _write(
+        self, client: Any, key: str, meta: dict[str, Any], records: list[dict[str, Any]]
+    ) -> None:
+        try:
+            client.write_batch(key, meta, records)
+        except ServiceError as exc:
+            if exc.code != "batch_too_large" or len(records) < 2:
+                raise
+            half = len(records) // 2
+            self._write(client, f"{key}-h0", meta, records[:half])
+            self._write(client, f"{key}-h1", meta, records[half:])
+
+    def _save_page(
+        self,
+        session: BrowserSession,
+        lease: allocation.Lease,
+        mission: Mission,
+        results: list[Result],
+        next_cursor: str | None,
+        now: dt.datetime,
+        cfg: Config,
+    ) -> bool:
+        """Record a delivered page: items, counters, cursor — fenced by the lease."""
+        by_id: dict[int, Result] = {}
+        for r in results:
+            try:
+                by_id[int(r.item_id)] = r
+            except (TypeError, ValueError):
+                continue
+        with transaction.atomic():
+            fenced = allocation.fenced(BrowserSession, lease, self.owner).filter(
+                job_key=session.job_key
+            )
+            if not fenced.select_for_update().exists():
+                logger.warning(
+                    "STALE_LEASE session %s: page not recorded",
+                    session.session_key,
+                    extra={"mission_id": mission.pk},
+                )
+                return False
+            items = {
+                item.pk: item
+                for item in MissionItem.objects.filter(
+                    pk__in=list(by_id), job_key=session.job_key, status=ItemStatus.ASSIGNED
+                )
+            }
+            done: dict[int | None, list[int]] = defaultdict(list)
+            to_update: list[MissionItem] = []
+            failed = retried = 0
+            proxy_failures = 0
+            for item_id, item in items.items():
+                r = by_id[item_id]
+                if r.status == "ok":
+                    done[r.http_status].append(item_id)
+                    continue
+                outcome = classify_item_error(
+                    r.error_code, r.http_status, item.attempts, cfg.max_item_attempts
+                )
+                item.error_code = outcome.code.value
+                item.error_message = (r.error_message or r.error_code or "")[:2000]
+                item.http_status = r.http_status
+                if outcome.code.value in ("SCRAPE_BLOCKED", "SCRAPE_PROXY_ERROR"):
+                    proxy_failures += 1
+                    if session.proxy_external_id and (
+                        session.proxy_external_id not in item.failed_proxies
+                    ):
+                        item.failed_proxies = [*item.failed_proxies, session.proxy_external_id]
+                if outcome.retry:
+                    item.status = ItemStatus.PENDING
+                    item.session = None
+                    item.job_key = ""
+                    retried += 1
+                else:
+                    item.status = ItemStatus.FAILED
+                    item.finished_at = now
+                    failed += 1
+                to_update.append(item)
+            n_done = 0
+            for http_status, ids in done.items():
+                n_done += MissionItem.objects.filter(
+                    pk__in=ids, status=ItemStatus.ASSIGNED, job_key=session.job_key
+                ).update(
+                    status=ItemStatus.DONE,
+                    finished_at=now,
+                    http_status=http_status,
+                    error_code="",
+                    error_message="",
+                )
+            if to_update:
+                MissionItem.objects.bulk_update(
+                    to_update,
+                    [
+                        "status",
+                        "session",
+                        "job_key",
+                        "error_code",
+                        "error_message",
+                        "http_status",
+                        "finished_at",
+                        "failed_proxies",
+                    ],
+                )
+            if n_done or failed:
+                Mission.objects.filter(pk=mission.pk).update(
+                    done_items=F("done_items") + n_done,
+                    failed_items=F("failed_items") + failed,
+                    records_delivered=F("records_delivered") + n_done,
+                    updated_at=now,
+                )
+            if session.proxy_id and (n_done or proxy_failures):
+                Proxy.objects.filter(pk=session.proxy_id).update(
+                    success_count=F("success_count") + n_done,
+                    failure_count=F("failure_count") + proxy_failures,
+                )
+            proxy_health.record(session, mission.domain, results, now, cfg)
+            quality.tally_page(mission, [by_id[i] for i in items])
+            session_updates: dict[str, Any] = {
+                "items_done": F("items_done") + n_done,
+                "items_failed": F("items_failed") + failed,
+                "last_activity_at": now,
+            }
+            if next_cursor is None:
+                # Job over: whatever it did not report goes back to pending.
+                MissionItem.objects.filter(
+                    session=session, job_key=session.job_key, status=ItemStatus.ASSIGNED
+                ).update(status=ItemStatus.PENDING, session=None, job_key="")
+                session_updates.update(
+                    job_key="",
+                    job_status="",
+                    job_remote_id="",
+                    job_cursor="",
+                    jobs_done=F("jobs_done") + 1,
+                    status=SessionStatus.READY,
+                )
+            else:
+                session_updates.update(job_cursor=next_cursor, job_pages=F("job_pages") + 1)
+            fenced.update(**session_updates)
+            if next_cursor is None:
+                events.publish("job.finished", mission_id=mission.pk)
+            if retried:
+                events.publish("items.pending", mission_id=mission.pk)
+        return True
+
+
+__all__ = ["WorkerManager"]

@@ -1,0 +1,240 @@
+"""Proxy x site health, learned from results and shared through the database.
+
+Per (proxy, domain) a score: +1 per failure that says the proxy is the problem there
+(blocked, proxy error, timeout), -0.5 per success, never below 0. At
+`proxy_health_threshold` (3) the proxy is blocked for that domain for
+`proxy_health_block_s` (30 min) with the reason; allocation skips it for that domain
+meanwhile. When the time-box ends the proxy gets one probe: its score is set just
+under the threshold, so one more failure blocks it again and successes bring it down.
+A success while blocked (a session opened before the block) lifts the block at once.
+
+Sessions retire like Crawlee's session pool (error score 3, 50 uses, 50 minutes of
+age): a READY session past any limit is closed between jobs and the mission manager
+opens its replacement on the least recently used proxy, another one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.db.models.functions import Greatest, Now
+
+from orchestrator import events, site_breaker
+from orchestrator.models import BrowserSession, MissionEvent, ProxyDomainHealth
+from orchestrator.states import SessionStatus
+from registry.config import Config
+from registry.models import normalize_domain
+
+logger = logging.getLogger(__name__)
+
+# Worker result codes that blame the proxy for this site.
+FAILURE_CODES = frozenset({"blocked", "proxy_error", "timeout"})
+SUCCESS_WEIGHT = 0.5
+
+# Crawlee's SessionPool defaults.
+SESSION_MAX_ERROR_SCORE = 3.0
+SESSION_MAX_USAGE = 50
+SESSION_MAX_AGE_S = 50 * 60
+
+
+@dataclass(frozen=True)
+class Tally:
+    successes: int = 0
+    failures: int = 0
+    codes: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def delta(self) -> float:
+        return self.failures - SUCCESS_WEIGHT * self.successes
+
+
+def tally(results: Iterable[Any]) -> Tally:
+    """Count a page of worker results (objects with `status` and `error_code`)."""
+    ok = 0
+    codes: dict[str, int] = {}
+    for r in results:
+        if r.status == "ok":
+            ok += 1
+        elif (r.error_code or "") in FAILURE_CODES:
+            codes[r.error_code] = codes.get(r.error_code, 0) + 1
+    return Tally(ok, sum(codes.values()), tuple(sorted(codes.items())))
+
+
+def record(
+    session: BrowserSession, domain: str, results: Iterable[Any], now: dt.datetime, cfg: Config
+) -> ProxyDomainHealth | None:
+    """Learn from one page of results of `session` (caller's transaction)."""
+    t = tally(results)
+    if not (t.successes or t.failures):
+        return None
+    # After commit, in its own short transaction: the domain's breaker row is shared by
+    # every session of the site and must not stay locked while this page is saved.
+    n_results, n_blocked = t.successes + t.failures, dict(t.codes).get("blocked", 0)
+    transaction.on_commit(
+        lambda: site_breaker.record_results(domain, n_results, n_blocked, now, cfg)
+    )
+    if t.failures or t.successes:
+        BrowserSession.objects.filter(pk=session.pk).update(
+            error_score=Greatest(F("error_score") + t.delta, 0.0)
+        )
+    if not session.proxy_id:
+        return None
+    d = normalize_domain(domain)
+    row, _ = ProxyDomainHealth.objects.select_for_update().get_or_create(
+        proxy_id=session.proxy_id, domain=d, defaults={"updated_at": now}
+    )
+    threshold = float(cfg.proxy_health_threshold)
+    was_blocked = row.is_blocked(now)
+    score = row.score
+    if row.blocked_until is not None and not was_blocked:
+        score = min(score, threshold - 1)  # time-box over: one probe
+    score = max(0.0, score + t.delta)
+    row.score = score
+    row.successes += t.successes
+    row.failures += t.failures
+    if t.successes:
+        row.last_success_at = now
+    if t.failures:
+        row.last_failure_at = now
+    blocked_now = False
+    if t.successes and (was_blocked or row.blocked_until is not None) and t.failures == 0:
+        row.blocked_until = None
+        row.blocked_reason = ""
+        row.score = min(score, threshold - 1)
+    elif score >= threshold and not was_blocked:
+        what = ", ".join(f"{n} {code}" for code, n in t.codes)
+        row.blocked_until = now + dt.timedelta(seconds=cfg.proxy_health_block_s)
+        row.blocked_reason = (
+            f"pontuação {score:g} >= {threshold:g} em {d} ({what}) na sessão {session.session_key}"
+        )[:500]
+        blocked_now = True
+    row.updated_at = now
+    row.save()
+    if blocked_now:
+        minutes = round(cfg.proxy_health_block_s / 60)
+        MissionEvent.objects.create(
+            mission_id=session.mission_id,
+            kind=MissionEvent.Kind.INFO,
+            attempt=session.attempt,
+            message=f"Proxy {session.proxy_external_id} bloqueado para {d} por {minutes} min: "
+            + row.blocked_reason,
+            data={"proxy": session.proxy_external_id, "domain": d, "score": row.score},
+            created_at=now,
+        )
+        events.publish("proxy.blocked", proxy_id=session.proxy_id, domain=d)
+        logger.info(
+            "proxy %s blocked for %s: %s",
+            session.proxy_external_id,
+            d,
+            row.blocked_reason,
+            extra={"mission_id": session.mission_id},
+        )
+    return row
+
+
+def blocked_external_ids(domain: str, now: dt.datetime) -> list[str]:
+    """External ids of the proxies blocked for `domain` now (allocation excludes them)."""
+    return list(
+        ProxyDomainHealth.objects.filter(
+            domain=normalize_domain(domain), blocked_until__gt=now
+        ).values_list("proxy__external_id", flat=True)
+    )
+
+
+def lift(row: ProxyDomainHealth) -> None:
+    """An operator (or a successful probe) clears the block and the score."""
+    ProxyDomainHealth.objects.filter(pk=row.pk).update(
+        score=0.0, blocked_until=None, blocked_reason=""
+    )
+
+
+def lease_free() -> Q:
+    # Same as allocation.lease_free (allocation imports this module).
+    return Q(locked_until__isnull=True) | Q(locked_until__lt=Now())
+
+
+def retire_sessions(now: dt.datetime, limit: int = 100) -> int:
+    """Close READY sessions past Crawlee's limits (error score, uses, age); their
+    missions get replacements on other proxies. Returns how many were retired."""
+    too_old = now - dt.timedelta(seconds=SESSION_MAX_AGE_S)
+    due = (
+        BrowserSession.objects.filter(status=SessionStatus.READY, job_key="")
+        .filter(lease_free())
+        .filter(
+            Q(error_score__gte=SESSION_MAX_ERROR_SCORE)
+            | Q(opened_at__lt=too_old)
+            | Q(items_done__gte=SESSION_MAX_USAGE)
+            | Q(items_failed__gte=SESSION_MAX_USAGE)
+        )
+        .values_list("id", "mission_id", "session_key", "error_score", "opened_at", "attempt")[
+            :limit
+        ]
+    )
+    retired = 0
+    for pk, mission_id, key, score, opened_at, attempt in list(due):
+        session = BrowserSession.objects.filter(pk=pk).only("items_done", "items_failed").first()
+        if session is None:
+            continue
+        uses = session.items_done + session.items_failed
+        if score >= SESSION_MAX_ERROR_SCORE:
+            why = f"pontuação de erro {score:g}"
+        elif opened_at is not None and opened_at < too_old:
+            why = f"idade acima de {SESSION_MAX_AGE_S // 60} min"
+        elif uses >= SESSION_MAX_USAGE:
+            why = f"{uses} usos"
+        else:
+            continue
+        # Conditional on READY, no job and no lease; the token bump fences out any
+        # process that claims it meanwhile.
+        won = (
+            BrowserSession.objects.filter(pk=pk, status=SessionStatus.READY, job_key="")
+            .filter(lease_free())
+            .update(
+                status=SessionStatus.CLOSING,
+                phase="retired",
+                updated_at=now,
+                lease_token=F("lease_token") + 1,
+            )
+        )
+        if not won:
+            continue
+        retired += 1
+        MissionEvent.objects.create(
+            mission_id=mission_id,
+            kind=MissionEvent.Kind.SESSION,
+            attempt=attempt,
+            message=f"Sessão {key} aposentada ({why}); será substituída em outro proxy",
+            data={"session": key, "reason": why},
+            created_at=now,
+        )
+        events.publish("session.closing", mission_id=mission_id)
+    return retired
+
+
+def overview(now: dt.datetime, limit: int = 20) -> dict[str, Any]:
+    """Blocked pairs and pairs on their way there (dashboard)."""
+    rows = ProxyDomainHealth.objects.select_related("proxy").only(
+        "id",
+        "domain",
+        "score",
+        "successes",
+        "failures",
+        "blocked_until",
+        "blocked_reason",
+        "updated_at",
+        "proxy__external_id",
+        "proxy__type",
+        "proxy__country",
+    )
+    return {
+        "blocked": list(rows.filter(blocked_until__gt=now).order_by("blocked_until")[:limit]),
+        "at_risk": list(
+            rows.exclude(blocked_until__gt=now).filter(score__gt=0).order_by("-score")[:limit]
+        ),
+    }

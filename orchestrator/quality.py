@@ -1,0 +1,261 @@
+"""Quality gate before FINALIZADO: per-site rules checked when the writer confirmed.
+
+Rules live in `SiteConfig.quality_rules` (the domain's, else `*`'s):
+
+- `min_success_ratio` (0..1): done items / total items;
+- `required_fields` + `required_fields_min_pct` (0..100, default 100): each field is
+  present (not null/empty) in at least that share of the records;
+- `min_records_pct_of_recent` (0..100) + `recent_missions` (default 5): records not
+  below that share of the average of the domain's last N finished missions.
+
+A failing mission still finishes FINALIZADO (the data is stored), flagged
+`needs_review` with the failed rules listed; `quality.failed` is published for webhooks
+and the timeline. Field presence is counted page by page in the transaction that saves
+the page (`tally_page`), so a page re-fetched after a crash is never counted twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db.models import F
+from django.utils import timezone
+
+from orchestrator import events
+from orchestrator.models import Mission, MissionEvent, QualityFieldCount
+from orchestrator.states import MissionStatus
+from registry.models import SiteConfig
+
+logger = logging.getLogger(__name__)
+
+RULE_KEYS = {
+    "min_success_ratio",
+    "required_fields",
+    "required_fields_min_pct",
+    "min_records_pct_of_recent",
+    "recent_missions",
+}
+
+
+@dataclass(frozen=True)
+class Rules:
+    min_success_ratio: float | None = None
+    required_fields: tuple[str, ...] = ()
+    required_fields_min_pct: float = 100.0
+    min_records_pct_of_recent: float | None = None
+    recent_missions: int = 5
+
+    @property
+    def empty(self) -> bool:
+        return (
+            self.min_success_ratio is None
+            and not self.required_fields
+            and self.min_records_pct_of_recent is None
+        )
+
+    @classmethod
+    def parse(cls, raw: Any) -> Rules:
+        """Validate a `quality_rules` object; raises ValidationError naming the key."""
+        if raw in (None, ""):
+            return cls()
+        if not isinstance(raw, dict):
+            raise ValidationError("quality_rules must be an object.")
+        unknown = set(raw) - RULE_KEYS
+        if unknown:
+            raise ValidationError(f"unknown quality rules: {', '.join(sorted(unknown))}")
+
+        def number(key: str, lo: float, hi: float) -> float | None:
+            value = raw.get(key)
+            if value is None:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValidationError(f"{key} must be a number.")
+            if not lo <= value <= hi:
+                raise ValidationError(f"{key} must be between {lo:g} and {hi:g}.")
+            return float(value)
+
+        fields = raw.get("required_fields") or []
+        if not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields):
+            raise ValidationError("required_fields must be a list of field names.")
+        recent = raw.get("recent_missions", 5)
+        if isinstance(recent, bool) or not isinstance(recent, int) or not 1 <= recent <= 100:
+            raise ValidationError("recent_missions must be an integer between 1 and 100.")
+        pct = number("required_fields_min_pct", 0, 100)
+        return cls(
+            min_success_ratio=number("min_success_ratio", 0, 1),
+            required_fields=tuple(dict.fromkeys(fields)),
+            required_fields_min_pct=100.0 if pct is None else pct,
+            min_records_pct_of_recent=number("min_records_pct_of_recent", 0, 100),
+            recent_missions=recent,
+        )
+
+
+def rules_for(domain: str) -> Rules:
+    try:
+        return Rules.parse(SiteConfig.for_domain(domain).quality_rules)
+    except ValidationError:
+        logger.warning("invalid quality_rules for %s; gate skipped", domain)
+        return Rules()
+
+
+def _present(value: Any) -> bool:
+    return value not in (None, "", [], {})
+
+
+def tally_page(mission: Mission, results: Iterable[Any]) -> None:
+    """Count records and required fields of the ok results of a saved page (caller's
+    transaction). No rules about fields: nothing to count."""
+    rules = rules_for(mission.domain)
+    if not rules.required_fields:
+        return
+    counts = dict.fromkeys((QualityFieldCount.RECORDS, *rules.required_fields), 0)
+    for r in results:
+        if r.status != "ok":
+            continue
+        counts[QualityFieldCount.RECORDS] += 1
+        data = r.data if isinstance(r.data, dict) else {}
+        for name in rules.required_fields:
+            if _present(data.get(name)):
+                counts[name] += 1
+    if not counts[QualityFieldCount.RECORDS]:
+        return
+    for name, n in counts.items():
+        updated = QualityFieldCount.objects.filter(mission=mission, field=name).update(
+            present=F("present") + n
+        )
+        if not updated:
+            QualityFieldCount.objects.get_or_create(mission=mission, field=name)
+            QualityFieldCount.objects.filter(mission=mission, field=name).update(
+                present=F("present") + n
+            )
+
+
+@dataclass
+class Failure:
+    rule: str
+    message: str
+    expected: float
+    actual: float
+
+
+@dataclass
+class Verdict:
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def fields(self) -> dict[str, Any]:
+        """What the FINALIZADO transition writes on the mission."""
+        return {
+            "needs_review": not self.passed,
+            "review_failures": [asdict(f) for f in self.failures],
+        }
+
+
+def check(mission: Mission, rules: Rules | None = None) -> Verdict:
+    rules = rules if rules is not None else rules_for(mission.domain)
+    verdict = Verdict()
+    if rules.empty:
+        return verdict
+    if rules.min_success_ratio is not None and mission.total_items:
+        ratio = mission.done_items / mission.total_items
+        if ratio < rules.min_success_ratio:
+            verdict.failures.append(
+                Failure(
+                    "min_success_ratio",
+                    f"taxa de sucesso {ratio:.0%} abaixo do mínimo "
+                    f"{rules.min_success_ratio:.0%} ({mission.done_items} de "
+                    f"{mission.total_items} itens)",
+                    rules.min_success_ratio,
+                    round(ratio, 4),
+                )
+            )
+    if rules.required_fields:
+        counts = dict(
+            QualityFieldCount.objects.filter(mission=mission).values_list("field", "present")
+        )
+        records = counts.get(QualityFieldCount.RECORDS, 0)
+        for name in rules.required_fields:
+            pct = 100.0 * counts.get(name, 0) / records if records else 0.0
+            if pct < rules.required_fields_min_pct:
+                verdict.failures.append(
+                    Failure(
+                        "required_fields",
+                        f"campo '{name}' presente em {pct:.0f}% dos registros "
+                        f"(mínimo {rules.required_fields_min_pct:.0f}%)",
+                        rules.required_fields_min_pct,
+                        round(pct, 2),
+                    )
+                )
+    if rules.min_records_pct_of_recent is not None:
+        recent = (
+            Mission.objects.filter(domain=mission.domain, status=MissionStatus.FINALIZADO)
+            .exclude(pk=mission.pk)
+            .order_by("-finalizado_at", "-id")
+            .values_list("records_delivered", flat=True)[: rules.recent_missions]
+        )
+        history = list(recent)
+        if history:
+            avg = sum(history) / len(history)
+            floor = avg * rules.min_records_pct_of_recent / 100
+            if mission.records_delivered < floor:
+                verdict.failures.append(
+                    Failure(
+                        "min_records_pct_of_recent",
+                        f"{mission.records_delivered} registros, abaixo de "
+                        f"{rules.min_records_pct_of_recent:.0f}% da média {avg:.0f} das "
+                        f"últimas {len(history)} missões de {mission.domain}",
+                        round(floor, 2),
+                        mission.records_delivered,
+                    )
+                )
+    return verdict
+
+
+def evaluate(mission: Mission, now: dt.datetime) -> dict[str, Any]:
+    """Fields for the FINALIZADO transition (MissionManager.finalize; the mission was
+    just read, and its counters no longer move in ARMAZENANDO)."""
+    return check(mission).fields()
+
+
+def _on_event(sender: Any, name: str, payload: dict[str, Any], **kwargs: Any) -> None:
+    if name != "mission.finalizado":
+        return
+    mission_id = payload.get("mission_id")
+    if not isinstance(mission_id, int):
+        return
+    row = (
+        Mission.objects.filter(pk=mission_id, needs_review=True)
+        .values("id", "attempt", "review_failures", "finalizado_at")
+        .first()
+    )
+    if row is None:
+        return
+    messages = "; ".join(f["message"] for f in row["review_failures"])
+    MissionEvent.objects.create(
+        mission_id=row["id"],
+        kind=MissionEvent.Kind.INFO,
+        attempt=row["attempt"],
+        message=f"Precisa de revisão: {messages}"[:2000],
+        data={"review_failures": row["review_failures"]},
+        created_at=row["finalizado_at"] or timezone.now(),
+    )
+    events.publish("quality.failed", mission_id=row["id"])
+
+
+events.event_published.connect(_on_event, dispatch_uid="orchestrator.quality")
+
+
+def mark_reviewed(mission: Mission) -> None:
+    """An operator looked at it: clear the flag (the failed rules stay in the timeline)."""
+    Mission.objects.filter(pk=mission.pk).update(needs_review=False)
+
+
+__all__ = ["Rules", "Verdict", "check", "evaluate", "tally_page"]

@@ -1,0 +1,254 @@
+"""The orchestrator loop: runs the three managers at their intervals, wakes at once on
+events (NOTIFY across processes, signals inside this one), heartbeats, and stops
+gracefully (SIGTERM/SIGINT finish the current tick; a second signal exits at once)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from orchestrator import events
+from orchestrator.managers.base import BaseManager, TickResult
+from orchestrator.managers.missions import MissionManager
+from orchestrator.managers.sessions import SessionManager
+from orchestrator.managers.workers import WorkerManager
+from orchestrator.models import OrchestratorInstance
+from registry import config
+
+logger = logging.getLogger("orchestrator.runner")
+
+MANAGER_CLASSES: dict[str, type[BaseManager]] = {
+    "sessions": SessionManager,
+    "workers": WorkerManager,
+    "missions": MissionManager,
+}
+INTERVAL_KEYS = {
+    "sessions": "session_tick_s",
+    "workers": "worker_tick_s",
+    "missions": "mission_tick_s",
+}
+HEARTBEAT_EVERY_S = 2.0
+MAX_SLEEP_S = 1.0
+# A tick that did work is followed at once by another, up to this many in a row.
+MAX_DRAIN = 20
+
+
+def instance_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        managers: list[str] | None = None,
+        *,
+        name: str | None = None,
+        use_notify: bool = True,
+        manager_factory: Callable[[str, str], BaseManager] | None = None,
+    ) -> None:
+        self.name = name or instance_name()
+        self.manager_names = managers or list(MANAGER_CLASSES)
+        factory = manager_factory or (lambda kind, owner: MANAGER_CLASSES[kind](owner))
+        self.managers = {kind: factory(kind, self.name) for kind in self.manager_names}
+        self.use_notify = use_notify
+        self.stopping = threading.Event()
+        self._wake: set[str] = set()
+        self._wake_lock = threading.Lock()
+        self._wake_event = threading.Event()
+        self._listener: events.Listener | None = None
+        self._signals = 0
+        self.stats: dict[str, dict[str, Any]] = {k: {"ticks": 0} for k in self.manager_names}
+        self._last_heartbeat = 0.0
+        self.bus_mode = "polling"
+
+    # ------------------------------------------------------------------ signals
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            logger.warning("second signal: exiting at once")
+            os._exit(1)
+        logger.info("signal %s: finishing the current tick, then stopping", signum)
+        self.stopping.set()
+        self._wake_event.set()
+
+    def _on_event(
+        self, sender: Any, name: str, payload: dict[str, Any], wake: set[str], **kw: Any
+    ) -> None:
+        self.wake(wake)
+
+    def wake(self, managers: set[str]) -> None:
+        relevant = managers & set(self.manager_names)
+        if relevant:
+            with self._wake_lock:
+                self._wake |= relevant
+            self._wake_event.set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def register(self) -> None:
+        now = timezone.now()
+        OrchestratorInstance.objects.update_or_create(
+            name=self.name,
+            defaults={
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "managers": self.manager_names,
+                "started_at": now,
+                "heartbeat_at": now,
+                "stopped_at": None,
+                "event_bus": self.bus_mode,
+                "stats": self.stats,
+            },
+        )
+
+    def heartbeat(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self._last_heartbeat < HEARTBEAT_EVERY_S:
+            return
+        self._last_heartbeat = time.monotonic()
+        OrchestratorInstance.objects.filter(name=self.name).update(
+            heartbeat_at=timezone.now(), stats=self.stats, event_bus=self.bus_mode
+        )
+
+    def _start_listener(self) -> None:
+        events.event_published.connect(self._on_event, dispatch_uid=f"orchestrator-{self.name}")
+        if not self.use_notify or connection.vendor != "postgresql":
+            return
+        listener = events.Listener()
+        try:
+            listener.connect()
+        except Exception:
+            logger.warning("LISTEN unavailable; polling only", exc_info=True)
+            return
+        self._listener = listener
+        self.bus_mode = "notify"
+        thread = threading.Thread(target=self._listen, name="notify-listener", daemon=True)
+        thread.start()
+
+    def _listen(self) -> None:
+        while not self.stopping.is_set():
+            listener = self._listener
+            if listener is None:
+                return
+            try:
+                wake = listener.wait(timeout=MAX_SLEEP_S)
+            except Exception:
+                if self.stopping.is_set():
+                    return
+                logger.warning("LISTEN connection lost; reconnecting", exc_info=True)
+                listener.close()
+                time.sleep(1.0)
+                try:
+                    listener.connect()
+                except Exception:
+                    logger.warning("LISTEN reconnect failed", exc_info=True)
+                continue
+            if wake:
+                self.wake(wake)
+
+    def _stop_listener(self) -> None:
+        events.event_published.disconnect(dispatch_uid=f"orchestrator-{self.name}")
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    # ------------------------------------------------------------------ ticks
+
+    def run_tick(self, kind: str) -> TickResult:
+        """One tick of one manager; its outcome (or error) goes into the stats."""
+        manager = self.managers[kind]
+        started = time.monotonic()
+        stat = self.stats[kind]
+        try:
+            result = manager.tick()
+        except Exception as exc:
+            stat.update(
+                error=f"{type(exc).__name__}: {exc}"[:500],
+                error_at=timezone.now().isoformat(),
+            )
+            logger.error("%s tick failed:\n%s", kind, traceback.format_exc())
+            # One bad row must not crash-loop the process: the next tick tries again.
+            close_old_connections()
+            result = TickResult()
+        stat.update(
+            last_tick_at=timezone.now().isoformat(),
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+            did=result.counts,
+            ticks=stat.get("ticks", 0) + 1,
+        )
+        if result.did_work:
+            logger.info("%s: %s", kind, result.counts)
+        return result
+
+    def run_once(self) -> dict[str, TickResult]:
+        """One tick of each manager (missions first, so new work flows through)."""
+        order = [k for k in ("missions", "sessions", "workers") if k in self.managers]
+        return {kind: self.run_tick(kind) for kind in order}
+
+    def run(self, *, once: bool = False, max_seconds: float | None = None) -> None:
+        self.register()
+        if once:
+            try:
+                self.run_once()
+            finally:
+                self.shutdown()
+            return
+        self._start_listener()
+        self.heartbeat(force=True)
+        deadline = time.monotonic() + max_seconds if max_seconds else None
+        next_due = dict.fromkeys(self.manager_names, 0.0)
+        drains = dict.fromkeys(self.manager_names, 0)
+        try:
+            while not self.stopping.is_set():
+                if deadline and time.monotonic() >= deadline:
+                    break
+                close_old_connections()
+                cfg = config.load()
+                now_m = time.monotonic()
+                with self._wake_lock:
+                    woken, self._wake = self._wake, set()
+                self._wake_event.clear()
+                for kind in self.manager_names:
+                    if self.stopping.is_set():
+                        break
+                    if kind not in woken and now_m < next_due[kind]:
+                        continue
+                    result = self.run_tick(kind)
+                    interval = float(cfg[INTERVAL_KEYS[kind]])
+                    if result.did_work and drains[kind] < MAX_DRAIN:
+                        drains[kind] += 1
+                        next_due[kind] = time.monotonic()  # drain: go again at once
+                    else:
+                        drains[kind] = 0
+                        next_due[kind] = time.monotonic() + interval
+                self.heartbeat()
+                wait = min(next_due.values()) - time.monotonic()
+                if wait > 0:
+                    self._wake_event.wait(min(wait, MAX_SLEEP_S))
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        self._stop_listener()
+        try:
+            OrchestratorInstance.objects.filter(name=self.name).update(
+                stopped_at=timezone.now(), heartbeat_at=timezone.now(), stats=self.stats
+            )
+        except Exception:
+            logger.warning("could not record the stop of %s", self.name, exc_info=True)
+        logger.info("orchestrator %s stopped", self.name)

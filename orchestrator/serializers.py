@@ -1,0 +1,758 @@
+"""REST serializers of the orchestrator: they validate input and shape output; state
+changes happen in `orchestrator.actions`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from orchestrator import actions
+from orchestrator.models import (
+    BrowserSession,
+    DomainBreaker,
+    Mission,
+    MissionEvent,
+    MissionItem,
+    ProxyDomainHealth,
+    RecurringMission,
+    ScheduleRun,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from orchestrator.schedules import next_run
+from orchestrator.status import validate_cron, validate_timezone
+from registry.models import SiteConfig, Writer, normalize_domain
+from registry.serializers import ProxyTypeChoiceField
+
+MAX_BULK_ENTRIES = 1000
+_INDEXED = re.compile(r"^(\d+): (.*)$", re.DOTALL)
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9-]{1,63}$")
+
+
+def url_errors(exc: DjangoValidationError) -> Any:
+    """`clean_urls` errors as {index: reason} (or one message when not per index)."""
+    messages = exc.message_dict.get("urls", exc.messages)
+    by_index: dict[str, str] = {}
+    for message in messages:
+        match = _INDEXED.match(message)
+        if match is None:
+            return " ".join(messages)
+        by_index[match.group(1)] = match.group(2)
+    return by_index
+
+
+@extend_schema_field({"type": "array", "items": {"type": "string", "format": "uri"}})
+class UrlListField(serializers.Field):
+    """A JSON array of URLs passed through as is.
+
+    A ListField with a child field runs one validator chain per entry, which is far too
+    slow for 100k URLs; `actions.clean_urls` validates the entries in one pass instead.
+    """
+
+    default_error_messages = {"not_a_list": "Expected a list of items."}
+
+    def to_internal_value(self, data: Any) -> list[Any]:
+        if not isinstance(data, list):
+            self.fail("not_a_list")
+        return data
+
+    def to_representation(self, value: Any) -> list[Any]:
+        return list(value)
+
+
+def clean_domain(value: str) -> str:
+    domain = normalize_domain(value)
+    if domain and not _DOMAIN.match(domain):
+        raise serializers.ValidationError("Enter a valid domain name, e.g. example.com.")
+    return domain
+
+
+def enabled_writers() -> Any:
+    return Writer.objects.filter(enabled=True)
+
+
+class ServiceRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    name = serializers.CharField(read_only=True)
+
+
+class CountersSerializer(serializers.Serializer):
+    total_items = serializers.IntegerField(read_only=True)
+    done_items = serializers.IntegerField(read_only=True)
+    failed_items = serializers.IntegerField(read_only=True)
+    pending_items = serializers.IntegerField(read_only=True)
+    records_delivered = serializers.IntegerField(read_only=True)
+    session_rotations = serializers.IntegerField(read_only=True)
+
+
+class CheckpointsSerializer(serializers.Serializer):
+    atribuido_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    extraindo_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    armazenando_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    finalizado_at = serializers.DateTimeField(read_only=True, allow_null=True)
+
+
+class MissionSerializer(serializers.ModelSerializer):
+    """A mission as the API shows it (list and detail)."""
+
+    status_display = serializers.CharField(source="get_status_display", read_only=True)
+    progress = serializers.FloatField(read_only=True, help_text="Settled items / total, 0..1.")
+    counters = CountersSerializer(source="*", read_only=True)
+    checkpoints = CheckpointsSerializer(source="*", read_only=True)
+    writer = ServiceRefSerializer(read_only=True, allow_null=True)
+    created_by = serializers.CharField(
+        source="created_by.username", read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = Mission
+        fields = [
+            "id",
+            "name",
+            "domain",
+            "status",
+            "status_display",
+            "priority",
+            "attempt",
+            "next_attempt_at",
+            "progress",
+            "counters",
+            "checkpoints",
+            "wait_reason",
+            "error_code",
+            "error_message",
+            "needs_review",
+            "review_failures",
+            "writer",
+            "schedule",
+            "created_by",
+            "etl_run_id",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class MissionCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    domain = serializers.CharField(
+        max_length=253,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Derived from the URLs (most common host) when absent.",
+    )
+    urls = UrlListField(
+        help_text=f"Absolute http(s) URLs; duplicates are dropped; at most "
+        f"{actions.MAX_URLS_PER_MISSION} distinct."
+    )
+    priority = serializers.IntegerField(
+        required=False, default=0, min_value=-1_000_000, max_value=1_000_000
+    )
+    writer = serializers.PrimaryKeyRelatedField(
+        queryset=enabled_writers(),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Writer id; the default writer when absent.",
+    )
+
+    def validate_domain(self, value: str) -> str:
+        return clean_domain(value)
+
+    def validate_urls(self, value: list[Any]) -> list[str]:
+        try:
+            return actions.clean_urls(value).urls
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(url_errors(exc)) from None
+
+
+class MissionItemSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MissionItem
+        fields = [
+            "id",
+            "url",
+            "status",
+            "attempts",
+            "session",
+            "error_code",
+            "error_message",
+            "http_status",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class MissionEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MissionEvent
+        fields = [
+            "id",
+            "created_at",
+            "kind",
+            "from_status",
+            "to_status",
+            "attempt",
+            "error_code",
+            "message",
+            "actor",
+            "data",
+        ]
+        read_only_fields = fields
+
+
+class ProxyRefSerializer(serializers.Serializer):
+    """What a session says about its proxy: never host, user or password."""
+
+    id = serializers.IntegerField(source="proxy_id", read_only=True, allow_null=True)
+    external_id = serializers.CharField(source="proxy_external_id", read_only=True)
+    type = serializers.CharField(source="proxy_type", read_only=True)
+    country = serializers.CharField(source="proxy_country", read_only=True)
+
+
+class BrowserSessionSerializer(serializers.ModelSerializer):
+    worker = ServiceRefSerializer(read_only=True)
+    proxy = ProxyRefSerializer(source="*", read_only=True)
+
+    class Meta:
+        model = BrowserSession
+        fields = [
+            "id",
+            "mission",
+            "worker",
+            "proxy",
+            "attempt",
+            "session_key",
+            "remote_id",
+            "status",
+            "phase",
+            "provider",
+            "engine",
+            "holds_slot",
+            "job_seq",
+            "job_status",
+            "job_pages",
+            "job_started_at",
+            "jobs_done",
+            "items_done",
+            "items_failed",
+            "last_activity_at",
+            "last_polled_at",
+            "opened_at",
+            "closed_at",
+            "error_code",
+            "error_message",
+            "locked_by",
+            "locked_until",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class BulkMissionSerializer(serializers.Serializer):
+    """`{"action": "create", "items": [...]}` or `{"action": "cancel"|"retry", "ids": [...]}`.
+
+    Every entry is validated before anything is written; errors are reported per index.
+    """
+
+    action = serializers.ChoiceField(choices=["create", "cancel", "retry"])
+    items = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        max_length=MAX_BULK_ENTRIES,
+        help_text="Missions to create (same shape as POST /api/missions/).",
+    )
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        required=False,
+        max_length=MAX_BULK_ENTRIES,
+        help_text="Missions to cancel or retry.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        action = attrs["action"]
+        if action == "create":
+            return self._validate_create(attrs)
+        return self._validate_ids(attrs)
+
+    def _validate_create(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        entries = attrs.get("items")
+        if not entries:
+            raise serializers.ValidationError({"items": "At least one mission is required."})
+        errors: dict[str, Any] = {}
+        cleaned: list[dict[str, Any]] = []
+        total_urls = 0
+        for index, entry in enumerate(entries):
+            serializer = MissionCreateSerializer(data=entry)
+            if serializer.is_valid():
+                cleaned.append(dict(serializer.validated_data))
+                total_urls += len(serializer.validated_data["urls"])
+            else:
+                errors[str(index)] = serializer.errors
+        if errors:
+            raise serializers.ValidationError({"items": errors})
+        if total_urls > actions.MAX_URLS_PER_MISSION:
+            raise serializers.ValidationError(
+                {"items": f"At most {actions.MAX_URLS_PER_MISSION} URLs in one request."}
+            )
+        return {"action": "create", "items": cleaned}
+
+    def _validate_ids(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        ids = attrs.get("ids")
+        if not ids:
+            raise serializers.ValidationError({"ids": "At least one mission id is required."})
+        errors: dict[str, str] = {}
+        seen: set[int] = set()
+        for index, pk in enumerate(ids):
+            if pk in seen:
+                errors[str(index)] = f"Mission {pk} is listed twice."
+            seen.add(pk)
+        existing = set(Mission.objects.filter(pk__in=seen).values_list("pk", flat=True))
+        for index, pk in enumerate(ids):
+            if pk not in existing:
+                errors.setdefault(str(index), f"Mission {pk} does not exist.")
+        if errors:
+            raise serializers.ValidationError({"ids": errors})
+        return {"action": attrs["action"], "ids": ids}
+
+
+class BulkResultSerializer(serializers.Serializer):
+    action = serializers.CharField()
+    count = serializers.IntegerField()
+    results = MissionSerializer(many=True)
+
+
+class RecurringMissionSerializer(serializers.ModelSerializer):
+    urls = UrlListField()
+    writer = serializers.PrimaryKeyRelatedField(
+        queryset=enabled_writers(), required=False, allow_null=True
+    )
+    priority = serializers.IntegerField(
+        required=False, default=0, min_value=-1_000_000, max_value=1_000_000
+    )
+
+    class Meta:
+        model = RecurringMission
+        fields = [
+            "id",
+            "name",
+            "cron",
+            "timezone",
+            "urls",
+            "domain",
+            "priority",
+            "writer",
+            "enabled",
+            "overlap_policy",
+            "queued_run_at",
+            "last_run_at",
+            "next_run_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "queued_run_at",
+            "last_run_at",
+            "next_run_at",
+            "created_at",
+            "updated_at",
+        ]
+
+    def validate_name(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("This field may not be blank.")
+        return value.strip()
+
+    def validate_cron(self, value: str) -> str:
+        try:
+            return validate_cron(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+
+    def validate_timezone(self, value: str) -> str:
+        try:
+            return validate_timezone(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+
+    def validate_urls(self, value: list[Any]) -> list[str]:
+        try:
+            return actions.clean_urls(value).urls
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(url_errors(exc)) from None
+
+    def validate_domain(self, value: str) -> str:
+        return clean_domain(value)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        def current(name: str, default: Any) -> Any:
+            if name in attrs:
+                return attrs[name]
+            return getattr(self.instance, name, default)
+
+        enabled = current("enabled", True)
+        attrs["next_run_at"] = (
+            next_run(current("cron", ""), current("timezone", "America/Sao_Paulo"), timezone.now())
+            if enabled
+            else None
+        )
+        return attrs
+
+
+# Documentation-only shapes of GET /api/execution/orchestrator-status.
+
+
+class ManagerStatsSerializer(serializers.Serializer):
+    last_tick_at = serializers.CharField(allow_null=True)
+    duration_ms = serializers.FloatField(allow_null=True)
+    did = serializers.JSONField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+    error_at = serializers.CharField(allow_null=True)
+    ticks = serializers.IntegerField(allow_null=True)
+
+
+class InstanceStatusSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    hostname = serializers.CharField()
+    pid = serializers.IntegerField()
+    started_at = serializers.DateTimeField()
+    heartbeat_at = serializers.DateTimeField()
+    event_bus = serializers.CharField()
+    managers = serializers.DictField(child=ManagerStatsSerializer())
+
+
+class WorkerCapacitySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    health_status = serializers.CharField()
+    draining = serializers.BooleanField()
+    active_sessions = serializers.IntegerField()
+    max_sessions = serializers.IntegerField()
+    consecutive_failures = serializers.IntegerField()
+    circuit_open_until = serializers.DateTimeField(allow_null=True)
+    circuit_open = serializers.BooleanField()
+    last_seen_at = serializers.DateTimeField(allow_null=True)
+
+
+class CapacitySerializer(serializers.Serializer):
+    used = serializers.IntegerField()
+    total = serializers.IntegerField()
+    workers = WorkerCapacitySerializer(many=True)
+
+
+class OrchestratorStatusSerializer(serializers.Serializer):
+    now = serializers.DateTimeField()
+    paused = serializers.BooleanField()
+    event_bus = serializers.ChoiceField(choices=["notify", "polling"])
+    heartbeat_stale_after_s = serializers.IntegerField()
+    instances = InstanceStatusSerializer(many=True)
+    queue = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Missions per state (all states)."
+    )
+    sessions = serializers.DictField(child=serializers.IntegerField())
+    capacity = CapacitySerializer()
+    proxies = serializers.DictField(child=serializers.IntegerField())
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # "fields" cannot be declared: it would shadow Serializer.fields.
+        fields = dict(super().get_fields())
+        fields["fields"] = serializers.JSONField(
+            required=False, help_text="Per field (and per index) errors."
+        )
+        return fields
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The one error shape of the API (mission_control.api.exception_handler)."""
+
+    error = ErrorDetailSerializer()
+
+
+class PausedSerializer(serializers.Serializer):
+    paused = serializers.BooleanField()
+
+
+# Why is this waiting? (orchestrator/explain.py)
+
+
+class ConstraintSerializer(serializers.Serializer):
+    code = serializers.CharField(
+        help_text="workers, proxies, writer, paused, backoff, rotations, site, sessions, "
+        "distribution"
+    )
+    ok = serializers.BooleanField()
+    message = serializers.CharField(help_text="The constraint in plain words (pt-BR).")
+
+
+class ExplainGroupSerializer(serializers.Serializer):
+    domain = serializers.CharField()
+    site = serializers.CharField(help_text="The strategy that applies ('*' = default).")
+    pending_items = serializers.IntegerField()
+    constraints = ConstraintSerializer(many=True)
+    failed = ConstraintSerializer(many=True)
+
+
+class ExplanationSerializer(serializers.Serializer):
+    mission_id = serializers.IntegerField(allow_null=True)
+    status = serializers.CharField()
+    waiting = serializers.BooleanField()
+    summary = serializers.CharField(help_text="Every failed constraint, joined by '; '.")
+    sessions_possible = serializers.IntegerField(
+        help_text="New sessions an allocation would get right now."
+    )
+    constraints = ConstraintSerializer(many=True, help_text="Mission-wide constraints.")
+    failed = ConstraintSerializer(many=True)
+    groups = ExplainGroupSerializer(many=True, help_text="One per domain of the pending items.")
+
+
+class DryRunSiteSerializer(serializers.Serializer):
+    """A hypothetical site config; omitted fields come from the domain's stored one."""
+
+    proxy_types = serializers.ListField(child=ProxyTypeChoiceField(), required=False, max_length=10)
+    countries = serializers.ListField(
+        child=serializers.CharField(min_length=2, max_length=2), required=False, max_length=300
+    )
+    blocked_proxies = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, max_length=10_000
+    )
+    max_sessions = serializers.IntegerField(required=False, min_value=1, max_value=1000)
+    items_per_job = serializers.IntegerField(required=False, min_value=1, max_value=1000)
+    enabled = serializers.BooleanField(required=False)
+    require_verified_geo = serializers.BooleanField(required=False)
+
+
+class DryRunSerializer(serializers.Serializer):
+    domain = serializers.CharField(max_length=253)
+    url_count = serializers.IntegerField(min_value=1, max_value=actions.MAX_URLS_PER_MISSION)
+    site = DryRunSiteSerializer(required=False)
+    writer = serializers.PrimaryKeyRelatedField(
+        queryset=enabled_writers(), required=False, allow_null=True
+    )
+
+    def validate_domain(self, value: str) -> str:
+        domain = clean_domain(value)
+        if not domain:
+            raise serializers.ValidationError("This field may not be blank.")
+        return domain
+
+    def site_config(self) -> SiteConfig:
+        """The stored config of the domain with the hypothetical fields laid over it
+        (an unsaved copy: a dry run never writes)."""
+        data = self.validated_data
+        stored = SiteConfig.for_domain(data["domain"])
+        site = SiteConfig(
+            domain=stored.domain,
+            proxy_types=list(stored.proxy_types or []),
+            countries=list(stored.countries or []),
+            blocked_proxies=list(stored.blocked_proxies or []),
+            max_sessions=stored.max_sessions,
+            items_per_job=stored.items_per_job,
+            enabled=stored.enabled,
+            require_verified_geo=stored.require_verified_geo,
+        )
+        for key, value in (data.get("site") or {}).items():
+            if key == "countries":
+                value = sorted({c.upper() for c in value})
+            setattr(site, key, value)
+        return site
+
+
+# Webhooks (orchestrator/webhooks.py)
+
+
+class WebhookEndpointSerializer(serializers.ModelSerializer):
+    secret = serializers.CharField(
+        write_only=True,
+        min_length=16,
+        max_length=200,
+        style={"input_type": "password"},
+        help_text="Write-only HMAC-SHA256 key (at least 16 characters).",
+    )
+    events = serializers.ListField(
+        child=serializers.CharField(max_length=100),
+        min_length=1,
+        max_length=50,
+        help_text="Event names, or prefixes ending in '*' ('mission.*', '*').",
+    )
+    url = serializers.URLField(max_length=2048)
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = [
+            "id",
+            "name",
+            "url",
+            "secret",
+            "events",
+            "enabled",
+            "last_success_at",
+            "last_failure_at",
+            "last_error",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "last_success_at",
+            "last_failure_at",
+            "last_error",
+            "created_at",
+            "updated_at",
+        ]
+
+    def validate_events(self, value: list[str]) -> list[str]:
+        from orchestrator.webhooks import EVENTS
+
+        bad = [
+            e
+            for e in value
+            if e not in EVENTS
+            and not (e.endswith("*") and any(k.startswith(e[:-1]) for k in EVENTS))
+        ]
+        if bad:
+            raise serializers.ValidationError(
+                f"Unknown events: {', '.join(bad)}. Known: {', '.join(sorted(EVENTS))}."
+            )
+        return sorted(set(value))
+
+
+class WebhookAttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookAttempt
+        fields = [
+            "number",
+            "started_at",
+            "duration_ms",
+            "status_code",
+            "ok",
+            "error",
+            "response_body",
+            "replay",
+        ]
+        read_only_fields = fields
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer):
+    attempt_log = WebhookAttemptSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "id",
+            "endpoint",
+            "event",
+            "payload",
+            "idempotency_key",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "retry_until",
+            "last_status_code",
+            "last_error",
+            "delivered_at",
+            "created_at",
+            "attempt_log",
+        ]
+        read_only_fields = fields
+
+
+# Recurring runs (orchestrator/schedules.py)
+
+
+class ScheduleRunSerializer(serializers.ModelSerializer):
+    outcome_display = serializers.CharField(source="get_outcome_display", read_only=True)
+    # The same choices as RecurringMission.overlap_policy; a plain string keeps one enum.
+    policy = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = ScheduleRun
+        fields = [
+            "id",
+            "schedule",
+            "due_at",
+            "ran_at",
+            "outcome",
+            "outcome_display",
+            "policy",
+            "missed",
+            "mission",
+            "previous_mission",
+            "message",
+        ]
+        read_only_fields = fields
+
+
+# Proxy x site health (orchestrator/proxy_health.py)
+
+
+class ProxyDomainHealthSerializer(serializers.ModelSerializer):
+    proxy = serializers.CharField(source="proxy.external_id", read_only=True)
+    proxy_id = serializers.IntegerField(read_only=True)
+    proxy_type = serializers.CharField(source="proxy.type", read_only=True)
+    proxy_country = serializers.CharField(source="proxy.country", read_only=True)
+    blocked = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ProxyDomainHealth
+        fields = [
+            "id",
+            "proxy",
+            "proxy_id",
+            "proxy_type",
+            "proxy_country",
+            "domain",
+            "score",
+            "successes",
+            "failures",
+            "blocked",
+            "blocked_until",
+            "blocked_reason",
+            "last_success_at",
+            "last_failure_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_blocked(self, obj: ProxyDomainHealth) -> bool:
+        return obj.is_blocked(self.context.get("now") or timezone.now())
+
+
+# Per-site circuit breaker (orchestrator/site_breaker.py)
+
+
+class DomainBreakerSerializer(serializers.ModelSerializer):
+    paused = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DomainBreaker
+        fields = [
+            "domain",
+            "state",
+            "paused",
+            "paused_until",
+            "reason",
+            "window_started_at",
+            "results",
+            "blocked",
+            "trips",
+            "opened_at",
+            "resumed_by",
+            "resumed_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_paused(self, obj: DomainBreaker) -> bool:
+        return obj.is_paused(timezone.now())

@@ -1,0 +1,231 @@
+"""Per-site circuit breaker, kept in one `DomainBreaker` row per domain.
+
+- closed: results are counted in a window (`site_breaker_window_s`); when at least
+  `site_breaker_min_results` came back and the share of `blocked` reaches
+  `site_breaker_block_rate`, or `site_breaker_failed_sessions` sessions of the domain
+  failed (not infrastructure faults) within the window, the domain is paused: no new
+  sessions for it (allocation asks `paused_reason`), `domain.paused` is published
+  (webhooks) and the dashboard says so.
+- open: after `site_breaker_cooldown_s` the next allocation is the probe; its first
+  `site_breaker_probe_results` results close the breaker, or pause it again.
+- an operator may resume a paused domain at any time (API, dashboard, admin).
+
+Results come from `proxy_health.record` (the page-saving transaction); failed sessions
+from the `session.failed` event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from orchestrator import events
+from orchestrator.models import DomainBreaker, Mission, MissionEvent
+from orchestrator.states import ErrorCode
+from registry import config
+from registry.config import Config
+from registry.models import normalize_domain
+
+logger = logging.getLogger(__name__)
+
+WAIT_CODE = "ALLOC_DOMAIN_PAUSED"
+# Session endings that count against a site (infrastructure faults are excluded).
+SESSION_FAILURE_CODES = [
+    ErrorCode.SESSION_OPEN_FAILED.value,
+    ErrorCode.SESSION_PROVIDER_ERROR.value,
+    ErrorCode.SESSION_FAILED.value,
+    ErrorCode.SESSION_STUCK.value,
+]
+
+
+def _row(domain: str, now: dt.datetime) -> DomainBreaker:
+    row, _ = DomainBreaker.objects.select_for_update().get_or_create(
+        domain=normalize_domain(domain), defaults={"updated_at": now}
+    )
+    return row
+
+
+def _reset_window(row: DomainBreaker, now: dt.datetime) -> None:
+    row.window_started_at = now
+    row.results = 0
+    row.blocked = 0
+
+
+def _trip(row: DomainBreaker, reason: str, now: dt.datetime, cfg: Config) -> None:
+    row.state = DomainBreaker.State.OPEN
+    row.paused_until = now + dt.timedelta(seconds=cfg.site_breaker_cooldown_s)
+    row.reason = reason[:500]
+    row.trips += 1
+    row.opened_at = now
+    _reset_window(row, now)
+    events.publish("domain.paused", domain=row.domain, reason=row.reason)
+    logger.warning("domain %s paused: %s", row.domain, row.reason, extra={"domain": row.domain})
+
+
+def record_results(
+    domain: str, results: int, blocked: int, now: dt.datetime, cfg: Config
+) -> DomainBreaker | None:
+    """Count a page of results of `domain` in a short transaction of its own.
+
+    Called after the page's transaction committed (`proxy_health.record` uses
+    `on_commit`), so the domain's shared row is never locked while a page is being
+    saved; a page rolled back is not counted, a crash right after a commit loses one
+    page of statistics (harmless for a rate over a window)."""
+    if not results:
+        return None
+    with transaction.atomic():
+        return _record_results(domain, results, blocked, now, cfg)
+
+
+def _record_results(
+    domain: str, results: int, blocked: int, now: dt.datetime, cfg: Config
+) -> DomainBreaker | None:
+    d = normalize_domain(domain)
+    window = dt.timedelta(seconds=cfg.site_breaker_window_s)
+    # Fast path: a closed breaker inside its window only adds to its counters (one
+    # conditional UPDATE); the row is locked for trips and window changes only.
+    fast = DomainBreaker.objects.filter(
+        domain=d, state=DomainBreaker.State.CLOSED, window_started_at__gte=now - window
+    )
+    if fast.update(results=F("results") + results, blocked=F("blocked") + blocked, updated_at=now):
+        counts = fast.values_list("results", "blocked").first()
+        if counts is None:
+            return None
+        total, n_blocked = counts
+        if not (
+            total >= cfg.site_breaker_min_results
+            and n_blocked / total >= cfg.site_breaker_block_rate
+        ):
+            return None
+        results = blocked = 0  # already counted; take the lock only to trip
+    row = _row(d, now)
+    if row.state == DomainBreaker.State.OPEN and not row.is_paused(now):
+        # Cool-down over: these are the probe's results.
+        row.state = DomainBreaker.State.PROBING
+        _reset_window(row, now)
+    if row.window_started_at is None or row.window_started_at + window < now:
+        _reset_window(row, now)
+    row.results += results
+    row.blocked += blocked
+    rate = row.blocked / row.results
+    if row.state == DomainBreaker.State.PROBING:
+        if row.results >= cfg.site_breaker_probe_results:
+            if rate >= cfg.site_breaker_block_rate:
+                _trip(
+                    row,
+                    f"teste falhou: {rate:.0%} bloqueados em {row.results} resultados",
+                    now,
+                    cfg,
+                )
+            else:
+                row.state = DomainBreaker.State.CLOSED
+                row.paused_until = None
+                row.reason = ""
+                _reset_window(row, now)
+    elif (
+        row.state == DomainBreaker.State.CLOSED
+        and row.results >= cfg.site_breaker_min_results
+        and rate >= cfg.site_breaker_block_rate
+    ):
+        _trip(
+            row,
+            f"{rate:.0%} dos resultados bloqueados ({row.blocked} de {row.results}) "
+            f"em {cfg.site_breaker_window_s // 60} min",
+            now,
+            cfg,
+        )
+    row.updated_at = now
+    row.save()
+    return row
+
+
+def session_failed(domain: str, now: dt.datetime, cfg: Config) -> DomainBreaker | None:
+    """Count the domain's failed sessions in the window; trip at the threshold."""
+    d = normalize_domain(domain)
+    since = now - dt.timedelta(seconds=cfg.site_breaker_window_s)
+    failed = (
+        MissionEvent.objects.filter(
+            kind=MissionEvent.Kind.SESSION,
+            error_code__in=SESSION_FAILURE_CODES,
+            created_at__gte=since,
+            mission__domain=d,
+        )
+        .exclude(data__infra=True)
+        .count()
+    )
+    if failed < cfg.site_breaker_failed_sessions:
+        return None
+    row = _row(d, now)
+    if row.state == DomainBreaker.State.CLOSED or (
+        row.state == DomainBreaker.State.PROBING
+        and (row.opened_at is None or row.opened_at < since)
+    ):
+        _trip(
+            row,
+            f"{failed} sessões falharam em {cfg.site_breaker_window_s // 60} min",
+            now,
+            cfg,
+        )
+        row.updated_at = now
+        row.save()
+    return row
+
+
+def paused_reason(domain: str, now: dt.datetime) -> str:
+    """Why no new session may open for `domain` now ("" when it may)."""
+    row = (
+        DomainBreaker.objects.filter(
+            domain=normalize_domain(domain), state=DomainBreaker.State.OPEN, paused_until__gt=now
+        )
+        .only("domain", "paused_until", "reason")
+        .first()
+    )
+    if row is None or row.paused_until is None:
+        return ""
+    until = timezone.localtime(row.paused_until).strftime("%H:%M")
+    return f"domínio {row.domain} pausado pelo disjuntor até {until}: {row.reason}"
+
+
+def resume(domain: str, *, actor: str, now: dt.datetime | None = None) -> DomainBreaker | None:
+    """An operator lifts the pause at once."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        row = (
+            DomainBreaker.objects.select_for_update()
+            .filter(domain=normalize_domain(domain))
+            .first()
+        )
+        if row is None:
+            return None
+        row.state = DomainBreaker.State.CLOSED
+        row.paused_until = None
+        row.reason = ""
+        row.resumed_by = actor[:150]
+        row.resumed_at = now
+        _reset_window(row, now)
+        row.updated_at = now
+        row.save()
+    events.publish("domain.resumed", domain=row.domain)
+    return row
+
+
+def _on_event(sender: Any, name: str, payload: dict[str, Any], **kwargs: Any) -> None:
+    mission_id = payload.get("mission_id")
+    if name != "session.failed" or not isinstance(mission_id, int):
+        return
+    domain = Mission.objects.filter(pk=mission_id).values_list("domain", flat=True).first()
+    if not domain:
+        return
+    try:
+        with transaction.atomic():
+            session_failed(domain, timezone.now(), config.load())
+    except Exception:  # the breaker must never break the session ending it watches
+        logger.exception("site breaker update failed for %s", domain)
+
+
+events.event_published.connect(_on_event, dispatch_uid="orchestrator.site_breaker")
