@@ -1,0 +1,130 @@
+"""Download a mission's records held by the local writer, as JSON Lines or CSV.
+
+Streams rows with a server-side cursor (`iterator(chunk_size=2000)`), so memory stays
+flat however many records a mission has.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from localnode.models import LocalRecord
+from mission_control.api import error_body
+from orchestrator.models import Mission
+
+CHUNK = 2000
+CSV_COLUMNS = ["mission_id", "item_id", "url", "http_status", "fetched_at", "title", "data"]
+FORMATS = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
+
+
+class _JsonOnly(BaseContentNegotiation):
+    """`?format=` picks the export format here, not a DRF renderer; errors are JSON."""
+
+    def select_parser(self, request: Request, parsers: Any) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(
+        self, request: Request, renderers: Any, format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        return renderers[0], renderers[0].media_type
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _rows(mission_id: int) -> Iterator[LocalRecord]:
+    return (
+        LocalRecord.objects.filter(mission_id=mission_id)
+        .order_by("id")
+        .only("mission_id", "item_id", "url", "http_status", "fetched_at", "data")
+        .iterator(chunk_size=CHUNK)
+    )
+
+
+def jsonl_lines(mission_id: int) -> Iterator[str]:
+    for record in _rows(mission_id):
+        yield (
+            json.dumps(
+                {
+                    "mission_id": record.mission_id,
+                    "item_id": record.item_id,
+                    "url": record.url,
+                    "http_status": record.http_status,
+                    "fetched_at": record.fetched_at.isoformat() if record.fetched_at else None,
+                    "data": record.data,
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
+
+
+def csv_lines(mission_id: int) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(CSV_COLUMNS)
+    for record in _rows(mission_id):
+        data = record.data if isinstance(record.data, dict) else {}
+        yield writer.writerow(
+            [
+                record.mission_id,
+                record.item_id,
+                record.url,
+                record.http_status if record.http_status is not None else "",
+                record.fetched_at.isoformat() if record.fetched_at else "",
+                data.get("title") or "",
+                json.dumps(data, ensure_ascii=False),
+            ]
+        )
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("format", str, enum=sorted(FORMATS), description="jsonl or csv"),
+    ],
+    responses={
+        (200, "application/x-ndjson"): OpenApiTypes.BINARY,
+        (200, "text/csv"): OpenApiTypes.BINARY,
+    },
+    description="Stream the records the built-in writer stored for a mission.",
+)
+class MissionRecordsExport(APIView):
+    """GET /api/missions/{id}/records/?format=jsonl|csv (viewer role)."""
+
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = _JsonOnly
+
+    def get(self, request: Request, mission_id: int) -> Any:
+        fmt = request.query_params.get("format", "jsonl")
+        if fmt not in FORMATS:
+            return Response(
+                error_body(
+                    "invalid_format", "format must be jsonl or csv.", {"format": "jsonl|csv"}
+                ),
+                status=400,
+            )
+        if not (
+            Mission.objects.filter(pk=mission_id).exists()
+            or LocalRecord.objects.filter(mission_id=mission_id).exists()
+        ):
+            return Response(error_body("not_found", f"No mission {mission_id}."), status=404)
+        lines = jsonl_lines(mission_id) if fmt == "jsonl" else csv_lines(mission_id)
+        response = StreamingHttpResponse(lines, content_type=FORMATS[fmt])
+        response["Content-Disposition"] = (
+            f'attachment; filename="mission-{mission_id}-records.{fmt}"'
+        )
+        response["Cache-Control"] = "no-store"
+        return response

@@ -1,0 +1,13 @@
+"""A root URLconf with only the local node: the Worker and Writer APIs and the demo
+shop at /local/, the records export under /api/. For a process that serves only the
+local node (ROOT_URLCONF=localnode.root_urls) and for tests, where LOCALNODE_ENABLED
+may be off (it defaults to off on PostgreSQL)."""
+
+from __future__ import annotations
+
+from django.urls import URLResolver, include, path
+
+urlpatterns: list[URLResolver] = [
+    path("local/", include("localnode.urls")),
+    path("api/", include("localnode.api_urls")),
+]
