@@ -1,0 +1,340 @@
+"""Read-side queries of the dashboard. Each returns plain data for one page or
+partial, with a number of queries that does not grow with the rows shown."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+
+from orchestrator import actions
+from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionItem
+from orchestrator.states import RUNNING, SESSION_LIVE, MissionStatus
+from registry.models import Proxy, ProxyStatus, ProxyType, Worker
+
+PAGE_SIZE = 50
+PERIODS: dict[str, tuple[str, dt.timedelta]] = {
+    "1h": ("Última hora", dt.timedelta(hours=1)),
+    "24h": ("Últimas 24 h", dt.timedelta(hours=24)),
+    "7d": ("Últimos 7 dias", dt.timedelta(days=7)),
+    "30d": ("Últimos 30 dias", dt.timedelta(days=30)),
+}
+
+
+# --- Visão geral ----------------------------------------------------------------------
+
+
+@dataclass
+class Bar:
+    start: dt.datetime
+    count: int
+    height: float  # percent of the tallest bar
+
+    # Geometry in the chart's 480x120 viewBox (20 units per hour).
+    @property
+    def x(self) -> float:
+        return self.index * 20 + 3
+
+    @property
+    def h(self) -> float:
+        return max(self.height * 1.16, 1.5 if self.count else 0)
+
+    @property
+    def y(self) -> float:
+        return 120 - self.h
+
+    index: int = 0
+
+
+@dataclass
+class Overview:
+    counts: dict[str, int]
+    queued: int
+    running: int
+    finished_today: int
+    error_rate_24h: float | None
+    ended_24h: int
+    items_per_min: float
+    throughput: list[Bar]
+    throughput_max: int
+    throughput_total: int
+    capacity_used: int
+    capacity_total: int
+    workers_online: int
+    workers_total: int
+    proxy_rows: list[dict[str, Any]]
+    latest_errors: list[MissionEvent]
+    states: list[tuple[str, str, int]] = field(default_factory=list)
+
+    @property
+    def capacity_pct(self) -> float:
+        return 100 * self.capacity_used / self.capacity_total if self.capacity_total else 0.0
+
+
+def overview(now: dt.datetime) -> Overview:
+    counts = actions.mission_counts_by_status()
+    start_of_day = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    finished_today = Mission.objects.filter(
+        status=MissionStatus.FINALIZADO, finalizado_at__gte=start_of_day
+    ).count()
+    ended = dict(
+        MissionEvent.objects.filter(
+            kind=MissionEvent.Kind.TRANSITION,
+            to_status__in=[MissionStatus.FINALIZADO, MissionStatus.ERRO],
+            created_at__gte=now - dt.timedelta(hours=24),
+        )
+        .values_list("to_status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    ended_24h = sum(ended.values())
+    error_rate = 100 * ended.get(MissionStatus.ERRO, 0) / ended_24h if ended_24h else None
+    window = dt.timedelta(minutes=10)
+    items_recent = MissionItem.objects.filter(finished_at__gte=now - window).count()
+
+    hour0 = timezone.localtime(now).replace(minute=0, second=0, microsecond=0) - dt.timedelta(
+        hours=23
+    )
+    per_hour = {
+        timezone.localtime(h).replace(tzinfo=None): n
+        for h, n in MissionItem.objects.filter(finished_at__gte=hour0)
+        .annotate(h=TruncHour("finished_at"))
+        .values_list("h")
+        .annotate(n=Count("id"))
+        .order_by()
+        if h is not None
+    }
+    hours = [hour0 + dt.timedelta(hours=i) for i in range(24)]
+    series = [per_hour.get(h.replace(tzinfo=None), 0) for h in hours]
+    top = max(series) if any(series) else 0
+    bars = [
+        Bar(h, n, (n / top * 100) if top else 0, index=i)
+        for i, (h, n) in enumerate(zip(hours, series, strict=True))
+    ]
+
+    cap = Worker.objects.filter(enabled=True).aggregate(
+        used=Sum("active_sessions"),
+        total=Sum("max_sessions"),
+        online=Count("id", filter=Q(health_status="ok")),
+        n=Count("id"),
+    )
+    proxies: dict[tuple[str, str], dict[str, Any]] = {}
+    for ptype, country, status, n in (
+        Proxy.objects.values_list("type", "country", "status")
+        .annotate(n=Count("id"))
+        .order_by("type", "country")
+    ):
+        row = proxies.setdefault(
+            (ptype, country),
+            {
+                "type": ptype,
+                "type_label": ProxyType(ptype).label if ptype in ProxyType.values else ptype,
+                "country": country or "—",
+                "total": 0,
+                **{s: 0 for s in ProxyStatus.values},
+            },
+        )
+        row[status] = row.get(status, 0) + n
+        row["total"] += n
+    for row in proxies.values():
+        row["health"] = 100 * row[ProxyStatus.AVAILABLE] / row["total"] if row["total"] else 0
+    latest_errors = list(
+        MissionEvent.objects.exclude(error_code="")
+        .select_related("mission")
+        .only("id", "created_at", "error_code", "message", "kind", "mission__id", "mission__name")[
+            :8
+        ]
+    )
+    return Overview(
+        counts=counts,
+        queued=counts.get(MissionStatus.QUEUED, 0),
+        running=sum(counts.get(s, 0) for s in RUNNING),
+        finished_today=finished_today,
+        error_rate_24h=error_rate,
+        ended_24h=ended_24h,
+        items_per_min=items_recent / (window.total_seconds() / 60),
+        throughput=bars,
+        throughput_max=top,
+        throughput_total=sum(series),
+        capacity_used=cap["used"] or 0,
+        capacity_total=cap["total"] or 0,
+        workers_online=cap["online"] or 0,
+        workers_total=cap["n"] or 0,
+        proxy_rows=list(proxies.values()),
+        latest_errors=latest_errors,
+        states=[(s.value, s.label, counts.get(s.value, 0)) for s in MissionStatus],
+    )
+
+
+# --- Missões --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MissionFilters:
+    status: str = ""
+    domain: str = ""
+    period: str = ""
+    q: str = ""
+    review: bool = False  # `revisao=1`: only missions flagged `needs_review`
+
+    @classmethod
+    def from_query(cls, data: Any) -> MissionFilters:
+        status = data.get("status", "")
+        period = data.get("period", "")
+        return cls(
+            status=status if status in MissionStatus.values else "",
+            domain=(data.get("domain") or "").strip()[:253],
+            period=period if period in PERIODS else "",
+            q=(data.get("q") or "").strip()[:200],
+            review=data.get("revisao") == "1",
+        )
+
+    def apply(self, qs: QuerySet[Mission], now: dt.datetime) -> QuerySet[Mission]:
+        if self.status:
+            qs = qs.filter(status=self.status)
+        if self.domain:
+            qs = qs.filter(domain__icontains=self.domain)
+        if self.period:
+            qs = qs.filter(created_at__gte=now - PERIODS[self.period][1])
+        if self.q:
+            cond = Q(name__icontains=self.q) | Q(domain__icontains=self.q)
+            if self.q.lstrip("#").isdigit():
+                cond |= Q(pk=int(self.q.lstrip("#")))
+            qs = qs.filter(cond)
+        if self.review:
+            qs = qs.filter(needs_review=True)
+        return qs
+
+    @property
+    def active(self) -> bool:
+        return bool(self.status or self.domain or self.period or self.q or self.review)
+
+
+@dataclass
+class KeysetPage:
+    rows: list[Any]
+    older: int | None  # `before` cursor for the next (older) page
+    newer: int | None  # `after` cursor for the previous (newer) page
+    is_first: bool
+
+
+def _int(value: Any) -> int | None:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        return None
+    return n if n > 0 else None
+
+
+def keyset(qs: QuerySet[Any], data: Any, size: int = PAGE_SIZE) -> KeysetPage:
+    """Newest first, paged by id: `?before=<id>` (older) or `?after=<id>` (newer).
+    No COUNT over the table: one extra row tells whether there is a next page."""
+    before, after = _int(data.get("before")), _int(data.get("after"))
+    if after is not None and before is None:
+        rows = list(qs.filter(pk__gt=after).order_by("pk")[: size + 1])
+        has_newer = len(rows) > size
+        rows = list(reversed(rows[:size]))
+        return KeysetPage(
+            rows,
+            older=rows[-1].pk if rows else None,
+            newer=rows[0].pk if rows and has_newer else None,
+            is_first=not has_newer,
+        )
+    if before is not None:
+        qs = qs.filter(pk__lt=before)
+    rows = list(qs.order_by("-pk")[: size + 1])
+    has_older = len(rows) > size
+    rows = rows[:size]
+    return KeysetPage(
+        rows,
+        older=rows[-1].pk if rows and has_older else None,
+        newer=rows[0].pk if rows and before is not None else None,
+        is_first=before is None,
+    )
+
+
+def missions_page(filters: MissionFilters, data: Any, now: dt.datetime) -> KeysetPage:
+    qs = filters.apply(Mission.objects.all(), now).only(
+        "id",
+        "name",
+        "domain",
+        "status",
+        "priority",
+        "attempt",
+        "total_items",
+        "done_items",
+        "failed_items",
+        "created_at",
+        "wait_reason",
+        "error_code",
+        "next_attempt_at",
+        "needs_review",
+    )
+    return keyset(qs, data)
+
+
+# --- Detalhe da missão ----------------------------------------------------------------
+
+
+def mission_sessions(mission: Mission) -> list[BrowserSession]:
+    return list(
+        BrowserSession.objects.filter(mission=mission)
+        .select_related("worker")
+        .only(
+            "id",
+            "session_key",
+            "status",
+            "phase",
+            "proxy_type",
+            "proxy_country",
+            "proxy_external_id",
+            "last_activity_at",
+            "items_done",
+            "items_failed",
+            "error_code",
+            "attempt",
+            "worker__id",
+            "worker__name",
+        )
+        .order_by("-id")[:100]
+    )
+
+
+def mission_items(mission: Mission, status: str, data: Any) -> KeysetPage:
+    qs = MissionItem.objects.filter(mission=mission)
+    if status:
+        qs = qs.filter(status=status)
+    return keyset(
+        qs.only("id", "url", "status", "attempts", "error_code", "http_status", "finished_at"),
+        data,
+        size=25,
+    )
+
+
+def mission_events(mission: Mission, limit: int = 40) -> list[MissionEvent]:
+    return list(MissionEvent.objects.filter(mission=mission).order_by("-id")[:limit])
+
+
+def live_sessions(limit: int = 100) -> list[BrowserSession]:
+    return list(
+        BrowserSession.objects.filter(status__in=SESSION_LIVE)
+        .select_related("worker", "mission")
+        .only(
+            "id",
+            "status",
+            "phase",
+            "proxy_type",
+            "proxy_country",
+            "proxy_external_id",
+            "last_activity_at",
+            "items_done",
+            "worker__name",
+            "mission__id",
+            "mission__name",
+        )
+        .order_by("-id")[:limit]
+    )

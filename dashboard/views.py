@@ -1,0 +1,771 @@
+"""The pt-BR operator dashboard: thin views over orchestrator.actions, registry.config
+and dashboard.queries. Live parts are htmx partials answered with an ETag."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db import IntegrityError, models
+from django.db.models import ProtectedError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModified, QueryDict
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from audit.log import record_updates
+from dashboard import adapters, queries
+from dashboard.forms import (
+    ConfigValueForm,
+    MissionForm,
+    ProxyForm,
+    ProxyImportForm,
+    SiteConfigForm,
+    UploaderForm,
+    WorkerForm,
+    WriterForm,
+    add_domain_errors,
+    to_pt,
+)
+from mission_control.permissions import ADMIN, OPERATOR, VIEWER, has_role
+from orchestrator import actions, explain, proxy_health, site_breaker, webhooks
+from orchestrator.models import (
+    DomainBreaker,
+    Mission,
+    RecurringMission,
+    ScheduleRun,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from orchestrator.states import CANCELLABLE, RETRYABLE_BY_OPERATOR, ItemStatus, MissionStatus
+from registry import config
+from registry.models import ConfigEntry, Proxy, SiteConfig, Uploader, Worker, Writer
+
+View = Callable[..., HttpResponse]
+
+
+# --- access ---------------------------------------------------------------------------
+
+
+def role_required(role: str) -> Callable[[View], View]:
+    """Login required (anonymous → /login/), then `role` required (else 403)."""
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not has_role(request.user, role):
+                raise PermissionDenied
+            return view(request, *args, **kwargs)
+
+        return login_required(wrapper)
+
+    return decorate
+
+
+def page(
+    request: HttpRequest, template: str, context: dict[str, Any] | None = None, status: int = 200
+) -> HttpResponse:
+    ctx = {
+        "can_operate": has_role(request.user, OPERATOR),
+        "can_admin": has_role(request.user, ADMIN),
+        **(context or {}),
+    }
+    return render(request, template, ctx, status=status)
+
+
+def live(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+    """Render a polled partial; answer 304 when the client already has this content."""
+    response = page(request, template, context)
+    etag = '"' + hashlib.md5(response.content, usedforsecurity=False).hexdigest() + '"'
+    if etag in request.headers.get("If-None-Match", ""):
+        not_modified = HttpResponseNotModified()
+        not_modified["ETag"] = etag
+        return not_modified
+    response["ETag"] = etag
+    response["Cache-Control"] = "no-cache"
+    return response
+
+
+def _actor(request: HttpRequest) -> str:
+    return request.user.get_username()
+
+
+ACTION_ERRORS = {
+    "invalid_state": "A missão #{id} está em “{state}” e não permite esta ação.",
+    "conflict": "A missão #{id} mudou de estado enquanto isso; tente novamente.",
+}
+
+
+def _action_error(mission: Mission, exc: actions.ActionError) -> str:
+    template = ACTION_ERRORS.get(exc.code, "Não foi possível concluir a ação na missão #{id}.")
+    return template.format(id=mission.pk, state=MissionStatus(mission.status).label)
+
+
+# --- Visão geral ----------------------------------------------------------------------
+
+
+@require_GET
+@role_required(VIEWER)
+def overview(request: HttpRequest) -> HttpResponse:
+    return page(request, "dashboard/overview.html", {"o": queries.overview(timezone.now())})
+
+
+@require_GET
+@role_required(VIEWER)
+def overview_live(request: HttpRequest) -> HttpResponse:
+    return live(
+        request, "dashboard/partials/overview_live.html", {"o": queries.overview(timezone.now())}
+    )
+
+
+# --- Missões --------------------------------------------------------------------------
+
+
+def _missions_context(request: HttpRequest) -> dict[str, Any]:
+    filters = queries.MissionFilters.from_query(request.GET)
+    page_obj = queries.missions_page(filters, request.GET, timezone.now())
+    explain.annotate_waiting(page_obj.rows)  # "why is this waiting?" tooltips
+    return {
+        "filters": filters,
+        "page_obj": page_obj,
+        "statuses": MissionStatus.choices,
+        "periods": [(k, v[0]) for k, v in queries.PERIODS.items()],
+        "query": request.GET.urlencode(),
+    }
+
+
+@require_GET
+@role_required(VIEWER)
+def missions(request: HttpRequest) -> HttpResponse:
+    return page(request, "dashboard/missions.html", _missions_context(request))
+
+
+@require_GET
+@role_required(VIEWER)
+def missions_rows(request: HttpRequest) -> HttpResponse:
+    return live(request, "dashboard/partials/missions_rows.html", _missions_context(request))
+
+
+def _back_to_missions(request: HttpRequest) -> HttpResponse:
+    query = QueryDict(request.POST.get("query", ""))
+    allowed = {
+        k: v
+        for k, v in query.items()
+        if k in ("status", "domain", "period", "q", "revisao", "before", "after")
+    }
+    url = reverse("dashboard:missions")
+    return redirect(f"{url}?{urlencode(allowed)}" if allowed else url)
+
+
+@require_POST
+@role_required(OPERATOR)
+def missions_bulk(request: HttpRequest) -> HttpResponse:
+    action = request.POST.get("action")
+    ids = [int(i) for i in request.POST.getlist("ids") if i.isdigit()][:500]
+    if action not in ("cancel", "retry") or not ids:
+        messages.error(request, "Selecione ao menos uma missão e uma ação.")
+        return _back_to_missions(request)
+    fn = actions.cancel_mission if action == "cancel" else actions.retry_mission
+    done, skipped = 0, 0
+    for mission in Mission.objects.filter(pk__in=ids).order_by("pk"):
+        try:
+            fn(mission, actor=_actor(request))
+            done += 1
+        except actions.ActionError:
+            skipped += 1
+    verb = "cancelada(s)" if action == "cancel" else "reenfileirada(s)"
+    text = f"{done} missão(ões) {verb}."
+    if skipped:
+        text += f" {skipped} ignorada(s) por estarem em um estado que não permite a ação."
+    (messages.success if done else messages.warning)(request, text)
+    return _back_to_missions(request)
+
+
+@role_required(OPERATOR)
+def mission_new(request: HttpRequest) -> HttpResponse:
+    form = MissionForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            mission = actions.create_mission(
+                name=form.cleaned_data["name"],
+                urls=form.url_list(),
+                priority=form.cleaned_data["priority"],
+                writer=form.cleaned_data["writer"],
+                user=request.user,
+            )
+        except ValidationError as exc:
+            add_domain_errors(form, exc, default_field="urls")
+        else:
+            messages.success(
+                request,
+                f"Missão #{mission.pk} criada com {mission.total_items} URLs e enfileirada.",
+            )
+            return redirect("dashboard:mission_detail", pk=mission.pk)
+    return page(request, "dashboard/mission_new.html", {"form": form})
+
+
+def _mission_live_context(mission: Mission) -> dict[str, Any]:
+    steps = []
+    order = [
+        MissionStatus.QUEUED,
+        MissionStatus.ATRIBUIDO,
+        MissionStatus.EXTRAINDO,
+        MissionStatus.ARMAZENANDO,
+        MissionStatus.FINALIZADO,
+    ]
+    stamps = [
+        mission.created_at,
+        mission.atribuido_at,
+        mission.extraindo_at,
+        mission.armazenando_at,
+        mission.finalizado_at,
+    ]
+    current = order.index(mission.status) if mission.status in order else -1  # type: ignore[arg-type]
+    for i, (state, at) in enumerate(zip(order, stamps, strict=True)):
+        steps.append(
+            {
+                "label": state.label,
+                "at": at,
+                # Ended in ERRO/CANCELADO (current == -1): every stamped step was reached.
+                "done": at is not None
+                and (current == -1 or i < current or mission.status == MissionStatus.FINALIZADO),
+                "current": i == current and mission.status != MissionStatus.FINALIZADO,
+            }
+        )
+    return {
+        "mission": mission,
+        "steps": steps,
+        "sessions": queries.mission_sessions(mission),
+        "events": queries.mission_events(mission),
+        "explanation": None if mission.is_terminal else explain.explain_mission(mission),
+        "can_cancel": mission.status in CANCELLABLE,
+        "can_retry": mission.status in RETRYABLE_BY_OPERATOR,
+    }
+
+
+def _get_mission(pk: int) -> Mission:
+    return get_object_or_404(Mission.objects.select_related("writer"), pk=pk)
+
+
+@require_GET
+@role_required(VIEWER)
+def mission_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    mission = _get_mission(pk)
+    item_status = request.GET.get("items", "")
+    item_status = item_status if item_status in ItemStatus.values else ""
+    ctx = _mission_live_context(mission)
+    ctx.update(
+        items=queries.mission_items(mission, item_status, request.GET),
+        item_status=item_status,
+        item_statuses=ItemStatus.choices,
+        export_jsonl=f"/api/missions/{mission.pk}/records/?format=jsonl",
+        export_csv=f"/api/missions/{mission.pk}/records/?format=csv",
+    )
+    return page(request, "dashboard/mission_detail.html", ctx)
+
+
+@require_GET
+@role_required(VIEWER)
+def mission_live(request: HttpRequest, pk: int) -> HttpResponse:
+    return live(
+        request, "dashboard/partials/mission_live.html", _mission_live_context(_get_mission(pk))
+    )
+
+
+@require_POST
+@role_required(OPERATOR)
+def mission_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    mission = _get_mission(pk)
+    try:
+        actions.cancel_mission(mission, actor=_actor(request))
+    except actions.ActionError as exc:
+        messages.error(request, _action_error(mission, exc))
+    else:
+        messages.success(request, f"Missão #{mission.pk} cancelada.")
+    return redirect("dashboard:mission_detail", pk=mission.pk)
+
+
+@require_POST
+@role_required(OPERATOR)
+def mission_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    mission = _get_mission(pk)
+    try:
+        actions.retry_mission(mission, actor=_actor(request))
+    except actions.ActionError as exc:
+        messages.error(request, _action_error(mission, exc))
+    else:
+        messages.success(request, f"Missão #{mission.pk} voltou para a fila.")
+    return redirect("dashboard:mission_detail", pk=mission.pk)
+
+
+# --- Execução -------------------------------------------------------------------------
+
+MANAGER_LABELS = {"sessions": "Sessões", "workers": "Workers", "missions": "Missões"}
+
+
+def _execution_context() -> dict[str, Any]:
+    now = timezone.now()
+    status = adapters.orchestrator_status(now)
+    queue = status.get("queue") or {}
+    instances = [
+        {
+            **inst,
+            "managers": [
+                {"name": name, "label": MANAGER_LABELS.get(name, name), **stats}
+                for name, stats in sorted(inst.get("managers", {}).items())
+            ],
+        }
+        for inst in status.get("instances", [])
+    ]
+    capacity = status.get("capacity") or {}
+    return {
+        "status": status,
+        "instances": instances,
+        "capacity": capacity,
+        "paused": bool(status.get("paused")),
+        "queue": [(s.value, s.label, queue.get(s.value, 0)) for s in MissionStatus],
+        "sessions": queries.live_sessions(),
+        "proxy_health": proxy_health.overview(now),
+        "site_breakers": list(
+            DomainBreaker.objects.exclude(state=DomainBreaker.State.CLOSED).order_by("domain")[:50]
+        ),
+        "now": now,
+    }
+
+
+@require_GET
+@role_required(VIEWER)
+def execution(request: HttpRequest) -> HttpResponse:
+    return page(request, "dashboard/execution.html", _execution_context())
+
+
+@require_GET
+@role_required(VIEWER)
+def execution_live(request: HttpRequest) -> HttpResponse:
+    return live(request, "dashboard/partials/execution_live.html", _execution_context())
+
+
+@require_POST
+@role_required(OPERATOR)
+def execution_pause(request: HttpRequest) -> HttpResponse:
+    paused = actions.set_paused(request.POST.get("paused") == "1")
+    messages.success(
+        request,
+        "Orquestrador pausado: nenhum trabalho novo será assumido."
+        if paused
+        else "Orquestrador retomado.",
+    )
+    return redirect("dashboard:execution")
+
+
+# --- Recursos -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kind:
+    slug: str
+    model: type[models.Model]
+    form: type[forms.ModelForm]
+    label: str
+    singular: str
+    secret: str
+
+
+KINDS: dict[str, Kind] = {
+    "workers": Kind("workers", Worker, WorkerForm, "Workers", "worker", "api_key"),
+    "writers": Kind("writers", Writer, WriterForm, "Writers", "writer", "api_key"),
+    "uploaders": Kind("uploaders", Uploader, UploaderForm, "Uploaders", "uploader", "api_key"),
+    "proxies": Kind("proxies", Proxy, ProxyForm, "Proxies", "proxy", "password"),
+}
+
+
+def _kind(slug: str) -> Kind:
+    kind = KINDS.get(slug)
+    if kind is None:
+        from django.http import Http404
+
+        raise Http404
+    return kind
+
+
+@require_GET
+@role_required(VIEWER)
+def resources(request: HttpRequest, kind: str = "workers") -> HttpResponse:
+    k = _kind(kind)
+    qs = k.model._default_manager.all()
+    paginator = Paginator(qs, 100)
+    return page(
+        request,
+        "dashboard/resources.html",
+        {
+            "kind": k,
+            "kinds": KINDS.values(),
+            "page_obj": paginator.get_page(request.GET.get("page")),
+            "import_form": ProxyImportForm() if k.slug == "proxies" else None,
+        },
+    )
+
+
+@role_required(ADMIN)
+def resource_form(request: HttpRequest, kind: str, pk: int | None = None) -> HttpResponse:
+    k = _kind(kind)
+    instance = get_object_or_404(k.model, pk=pk) if pk else None
+    form = k.form(request.POST or None, instance=instance)
+    if request.method == "POST" and form.is_valid():
+        try:
+            obj = form.save()
+        except IntegrityError:
+            form.add_error(None, "Já existe um registro com esses dados.")
+        else:
+            messages.success(request, f"{k.singular.capitalize()} “{obj}” salvo.")
+            return redirect("dashboard:resources", kind=k.slug)
+    return page(
+        request,
+        "dashboard/resource_form.html",
+        {
+            "kind": k,
+            "form": form,
+            "object": instance,
+            "has_secret": bool(instance and getattr(instance, k.secret)),
+        },
+    )
+
+
+def _delete(request: HttpRequest, queryset: models.QuerySet[Any]) -> int:
+    try:
+        deleted, _ = queryset.delete()
+    except ProtectedError:
+        messages.error(request, "Não é possível excluir: há sessões ligadas a este registro.")
+        return 0
+    return deleted
+
+
+@require_POST
+@role_required(ADMIN)
+def resource_delete(request: HttpRequest, kind: str, pk: int) -> HttpResponse:
+    k = _kind(kind)
+    obj = get_object_or_404(k.model, pk=pk)
+    if _delete(request, k.model._default_manager.filter(pk=obj.pk)):
+        messages.success(request, f"{k.singular.capitalize()} “{obj}” excluído.")
+    return redirect("dashboard:resources", kind=k.slug)
+
+
+@require_POST
+@role_required(ADMIN)
+def resource_toggle(request: HttpRequest, kind: str, pk: int) -> HttpResponse:
+    k = _kind(kind)
+    obj = get_object_or_404(k.model, pk=pk)
+    enabled = not obj.enabled  # type: ignore[attr-defined]
+    rows = k.model._default_manager.filter(pk=obj.pk)
+    record_updates(rows, ["enabled"])
+    rows.update(enabled=enabled, updated_at=timezone.now())
+    messages.success(request, f"“{obj}” {'ativado' if enabled else 'desativado'}.")
+    return redirect("dashboard:resources", kind=k.slug)
+
+
+@require_POST
+@role_required(ADMIN)
+def resource_test(request: HttpRequest, kind: str, pk: int) -> HttpResponse:
+    k = _kind(kind)
+    obj = get_object_or_404(k.model, pk=pk)
+    result = adapters.test_connection(obj)
+    return page(
+        request, "dashboard/partials/connection_result.html", {"result": result, "object": obj}
+    )
+
+
+@require_POST
+@role_required(ADMIN)
+def resource_bulk(request: HttpRequest, kind: str) -> HttpResponse:
+    k = _kind(kind)
+    action = request.POST.get("action")
+    ids = [int(i) for i in request.POST.getlist("ids") if i.isdigit()][:1000]
+    qs = k.model._default_manager.filter(pk__in=ids)
+    if action not in ("enable", "disable", "delete") or not ids:
+        messages.error(request, "Selecione ao menos um registro e uma ação.")
+    elif action == "delete":
+        n = _delete(request, qs)
+        if n:
+            messages.success(request, f"{n} registro(s) excluído(s).")
+    else:
+        record_updates(qs, ["enabled"])
+        n = qs.update(enabled=action == "enable", updated_at=timezone.now())
+        messages.success(
+            request, f"{n} registro(s) {'ativado(s)' if action == 'enable' else 'desativado(s)'}."
+        )
+    return redirect("dashboard:resources", kind=k.slug)
+
+
+@require_POST
+@role_required(ADMIN)
+def proxies_import(request: HttpRequest) -> HttpResponse:
+    form = ProxyImportForm(request.POST, request.FILES)
+    if form.is_valid():
+        f = form.cleaned_data["file"]
+        try:
+            result = adapters.import_proxies(f.name, f.read())
+        except ValidationError as exc:
+            for msg in exc.messages[:10]:
+                messages.error(request, to_pt(msg))
+        else:
+            messages.success(
+                request,
+                f"Importação concluída: {result.created} criado(s), {result.updated} atualizado(s).",
+            )
+    else:
+        for text in form.errors.get("file", []):
+            messages.error(request, str(text))
+    return redirect("dashboard:resources", kind="proxies")
+
+
+# --- Estratégias ----------------------------------------------------------------------
+
+
+@require_GET
+@role_required(VIEWER)
+def strategies(request: HttpRequest) -> HttpResponse:
+    return page(request, "dashboard/strategies.html", {"configs": SiteConfig.objects.all()[:500]})
+
+
+@role_required(ADMIN)
+def strategy_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    instance = get_object_or_404(SiteConfig, pk=pk) if pk else None
+    form = SiteConfigForm(request.POST or None, instance=instance)
+    if request.method == "POST" and form.is_valid():
+        try:
+            obj = form.save()
+        except IntegrityError:
+            form.add_error("domain", "Já existe uma estratégia para este domínio.")
+        else:
+            messages.success(request, f"Estratégia “{obj.domain}” salva.")
+            return redirect("dashboard:strategies")
+    return page(request, "dashboard/strategy_form.html", {"form": form, "object": instance})
+
+
+@require_POST
+@role_required(ADMIN)
+def strategy_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    obj = get_object_or_404(SiteConfig, pk=pk)
+    obj.delete()
+    messages.success(request, f"Estratégia “{obj.domain}” excluída.")
+    return redirect("dashboard:strategies")
+
+
+# --- Configurações --------------------------------------------------------------------
+
+
+# The keys' descriptions in Portuguese (registry.config keeps them in English).
+CONFIG_DESCRIPTIONS = {
+    "paused": "Enquanto ativo, os gerenciadores não assumem trabalho novo.",
+    "session_tick_s": "Intervalo do SessionManager (s).",
+    "worker_tick_s": "Intervalo do WorkerManager (s).",
+    "mission_tick_s": "Intervalo do MissionManager (s).",
+    "max_retries": "Novas tentativas da missão após a primeira.",
+    "max_item_attempts": "Tentativas por item antes de falhar.",
+    "max_session_rotations": "Sessões substitutas por tentativa da missão.",
+    "session_stuck_after_s": "Sem atividade por este tempo, a sessão está travada (s).",
+    "session_open_timeout_s": "Sessão ainda criando após este tempo falhou (s).",
+    "retry_backoff_base_s": "Base do backoff entre tentativas da missão (s).",
+    "retry_backoff_cap_s": "Teto do backoff entre tentativas da missão (s).",
+    "retry_jitter": "Fração de variação aleatória aplicada ao backoff.",
+    "proxy_cooldown_s": "Descanso de um proxy após uma falha (s).",
+    "lease_s": "Duração da reserva de uma linha assumida (s).",
+    "claim_batch_size": "Linhas assumidas por comando.",
+    "results_page_size": "Resultados buscados por página de um job.",
+    "circuit_failure_threshold": "Falhas seguidas que abrem o disjuntor.",
+    "circuit_open_s": "Quanto tempo o disjuntor aberto espera para sondar (s).",
+    "http_connect_timeout_s": "Timeout de conexão das chamadas externas (s).",
+    "http_read_timeout_s": "Timeout de leitura das chamadas externas (s).",
+    "http_deadline_s": "Prazo total de uma chamada externa, com novas tentativas (s).",
+    "http_max_attempts": "Tentativas de uma chamada externa em falhas transitórias.",
+    "uploads_enabled": "Usar uploaders (desativados no início).",
+    "heartbeat_stale_after_s": "Instância em silêncio por este tempo é considerada parada (s).",
+}
+
+
+def _settings_context(
+    errors: dict[str, str] | None = None, posted: dict[str, str] | None = None
+) -> dict[str, Any]:
+    current = config.load()
+    overridden = set(ConfigEntry.objects.values_list("key", flat=True))
+    rows = [
+        {
+            "key": spec,
+            "description": CONFIG_DESCRIPTIONS.get(spec.key, spec.description),
+            "value": (posted or {}).get(spec.key, current[spec.key]),
+            "overridden": spec.key in overridden,
+            "error": (errors or {}).get(spec.key, ""),
+        }
+        for spec in config.KEYS.values()
+    ]
+    return {"rows": rows}
+
+
+@require_GET
+@role_required(VIEWER)
+def settings_page(request: HttpRequest) -> HttpResponse:
+    return page(request, "dashboard/settings.html", _settings_context())
+
+
+@require_POST
+@role_required(ADMIN)
+def setting_set(request: HttpRequest, key: str) -> HttpResponse:
+    if key not in config.KEYS:
+        from django.http import Http404
+
+        raise Http404
+    form = ConfigValueForm(request.POST)
+    raw = form.data.get("value", "")
+    if config.KEYS[key].type is bool:
+        raw = "true" if request.POST.get("value") in ("true", "on", "1") else "false"
+    elif config.KEYS[key].type in (int, float):
+        raw = raw.strip().replace(",", ".")  # pt-BR decimal comma
+    try:
+        config.set_value(key, raw)
+    except ValidationError as exc:
+        msg = to_pt(exc.messages[0])
+        return page(
+            request,
+            "dashboard/settings.html",
+            _settings_context({key: msg}, {key: raw}),
+            status=400,
+        )
+    messages.success(request, f"Configuração “{key}” salva.")
+    return redirect("dashboard:settings")
+
+
+@require_POST
+@role_required(ADMIN)
+def setting_reset(request: HttpRequest, key: str) -> HttpResponse:
+    if key not in config.KEYS:
+        from django.http import Http404
+
+        raise Http404
+    config.reset(key)
+    messages.success(request, f"Configuração “{key}” voltou ao padrão.")
+    return redirect("dashboard:settings")
+
+
+# --- Disjuntor por site (orchestrator/site_breaker.py) -----------------------------
+
+
+@require_POST
+@role_required(OPERATOR)
+def domain_resume(request: HttpRequest, domain: str) -> HttpResponse:
+    if site_breaker.resume(domain, actor=_actor(request)) is None:
+        raise Http404("domínio sem disjuntor")
+    messages.success(request, f"Site {domain} retomado: novas sessões liberadas.")
+    return redirect("dashboard:execution")
+
+
+# --- Webhooks (orchestrator/webhooks.py) --------------------------------------------
+
+
+def _mask_url(url: str) -> str:
+    """The endpoint URL without credentials or query string (they may carry tokens)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "•••"
+    host = f"[{host}]" if ":" in host else host
+    netloc = (f"***@{host}" if parts.username or parts.password else host) + (
+        f":{port}" if port else ""
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, "•••" if parts.query else "", ""))
+
+
+@require_GET
+@role_required(VIEWER)
+def webhooks_page(request: HttpRequest) -> HttpResponse:
+    endpoints = [
+        {
+            "pk": e.pk,
+            "name": e.name,
+            "url": _mask_url(e.url),
+            "events": e.events or [],
+            "enabled": e.enabled,
+            "last_success_at": e.last_success_at,
+            "last_failure_at": e.last_failure_at,
+        }
+        for e in WebhookEndpoint.objects.only(
+            "id", "name", "url", "events", "enabled", "last_success_at", "last_failure_at"
+        )
+    ]
+    deliveries = list(
+        WebhookDelivery.objects.select_related("endpoint")
+        .only(
+            "id",
+            "event",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "last_status_code",
+            "last_error",
+            "delivered_at",
+            "created_at",
+            "replay_requested",
+            "endpoint__id",
+            "endpoint__name",
+        )
+        .order_by("-id")[:50]
+    )
+    return page(
+        request, "dashboard/webhooks.html", {"endpoints": endpoints, "deliveries": deliveries}
+    )
+
+
+@require_POST
+@role_required(OPERATOR)
+def webhook_replay(request: HttpRequest, pk: int) -> HttpResponse:
+    delivery = get_object_or_404(WebhookDelivery, pk=pk)
+    webhooks.replay(delivery)  # the same call as POST /api/webhook-deliveries/<id>/replay/
+    messages.success(request, f"Entrega #{delivery.pk} será reenviada na próxima execução.")
+    return redirect("dashboard:webhooks")
+
+
+# --- Missões recorrentes (orchestrator/schedules.py) --------------------------------
+
+
+@require_GET
+@role_required(VIEWER)
+def recurring(request: HttpRequest) -> HttpResponse:
+    schedules = list(
+        RecurringMission.objects.only(
+            "id",
+            "name",
+            "cron",
+            "timezone",
+            "overlap_policy",
+            "next_run_at",
+            "last_run_at",
+            "enabled",
+        )[:500]
+    )
+    runs = list(
+        ScheduleRun.objects.select_related("schedule", "mission")
+        .only(
+            "id",
+            "due_at",
+            "ran_at",
+            "outcome",
+            "missed",
+            "message",
+            "schedule__id",
+            "schedule__name",
+            "mission__id",
+        )
+        .order_by("-id")[:50]
+    )
+    return page(request, "dashboard/recurring.html", {"schedules": schedules, "runs": runs})

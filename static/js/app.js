@@ -1,0 +1,106 @@
+/* Mission Control dashboard: theme, sidebar, dialogs, bulk selection, toasts and
+   conditional (ETag) polling for htmx partials. No dependencies besides htmx. */
+(function () {
+  "use strict";
+  var root = document.documentElement;
+
+  function store(key, value) {
+    try { localStorage.setItem(key, value); } catch (e) { /* private mode */ }
+  }
+
+  function updateBulk() {
+    document.querySelectorAll("[data-bulk-count]").forEach(function (el) {
+      var form = el.getAttribute("data-bulk-count");
+      var n = document.querySelectorAll('input[name="ids"][form="' + form + '"]:checked').length;
+      el.textContent = String(n);
+      var bar = el.closest("[data-bulk-bar]");
+      if (bar) bar.toggleAttribute("data-active", n > 0);
+      document.querySelectorAll('[data-bulk-action][form="' + form + '"]').forEach(function (b) { b.disabled = n === 0; });
+    });
+  }
+
+  document.addEventListener("click", function (event) {
+    var target = event.target.closest("[data-action]");
+    if (!target) return;
+    var action = target.getAttribute("data-action");
+    if (action === "theme") {
+      var dark = !root.classList.contains("dark");
+      root.classList.toggle("dark", dark);
+      store("mc-theme", dark ? "dark" : "light");
+    } else if (action === "sidebar-collapse") {
+      var collapsed = root.classList.toggle("sidebar-collapsed");
+      store("mc-sidebar", collapsed ? "collapsed" : "expanded");
+      target.setAttribute("aria-expanded", String(!collapsed));
+    } else if (action === "sidebar-open") {
+      root.classList.add("sidebar-open");
+    } else if (action === "sidebar-close") {
+      root.classList.remove("sidebar-open");
+    } else if (action === "dialog-open") {
+      var dialog = document.getElementById(target.getAttribute("data-target"));
+      if (dialog && dialog.showModal) dialog.showModal();
+    } else if (action === "dialog-close") {
+      var d = target.closest("dialog");
+      if (d) d.close();
+    } else if (action === "toast-close") {
+      var t = target.closest("[data-toast]");
+      if (t) t.remove();
+    }
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape") root.classList.remove("sidebar-open");
+  });
+
+  document.addEventListener("change", function (event) {
+    var t = event.target;
+    if (t.matches && t.matches("[data-file-input]")) {
+      var out = document.querySelector('[data-file-name="' + t.id + '"]');
+      if (out) out.textContent = t.files && t.files.length ? t.files[0].name : "Nenhum arquivo selecionado";
+    }
+    if (t.matches && t.matches("[data-select-all]")) {
+      var form = t.getAttribute("data-select-all");
+      document.querySelectorAll('input[name="ids"][form="' + form + '"]').forEach(function (cb) { cb.checked = t.checked; });
+    }
+    updateBulk();
+  });
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var msg = event.submitter && event.submitter.getAttribute("data-confirm");
+    if (msg && !window.confirm(msg)) event.preventDefault();
+    if (form && form.id && form.matches("[data-bulk-form]")) {
+      var n = document.querySelectorAll('input[name="ids"][form="' + form.id + '"]:checked').length;
+      if (n === 0) event.preventDefault();
+    }
+  });
+
+  // Polled partials send the ETag they hold; the server answers 304 when nothing changed.
+  document.addEventListener("htmx:configRequest", function (event) {
+    var etag = event.detail.elt.getAttribute("data-etag");
+    if (etag && event.detail.verb === "get") event.detail.headers["If-None-Match"] = etag;
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var xhr = event.detail.xhr;
+    if (xhr && xhr.status === 200) {
+      var etag = xhr.getResponseHeader("ETag");
+      if (etag) event.detail.elt.setAttribute("data-etag", etag);
+    }
+  });
+  document.addEventListener("htmx:afterSwap", updateBulk);
+
+  function dismissToasts() {
+    document.querySelectorAll("[data-toast]").forEach(function (t) {
+      setTimeout(function () {
+        t.style.transition = "opacity 300ms, transform 300ms";
+        t.style.opacity = "0";
+        t.style.transform = "translateY(8px)";
+        setTimeout(function () { t.remove(); }, 320);
+      }, 6000);
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    updateBulk();
+    dismissToasts();
+  });
+})();
