@@ -1,0 +1,79 @@
+"""Shared fixtures: API clients per role and a few named casts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.db import connection
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests import factories
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from django.conf import settings
+
+    if not settings.IS_POSTGRES:
+        skip = pytest.mark.skip(reason="needs PostgreSQL (row locks, LISTEN/NOTIFY, processes)")
+        for item in items:
+            if "postgres" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def make_api_client(db: None) -> Callable[[str | None], APIClient]:
+    def make(role: str | None, *, superuser: bool = False) -> APIClient:
+        client = APIClient()
+        if role is None and not superuser:
+            return client
+        user = factories.UserFactory(role=role)
+        if superuser:
+            user.is_superuser = True
+            user.is_staff = True
+            user.save()
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.user = user  # type: ignore[attr-defined]
+        return client
+
+    return make  # type: ignore[return-value]
+
+
+@pytest.fixture
+def anon_api(db: None) -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def viewer_api(make_api_client: Callable[..., APIClient]) -> APIClient:
+    return make_api_client("viewer")
+
+
+@pytest.fixture
+def operator_api(make_api_client: Callable[..., APIClient]) -> APIClient:
+    return make_api_client("operator")
+
+
+@pytest.fixture
+def admin_api(make_api_client: Callable[..., APIClient]) -> APIClient:
+    return make_api_client("admin")
+
+
+@pytest.fixture
+def online_worker(db: None) -> factories.Worker:  # type: ignore[name-defined]
+    return factories.WorkerFactory(health_status="ok")
+
+
+@pytest.fixture
+def br_residential_proxy(db: None):  # type: ignore[no-untyped-def]
+    return factories.ProxyFactory(type="residential", country="BR")
+
+
+@pytest.fixture
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+from tests.fakes.fixtures import *  # noqa: E402, F403  (fake worker/writer/ETL servers)

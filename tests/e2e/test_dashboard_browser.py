@@ -1,0 +1,329 @@
+"""The dashboard in a real Chromium: every page at desktop and mobile sizes in both
+themes (no console error, no failed request, no serious axe violation), theme and
+sidebar behaviour, live refresh, the mission form, bulk cancel and connection tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from orchestrator.models import Mission, MissionEvent, MissionItem
+from orchestrator.states import MissionStatus
+from tests import factories
+from tests.e2e.conftest import DESKTOP, MOBILE, Watched, copy_screenshots_to_docs
+
+pytestmark = [pytest.mark.browser]
+
+
+def _seed() -> dict[str, Any]:
+    now = timezone.now()
+    admin = factories.UserFactory(username="ana.admin", role="admin")
+    writer = factories.WriterFactory(name="writer-principal", is_default=True)
+    w1 = factories.WorkerFactory(name="worker-sp-1", max_sessions=8, active_sessions=5)
+    factories.WorkerFactory(
+        name="worker-rj-2",
+        max_sessions=8,
+        active_sessions=2,
+        health_status="degraded",
+        last_error="timeout em /health",
+    )
+    factories.UploaderFactory(name="uploader-s3")
+    proxies = [
+        factories.ProxyFactory(type="residential", country="BR"),
+        factories.ProxyFactory(type="residential", country="BR", status="cooldown"),
+        factories.ProxyFactory(type="datacenter", country="US"),
+        factories.ProxyFactory(type="mobile", country="BR", status="banned"),
+    ]
+    factories.SiteConfigFactory(domain="*")
+    factories.SiteConfigFactory(domain="loja.com.br", proxy_types=["residential"], max_sessions=6)
+    states = [
+        ("Catálogo de eletrônicos", MissionStatus.EXTRAINDO, 120, 48),
+        ("Preços diários — moda", MissionStatus.QUEUED, 40, 0),
+        ("Ofertas relâmpago", MissionStatus.ATRIBUIDO, 60, 0),
+        ("Resenhas de produtos", MissionStatus.FINALIZADO, 80, 80),
+        ("Estoque de farmácias", MissionStatus.ERRO, 30, 12),
+        ("Marketplace — livros", MissionStatus.ARMAZENANDO, 50, 50),
+        ("Imóveis para alugar", MissionStatus.CANCELADO, 25, 3),
+    ]
+    missions: list[Any] = []
+    for name, status, total, done in states:
+        m = factories.MissionFactory(
+            name=name,
+            status=status,
+            domain="loja.com.br",
+            n_items=total,
+            writer=writer,
+            priority=len(missions) % 3,
+        )
+        fields: dict[str, Any] = {"done_items": done, "atribuido_at": None}
+        if status != MissionStatus.QUEUED:
+            fields["atribuido_at"] = now - dt.timedelta(minutes=30)
+        if status in (MissionStatus.EXTRAINDO, MissionStatus.ARMAZENANDO, MissionStatus.FINALIZADO):
+            fields["extraindo_at"] = now - dt.timedelta(minutes=28)
+        if status == MissionStatus.FINALIZADO:
+            fields["armazenando_at"] = now - dt.timedelta(minutes=5)
+            fields["finalizado_at"] = now - dt.timedelta(minutes=4)
+        if status == MissionStatus.ERRO:
+            fields["error_code"] = "SCRAPE_ALL_ITEMS_FAILED"
+            fields["error_message"] = "Todos os itens restantes falharam após 3 tentativas."
+        if status == MissionStatus.QUEUED:
+            fields["wait_reason"] = "Sem capacidade livre nos workers (ALLOC_NO_CAPACITY)"
+        Mission.objects.filter(pk=m.pk).update(**fields)
+        ids = list(MissionItem.objects.filter(mission=m).values_list("pk", flat=True)[:done])
+        for i, pk in enumerate(ids):
+            MissionItem.objects.filter(pk=pk).update(
+                status="done", finished_at=now - dt.timedelta(minutes=(i * 37) % 1380)
+            )
+        missions.append(m)
+    running = missions[0]
+    for p in proxies[:2]:
+        factories.BrowserSessionFactory(
+            mission=running,
+            worker=w1,
+            proxy=p,
+            status="busy",
+            phase="extraindo",
+            last_activity_at=now,
+        )
+    for i, kind in enumerate(["transition", "session", "job", "error"]):
+        MissionEvent.objects.create(
+            mission=running,
+            kind=kind,
+            to_status="EXTRAINDO" if kind == "transition" else "",
+            error_code="SCRAPE_BLOCKED" if kind == "error" else "",
+            message=[
+                "Primeiro job iniciado",
+                "Sessão aberta em worker-sp-1",
+                "Job 3 concluído",
+                "Página bloqueada (403)",
+            ][i],
+            created_at=now - dt.timedelta(minutes=10 - i),
+        )
+    MissionEvent.objects.create(
+        mission=missions[4],
+        kind="transition",
+        to_status="ERRO",
+        error_code="SCRAPE_ALL_ITEMS_FAILED",
+        message="Todos os itens falharam",
+        created_at=now - dt.timedelta(minutes=20),
+    )
+    MissionEvent.objects.create(
+        mission=missions[3],
+        kind="transition",
+        to_status="FINALIZADO",
+        created_at=now - dt.timedelta(minutes=4),
+    )
+    factories.OrchestratorInstanceFactory(
+        name="mc-host:4242",
+        hostname="mc-host",
+        event_bus="notify",
+        stats={
+            "sessions": {
+                "last_tick_at": now.isoformat(),
+                "duration_ms": 84,
+                "did": 2,
+                "error": "",
+                "ticks": 1520,
+            },
+            "workers": {
+                "last_tick_at": now.isoformat(),
+                "duration_ms": 231,
+                "did": 5,
+                "error": "",
+                "ticks": 760,
+            },
+            "missions": {
+                "last_tick_at": now.isoformat(),
+                "duration_ms": 12,
+                "did": 0,
+                "error": "WRITER_UNAVAILABLE: writer-principal não respondeu",
+                "error_at": (now - dt.timedelta(minutes=3)).isoformat(),
+                "ticks": 760,
+            },
+        },
+    )
+    return {"admin": admin, "missions": missions, "running": running, "worker": w1}
+
+
+def _pages(data: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        ("visao-geral", "/"),
+        ("missoes", "/missoes/"),
+        ("missao-nova", "/missoes/nova/"),
+        ("missao-detalhe", f"/missoes/{data['running'].pk}/"),
+        ("execucao", "/execucao/"),
+        ("recursos-workers", "/recursos/workers/"),
+        ("recursos-proxies", "/recursos/proxies/"),
+        ("estrategias", "/estrategias/"),
+        ("configuracoes", "/configuracoes/"),
+    ]
+
+
+def _set_theme(page: Any, theme: str) -> None:
+    page.evaluate("t => document.documentElement.classList.toggle('dark', t === 'dark')", theme)
+    # Let the switch paint (blurred layers repaint a frame late) before axe or a screenshot.
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
+def _wait_until(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError("condition not met before the deadline")
+
+
+@pytest.mark.parametrize(("size", "viewport"), [("desktop", DESKTOP), ("mobile", MOBILE)])
+def test_every_page_is_clean_accessible_and_captured(
+    open_page: Callable[..., Watched],
+    live_server: Any,
+    axe: Callable[[Any], list[dict[str, Any]]],
+    screenshot_dir: Path,
+    size: str,
+    viewport: dict[str, int],
+) -> None:
+    data = _seed()
+    problems: list[str] = []
+    login = open_page(None, viewport)
+    login.page.goto(live_server.url + "/login/")
+    shots = [("login", login)]
+    w = open_page(data["admin"], viewport)
+    for name, url in [("login", "/login/"), *_pages(data)]:
+        page = login.page if name == "login" else w.page
+        if name != "login":
+            page.goto(live_server.url + url)
+        page.wait_for_load_state("networkidle")
+        for theme in ("dark", "light"):
+            _set_theme(page, theme)
+            for v in axe(page):
+                problems.append(
+                    f"{name} [{size}/{theme}] axe {v['impact']} {v['id']}: {v['nodes']}"
+                )
+            page.screenshot(path=str(screenshot_dir / f"{name}-{size}-{theme}.png"))
+        _set_theme(page, "dark")
+    for label, watched in [*shots, ("admin", w)]:
+        problems += [f"{label}: {p}" for p in watched.problems()]
+    if os.environ.get("MC_UPDATE_DOCS_SCREENSHOTS"):
+        copy_screenshots_to_docs(screenshot_dir)
+    assert not problems, "\n".join(problems)
+
+
+def test_theme_toggle_persists_across_reload(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    w = open_page(data["admin"])
+    page = w.page
+    page.goto(live_server.url + "/")
+    assert page.evaluate("document.documentElement.classList.contains('dark')")  # dark by default
+    page.get_by_role("button", name="Alternar tema claro/escuro").click()
+    assert not page.evaluate("document.documentElement.classList.contains('dark')")
+    # The class is set by the inline <head> script before the stylesheet paints.
+    page.add_init_script(
+        "document.addEventListener('DOMContentLoaded', () => {"
+        " window.__darkAtDCL = document.documentElement.classList.contains('dark'); });"
+    )
+    page.reload()
+    assert page.evaluate("window.__darkAtDCL") is False
+    assert not page.evaluate("document.documentElement.classList.contains('dark')")
+    page.get_by_role("button", name="Alternar tema claro/escuro").click()
+    page.reload()
+    assert page.evaluate("document.documentElement.classList.contains('dark')")
+    assert not w.problems()
+
+
+def test_sidebar_is_295_or_80_px_and_slides_in_on_mobile(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    desk = open_page(data["admin"], DESKTOP).page
+    desk.goto(live_server.url + "/")
+    sidebar = desk.locator("#sidebar")
+    assert sidebar.bounding_box()["width"] == 295
+    desk.get_by_role("button", name="Recolher menu").click()
+    _wait_until(lambda: sidebar.bounding_box()["width"] == 80, 5)
+    desk.reload()
+    assert desk.locator("#sidebar").bounding_box()["width"] == 80  # remembered
+    desk.locator('#sidebar a[aria-label="Missões"]').hover()
+    assert desk.locator('#sidebar a[aria-label="Missões"] .nav-tip').is_visible()
+
+    mob = open_page(data["admin"], MOBILE).page
+    mob.goto(live_server.url + "/")
+    box = mob.locator("#sidebar").bounding_box()
+    assert box["x"] + box["width"] <= 0  # off-canvas
+    mob.get_by_role("button", name="Abrir menu").click()
+    _wait_until(lambda: mob.locator("#sidebar").bounding_box()["x"] == 0, 5)
+    assert mob.locator("#sidebar").bounding_box()["width"] == 295
+    mob.get_by_role("button", name="Fechar menu").click()
+    _wait_until(lambda: mob.locator("#sidebar").bounding_box()["x"] < 0, 5)
+
+
+def test_create_a_mission_and_watch_its_state_change(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    w = open_page(data["admin"])
+    page = w.page
+    page.goto(live_server.url + "/missoes/nova/")
+    page.get_by_label("Nome").fill("Missão criada no navegador")
+    page.get_by_label("URLs").fill("https://loja.com.br/a\nhttps://loja.com.br/b")
+    page.get_by_role("button", name="Criar missão").click()
+    page.wait_for_url("**/missoes/*/")
+    mission = Mission.objects.get(name="Missão criada no navegador")
+    assert mission.total_items == 2
+    assert page.get_by_text("Missão criada no navegador").first.is_visible()
+
+    page.goto(live_server.url + "/missoes/")
+    row = page.locator(f'tr[data-mission-id="{mission.pk}"]')
+    assert row.locator("[data-status]").inner_text().strip() == "Na fila"
+    Mission.objects.filter(pk=mission.pk).update(status=MissionStatus.EXTRAINDO, done_items=1)
+    _wait_until(lambda: row.locator("[data-status]").inner_text().strip() == "Extraindo", 20)
+    assert "1/2" in row.inner_text()
+    assert not w.problems()
+
+
+def test_bulk_cancel(open_page: Callable[..., Watched], live_server: Any) -> None:
+    data = _seed()
+    queued, assigned = data["missions"][1], data["missions"][2]
+    w = open_page(data["admin"])
+    page = w.page
+    page.goto(live_server.url + "/missoes/")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.get_by_label(f"Selecionar missão #{queued.pk}").check()
+    page.get_by_label(f"Selecionar missão #{assigned.pk}").check()
+    assert page.locator('[data-bulk-count="bulk-missions"]').inner_text() == "2"
+    page.get_by_role("button", name="Cancelar").click()
+    page.wait_for_load_state("networkidle")
+    assert page.get_by_text("2 missão(ões) cancelada(s).").is_visible()
+    statuses = set(
+        Mission.objects.filter(pk__in=[queued.pk, assigned.pk]).values_list("status", flat=True)
+    )
+    assert statuses == {MissionStatus.CANCELADO}
+    assert not w.problems()
+
+
+def test_test_connection_shows_a_result(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    worker = data["worker"]
+    worker.base_url = "http://127.0.0.1:9/api/v1"  # discard port: connection refused
+    worker.save()
+    w = open_page(data["admin"])
+    page = w.page
+    page.goto(live_server.url + "/recursos/workers/")
+    row = page.locator(f'tr[data-resource-id="{worker.pk}"]')
+    row.get_by_role("button", name="Testar conexão").click()
+    result = row.locator("[data-connection-result]")
+    result.wait_for(timeout=30_000)
+    assert result.get_attribute("data-connection-result") == "fail"
+    assert "Falha" in result.inner_text()
+    assert not w.problems()

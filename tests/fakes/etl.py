@@ -1,0 +1,172 @@
+"""A fake ETL service (scrape runs) for contracts/etl-api.md, over real HTTP on loopback.
+
+Switches for the field-name variants the real service answers with:
+- ``camel = True``: ``_id`` instead of ``id``, ``createdAt``/``updatedAt``, items carry
+  ``runId`` (otherwise ``id``, ``created_at``, ``updated_at``, ``run_id``);
+- ``list_wrapper``: ``None`` answers lists as ``[...]``, ``"runs"`` or ``"items"`` wraps
+  them as ``{"runs": [...]}`` / ``{"items": [...]}``.
+Fault switches come from ``FakeServer`` (``fail_next_requests``, ``hang_next``, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.fakes.server import ApiError, FakeServer, Request, Response, invalid_request, iso
+
+RUN_STATUSES = ("pending", "running", "completed", "failed")
+
+
+@dataclass
+class FakeRun:
+    id: str
+    seq: int
+    domain: str
+    status: str
+    created_t: float
+    updated_t: float
+    items: list[dict[str, Any]] = field(default_factory=list)  # id, url, done, status, error
+    stats: dict[str, Any] | None = None  # the finalize payload
+
+
+class FakeEtl(FakeServer):
+    prefix = "/etl/v1"
+
+    def __init__(self, *, api_key: str | None = None, **kwargs: Any) -> None:
+        super().__init__(api_key=api_key, **kwargs)
+        self.camel = False
+        self.list_wrapper: str | None = None
+        self.runs: dict[str, FakeRun] = {}
+        self.item_updates: list[list[dict[str, Any]]] = []  # every PATCH body, in order
+        self.finalized: dict[str, dict[str, Any]] = {}  # run id → finalize payload
+        self._seq = 0
+
+        self.route("POST", "/scrape-runs", self._create, body=True)
+        self.route("GET", "/scrape-runs", self._list)
+        self.route("GET", "/scrape-runs/{id}", self._get)
+        self.route("PATCH", "/scrape-runs/{id}/items", self._update_items, body=True)
+        self.route("POST", "/scrape-runs/{id}/finalize", self._finalize, body=True)
+
+    # ------------------------------------------------------------ test controls
+    def add_run(
+        self, domain: str, urls: list[str], *, status: str = "running", done: int = 0
+    ) -> FakeRun:
+        """Seed a run (e.g. an unfinished one to resume); its first ``done`` items are done."""
+        with self.lock:
+            run = self._new_run(domain, urls, status)
+            for item in run.items[:done]:
+                item.update(done=True, status="done")
+            return run
+
+    # --------------------------------------------------------------- rendering
+    def _new_run(self, domain: str, urls: list[str], status: str = "pending") -> FakeRun:
+        self._seq += 1
+        now = self.now()
+        run = FakeRun(f"run-{self._seq}", self._seq, domain, status, now, now)
+        run.items = [
+            {"id": f"{run.id}-i{n}", "url": url, "done": False, "status": "pending"}
+            for n, url in enumerate(urls, start=1)
+        ]
+        self.runs[run.id] = run
+        return run
+
+    def _run_body(self, run: FakeRun, *, with_items: bool = True) -> dict[str, Any]:
+        id_key, run_key = ("_id", "runId") if self.camel else ("id", "run_id")
+        body: dict[str, Any] = {
+            id_key: run.id,
+            "domain": run.domain,
+            "status": run.status,
+            "createdAt" if self.camel else "created_at": iso(run.created_t),
+            "updatedAt" if self.camel else "updated_at": iso(run.updated_t),
+        }
+        if with_items:
+            body["items"] = [
+                {
+                    id_key: it["id"],
+                    run_key: run.id,
+                    "url": it["url"],
+                    "done": it["done"],
+                    "status": it["status"],
+                    **({"error": it["error"]} if it.get("error") else {}),
+                }
+                for it in run.items
+            ]
+        return body
+
+    def _run(self, run_id: str) -> FakeRun:
+        run = self.runs.get(run_id)
+        if run is None:
+            raise ApiError(404, "run_not_found", f"no scrape run {run_id}")
+        return run
+
+    # ----------------------------------------------------------------- routes
+    def _create(self, req: Request) -> Response:
+        body = req.body
+        if not isinstance(body, dict):
+            raise invalid_request({"body": "must be a JSON object"})
+        domain = body.get("domain")
+        urls = body.get("urls") or []
+        errors: dict[str, str] = {}
+        if not isinstance(domain, str) or not domain:
+            errors["domain"] = "required"
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            errors["urls"] = "a list of strings"
+        if errors:
+            raise invalid_request(errors)
+        assert isinstance(domain, str)
+        return Response(201, self._run_body(self._new_run(domain, urls)))
+
+    def _get(self, req: Request) -> Response:
+        return Response(200, self._run_body(self._run(req.params["id"])))
+
+    def _list(self, req: Request) -> Response:
+        runs = sorted(self.runs.values(), key=lambda r: (r.created_t, r.seq), reverse=True)
+        if req.query.get("domain"):
+            runs = [r for r in runs if r.domain == req.query["domain"]]
+        if req.query.get("status"):
+            runs = [r for r in runs if r.status == req.query["status"]]
+        limit = req.query.get("limit")
+        if limit:
+            if not limit.isdigit() or int(limit) < 1:
+                raise invalid_request({"limit": "a positive integer"})
+            runs = runs[: int(limit)]
+        listed = [self._run_body(r) for r in runs]
+        if self.list_wrapper:
+            return Response(200, {self.list_wrapper: listed})
+        return Response(200, listed)
+
+    def _update_items(self, req: Request) -> Response:
+        run = self._run(req.params["id"])
+        updates = req.body
+        if not isinstance(updates, list) or not all(
+            isinstance(u, dict) and isinstance(u.get("id") or u.get("_id"), str) for u in updates
+        ):
+            raise invalid_request({"body": "a list of {id, done, status, error?}"})
+        self.item_updates.append(updates)
+        by_id = {it["id"]: it for it in run.items}
+        updated = 0
+        for u in updates:
+            item = by_id.get(u.get("id") or u["_id"])
+            if item is None:
+                continue
+            for name in ("done", "status", "error"):
+                if name in u:
+                    item[name] = u[name]
+            updated += 1
+        if run.status == "pending":
+            run.status = "running"
+        run.updated_t = self.now()
+        return Response(200, {"updated": updated})
+
+    def _finalize(self, req: Request) -> Response:
+        run = self._run(req.params["id"])
+        body = req.body
+        if not isinstance(body, dict):
+            raise invalid_request({"body": "must be a JSON object"})
+        self.finalized[run.id] = body
+        run.stats = body
+        status = body.get("status")
+        run.status = status if status in RUN_STATUSES else "completed"
+        run.updated_t = self.now()
+        return Response(200, self._run_body(run))

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from typing import Any as SettingsWrapper
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from orchestrator.models import Mission
+from registry.models import SiteConfig, Worker, Writer
+
+pytestmark = pytest.mark.django_db
+
+
+def test_bootstrap_prints_a_fresh_admin_password_only_on_the_first_run(
+    capsys: pytest.CaptureFixture[str], settings: SettingsWrapper
+) -> None:
+    settings.LOCALNODE_ENABLED = False
+    call_command("bootstrap")
+    first = capsys.readouterr().out
+    call_command("bootstrap")
+    second = capsys.readouterr().out
+
+    assert "password:" in first
+    assert "password:" not in second
+    assert get_user_model().objects.filter(is_superuser=True).count() == 1
+    password = first.split("password:")[1].split()[0]
+    assert len(password) >= 12
+    assert get_user_model().objects.get(username="admin").check_password(password)
+
+
+def test_bootstrap_registers_the_local_node_and_queues_demo_missions_once(
+    settings: SettingsWrapper,
+) -> None:
+    settings.LOCALNODE_ENABLED = True
+    call_command("bootstrap", base_url="http://127.0.0.1:8000")
+    call_command("bootstrap", base_url="http://127.0.0.1:8000")
+
+    worker = Worker.objects.get(name="local")
+    assert worker.base_url == "http://127.0.0.1:8000/local/worker/api/v1"
+    assert Writer.objects.get(name="local").is_default
+    assert SiteConfig.objects.filter(domain="*").count() == 1
+    assert Mission.objects.count() == 3
+    assert sum(m.total_items for m in Mission.objects.all()) == 120
+
+
+def test_demo_missions_point_at_the_local_demo_catalogue(settings: SettingsWrapper) -> None:
+    settings.LOCALNODE_ENABLED = True
+    call_command("bootstrap", base_url="http://127.0.0.1:8000")
+
+    from orchestrator.models import MissionItem
+
+    url = MissionItem.objects.order_by("id").values_list("url", flat=True).first()
+    assert url == "http://127.0.0.1:8000/local/demo/p/1/"

@@ -1,0 +1,221 @@
+"""Proxy x site health: learned from results, shared in the database, used by
+allocation; sessions retire by error score, usage and age."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from orchestrator import actions, events, proxy_health
+from orchestrator.models import BrowserSession, MissionEvent, ProxyDomainHealth
+from orchestrator.states import MissionStatus, SessionStatus
+from registry import config
+from tests import factories
+from tests.fakes.worker import FakeWorker
+from tests.fakes.writer import FakeWriter
+from tests.integration.engine_helpers import build_fleet
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_wakeups() -> Iterator[None]:
+    # Events published inside a test's rolled-back transaction leave NOTIFY wake-ups
+    # queued on the thread; drop them so later transactional tests see only their own.
+    yield
+    events._pending.wake.clear()
+
+
+NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@dataclass
+class R:
+    status: str
+    error_code: str | None = None
+
+
+def ok(n: int) -> list[R]:
+    return [R("ok") for _ in range(n)]
+
+
+def bad(n: int, code: str = "blocked") -> list[R]:
+    return [R("error", code) for _ in range(n)]
+
+
+@pytest.fixture
+def session() -> BrowserSession:
+    return factories.BrowserSessionFactory(status="ready")
+
+
+def health(s: BrowserSession) -> ProxyDomainHealth:
+    return ProxyDomainHealth.objects.get(proxy_id=s.proxy_id, domain="example.com")
+
+
+def test_three_failures_block_the_proxy_for_the_site_with_the_reason(
+    session: BrowserSession,
+) -> None:
+    cfg = config.load()
+    proxy_health.record(session, "www.example.com", bad(2) + ok(1), NOW, cfg)
+    assert health(session).score == 1.5 and not health(session).is_blocked(NOW)
+
+    proxy_health.record(session, "example.com", bad(1, "timeout") + bad(1, "proxy_error"), NOW, cfg)
+
+    row = health(session)
+    assert row.score == 3.5
+    assert row.blocked_until == NOW + dt.timedelta(minutes=30)
+    assert "1 proxy_error, 1 timeout" in row.blocked_reason
+    assert proxy_health.blocked_external_ids("example.com", NOW) == [session.proxy_external_id]
+    assert proxy_health.blocked_external_ids("other.com", NOW) == []
+    event = MissionEvent.objects.get(mission=session.mission)
+    assert "bloqueado para example.com por 30 min" in event.message
+
+
+def test_successes_lower_the_score_never_below_zero_and_other_errors_do_not_count(
+    session: BrowserSession,
+) -> None:
+    cfg = config.load()
+    proxy_health.record(session, "example.com", bad(1) + ok(10) + bad(3, "parse_error"), NOW, cfg)
+    row = health(session)
+    assert (row.score, row.successes, row.failures) == (0.0, 10, 1)
+    session.refresh_from_db()
+    assert session.error_score == 0.0
+
+
+def test_threshold_and_time_box_come_from_config(session: BrowserSession) -> None:
+    config.set_value("proxy_health_threshold", 5)
+    config.set_value("proxy_health_block_s", 60)
+    cfg = config.load()
+    proxy_health.record(session, "example.com", bad(4), NOW, cfg)
+    assert not health(session).is_blocked(NOW)
+    proxy_health.record(session, "example.com", bad(1), NOW, cfg)
+    assert health(session).blocked_until == NOW + dt.timedelta(seconds=60)
+
+
+def test_after_the_time_box_one_probe_failure_blocks_again_and_a_success_lifts(
+    session: BrowserSession,
+) -> None:
+    cfg = config.load()
+    proxy_health.record(session, "example.com", bad(3), NOW, cfg)
+    later = NOW + dt.timedelta(minutes=31)
+    assert proxy_health.blocked_external_ids("example.com", later) == []
+
+    proxy_health.record(session, "example.com", bad(1), later, cfg)
+    assert health(session).is_blocked(later)  # the probe failed
+
+    while_blocked = later + dt.timedelta(minutes=1)
+    proxy_health.record(session, "example.com", ok(1), while_blocked, cfg)
+    row = health(session)
+    assert not row.is_blocked(while_blocked)  # a success lifts it
+    assert row.score < cfg.proxy_health_threshold
+    assert row.blocked_reason == ""
+
+
+def test_allocation_skips_proxies_blocked_for_the_mission_domain(
+    viewer_api: APIClient,
+) -> None:
+    factories.WriterFactory(is_default=True)
+    factories.WorkerFactory()
+    factories.SiteConfigFactory(domain="*", proxy_types=["datacenter"], max_sessions=1)
+    only = factories.ProxyFactory(type="datacenter")
+    ProxyDomainHealth.objects.create(
+        proxy=only,
+        domain="example.com",
+        score=3,
+        blocked_until=timezone.now() + dt.timedelta(minutes=30),
+        blocked_reason="pontuação 3",
+        updated_at=timezone.now(),
+    )
+    blocked = actions.create_mission(name="Bloqueada", urls=["https://example.com/1"])
+    elsewhere = actions.create_mission(name="Outro site", urls=["https://other.com/1"])
+    from orchestrator.managers.missions import MissionManager
+
+    MissionManager("t").tick()
+
+    blocked.refresh_from_db()
+    elsewhere.refresh_from_db()
+    assert blocked.status == MissionStatus.QUEUED
+    assert elsewhere.status == MissionStatus.ATRIBUIDO
+    summary = viewer_api.get(f"/api/missions/{blocked.pk}/explain/").json()["summary"]
+    assert "bloqueados pela saúde proxy x site em example.com" in summary
+
+
+def test_the_engine_learns_a_blocking_proxy_and_moves_the_site_off_it(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    fleet = build_fleet(fake_worker, fake_writer, n_proxies=3, max_sessions=2)
+    fake_worker.blocked_proxies = {"px-0"}
+    mission = actions.create_mission(
+        name="Aprende", urls=[f"https://example.com/p/{i}" for i in range(30)]
+    )
+
+    mission = fleet.drive_to(mission, MissionStatus.FINALIZADO, max_rounds=150)
+
+    assert mission.done_items == 30
+    row = ProxyDomainHealth.objects.get(proxy__external_id="px-0", domain="example.com")
+    assert row.failures >= 3 and row.blocked_until is not None
+    blocked_at = row.blocked_until - dt.timedelta(seconds=config.load().proxy_health_block_s)
+    late = BrowserSession.objects.filter(
+        mission=mission, proxy_external_id="px-0", created_at__gt=blocked_at
+    )
+    assert not late.exists()
+    good = ProxyDomainHealth.objects.exclude(proxy__external_id="px-0")
+    assert all(h.score == 0 and h.blocked_until is None for h in good)
+
+
+def test_sessions_retire_by_error_score_usage_and_age() -> None:
+    now = timezone.now()
+    fresh = factories.BrowserSessionFactory(status="ready", opened_at=now)
+    errors = factories.BrowserSessionFactory(status="ready", opened_at=now, error_score=3)
+    used = factories.BrowserSessionFactory(status="ready", opened_at=now, items_done=50)
+    old = factories.BrowserSessionFactory(status="ready", opened_at=now - dt.timedelta(minutes=51))
+    busy = factories.BrowserSessionFactory(
+        status="busy", opened_at=now, error_score=9, job_key="j1"
+    )
+
+    assert proxy_health.retire_sessions(now) == 3
+
+    statuses = dict(BrowserSession.objects.values_list("pk", "status"))
+    assert statuses[fresh.pk] == SessionStatus.READY
+    assert statuses[busy.pk] == SessionStatus.BUSY
+    assert {statuses[s.pk] for s in (errors, used, old)} == {SessionStatus.CLOSING}
+    reasons = list(MissionEvent.objects.order_by("id").values_list("message", flat=True))
+    assert any("pontuação de erro 3" in m for m in reasons)
+    assert any("50 usos" in m for m in reasons)
+    assert any("idade acima de 50 min" in m for m in reasons)
+
+
+def test_api_lists_and_lifts_and_dashboard_shows_blocks(
+    admin_api: APIClient, viewer_api: APIClient, operator_api: APIClient, client: Client
+) -> None:
+    proxy = factories.ProxyFactory(external_id="res-1", type="residential", country="BR")
+    now = timezone.now()
+    row = ProxyDomainHealth.objects.create(
+        proxy=proxy,
+        domain="example.com",
+        score=4,
+        failures=4,
+        blocked_until=now + dt.timedelta(minutes=30),
+        blocked_reason="pontuação 4 >= 3",
+        updated_at=now,
+    )
+
+    listed = viewer_api.get("/api/proxy-health/?blocked=true&domain=www.example.com").json()
+    assert [(r["proxy"], r["blocked"], r["score"]) for r in listed["results"]] == [
+        ("res-1", True, 4.0)
+    ]
+    assert "password" not in str(listed)
+    client.force_login(factories.UserFactory(role="viewer"))
+    page = client.get("/execucao/").content.decode()
+    assert "data-proxy-health" in page and "res-1" in page
+
+    assert operator_api.post(f"/api/proxy-health/{row.pk}/lift/").status_code == 403
+    lifted = admin_api.post(f"/api/proxy-health/{row.pk}/lift/")
+    assert lifted.status_code == 200 and lifted.json()["blocked"] is False
+    assert viewer_api.get("/api/proxy-health/?blocked=true").json()["results"] == []
