@@ -1,0 +1,155 @@
+"""Pipeline throughput: missions through the whole lifecycle, one orchestrator.
+
+    python -m bench.pipeline [--quick]
+
+Missions of 50 URLs are created up front; one `Orchestrator` (what `run_orchestrator`
+runs, here in this process so its queries and CPU can be counted) drives them from
+QUEUED to FINALIZADO against the zero-latency fake worker and writer (subprocesses,
+loopback HTTP) on PostgreSQL with NOTIFY wake-ups. Figures: missions/s, items/s,
+database queries per mission, orchestrator CPU ms per mission. A second run with
+missions of 500 URLs checks that queries per mission do not grow with the URLs.
+
+Baseline, same run and database: pgqueuer draining no-op jobs (`bench.baselines`).
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bench.common import BENCH_DATABASE_URL, Row, main, migrate, result, setup_django
+
+
+@dataclass
+class PipelineRun:
+    missions: int
+    urls: int
+    wall_s: float
+    cpu_s: float
+    queries: int
+
+    @property
+    def missions_per_s(self) -> float:
+        return self.missions / self.wall_s
+
+    @property
+    def items_per_s(self) -> float:
+        return self.missions * self.urls / self.wall_s
+
+    @property
+    def queries_per_mission(self) -> float:
+        return self.queries / self.missions
+
+    @property
+    def cpu_ms_per_mission(self) -> float:
+        return self.cpu_s * 1000 / self.missions
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_pipeline(n_missions: int, urls: int, *, timeout_s: float = 600) -> PipelineRun:
+    from django.db import connection
+
+    from bench.fleet import fakes, setup_fleet
+    from orchestrator import actions
+    from orchestrator.models import Mission
+    from orchestrator.runner import Orchestrator
+    from orchestrator.states import MissionStatus
+
+    with fakes() as (worker, writer):
+        setup_fleet(worker, writer, items_per_job=max(50, urls), site_max_sessions=1)
+        for m in range(n_missions):
+            actions.create_mission(
+                name=f"bench {m}",
+                urls=[f"https://shop{m % 40}.example.com/p/{m}/{i}" for i in range(urls)],
+            )
+        orch = Orchestrator(name="bench-pipeline")
+        done = threading.Event()
+
+        def watch() -> None:
+            # Its own connection (Django's are per thread): not counted below.
+            try:
+                while not orch.stopping.is_set():
+                    left = Mission.objects.exclude(status=MissionStatus.FINALIZADO).count()
+                    if left == 0:
+                        done.set()
+                        orch.stopping.set()
+                        orch._wake_event.set()
+                        return
+                    time.sleep(0.05)
+            finally:
+                connection.close()
+
+        queries = 0
+
+        def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+            nonlocal queries
+            queries += 1
+            return execute(sql, params, many, context)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        cpu0, t0 = _cpu(), time.perf_counter()
+        watcher.start()
+        with connection.execute_wrapper(count):
+            orch.run(max_seconds=timeout_s)
+        wall, cpu = time.perf_counter() - t0, _cpu() - cpu0
+        watcher.join(5)
+        assert done.is_set(), f"pipeline did not finish {n_missions} missions in {timeout_s}s"
+        delivered = sum(Mission.objects.values_list("done_items", flat=True))
+        assert delivered == n_missions * urls, f"{delivered} of {n_missions * urls} items done"
+    return PipelineRun(n_missions, urls, wall, cpu, queries)
+
+
+def run(quick: bool = False) -> list[Row]:
+    from bench.baselines import pgqueuer_drain
+
+    migrate(BENCH_DATABASE_URL)
+    setup_django(BENCH_DATABASE_URL)
+    n = 20 if quick else 200
+    small = run_pipeline(n, 50, timeout_s=120 if quick else 600)
+    large = run_pipeline(max(4, n // 10), 500, timeout_s=120 if quick else 600)
+    drain = pgqueuer_drain(small.missions * small.urls)
+    growth = large.queries_per_mission / small.queries_per_mission
+    return [
+        result(
+            f"pipeline {n}x50 URLs: items/s",
+            small.items_per_s,
+            "items/s",
+            baseline=drain,
+            target=">= 1.0x pgqueuer no-op",
+            passed=small.items_per_s >= drain,
+            note="baseline: pgqueuer no-op jobs/s, same database",
+        ),
+        result(f"pipeline {n}x50 URLs: missions/s", small.missions_per_s, "missions/s"),
+        result("pipeline: DB queries per mission (50 URLs)", small.queries_per_mission, "queries"),
+        result(
+            "pipeline: DB queries per mission (500 URLs)",
+            large.queries_per_mission,
+            "queries",
+            baseline=small.queries_per_mission,
+            ratio=growth,
+            target="<= 1.5x the 50-URL figure",
+            passed=growth <= 1.5,
+        ),
+        result(
+            "pipeline: orchestrator CPU per mission (50 URLs)",
+            small.cpu_ms_per_mission,
+            "ms",
+        ),
+        result(
+            "pipeline: orchestrator CPU per mission (500 URLs)",
+            large.cpu_ms_per_mission,
+            "ms",
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main(run, __doc__))
