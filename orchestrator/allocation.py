@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -274,15 +275,22 @@ def allocate_sessions(
     *,
     exclude_proxies: Iterable[str] = (),
     worker_pool: list[Worker] | None = None,
+    worker_slots: dict[int, list[int]] | None = None,
 ) -> Allocation:
     """Create up to `n` requested sessions for `mission`, taking worker slots and
-    proxies in the caller's transaction (which must hold the mission row)."""
+    proxies in the caller's transaction (which must hold the mission row).
+
+    `worker_pool` and `worker_slots` (from `lock_usable_workers` and `free_slots`) let a
+    caller allocating for several missions lock and count once; both are updated in
+    place as slots are taken."""
     assert transaction.get_connection().in_atomic_block, "allocate inside a transaction"
     if n <= 0:
         return Allocation([])
     if worker_pool is None:
         worker_pool = lock_usable_workers(now)
-    free = [w for w in worker_pool if w.active_sessions < w.max_sessions]
+    if worker_slots is None:
+        worker_slots = free_slots("worker", {w.pk: w.max_sessions for w in worker_pool})
+    free = [w for w in worker_pool if w.active_sessions < w.max_sessions and worker_slots.get(w.pk)]
     if not free:
         reason = "nenhum worker disponível" if not worker_pool else "workers sem capacidade"
         total = sum(w.max_sessions for w in worker_pool)
@@ -301,26 +309,31 @@ def allocate_sessions(
         .order_by(F("last_used_at").asc(nulls_first=True), "id")
         .select_for_update(skip_locked=True, of=("self",))[: n * 2]
     )
-    slots: list[tuple[Worker, Proxy | None]] = []
+    proxy_slots = free_slots("proxy", {p.pk: p.max_sessions for p in proxies})
+    slots: list[tuple[Worker, int, Proxy | None, int | None]] = []
     room = {p.pk: p.max_sessions - p.active_sessions for p in proxies}
     used_here = dict.fromkeys(room, 0)
     for _ in range(n):
-        open_workers = [w for w in free if w.active_sessions < w.max_sessions]
+        open_workers = [
+            w for w in free if w.active_sessions < w.max_sessions and worker_slots.get(w.pk)
+        ]
         if not open_workers:
             break
         # Spread over workers: the one with the most free slots (ties: lowest id).
         worker = max(open_workers, key=lambda w: (w.max_sessions - w.active_sessions, -w.pk))
         # Least recently used first; a proxy with room for several sessions is reused
         # only when every other fitting proxy is already used by this allocation.
-        candidates = [p for p in proxies if room[p.pk] > 0]
+        candidates = [p for p in proxies if room[p.pk] > 0 and proxy_slots[p.pk]]
         proxy: Proxy | None = min(candidates, key=lambda p: used_here[p.pk]) if candidates else None
         if proxy is None and not want_direct:
             break
+        proxy_slot = None
         if proxy is not None:
             room[proxy.pk] -= 1
             used_here[proxy.pk] += 1
+            proxy_slot = proxy_slots[proxy.pk].pop(0)
         worker.active_sessions += 1
-        slots.append((worker, proxy))
+        slots.append((worker, worker_slots[worker.pk].pop(0), proxy, proxy_slot))
 
     if not slots:
         return Allocation([], ErrorCode.ALLOC_NO_PROXY, _no_proxy_reason(site, mission.domain, now))
@@ -340,13 +353,15 @@ def allocate_sessions(
             proxy_type=proxy.type if proxy else "",
             proxy_country=proxy.country if proxy else "",
             holds_slot=True,
+            worker_slot=worker_slot,
+            proxy_slot=proxy_slot,
         )
-        for i, (worker, proxy) in enumerate(slots)
+        for i, (worker, worker_slot, proxy, proxy_slot) in enumerate(slots)
     ]
     BrowserSession.objects.bulk_create(sessions)
     per_worker: dict[int, int] = {}
     per_proxy: dict[int, int] = {}
-    for worker, proxy in slots:
+    for worker, _, proxy, _ in slots:
         per_worker[worker.pk] = per_worker.get(worker.pk, 0) + 1
         if proxy is not None:
             per_proxy[proxy.pk] = per_proxy.get(proxy.pk, 0) + 1
@@ -361,6 +376,24 @@ def allocate_sessions(
         )
     events.publish("session.requested", mission_id=mission.pk)
     return Allocation(sessions)
+
+
+def free_slots(owner: str, limits: dict[int, int]) -> dict[int, list[int]]:
+    """The slot numbers below each worker's or proxy's limit (`owner` is "worker" or
+    "proxy"; `limits` maps its ids to `max_sessions`) that no slot-holding session uses,
+    lowest first. Counted from the sessions themselves, so a drifted `active_sessions`
+    counter can never hand out a slot twice; the caller holds the owners' rows locked,
+    and the partial unique indexes on the slot numbers are the backstop."""
+    if not limits:
+        return {}
+    held: dict[int, set[int]] = defaultdict(set)
+    rows = BrowserSession.objects.filter(
+        holds_slot=True, **{f"{owner}_id__in": list(limits)}
+    ).values_list(f"{owner}_id", f"{owner}_slot")
+    for owner_id, slot in rows:
+        if slot is not None:
+            held[owner_id].add(slot)
+    return {pk: [s for s in range(limit) if s not in held[pk]] for pk, limit in limits.items()}
 
 
 def lock_usable_workers(now: dt.datetime) -> list[Worker]:
@@ -430,6 +463,7 @@ def claim_due_missions(
         if not missions:
             return []
         workers = lock_usable_workers(now)
+        worker_slots = free_slots("worker", {w.pk: w.max_sessions for w in workers})
         has_default_writer = default_writer_id() is not None
         pending_counts = dict(
             MissionItem.objects.filter(
@@ -454,7 +488,12 @@ def claim_due_missions(
                 outcomes.append((mission, Allocation([])))
                 continue
             allocation = allocate_sessions(
-                mission, sessions_wanted(site, pending), site, now, worker_pool=workers
+                mission,
+                sessions_wanted(site, pending),
+                site,
+                now,
+                worker_pool=workers,
+                worker_slots=worker_slots,
             )
             if not allocation.sessions:
                 _set_wait(mission, allocation.wait_code, allocation.wait_reason)

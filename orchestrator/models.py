@@ -263,6 +263,12 @@ class BrowserSession(models.Model):
     proxy_country = models.CharField(max_length=2, blank=True, default="")
     # True while this session counts against its worker's and proxy's active_sessions.
     holds_slot = models.BooleanField(default=True)
+    # Which of its worker's `max_sessions` slots and its proxy's `max_sessions` uses the
+    # session holds (0-based, below the limit at allocation). Unique among the sessions
+    # that hold a slot: the database's backstop against a worker or proxy being handed
+    # out beyond its limit, whatever the counters say.
+    worker_slot = models.PositiveSmallIntegerField(null=True, blank=True)
+    proxy_slot = models.PositiveSmallIntegerField(null=True, blank=True)
 
     # The current job (one at a time per session).
     job_seq = models.PositiveIntegerField(default=0)
@@ -309,6 +315,28 @@ class BrowserSession(models.Model):
                 fields=["worker", "proxy"], name="session_holds_idx", condition=Q(holds_slot=True)
             ),
             models.Index(fields=["mission", "status"], name="session_mission_idx"),
+        ]
+        constraints = [
+            # allocate_sessions: the slot numbers held on a worker / proxy (these unique
+            # indexes also serve that lookup).
+            models.UniqueConstraint(
+                fields=["worker", "worker_slot"],
+                condition=Q(holds_slot=True),
+                name="session_one_per_worker_slot",
+            ),
+            models.UniqueConstraint(
+                fields=["proxy", "proxy_slot"],
+                condition=Q(holds_slot=True),
+                name="session_one_per_proxy_slot",
+            ),
+            models.CheckConstraint(
+                condition=Q(holds_slot=False) | Q(worker_slot__isnull=False),
+                name="session_holding_has_worker_slot",
+            ),
+            models.CheckConstraint(
+                condition=Q(holds_slot=False) | Q(proxy__isnull=True) | Q(proxy_slot__isnull=False),
+                name="session_holding_has_proxy_slot",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -146,6 +146,8 @@ class BrowserSessionFactory(factory.django.DjangoModelFactory[BrowserSession]):
     proxy_type = factory.LazyAttribute(lambda s: s.proxy.type if s.proxy else "")
     proxy_country = factory.LazyAttribute(lambda s: s.proxy.country if s.proxy else "")
     holds_slot = False
+    worker_slot = factory.Sequence(lambda n: n % 30000)
+    proxy_slot = factory.Sequence(lambda n: n % 30000)
 
 
 class MissionEventFactory(factory.django.DjangoModelFactory[MissionEvent]):
