@@ -94,7 +94,7 @@ def test_two_orchestrators_finish_200_missions_with_nothing_done_twice(
         for n in range(2)
     ]
     try:
-        wait_for(lambda: all_final(ids), 240, "200 missions FINALIZADO")
+        wait_for(lambda: all_final(ids), 480, "200 missions FINALIZADO")
     finally:
         codes = [stop(p) for p in procs]
     assert codes == [0, 0], (tmp_path / "orch-0.log").read_text()[-3000:]
