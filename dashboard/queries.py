@@ -7,11 +7,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Min, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from orchestrator import actions
+from orchestrator import actions, counting
 from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionItem
 from orchestrator.states import RUNNING, SESSION_LIVE, MissionStatus
 from registry.models import Proxy, ProxyStatus, ProxyType, Worker
@@ -50,6 +50,66 @@ class Bar:
     index: int = 0
 
 
+@dataclass(frozen=True)
+class Ended:
+    """Missions that ended (FINALIZADO or ERRO) today and in the last 24 h. Counts come
+    from the newest `cap` terminal transitions: exact while the window holds no more,
+    else scaled to the window from the time those cover (`approximate_*`)."""
+
+    finished_today: int
+    finished_24h: int
+    errors_24h: int
+    approximate_today: bool = False
+    approximate_24h: bool = False
+
+    @property
+    def ended_24h(self) -> int:
+        return self.finished_24h + self.errors_24h
+
+    @property
+    def error_rate_24h(self) -> float | None:
+        return 100 * self.errors_24h / self.ended_24h if self.ended_24h else None
+
+
+def ended_since(now: dt.datetime, start_of_day: dt.datetime, cap: int | None = None) -> Ended:
+    """One query over `event_ended_idx` reading at most `cap + 1` index entries.
+    FINALIZADO is final and reached once per mission, so its transitions since midnight
+    are the missions finished today."""
+    cap = counting.COUNT_CAP if cap is None else cap
+    since_24h = now - dt.timedelta(hours=24)
+    finished = Q(to_status=MissionStatus.FINALIZADO)
+    sample = MissionEvent.objects.filter(
+        kind=MissionEvent.Kind.TRANSITION,
+        to_status__in=[MissionStatus.FINALIZADO, MissionStatus.ERRO],
+        created_at__gte=min(start_of_day, since_24h),
+    ).order_by("-created_at")[: cap + 1]
+    agg = sample.aggregate(
+        n=Count("id"),
+        oldest=Min("created_at"),
+        today=Count("id", filter=finished & Q(created_at__gte=start_of_day)),
+        finished_24h=Count("id", filter=finished & Q(created_at__gte=since_24h)),
+        errors_24h=Count(
+            "id", filter=Q(to_status=MissionStatus.ERRO) & Q(created_at__gte=since_24h)
+        ),
+    )
+    if agg["n"] <= cap:
+        return Ended(agg["today"], agg["finished_24h"], agg["errors_24h"])
+    # Truncated: the sample holds every ended mission since `oldest`. A window starting
+    # later is exact; one starting earlier is scaled by its length over the sample's.
+    oldest: dt.datetime = agg["oldest"]
+    covered = max((now - oldest).total_seconds(), 1.0)
+
+    def scaled(n: int, start: dt.datetime) -> tuple[int, bool]:
+        if start >= oldest:
+            return n, False
+        return counting.round_estimate(n * (now - start).total_seconds() / covered), True
+
+    today, approximate_today = scaled(agg["today"], start_of_day)
+    finished_24h, approximate_24h = scaled(agg["finished_24h"], since_24h)
+    errors_24h, _ = scaled(agg["errors_24h"], since_24h)
+    return Ended(today, finished_24h, errors_24h, approximate_today, approximate_24h)
+
+
 @dataclass
 class Overview:
     counts: dict[str, int]
@@ -68,46 +128,49 @@ class Overview:
     workers_total: int
     proxy_rows: list[dict[str, Any]]
     latest_errors: list[MissionEvent]
-    states: list[tuple[str, str, int]] = field(default_factory=list)
+    # (value, label, count, approximate) per mission state.
+    states: list[tuple[str, str, int, bool]] = field(default_factory=list)
+    # The figures above that are estimates: "queued", "running", "finished_today",
+    # "error_rate" (shown with "≈").
+    approximate: frozenset[str] = frozenset()
 
     @property
     def capacity_pct(self) -> float:
         return 100 * self.capacity_used / self.capacity_total if self.capacity_total else 0.0
 
+    @property
+    def approx(self) -> dict[str, bool]:
+        """`approximate` for templates: `o.approx.queued`."""
+        keys = ("queued", "running", "finished_today", "error_rate")
+        return {key: key in self.approximate for key in keys}
 
-def overview(now: dt.datetime) -> Overview:
-    counts = actions.mission_counts_by_status()
+
+def overview(now: dt.datetime, cap: int | None = None) -> Overview:
+    """Six queries (seven when a state count passes `cap` and is estimated), none
+    reading more than `cap + 1` rows of the mission or event tables."""
+    status_counts = actions.mission_counts_by_status(cap=cap)
+    counts = status_counts.counts
     start_of_day = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
-    finished_today = Mission.objects.filter(
-        status=MissionStatus.FINALIZADO, finalizado_at__gte=start_of_day
-    ).count()
-    ended = dict(
-        MissionEvent.objects.filter(
-            kind=MissionEvent.Kind.TRANSITION,
-            to_status__in=[MissionStatus.FINALIZADO, MissionStatus.ERRO],
-            created_at__gte=now - dt.timedelta(hours=24),
-        )
-        .values_list("to_status")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    ended_24h = sum(ended.values())
-    error_rate = 100 * ended.get(MissionStatus.ERRO, 0) / ended_24h if ended_24h else None
-    window = dt.timedelta(minutes=10)
-    items_recent = MissionItem.objects.filter(finished_at__gte=now - window).count()
+    ended = ended_since(now, start_of_day, cap=cap)
 
+    # Items finished per hour over the last 24 h and in the last 10 minutes, in one
+    # query, over `item_finished_idx`.
+    window = dt.timedelta(minutes=10)
     hour0 = timezone.localtime(now).replace(minute=0, second=0, microsecond=0) - dt.timedelta(
         hours=23
     )
-    per_hour = {
-        timezone.localtime(h).replace(tzinfo=None): n
-        for h, n in MissionItem.objects.filter(finished_at__gte=hour0)
+    per_hour: dict[dt.datetime, int] = {}
+    items_recent = 0
+    for h, n, recent in (
+        MissionItem.objects.filter(finished_at__gte=hour0)
         .annotate(h=TruncHour("finished_at"))
         .values_list("h")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("id"), recent=Count("id", filter=Q(finished_at__gte=now - window)))
         .order_by()
-        if h is not None
-    }
+    ):
+        items_recent += recent
+        if h is not None:
+            per_hour[timezone.localtime(h).replace(tzinfo=None)] = n
     hours = [hour0 + dt.timedelta(hours=i) for i in range(24)]
     series = [per_hour.get(h.replace(tzinfo=None), 0) for h in hours]
     top = max(series) if any(series) else 0
@@ -116,7 +179,7 @@ def overview(now: dt.datetime) -> Overview:
         for i, (h, n) in enumerate(zip(hours, series, strict=True))
     ]
 
-    cap = Worker.objects.filter(enabled=True).aggregate(
+    cap_row = Worker.objects.filter(enabled=True).aggregate(
         used=Sum("active_sessions"),
         total=Sum("max_sessions"),
         online=Count("id", filter=Q(health_status="ok")),
@@ -149,24 +212,38 @@ def overview(now: dt.datetime) -> Overview:
             :8
         ]
     )
+    approximate = {
+        key
+        for key, flag in (
+            ("queued", status_counts.any_approximate([MissionStatus.QUEUED])),
+            ("running", status_counts.any_approximate(sorted(RUNNING))),
+            ("finished_today", ended.approximate_today),
+            ("error_rate", ended.approximate_24h),
+        )
+        if flag
+    }
     return Overview(
         counts=counts,
         queued=counts.get(MissionStatus.QUEUED, 0),
-        running=sum(counts.get(s, 0) for s in RUNNING),
-        finished_today=finished_today,
-        error_rate_24h=error_rate,
-        ended_24h=ended_24h,
+        running=status_counts.total(sorted(RUNNING)),
+        finished_today=ended.finished_today,
+        error_rate_24h=ended.error_rate_24h,
+        ended_24h=ended.ended_24h,
         items_per_min=items_recent / (window.total_seconds() / 60),
         throughput=bars,
         throughput_max=top,
         throughput_total=sum(series),
-        capacity_used=cap["used"] or 0,
-        capacity_total=cap["total"] or 0,
-        workers_online=cap["online"] or 0,
-        workers_total=cap["n"] or 0,
+        capacity_used=cap_row["used"] or 0,
+        capacity_total=cap_row["total"] or 0,
+        workers_online=cap_row["online"] or 0,
+        workers_total=cap_row["n"] or 0,
         proxy_rows=list(proxies.values()),
         latest_errors=latest_errors,
-        states=[(s.value, s.label, counts.get(s.value, 0)) for s in MissionStatus],
+        states=[
+            (s.value, s.label, counts.get(s.value, 0), s.value in status_counts.approximate)
+            for s in MissionStatus
+        ],
+        approximate=frozenset(approximate),
     )
 
 

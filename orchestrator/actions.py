@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from orchestrator import events, states
+from orchestrator import counting, events, states
 from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionItem
 from orchestrator.states import ItemStatus, MissionStatus, SessionStatus
 from registry import config
@@ -239,13 +239,15 @@ def set_paused(paused: bool) -> bool:
     return paused
 
 
-def mission_counts_by_status() -> dict[str, int]:
-    from django.db.models import Count
-
-    rows = Mission.objects.values_list("status").annotate(n=Count("id")).order_by()
-    counts = {s.value: 0 for s in MissionStatus}
-    counts.update({status: n for status, n in rows})
-    return counts
+def mission_counts_by_status(cap: int | None = None) -> counting.Counts:
+    """Missions per state, every state present. Exact up to a cap of missions in a state
+    (`cap`, else COUNT_CAP for the live states, which stay below it in practice, and
+    ENDED_COUNT_CAP for the ended ones); above it an estimate, listed in `approximate`.
+    One query, two when some state passes its cap (served by `mission_status_list_idx`)."""
+    caps = None
+    if cap is None:
+        caps = dict.fromkeys(states.TERMINAL, counting.ENDED_COUNT_CAP)
+    return counting.counts_by(Mission, "status", MissionStatus.values, cap=cap, caps=caps)
 
 
 __all__ = [

@@ -232,6 +232,13 @@ class MissionItem(models.Model):
             models.Index(
                 fields=["session"], name="item_session_idx", condition=Q(status="assigned")
             ),
+            # Overview: items finished per hour over the last 24 h and in the last 10 min
+            # (dashboard.queries.overview), an index-only range scan.
+            models.Index(
+                fields=["finished_at"],
+                name="item_finished_idx",
+                condition=Q(finished_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -378,6 +385,15 @@ class MissionEvent(models.Model):
             models.Index(fields=["mission", "-id"], name="event_mission_idx"),
             # Latest errors on the overview.
             models.Index(fields=["-id"], name="event_errors_idx", condition=~Q(error_code="")),
+            # Overview (dashboard.queries.ended_since): missions that ended, FINALIZADO or
+            # ERRO, today and in the last 24 h, newest first, at most COUNT_CAP of them;
+            # to_status is included so the scan never visits the table.
+            models.Index(
+                fields=["-created_at"],
+                include=["to_status"],
+                name="event_ended_idx",
+                condition=Q(kind="transition", to_status__in=["FINALIZADO", "ERRO"]),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -213,3 +213,68 @@ def test_pages_render_dates_in_brazilian_format(login: Callable[[str | None], Cl
     MissionEvent.objects.create(mission=mission, kind="info", message="x", created_at=when)
     body = login("viewer").get(f"/missoes/{mission.pk}/").content.decode()
     assert "27/11/2026 14:05" in body
+
+
+def test_overview_costs_the_same_queries_whatever_the_rows() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from dashboard import queries
+
+    def queries_of_overview() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            queries.overview(timezone.now(), cap=3)
+        return len(ctx.captured_queries)
+
+    factories.MissionFactory(status=MissionStatus.FINALIZADO)
+    few = queries_of_overview()
+    now = timezone.now()
+    for status in (MissionStatus.QUEUED, MissionStatus.EXTRAINDO, MissionStatus.ERRO):
+        for mission in factories.MissionFactory.create_batch(3, status=status, n_items=2):
+            MissionEvent.objects.create(
+                mission=mission, kind="transition", to_status=status, created_at=now
+            )
+    factories.WorkerFactory.create_batch(2)
+    factories.ProxyFactory.create_batch(2)
+    # Nothing passes the cap of 3: the same queries, six of them.
+    assert queries_of_overview() == few == 6
+
+
+def test_overview_marks_estimated_figures(
+    login: Callable[[str | None], Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator import counting
+
+    monkeypatch.setattr(counting, "COUNT_CAP", 2)
+    now = timezone.now()
+    mission = factories.MissionFactory(status=MissionStatus.QUEUED)
+    for hours, to in [(1, "FINALIZADO"), (2, "ERRO"), (3, "FINALIZADO"), (20, "ERRO")]:
+        MissionEvent.objects.create(
+            mission=mission,
+            kind="transition",
+            to_status=to,
+            created_at=now - dt.timedelta(hours=hours),
+        )
+    body = login("viewer").get("/").content.decode()
+    # More ended missions in 24 h than the cap: the error rate is an estimate.
+    assert 'data-kpi="error_rate"><span title="Estimativa">≈&nbsp;</span>' in body
+    assert 'data-kpi="queued">1<' in body  # below the cap: exact, no sign
+
+
+def test_overview_shows_estimates_with_brazilian_grouping() -> None:
+    import dataclasses
+
+    from django.template.loader import render_to_string
+
+    from dashboard import queries
+
+    o = queries.overview(timezone.now())
+    states = [
+        (value, label, 812_000 if value == "FINALIZADO" else 0, value == "FINALIZADO")
+        for value, label, _, _ in o.states
+    ]
+    o = dataclasses.replace(o, queued=25_300, states=states, approximate=frozenset({"queued"}))
+    body = render_to_string("dashboard/partials/overview_live.html", {"o": o})
+    assert 'data-kpi="queued"><span title="Estimativa">≈&nbsp;</span>25.300<' in body
+    assert 'data-state-count="FINALIZADO" title="Estimativa">≈&nbsp;812.000<' in body
+    assert 'data-state-count="ERRO">0<' in body
