@@ -95,6 +95,10 @@ class Listener:
     def __init__(self) -> None:
         self._conn: Any = None
 
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
+
     def connect(self) -> bool:
         if connection.vendor != "postgresql":
             return False
@@ -104,8 +108,13 @@ class Listener:
         params.pop("cursor_factory", None)
         params.pop("context", None)
         params.pop("prepare_threshold", None)
-        self._conn = psycopg.connect(**params, autocommit=True)
-        self._conn.execute(f"LISTEN {CHANNEL}")
+        conn = psycopg.connect(**params, autocommit=True)
+        try:
+            conn.execute(f"LISTEN {CHANNEL}")
+        except Exception:
+            conn.close()
+            raise
+        self._conn = conn  # connected only once it listens
         return True
 
     def wait(self, timeout: float) -> set[str]:
@@ -121,8 +130,9 @@ class Listener:
         return wake
 
     def close(self) -> None:
-        if self._conn is not None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
             try:
-                self._conn.close()
-            finally:
-                self._conn = None
+                conn.close()
+            except Exception:  # a broken connection: nothing left to close cleanly
+                logger.debug("closing the LISTEN connection failed", exc_info=True)

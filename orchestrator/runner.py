@@ -4,6 +4,7 @@ gracefully (SIGTERM/SIGINT finish the current tick; a second signal exits at onc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -15,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from django.db import close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.utils import timezone
 
 from orchestrator import events
@@ -42,6 +43,11 @@ HEARTBEAT_EVERY_S = 2.0
 MAX_SLEEP_S = 1.0
 # A tick that did work is followed at once by another, up to this many in a row.
 MAX_DRAIN = 20
+# The database is unreachable (restart, failover, network): what psycopg raises then.
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+# Waits between reconnection attempts while it is: doubled from BASE up to CAP.
+DB_RETRY_BASE_S = 0.5
+DB_RETRY_CAP_S = 5.0
 
 
 def instance_name() -> str:
@@ -71,6 +77,9 @@ class Orchestrator:
         self.stats: dict[str, dict[str, Any]] = {k: {"ticks": 0} for k in self.manager_names}
         self._last_heartbeat = 0.0
         self.bus_mode = "polling"
+        self._db_error: Exception | None = None  # set by a tick that lost the database
+        self._db_down_since: float | None = None
+        self._db_failures = 0
 
     # ------------------------------------------------------------------ signals
 
@@ -141,22 +150,34 @@ class Orchestrator:
         thread.start()
 
     def _listen(self) -> None:
+        delay = DB_RETRY_BASE_S
         while not self.stopping.is_set():
             listener = self._listener
             if listener is None:
                 return
-            try:
-                wake = listener.wait(timeout=MAX_SLEEP_S)
-            except Exception:
-                if self.stopping.is_set():
+            if not listener.connected:
+                # Lost earlier (the server restarted): retry with backoff until it is
+                # back, then wake every manager for the notifications missed meanwhile.
+                if self.stopping.wait(delay):
                     return
-                logger.warning("LISTEN connection lost; reconnecting", exc_info=True)
-                listener.close()
-                time.sleep(1.0)
                 try:
                     listener.connect()
-                except Exception:
-                    logger.warning("LISTEN reconnect failed", exc_info=True)
+                except Exception as exc:
+                    listener.close()
+                    delay = min(DB_RETRY_CAP_S, delay * 2)
+                    logger.warning("LISTEN reconnect failed (%s); retrying in %.1fs", exc, delay)
+                    continue
+                delay = DB_RETRY_BASE_S
+                logger.info("LISTEN reconnected")
+                self.wake(set(self.manager_names))
+                continue
+            try:
+                wake = listener.wait(timeout=MAX_SLEEP_S)
+            except Exception as exc:
+                if self.stopping.is_set():
+                    return
+                logger.warning("LISTEN connection lost (%s); reconnecting", exc)
+                listener.close()
                 continue
             if wake:
                 self.wake(wake)
@@ -176,6 +197,15 @@ class Orchestrator:
         stat = self.stats[kind]
         try:
             result = manager.tick()
+        except DATABASE_ERRORS as exc:
+            # Not a bad row: the database went away. The loop backs off and reconnects.
+            stat.update(
+                error=f"{type(exc).__name__}: {exc}"[:500],
+                error_at=timezone.now().isoformat(),
+            )
+            logger.warning("%s tick lost the database: %s", kind, str(exc).strip()[:300])
+            self._db_error = exc
+            result = TickResult()
         except Exception as exc:
             stat.update(
                 error=f"{type(exc).__name__}: {exc}"[:500],
@@ -217,8 +247,13 @@ class Orchestrator:
             while not self.stopping.is_set():
                 if deadline and time.monotonic() >= deadline:
                     break
-                close_old_connections()
-                cfg = config.load()
+                try:
+                    close_old_connections()
+                    cfg = config.load()
+                except DATABASE_ERRORS as exc:
+                    self._database_down(exc)
+                    continue
+                self._database_up()
                 now_m = time.monotonic()
                 with self._wake_lock:
                     woken, self._wake = self._wake, set()
@@ -229,6 +264,8 @@ class Orchestrator:
                     if kind not in woken and now_m < next_due[kind]:
                         continue
                     result = self.run_tick(kind)
+                    if self._db_error is not None:
+                        break
                     interval = float(cfg[INTERVAL_KEYS[kind]])
                     if result.did_work and drains[kind] < MAX_DRAIN:
                         drains[kind] += 1
@@ -236,12 +273,51 @@ class Orchestrator:
                     else:
                         drains[kind] = 0
                         next_due[kind] = time.monotonic() + interval
-                self.heartbeat()
+                if self._db_error is None:
+                    try:
+                        self.heartbeat()
+                    except DATABASE_ERRORS as exc:
+                        self._db_error = exc
+                if self._db_error is not None:
+                    self._database_down(self._db_error)
+                    continue
                 wait = min(next_due.values()) - time.monotonic()
                 if wait > 0:
                     self._wake_event.wait(min(wait, MAX_SLEEP_S))
         finally:
             self.shutdown()
+
+    def _database_down(self, exc: Exception) -> None:
+        """Drop the broken connection and wait (capped exponential backoff, cut short
+        by SIGTERM) before the next pass reconnects. Never exits: no crash loop."""
+        self._db_error = None
+        self._db_failures += 1
+        delay = min(DB_RETRY_CAP_S, DB_RETRY_BASE_S * 2 ** (self._db_failures - 1))
+        if self._db_down_since is None:
+            self._db_down_since = time.monotonic()
+            logger.warning(
+                "database unavailable (%s: %s); reconnecting",
+                type(exc).__name__,
+                str(exc).strip()[:300],
+                extra={"error_code": "DB_UNAVAILABLE"},
+            )
+        else:
+            logger.info("database still unavailable; retrying in %.1fs", delay)
+        with contextlib.suppress(Exception):  # already broken: nothing to close cleanly
+            connection.close()
+        self.stopping.wait(delay)
+
+    def _database_up(self) -> None:
+        if self._db_down_since is None:
+            return
+        logger.info(
+            "database reachable again after %.1fs",
+            time.monotonic() - self._db_down_since,
+            extra={"error_code": "DB_RECOVERED"},
+        )
+        self._db_down_since = None
+        self._db_failures = 0
+        self._last_heartbeat = 0.0  # heartbeat on this pass: the row is fresh at once
 
     def shutdown(self) -> None:
         self._stop_listener()

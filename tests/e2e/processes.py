@@ -65,3 +65,20 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 20) -> int:
         proc.kill()
         proc.wait()
         raise
+
+
+def process_state(pid: int) -> str:
+    """The one-letter state of a Linux process (``T``: stopped, ``Z``: zombie)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # The command name is in parentheses and may itself contain spaces.
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def pause(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """SIGSTOP `proc` and wait until the kernel reports it stopped."""
+    proc.send_signal(signal.SIGSTOP)
+    wait_for(lambda: process_state(proc.pid) in ("T", "t"), timeout, f"pid {proc.pid} stopped")
+
+
+def resume(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGCONT)

@@ -171,6 +171,10 @@ class FakeServer:
         self._fail_next: list[int] = []  # statuses for the next requests
         self._hang_next: list[float] = []  # seconds to hang for the next requests
         self._garbage_next = 0
+        # (method, path regex) of requests to hold unanswered until release_held().
+        self._hold_rules: list[tuple[str, re.Pattern[str]]] = []
+        self._released = threading.Event()
+        self.holding = 0  # requests held right now
         # Inspection.
         self.calls: list[Call] = []
         self.route_counts: Counter[str] = Counter()
@@ -274,6 +278,28 @@ class FakeServer:
         with self.lock:
             self._garbage_next += n
 
+    def hold_next(self, method: str, path_regex: str, n: int = 1) -> None:
+        """The next ``n`` requests matching ``method`` and ``path_regex`` (searched in
+        the route path) are received and logged, then wait unanswered until
+        ``release_held()`` (or ``stop()``); ``holding`` counts them. Tests use it to know
+        a client is inside a call, e.g. to pause that process mid-call."""
+        with self.lock:
+            self._released.clear()
+            self._hold_rules.extend([(method.upper(), re.compile(path_regex))] * n)
+
+    def release_held(self) -> None:
+        """Let every held request through (it is then handled as usual)."""
+        with self.lock:
+            self._hold_rules.clear()
+        self._released.set()
+
+    def _take_hold(self, method: str, path: str) -> bool:
+        for i, (m, rx) in enumerate(self._hold_rules):
+            if m == method and rx.search(path):
+                del self._hold_rules[i]
+                return True
+        return False
+
     def clear_faults(self) -> None:
         with self.lock:
             self._fail_next.clear()
@@ -366,6 +392,9 @@ class FakeServer:
                 self._garbage_next -= 1
                 garbage = True
             latency = self.latency
+            hold = fail is None and not garbage and self._take_hold(h.command, route_path)
+            if hold:
+                self.holding += 1
 
         if latency and self._stopping.wait(latency):
             return -1, b"", {}
@@ -387,6 +416,14 @@ class FakeServer:
                 self.faults_served["hang"] += 1
             if self._stopping.wait(hang):
                 return -1, b"", {}
+        if hold:
+            try:
+                while not self._released.wait(0.05):
+                    if self._stopping.is_set():
+                        return -1, b"", {}
+            finally:
+                with self.lock:
+                    self.holding -= 1
 
         response = self._dispatch(h.command, route_path, query, h.headers, raw)
         if response.status == 204 or response.body is None:
