@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import models
 from django.db.models import Case, F, Q, Value, When
@@ -87,6 +88,9 @@ def record_success(
 
     `health_status` may be `degraded` when the service says so on /health.
     """
+    key = (service._meta.label, service.pk)
+    if latency_ms is None and _already_recorded(service, key, now, health_status):
+        return
     values: dict[str, object] = {
         "consecutive_failures": 0,
         "health_status": health_status,
@@ -98,6 +102,33 @@ def record_success(
         values["last_latency_ms"] = max(0, int(latency_ms))
     _manager(service).filter(pk=service.pk).update(**values)
     service.refresh_from_db(fields=_BREAKER_FIELDS)
+    _last_success[key] = now
+
+
+# (model label, pk) -> `now` of the last success this process wrote for the service.
+_last_success: dict[tuple[str, Any], dt.datetime] = {}
+# A healthy service answering many calls a second needs its row written once a second,
+# not once per call (the write was two round trips on the hot path of every page).
+SUCCESS_WRITE_EVERY = dt.timedelta(seconds=1)
+
+
+def _already_recorded(
+    service: Service, key: tuple[str, Any], now: dt.datetime, health_status: str
+) -> bool:
+    """True when the row, as this instance read it, already says what a success would
+    write, and this process wrote a success for it less than a second ago. A failure
+    recorded by any process shows on the next fresh read and is reset as before."""
+    if (
+        service.consecutive_failures
+        or service.circuit_open_until is not None
+        or service.health_status != health_status
+    ):
+        return False
+    last = _last_success.get(key)
+    if last is None or not (dt.timedelta(0) <= now - last < SUCCESS_WRITE_EVERY):
+        return False
+    service.last_seen_at = service.last_checked_at = now
+    return True
 
 
 def record_failure(
@@ -111,6 +142,7 @@ def record_failure(
     """
     threshold = max(1, threshold)
     reaches = Q(consecutive_failures__gte=threshold - 1)
+    _last_success.pop((service._meta.label, service.pk), None)
     _manager(service).filter(pk=service.pk).update(
         consecutive_failures=F("consecutive_failures") + 1,
         health_status=Case(

@@ -22,7 +22,7 @@ from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionIt
 from orchestrator.states import ErrorCode, ItemStatus, MissionStatus, RetryPolicy, SessionStatus
 from registry import config
 from registry.config import Config
-from registry.models import Proxy, Worker, Writer
+from registry.models import DEFAULT_DOMAIN, Proxy, SiteConfig, Worker, Writer, normalize_domain
 
 logger = logging.getLogger("orchestrator")
 
@@ -251,3 +251,136 @@ def fail_attempt(
 
 
 LIVE_NOT_CLOSING = Q(status__in=states.SESSION_LIVE) & ~Q(status=SessionStatus.CLOSING)
+
+
+@dataclass
+class Move:
+    """One mission of a batched transition: its event text and, for fenced writes, the
+    lease token it was claimed with; `fields` are written on this mission only."""
+
+    mission: Mission
+    message: str = ""
+    data: dict[str, Any] | None = None
+    lease_token: int | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def transition_many(
+    moves: list[Move], to: str, *, now: dt.datetime, **fields: Any
+) -> list[Mission]:
+    """`Mission.transition` for many missions in a few statements instead of a few per
+    mission: lock the rows that still are in their expected status (and lease), update
+    them, insert their events in one INSERT. Compare-and-set as before: a mission that
+    moved meanwhile (or whose lease went stale) is left alone and not returned.
+    Returns the missions that moved; their instances reflect the new row."""
+    if not moves:
+        return []
+    won: list[Mission] = []
+    checkpoint = states.CHECKPOINTS.get(to)
+    with transaction.atomic():
+        cond = Q()
+        for move in moves:
+            src = move.mission.status
+            if not states.can_transition(src, to):
+                raise ValueError(f"illegal transition {src} -> {to}")
+            one = Q(pk=move.mission.pk, status=src)
+            if move.lease_token is not None:
+                one &= Q(lease_token=move.lease_token)
+            cond |= one
+        # Row locks in id order (no deadlock between batches); the WHERE is re-checked
+        # on the locked row, so the ids returned are exactly the compare-and-set winners.
+        locked = set(
+            Mission.objects.filter(cond)
+            .order_by("id")
+            .select_for_update(of=("self",))
+            .values_list("id", flat=True)
+        )
+        if not locked:
+            return []
+        groups: dict[str, tuple[dict[str, Any], list[Move]]] = {}
+        for move in moves:
+            if move.mission.pk not in locked:
+                continue
+            updates = {**fields, **move.fields, "status": to, "updated_at": now}
+            if checkpoint:
+                updates.setdefault(checkpoint, now)
+            key = repr(sorted(updates.items()))
+            groups.setdefault(key, (updates, []))[1].append(move)
+        sources = {m.mission.pk: m.mission.status for m in moves}
+        for updates, group in groups.values():
+            Mission.objects.filter(pk__in=[m.mission.pk for m in group]).update(**updates)
+            for move in group:
+                for name, value in updates.items():
+                    setattr(move.mission, name, value)
+                won.append(move.mission)
+        by_id = {m.mission.pk: m for m in moves}
+        MissionEvent.objects.bulk_create(
+            MissionEvent(
+                mission_id=mission.pk,
+                kind=MissionEvent.Kind.TRANSITION,
+                from_status=sources[mission.pk],
+                to_status=to,
+                attempt=mission.attempt,
+                message=by_id[mission.pk].message,
+                data=by_id[mission.pk].data or {},
+                created_at=now,
+            )
+            for mission in won
+        )
+    for mission in won:
+        events.publish(f"mission.{to.lower()}", mission_id=mission.pk)
+    return won
+
+
+def close_sessions_of(mission_ids: list[int], now: dt.datetime) -> int:
+    """`close_mission_sessions` for many missions in one statement."""
+    if not mission_ids:
+        return 0
+    n = (
+        BrowserSession.objects.filter(mission_id__in=mission_ids, status__in=states.SESSION_LIVE)
+        .exclude(status=SessionStatus.CLOSING)
+        .update(status=SessionStatus.CLOSING, updated_at=now, lease_token=F("lease_token") + 1)
+    )
+    if n:
+        events.publish("session.closing", mission_ids=mission_ids)
+    return n
+
+
+def site_configs(domains: set[str]) -> dict[str, SiteConfig]:
+    """`SiteConfig.for_domain` of every domain of a batch in one query."""
+    wanted = {d: normalize_domain(d) for d in domains}
+    rows = {
+        c.domain: c
+        for c in SiteConfig.objects.filter(domain__in=[*set(wanted.values()), DEFAULT_DOMAIN])
+    }
+    default = rows.get(DEFAULT_DOMAIN) or SiteConfig(domain=DEFAULT_DOMAIN)
+    return {d: rows.get(n) or default for d, n in wanted.items()}
+
+
+def writers_for(missions: list[Mission]) -> dict[int, Writer | None]:
+    """`writer_for` of every mission of a batch, in one query (mission id -> writer)."""
+    wanted = {m.writer_id for m in missions if m.writer_id}
+    rows = list(
+        Writer.objects.filter(Q(pk__in=wanted) | Q(is_default=True), enabled=True).order_by("id")
+    )
+    by_id = {w.pk: w for w in rows}
+    default = next((w for w in rows if w.is_default), None)
+    return {m.pk: by_id.get(m.writer_id) if m.writer_id else default for m in missions}
+
+
+def leases_q(leases: list[allocation.Lease]) -> Q:
+    """Rows of `leases`, each only with the token it was claimed with."""
+    cond = Q(pk__in=[])
+    for lease in leases:
+        cond |= Q(pk=lease.id, lease_token=lease.token)
+    return cond
+
+
+def release_many(
+    model: type[BrowserSession] | type[Mission], leases: list[allocation.Lease], owner: str
+) -> int:
+    """`allocation.release` of many leases in one statement (no other updates)."""
+    if not leases:
+        return 0
+    manager = model._default_manager
+    return manager.filter(leases_q(leases), locked_by=owner).update(locked_by="", locked_until=None)

@@ -14,11 +14,13 @@ from orchestrator.clients.base import ServiceError
 from orchestrator.crashpoints import crashpoint
 from orchestrator.managers.base import (
     BaseManager,
+    Move,
     TickResult,
-    close_mission_sessions,
+    close_sessions_of,
     fail_attempt,
     logger,
-    writer_for,
+    transition_many,
+    writers_for,
 )
 from orchestrator.models import Mission, MissionItem
 from orchestrator.states import SESSION_LIVE, ErrorCode, ItemStatus, MissionStatus
@@ -58,8 +60,28 @@ class MissionManager(BaseManager):
         settled = list(
             Mission.objects.filter(status__in=RUNNING).filter(~unsettled).order_by("id")[:200]
         )
+        moves: list[Move] = []
         for mission in settled:
-            moved += self._settle(mission, now, cfg)
+            if mission.total_items and mission.done_items == 0 and mission.failed_items > 0:
+                moved += fail_attempt(
+                    mission,
+                    ErrorCode.SCRAPE_ALL_ITEMS_FAILED,
+                    f"todos os {mission.failed_items} itens falharam",
+                    now,
+                    cfg,
+                    self.rng,
+                )
+                continue
+            moves.append(
+                Move(
+                    mission,
+                    f"{mission.done_items} itens concluídos, {mission.failed_items} falharam",
+                )
+            )
+        with transaction.atomic():
+            won = transition_many(moves, MissionStatus.ARMAZENANDO, now=now, wait_reason="")
+            close_sessions_of([m.pk for m in won], now)
+        moved += len(won)
         exhausted = (
             Mission.objects.filter(
                 status__in=RUNNING, session_rotations__gt=cfg.max_session_rotations
@@ -84,33 +106,11 @@ class MissionManager(BaseManager):
             )
         return moved
 
-    def _settle(self, mission: Mission, now: dt.datetime, cfg: Config) -> int:
-        if mission.total_items and mission.done_items == 0 and mission.failed_items > 0:
-            return int(
-                fail_attempt(
-                    mission,
-                    ErrorCode.SCRAPE_ALL_ITEMS_FAILED,
-                    f"todos os {mission.failed_items} itens falharam",
-                    now,
-                    cfg,
-                    self.rng,
-                )
-            )
-        with transaction.atomic():
-            won = mission.transition(
-                MissionStatus.ARMAZENANDO,
-                now=now,
-                message=(f"{mission.done_items} itens concluídos, {mission.failed_items} falharam"),
-                wait_reason="",
-            )
-            if won:
-                close_mission_sessions(mission.pk, now)
-        return int(won)
-
     # ------------------------------------------------------------------ storing
 
     def finalize(self, now: dt.datetime, cfg: Config) -> int:
-        """Tell the writer each ARMAZENANDO mission is complete, then FINALIZADO."""
+        """Tell the writer each ARMAZENANDO mission is complete, then FINALIZADO (all the
+        confirmed ones of the batch in one fenced, compare-and-set transition)."""
         leases = allocation.claim(
             Mission,
             Q(status=MissionStatus.ARMAZENANDO),
@@ -118,10 +118,18 @@ class MissionManager(BaseManager):
             lease_s=cfg.lease_s,
             limit=cfg.claim_batch_size,
         )
-        finalized = 0
+        if not leases:
+            return 0
+        missions = list(Mission.objects.filter(pk__in=[lease.id for lease in leases]))
+        by_id = {m.pk: m for m in missions}
+        writers = writers_for(missions)
+        rules: dict[str, quality.Rules] = {}
+        moves: list[Move] = []
         for lease in leases:
-            mission = Mission.objects.get(pk=lease.id)
-            writer = writer_for(mission)
+            mission = by_id.get(lease.id)
+            if mission is None:
+                continue
+            writer = writers[mission.pk]
             if writer is None:
                 allocation.release(Mission, lease, self.owner, wait_reason="WRITER_NOT_CONFIGURED")
                 continue
@@ -164,34 +172,45 @@ class MissionManager(BaseManager):
                 continue
             crashpoint("after_writer_complete")
             breaker.record_success(writer, now)
-            won = mission.transition(
+            if mission.domain not in rules:
+                rules[mission.domain] = quality.rules_for(mission.domain)
+            moves.append(
+                Move(
+                    mission,
+                    f"Writer confirmou {ack.stored_records} registros",
+                    data={"stored_records": ack.stored_records},
+                    lease_token=lease.token,
+                    fields=quality.check(mission, rules[mission.domain]).fields(),
+                )
+            )
+        with transaction.atomic():
+            won = transition_many(
+                moves,
                 MissionStatus.FINALIZADO,
                 now=now,
-                lease_token=lease.token,
-                message=f"Writer confirmou {ack.stored_records} registros",
-                data={"stored_records": ack.stored_records},
                 locked_by="",
                 locked_until=None,
                 wait_reason="",
-                **quality.evaluate(mission, now),
             )
-            if won:
-                finalized += 1
-                close_mission_sessions(mission.pk, now)
-                etl.finalize_run(mission)
-                logger.info(
-                    "mission %s finalized with %s records",
-                    mission.pk,
-                    ack.stored_records,
-                    extra={"mission_id": mission.pk, "attempt": mission.attempt},
-                )
-            else:
+            close_sessions_of([m.pk for m in won], now)
+        finalized = {m.pk for m in won}
+        for move in moves:
+            mission = move.mission
+            if mission.pk not in finalized:
                 logger.warning(
                     "STALE_LEASE mission %s: finalization not recorded",
                     mission.pk,
                     extra={"mission_id": mission.pk},
                 )
-        return finalized
+                continue
+            etl.finalize_run(mission)
+            logger.info(
+                "mission %s finalized with %s records",
+                mission.pk,
+                (move.data or {}).get("stored_records"),
+                extra={"mission_id": mission.pk, "attempt": mission.attempt},
+            )
+        return len(finalized)
 
 
 __all__ = ["MissionManager"]

@@ -14,11 +14,11 @@ from orchestrator.clients import breaker
 from orchestrator.clients.base import ServiceError
 from orchestrator.clients.worker import ProxySpec, RemoteSession
 from orchestrator.crashpoints import crashpoint
-from orchestrator.managers.base import BaseManager, TickResult, end_session, logger
+from orchestrator.managers.base import BaseManager, TickResult, end_session, logger, site_configs
 from orchestrator.models import BrowserSession
 from orchestrator.states import ErrorCode, SessionStatus
 from registry.config import Config
-from registry.models import SiteConfig, Worker
+from registry.models import Worker
 
 REMOTE_STATUS = {
     "creating": SessionStatus.CREATING,
@@ -59,11 +59,13 @@ class SessionManager(BaseManager):
         if not leases:
             return 0
         tokens = {lease.id: lease for lease in leases}
-        sessions = BrowserSession.objects.filter(id__in=tokens).select_related(
-            "worker", "proxy", "mission"
+        sessions = list(
+            BrowserSession.objects.filter(id__in=tokens).select_related(
+                "worker", "proxy", "mission"
+            )
         )
         opened = 0
-        sites: dict[str, SiteConfig] = {}
+        sites = site_configs({s.mission.domain for s in sessions})
         for session in sessions:
             lease = tokens[session.pk]
             worker = session.worker
@@ -80,10 +82,7 @@ class SessionManager(BaseManager):
                     infra=True,
                 )
                 continue
-            site = sites.get(session.mission.domain) or SiteConfig.for_domain(
-                session.mission.domain
-            )
-            sites[session.mission.domain] = site
+            site = sites[session.mission.domain]
             proxy = session.proxy
             spec = (
                 ProxySpec(
@@ -168,11 +167,9 @@ class SessionManager(BaseManager):
         status = REMOTE_STATUS.get(remote.status, SessionStatus.CREATING)
         with transaction.atomic():
             fenced = allocation.fenced(BrowserSession, lease, self.owner)
-            # Keep the remote id even if the session was cancelled meanwhile, so that
-            # closing it can reach the worker.
-            fenced.update(remote_id=remote.id)
             won = (
                 fenced.filter(status=SessionStatus.REQUESTED).update(
+                    remote_id=remote.id,
                     status=status,
                     phase=remote.phase or "",
                     opened_at=now,
@@ -184,6 +181,9 @@ class SessionManager(BaseManager):
                 == 1
             )
             if not won:
+                # Keep the remote id even if the session was cancelled meanwhile, so
+                # that closing it can reach the worker.
+                fenced.update(remote_id=remote.id)
                 allocation.release(BrowserSession, lease, self.owner)
                 return 0
             if status == SessionStatus.READY:

@@ -10,7 +10,8 @@ from collections import defaultdict
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, IntegerField, Q, Value, When, Window
+from django.db.models.functions import RowNumber
 
 from orchestrator import allocation, events, proxy_health, quality
 from orchestrator.clients import breaker
@@ -20,11 +21,16 @@ from orchestrator.crashpoints import crashpoint
 from orchestrator.distributor import ItemInfo, SessionInfo, SiteRule, items_to_sessions
 from orchestrator.managers.base import (
     BaseManager,
+    Move,
     TickResult,
     end_session,
     fail_attempt,
+    leases_q,
     logger,
-    writer_for,
+    release_many,
+    site_configs,
+    transition_many,
+    writers_for,
 )
 from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionItem
 from orchestrator.states import (
@@ -114,6 +120,9 @@ class WorkerManager(BaseManager):
     # ------------------------------------------------------------------ jobs
 
     def dispatch_jobs(self, now: dt.datetime, cfg: Config) -> int:
+        """Hand ready sessions their next job. Every step is batched over the claimed
+        sessions (a few statements per tick, not per session); only the worker calls go
+        one by one, each with its idempotency key (`job_key`) and no lock held."""
         leases = allocation.claim(
             BrowserSession,
             Q(
@@ -130,54 +139,130 @@ class WorkerManager(BaseManager):
         if not leases:
             return 0
         tokens = {lease.id: lease for lease in leases}
-        by_mission: dict[int, list[BrowserSession]] = defaultdict(list)
-        for session in BrowserSession.objects.filter(id__in=tokens).select_related(
-            "worker", "mission"
-        ):
-            by_mission[session.mission_id].append(session)
-        started = 0
-        for sessions in by_mission.values():
-            mission = sessions[0].mission
-            site = SiteConfig.for_domain(mission.domain)
-            fresh = [s for s in sessions if not s.job_key]
-            if fresh:
-                self._assign_items(mission, fresh, site, tokens, now, cfg)
-            for session in sessions:
-                session.refresh_from_db()
-                lease = tokens[session.pk]
-                if session.lease_token != lease.token or session.locked_by != self.owner:
-                    continue  # ended or rotated meanwhile
-                if session.job_status == JOB_STARTING:
-                    started += self._start_job(mission, session, lease, site, now, cfg)
-                else:
-                    allocation.release(BrowserSession, lease, self.owner)
-        return started
+        sessions = list(
+            BrowserSession.objects.filter(id__in=tokens)
+            .select_related("worker", "mission")
+            .order_by("id")
+        )
+        sites = site_configs({s.mission.domain for s in sessions})
+        fresh = [s for s in sessions if not s.job_key]
+        if fresh:
+            self._assign_items(fresh, sites, tokens, now)
+        # Ended or rotated meanwhile (another process bumped the token): leave it.
+        current = {
+            pk: (token, locked_by, job_key, job_status)
+            for pk, token, locked_by, job_key, job_status in BrowserSession.objects.filter(
+                id__in=tokens
+            ).values_list("id", "lease_token", "locked_by", "job_key", "job_status")
+        }
+        starting: list[BrowserSession] = []
+        idle: list[allocation.Lease] = []
+        for session in sessions:
+            lease = tokens[session.pk]
+            token, locked_by, job_key, job_status = current.get(session.pk, (None, "", "", ""))
+            if token != lease.token or locked_by != self.owner:
+                continue
+            session.job_key, session.job_status = job_key, job_status
+            if job_status == JOB_STARTING:
+                starting.append(session)
+            else:
+                idle.append(lease)
+        release_many(BrowserSession, idle, self.owner)
+        return self._start_jobs(starting, tokens, sites, now, cfg)
 
     def _assign_items(
         self,
-        mission: Mission,
         sessions: list[BrowserSession],
-        site: SiteConfig,
+        sites: dict[str, SiteConfig],
         tokens: dict[int, allocation.Lease],
         now: dt.datetime,
-        cfg: Config,
     ) -> None:
-        per_job = site.items_per_job
-        pending = list(
-            MissionItem.objects.filter(mission=mission, status=ItemStatus.PENDING)
-            .order_by("id")
-            .values_list("id", "url", "failed_proxies")[: per_job * len(sessions) * 4]
-        )
-        if not pending:
-            if not MissionItem.objects.filter(mission=mission, status=ItemStatus.PENDING).exists():
+        """Choose each fresh session's items with the distributor and give it a job key:
+        one read of the pending items of every mission, one write of the sessions and
+        one of the items."""
+        by_mission: dict[int, list[BrowserSession]] = defaultdict(list)
+        for session in sessions:
+            by_mission[session.mission_id].append(session)
+        wants = {
+            mission_id: sites[group[0].mission.domain].items_per_job * len(group) * 4
+            for mission_id, group in by_mission.items()
+        }
+        rank = Window(RowNumber(), partition_by=[F("mission_id")], order_by=F("id").asc())
+        pending: dict[int, list[tuple[int, str, list[str]]]] = defaultdict(list)
+        for mission_id, item_id, url, failed, n in (
+            MissionItem.objects.filter(mission_id__in=list(by_mission), status=ItemStatus.PENDING)
+            .annotate(n=rank)
+            .filter(n__lte=max(wants.values()))
+            .values_list("mission_id", "id", "url", "failed_proxies", "n")
+        ):
+            if n <= wants[mission_id]:
+                pending[mission_id].append((item_id, url, failed))
+        chosen: dict[int, list[int]] = {}
+        drained: list[allocation.Lease] = []
+        for mission_id, group in by_mission.items():
+            items = sorted(pending.get(mission_id, []))
+            if not items:
                 # Nothing left to hand out: idle sessions free their slots early.
-                for session in sessions:
-                    lease = tokens[session.pk]
-                    allocation.fenced(BrowserSession, lease, self.owner).filter(
-                        status=SessionStatus.READY, job_key=""
-                    ).update(status=SessionStatus.CLOSING, locked_by="", locked_until=None)
-                events.publish("session.closing", mission_id=mission.pk)
+                drained.extend(tokens[s.pk] for s in group)
+                continue
+            site = sites[group[0].mission.domain]
+            for session_id, picked in self._distribute(group, items, site).items():
+                if picked:
+                    chosen[session_id] = picked
+        if drained:
+            BrowserSession.objects.filter(
+                leases_q(drained),
+                locked_by=self.owner,
+                status=SessionStatus.READY,
+                job_key="",
+            ).update(status=SessionStatus.CLOSING, locked_by="", locked_until=None)
+            events.publish("session.closing")
+        if not chosen:
             return
+        with transaction.atomic():
+            # Lock the sessions still ours and jobless; their job_seq names the new job.
+            seqs = dict(
+                BrowserSession.objects.filter(
+                    leases_q([tokens[pk] for pk in chosen]),
+                    locked_by=self.owner,
+                    status=SessionStatus.READY,
+                    job_key="",
+                )
+                .select_for_update(of=("self",))
+                .values_list("id", "job_seq")
+            )
+            if not seqs:
+                return
+            keys = {s.pk: f"{s.session_key}-j{seqs[s.pk] + 1}" for s in sessions if s.pk in seqs}
+            BrowserSession.objects.filter(pk__in=list(seqs)).update(
+                job_seq=F("job_seq") + 1,
+                job_key=Case(*(When(pk=pk, then=Value(key)) for pk, key in keys.items())),
+                job_status=JOB_STARTING,
+                job_cursor="",
+                job_pages=0,
+                job_remote_id="",
+                job_started_at=now,
+            )
+            MissionItem.objects.filter(
+                id__in=[i for pk in seqs for i in chosen[pk]], status=ItemStatus.PENDING
+            ).update(
+                status=ItemStatus.ASSIGNED,
+                session_id=Case(
+                    *(When(id__in=chosen[pk], then=Value(pk)) for pk in seqs),
+                    output_field=IntegerField(),
+                ),
+                job_key=Case(*(When(id__in=chosen[pk], then=Value(keys[pk])) for pk in seqs)),
+                attempts=F("attempts") + 1,
+            )
+
+    @staticmethod
+    def _distribute(
+        sessions: list[BrowserSession],
+        pending: list[tuple[int, str, list[str]]],
+        site: SiteConfig,
+    ) -> dict[int, list[int]]:
+        """The distributor's choice of item ids per session of one mission."""
+        per_job = site.items_per_job
         infos = [
             SessionInfo(
                 id=s.pk,
@@ -217,99 +302,109 @@ class WorkerManager(BaseManager):
             ).by_session()
             for session_id, extra in second.items():
                 by_session.setdefault(session_id, []).extend(extra)
-        with transaction.atomic():
-            for session in sessions:
-                chosen = by_session.get(session.pk, [])
-                lease = tokens[session.pk]
-                if not chosen:
-                    continue
-                key = f"{session.session_key}-j{session.job_seq + 1}"
-                won = (
-                    allocation.fenced(BrowserSession, lease, self.owner)
-                    .filter(status=SessionStatus.READY, job_key="")
-                    .update(
-                        job_seq=F("job_seq") + 1,
-                        job_key=key,
-                        job_status=JOB_STARTING,
-                        job_cursor="",
-                        job_pages=0,
-                        job_remote_id="",
-                        job_started_at=now,
-                    )
-                )
-                if not won:
-                    continue
-                MissionItem.objects.filter(
-                    id__in=[i.id for i in chosen], status=ItemStatus.PENDING
-                ).update(
-                    status=ItemStatus.ASSIGNED,
-                    session=session,
-                    job_key=key,
-                    attempts=F("attempts") + 1,
-                )
+        return {pk: [i.id for i in chosen] for pk, chosen in by_session.items()}
 
-    def _start_job(
+    def _start_jobs(
         self,
-        mission: Mission,
-        session: BrowserSession,
-        lease: allocation.Lease,
-        site: SiteConfig,
+        sessions: list[BrowserSession],
+        tokens: dict[int, allocation.Lease],
+        sites: dict[str, SiteConfig],
         now: dt.datetime,
         cfg: Config,
     ) -> int:
-        items = list(
+        """POST each session's job to its worker, then record every started job at once
+        (fenced by lease and job key: a stale lease writes nothing)."""
+        if not sessions:
+            return 0
+        items: dict[tuple[int, str], list[tuple[int, str]]] = defaultdict(list)
+        for session_id, job_key, item_id, url in (
             MissionItem.objects.filter(
-                session=session, job_key=session.job_key, status=ItemStatus.ASSIGNED
-            ).values_list("id", "url")
-        )
-        if not items:
-            allocation.release(
-                BrowserSession, lease, self.owner, job_key="", job_status="", job_remote_id=""
+                session_id__in=[s.pk for s in sessions], status=ItemStatus.ASSIGNED
             )
+            .order_by("id")
+            .values_list("session_id", "job_key", "id", "url")
+        ):
+            items[(session_id, job_key)].append((item_id, url))
+        started: list[tuple[BrowserSession, str, int]] = []
+        for session in sessions:
+            lease = tokens[session.pk]
+            job_items = items.get((session.pk, session.job_key))
+            if not job_items:
+                allocation.release(
+                    BrowserSession, lease, self.owner, job_key="", job_status="", job_remote_id=""
+                )
+                continue
+            worker = session.worker
+            if not breaker.allow_call(worker, now):
+                allocation.release(BrowserSession, lease, self.owner)
+                continue
+            try:
+                job = self.worker_client(worker, cfg).start_job(
+                    session.remote_id,
+                    session.job_key,
+                    [(str(i), u) for i, u in job_items],
+                    timeout_s=sites[session.mission.domain].job_timeout_s,
+                )
+            except ServiceError as exc:
+                self._job_failed(session.mission, session, lease, exc, now, cfg)
+                continue
+            crashpoint("after_job_start")
+            breaker.record_success(worker, now)
+            started.append((session, job.id, len(job_items)))
+        if not started:
             return 0
-        worker = session.worker
-        if not breaker.allow_call(worker, now):
-            allocation.release(BrowserSession, lease, self.owner)
-            return 0
-        try:
-            job = self.worker_client(worker, cfg).start_job(
-                session.remote_id,
-                session.job_key,
-                [(str(i), u) for i, u in items],
-                timeout_s=site.job_timeout_s,
-            )
-        except ServiceError as exc:
-            return self._job_failed(mission, session, lease, exc, now, cfg)
-        crashpoint("after_job_start")
-        breaker.record_success(worker, now)
         with transaction.atomic():
-            won = (
-                allocation.fenced(BrowserSession, lease, self.owner)
-                .filter(job_key=session.job_key, status=SessionStatus.READY)
-                .update(
-                    status=SessionStatus.BUSY,
-                    job_remote_id=job.id,
-                    job_status=JOB_RUNNING,
-                    last_activity_at=now,
-                    locked_by="",
-                    locked_until=None,
+            fence = Q(pk__in=[])
+            for session, _, _ in started:
+                fence |= Q(
+                    pk=session.pk, lease_token=tokens[session.pk].token, job_key=session.job_key
                 )
+            won = set(
+                BrowserSession.objects.filter(
+                    fence, locked_by=self.owner, status=SessionStatus.READY
+                )
+                .select_for_update(of=("self",))
+                .values_list("id", flat=True)
             )
-            if not won:
+            recorded = [entry for entry in started if entry[0].pk in won]
+            for session, _, _ in started:
+                if session.pk not in won:
+                    logger.warning(
+                        "STALE_LEASE session %s: job %s not recorded",
+                        session.session_key,
+                        session.job_key,
+                        extra={"mission_id": session.mission_id},
+                    )
+            if not recorded:
                 return 0
-            if mission.status == MissionStatus.ATRIBUIDO:
-                mission.transition(
-                    MissionStatus.EXTRAINDO, now=now, message="Primeiro job iniciado"
-                )
-            MissionEvent.objects.create(
-                mission=mission,
-                kind=MissionEvent.Kind.JOB,
-                attempt=session.attempt,
-                message=f"Job {session.job_key} iniciado com {len(items)} itens",
-                data={"job_key": session.job_key, "job_id": job.id, "items": len(items)},
-                created_at=now,
+            BrowserSession.objects.filter(pk__in=won).update(
+                status=SessionStatus.BUSY,
+                job_remote_id=Case(
+                    *(When(pk=s.pk, then=Value(job_id)) for s, job_id, _ in recorded)
+                ),
+                job_status=JOB_RUNNING,
+                last_activity_at=now,
+                locked_by="",
+                locked_until=None,
             )
-        return 1
+            first: dict[int, Move] = {}
+            for session, _, _ in recorded:
+                mission = session.mission
+                if mission.status == MissionStatus.ATRIBUIDO and mission.pk not in first:
+                    first[mission.pk] = Move(mission, "Primeiro job iniciado")
+            transition_many(list(first.values()), MissionStatus.EXTRAINDO, now=now)
+            MissionEvent.objects.bulk_create(
+                MissionEvent(
+                    mission_id=session.mission_id,
+                    kind=MissionEvent.Kind.JOB,
+                    attempt=session.attempt,
+                    message=f"Job {session.job_key} iniciado com {n} itens",
+                    data={"job_key": session.job_key, "job_id": job_id, "items": n},
+                    created_at=now,
+                )
+                for session, job_id, n in recorded
+            )
+        return len(recorded)
 
     def _job_failed(
         self,
@@ -377,21 +472,21 @@ class WorkerManager(BaseManager):
             return 0
         tokens = {lease.id: lease for lease in leases}
         pages = 0
-        writers: dict[int, Writer | None] = {}
-        for session in BrowserSession.objects.filter(id__in=tokens).select_related(
-            "worker", "mission", "proxy"
-        ):
-            lease = tokens[session.pk]
-            mission = session.mission
-            if mission.pk not in writers:
-                writers[mission.pk] = writer_for(mission)
-            writer = writers[mission.pk]
-            try:
-                pages += self._drain_job(session, lease, mission, writer, now, cfg)
-            finally:
-                allocation.fenced(BrowserSession, lease, self.owner).update(
-                    locked_by="", locked_until=None
+        sessions = list(
+            BrowserSession.objects.filter(id__in=tokens)
+            .select_related("worker", "mission", "proxy")
+            .order_by("id")
+        )
+        writers = writers_for([s.mission for s in sessions])
+        try:
+            for session in sessions:
+                lease = tokens[session.pk]
+                pages += self._drain_job(
+                    session, lease, session.mission, writers[session.mission_id], now, cfg
                 )
+        finally:
+            # One statement for the whole batch (a finished job already dropped its lease).
+            release_many(BrowserSession, leases, self.owner)
         return pages
 
     def _drain_job(
@@ -560,21 +655,25 @@ class WorkerManager(BaseManager):
                     extra={"mission_id": mission.pk},
                 )
                 return False
-            items = {
-                item.pk: item
-                for item in MissionItem.objects.filter(
+            # Ids only: a page of successes never needs the item rows themselves.
+            assigned = list(
+                MissionItem.objects.filter(
                     pk__in=list(by_id), job_key=session.job_key, status=ItemStatus.ASSIGNED
-                )
-            }
+                ).values_list("id", flat=True)
+            )
             done: dict[int | None, list[int]] = defaultdict(list)
-            to_update: list[MissionItem] = []
-            failed = retried = 0
-            proxy_failures = 0
-            for item_id, item in items.items():
+            not_ok: list[int] = []
+            for item_id in assigned:
                 r = by_id[item_id]
                 if r.status == "ok":
                     done[r.http_status].append(item_id)
-                    continue
+                else:
+                    not_ok.append(item_id)
+            to_update: list[MissionItem] = []
+            failed = retried = 0
+            proxy_failures = 0
+            for item in MissionItem.objects.filter(pk__in=not_ok) if not_ok else ():
+                r = by_id[item.pk]
                 outcome = classify_item_error(
                     r.error_code, r.http_status, item.attempts, cfg.max_item_attempts
                 )
@@ -635,7 +734,7 @@ class WorkerManager(BaseManager):
                     failure_count=F("failure_count") + proxy_failures,
                 )
             proxy_health.record(session, mission.domain, results, now, cfg)
-            quality.tally_page(mission, [by_id[i] for i in items])
+            quality.tally_page(mission, [by_id[i] for i in assigned])
             session_updates: dict[str, Any] = {
                 "items_done": F("items_done") + n_done,
                 "items_failed": F("items_failed") + failed,
@@ -653,6 +752,9 @@ class WorkerManager(BaseManager):
                     job_cursor="",
                     jobs_done=F("jobs_done") + 1,
                     status=SessionStatus.READY,
+                    # The job is over: drop the lease in the same write.
+                    locked_by="",
+                    locked_until=None,
                 )
             else:
                 session_updates.update(job_cursor=next_cursor, job_pages=F("job_pages") + 1)
