@@ -1,5 +1,6 @@
-/* Mission Control dashboard: theme, sidebar, dialogs, bulk selection, toasts and
-   conditional (ETag) polling for htmx partials. No dependencies besides htmx. */
+/* Mission Control dashboard: theme, sidebar, dialogs, bulk selection, toasts, bar
+   widths and conditional (ETag) polling for htmx partials. No dependencies besides
+   htmx. CSP-safe: no inline handlers, no eval, no style="" attributes. */
 (function () {
   "use strict";
   var root = document.documentElement;
@@ -87,6 +88,30 @@
     }
   });
   document.addEventListener("htmx:afterSwap", updateBulk);
+
+  // Polls (data-poll) skip while the tab is hidden and, with "unless-selected", while
+  // rows are selected. Checked here rather than as hx-trigger [filters], which htmx
+  // evaluates with Function(): the Content-Security-Policy has no 'unsafe-eval'.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var elt = event.detail.elt;
+    if (!elt.hasAttribute || !elt.hasAttribute("data-poll")) return;
+    var busy = elt.getAttribute("data-poll") === "unless-selected" &&
+      document.querySelector('input[name="ids"]:checked');
+    if (document.visibilityState !== "visible" || busy) event.preventDefault();
+  });
+
+  // The Content-Security-Policy refuses style="" attributes, so a bar arrives hidden
+  // with its width as data-bar (a percentage) and gets it through the CSSOM, which
+  // the policy allows: now (the script is deferred, the page is parsed) and after
+  // every swap, before the browser paints the new content.
+  function paintBars() {
+    document.querySelectorAll("[data-bar]").forEach(function (el) {
+      el.style.width = el.getAttribute("data-bar") + "%";
+      el.hidden = false;
+    });
+  }
+  paintBars();
+  document.addEventListener("htmx:afterSwap", paintBars);
 
   function dismissToasts() {
     document.querySelectorAll("[data-toast]").forEach(function (t) {
