@@ -3,6 +3,7 @@ control. Viewsets stay thin: serializers validate, `orchestrator.actions` change
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import django_filters
@@ -11,8 +12,14 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from django_filters.constants import EMPTY_VALUES
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
 from rest_framework import filters, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
@@ -89,6 +96,7 @@ class MultiStatusFilter(django_filters.MultipleChoiceFilter):
         super().__init__(*args, **kwargs)
 
 
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": 2**63 - 1})
 class IdFilter(django_filters.NumberFilter):
     """A row id: an integer within the database's range (never a 500 on overflow)."""
 
@@ -100,11 +108,29 @@ class IdFilter(django_filters.NumberFilter):
         super().__init__(*args, **kwargs)
 
 
+class InstantFilter(django_filters.IsoDateTimeFilter):
+    """An ISO 8601 instant compared in UTC. Any valid offset is accepted (RFC 3339
+    allows up to ±23:59; PostgreSQL refuses more than ±15:59, so the value is never
+    sent with its own offset). An instant outside years 1-9999 in UTC lies beyond
+    every stored row: the filter then keeps all rows or none."""
+
+    def filter(self, qs: QuerySet[Any], value: Any) -> QuerySet[Any]:
+        if value in EMPTY_VALUES:
+            return qs
+        try:
+            value = value.astimezone(dt.UTC)
+        except OverflowError:
+            before_all = value.utcoffset() > dt.timedelta(0)  # earlier than year 1
+            keeps_all = (self.lookup_expr in ("gt", "gte")) == before_all
+            return qs if keeps_all else qs.none()
+        return super().filter(qs, value)
+
+
 class MissionFilter(django_filters.FilterSet):
     status = MultiStatusFilter(choices=MissionStatus.choices)
     domain = django_filters.CharFilter(method="filter_domain")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = InstantFilter(field_name="created_at", lookup_expr="gte")
+    created_before = InstantFilter(field_name="created_at", lookup_expr="lt")
     needs_review = django_filters.BooleanFilter(
         help_text="FINALIZADO missions that failed their site's quality gate."
     )

@@ -4,11 +4,11 @@ changes happen in `orchestrator.actions`."""
 from __future__ import annotations
 
 import re
-from typing import Any
+import zoneinfo
+from typing import Any, ClassVar
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from orchestrator import actions
@@ -28,7 +28,16 @@ from orchestrator.models import (
 from orchestrator.schedules import next_run
 from orchestrator.status import validate_cron, validate_timezone
 from registry.models import SiteConfig, Writer, normalize_domain
-from registry.serializers import ProxyTypeChoiceField
+from registry.serializers import (
+    DOMAIN_PATTERN,
+    HTTP_URL_PATTERN,
+    TEXT_PATTERN,
+    CountryCodeField,
+    DomainField,
+    ProxyIdField,
+    ProxyTypeChoiceField,
+    RequestSchema,
+)
 
 MAX_BULK_ENTRIES = 1000
 _INDEXED = re.compile(r"^(\d+): (.*)$", re.DOTALL)
@@ -47,13 +56,33 @@ def url_errors(exc: DjangoValidationError) -> Any:
     return by_index
 
 
-@extend_schema_field({"type": "array", "items": {"type": "string", "format": "uri"}})
-class UrlListField(serializers.Field):
+# A cron expression the schema promises to accept: five plain fields whose values
+# always fire (day of month up to 28). Ranges, steps and @aliases are accepted too.
+CRON_PATTERN = (
+    r"^(?:\*|[1-5]?[0-9]) (?:\*|1?[0-9]|2[0-3]) (?:\*|[1-9]|1[0-9]|2[0-8]) "
+    r"(?:\*|[1-9]|1[0-2]) (?:\*|[0-6])$"
+)
+
+
+class UrlListField(RequestSchema, serializers.Field):
     """A JSON array of URLs passed through as is.
 
     A ListField with a child field runs one validator chain per entry, which is far too
     slow for 100k URLs; `actions.clean_urls` validates the entries in one pass instead.
     """
+
+    request_schema: ClassVar = {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": actions.MAX_URLS_PER_MISSION,
+        "items": {
+            "type": "string",
+            "format": "uri",
+            "pattern": HTTP_URL_PATTERN,
+            "maxLength": actions.MAX_URL_LENGTH,
+        },
+    }
+    response_schema: ClassVar = {"type": "array", "items": {"type": "string"}}
 
     default_error_messages = {"not_a_list": "Expected a list of items."}
 
@@ -139,9 +168,31 @@ class MissionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class OptionalDomainField(RequestSchema, serializers.CharField):
+    """A host name, or blank to derive it from the URLs."""
+
+    request_schema: ClassVar = {
+        "type": "string",
+        "pattern": rf"^$|{DOMAIN_PATTERN}",
+        "maxLength": 253,
+    }
+
+
+class CronField(RequestSchema, serializers.CharField):
+    """A five-field cron expression (validated by `validate_cron`)."""
+
+    request_schema: ClassVar = {"type": "string", "pattern": CRON_PATTERN, "maxLength": 100}
+
+
+class TimezoneField(RequestSchema, serializers.CharField):
+    """An IANA time zone name."""
+
+    request_schema: ClassVar = {"type": "string", "enum": sorted(zoneinfo.available_timezones())}
+
+
 class MissionCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    domain = serializers.CharField(
+    domain = OptionalDomainField(
         max_length=253,
         required=False,
         allow_blank=True,
@@ -330,7 +381,17 @@ class BulkResultSerializer(serializers.Serializer):
     results = MissionSerializer(many=True)
 
 
+class NonBlankNameField(RequestSchema, serializers.CharField):
+    """A name with at least one visible character (it is stored stripped)."""
+
+    request_schema: ClassVar = {"type": "string", "pattern": TEXT_PATTERN, "maxLength": 200}
+
+
 class RecurringMissionSerializer(serializers.ModelSerializer):
+    name = NonBlankNameField(max_length=200)
+    cron = CronField(max_length=100, help_text="Cron expression, e.g. '0 6 * * *'.")
+    timezone = TimezoneField(max_length=64, required=False)
+    domain = OptionalDomainField(max_length=253, required=False, allow_blank=True)
     urls = UrlListField()
     writer = serializers.PrimaryKeyRelatedField(
         queryset=enabled_writers(), required=False, allow_null=True
@@ -455,7 +516,13 @@ class OrchestratorStatusSerializer(serializers.Serializer):
     heartbeat_stale_after_s = serializers.IntegerField()
     instances = InstanceStatusSerializer(many=True)
     queue = serializers.DictField(
-        child=serializers.IntegerField(), help_text="Missions per state (all states)."
+        child=serializers.IntegerField(),
+        help_text="Missions per state (all states). Exact up to 10,000 missions in a state;"
+        " above, PostgreSQL's estimate (see `queue_approximate`).",
+    )
+    queue_approximate = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="States (keys of `queue`) whose count is an estimate, not an exact count.",
     )
     sessions = serializers.DictField(child=serializers.IntegerField())
     capacity = CapacitySerializer()
@@ -523,10 +590,10 @@ class DryRunSiteSerializer(serializers.Serializer):
 
     proxy_types = serializers.ListField(child=ProxyTypeChoiceField(), required=False, max_length=10)
     countries = serializers.ListField(
-        child=serializers.CharField(min_length=2, max_length=2), required=False, max_length=300
+        child=CountryCodeField(min_length=2, max_length=2), required=False, max_length=300
     )
     blocked_proxies = serializers.ListField(
-        child=serializers.CharField(max_length=100), required=False, max_length=10_000
+        child=ProxyIdField(max_length=100), required=False, max_length=10_000
     )
     max_sessions = serializers.IntegerField(required=False, min_value=1, max_value=1000)
     items_per_job = serializers.IntegerField(required=False, min_value=1, max_value=1000)
@@ -535,7 +602,7 @@ class DryRunSiteSerializer(serializers.Serializer):
 
 
 class DryRunSerializer(serializers.Serializer):
-    domain = serializers.CharField(max_length=253)
+    domain = DomainField(max_length=253)
     url_count = serializers.IntegerField(min_value=1, max_value=actions.MAX_URLS_PER_MISSION)
     site = DryRunSiteSerializer(required=False)
     writer = serializers.PrimaryKeyRelatedField(
@@ -573,6 +640,30 @@ class DryRunSerializer(serializers.Serializer):
 # Webhooks (orchestrator/webhooks.py)
 
 
+def _event_names() -> list[str]:
+    from orchestrator.webhooks import EVENTS
+
+    prefixes = {f"{name.split('.')[0]}.*" for name in EVENTS}
+    return sorted({*EVENTS, *prefixes, "*"})
+
+
+class EventNameField(RequestSchema, serializers.CharField):
+    """An event name or a prefix ending in '*' (checked by `validate_events`)."""
+
+    request_schema: ClassVar = {"type": "string", "enum": _event_names()}
+
+
+class WebhookUrlField(RequestSchema, serializers.URLField):
+    """Where deliveries are POSTed: an absolute http(s) URL."""
+
+    request_schema: ClassVar = {
+        "type": "string",
+        "format": "uri",
+        "pattern": HTTP_URL_PATTERN,
+        "maxLength": 2048,
+    }
+
+
 class WebhookEndpointSerializer(serializers.ModelSerializer):
     secret = serializers.CharField(
         write_only=True,
@@ -582,12 +673,12 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
         help_text="Write-only HMAC-SHA256 key (at least 16 characters).",
     )
     events = serializers.ListField(
-        child=serializers.CharField(max_length=100),
+        child=EventNameField(max_length=100),
         min_length=1,
         max_length=50,
         help_text="Event names, or prefixes ending in '*' ('mission.*', '*').",
     )
-    url = serializers.URLField(max_length=2048)
+    url = WebhookUrlField(max_length=2048)
 
     class Meta:
         model = WebhookEndpoint

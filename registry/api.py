@@ -387,7 +387,17 @@ class ConfigViewSet(viewsets.ViewSet):
     def retrieve(self, request: Request, key: str) -> Response:
         return Response(self._row(self._spec(key)))
 
-    @extend_schema(request=ConfigValueSerializer, responses=ConfigKeySerializer)
+    # `value` is the only field, so a PATCH needs it as much as a PUT does.
+    @extend_schema(
+        request={
+            "application/json": {
+                "type": "object",
+                "properties": {"value": {}},
+                "required": ["value"],
+            }
+        },
+        responses=ConfigKeySerializer,
+    )
     def partial_update(self, request: Request, key: str) -> Response:
         spec = self._spec(key)
         body = ConfigValueSerializer(data=request.data, context={"spec": spec})

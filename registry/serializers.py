@@ -6,12 +6,15 @@ Secrets (`api_key`, proxy `password`) are write-only: responses carry `has_api_k
 
 from __future__ import annotations
 
+import copy
 import re
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -32,6 +35,76 @@ from registry.models import (
 COUNTRY_RE = re.compile(r"^[A-Za-z]{2}$")
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 DOMAIN_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
+
+# What the OpenAPI schema promises about free-text fields. Each pattern describes a
+# subset of what the validators accept (they normalize case, `www.`, brackets and so
+# on), so that a request the schema calls valid is never refused for its shape.
+_SCHEMA_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+# At most four labels: a host derived from a URL must stay within 253 characters.
+DOMAIN_PATTERN = rf"^(?:{_SCHEMA_LABEL}\.){{0,3}}{_SCHEMA_LABEL}$"
+# Django's URLValidator (webhooks) wants a letters-only top-level domain.
+HTTP_URL_PATTERN = (
+    rf"^https?://(?:{_SCHEMA_LABEL}\.){{1,3}}[a-z]{{2,12}}(?::[1-9][0-9]{{0,3}})?"
+    r"(?:/[A-Za-z0-9._~%/-]{0,200})?$"
+)
+HOST_PATTERN = rf"^(?:{_SCHEMA_LABEL}\.){{0,3}}{_SCHEMA_LABEL}$|^[0-9a-f:]{{2,39}}$"
+COUNTRY_PATTERN = r"^[A-Za-z]{2}$"
+# Text that survives DRF's CharField: no NUL, something left after stripping.
+TEXT_PATTERN = r"^[^\x00]*[^\x00\s][^\x00]*$"
+
+
+class RequestSchema:
+    """A field whose request schema is `request_schema`: what a client may send and
+    is sure to have accepted (patterns narrower than the validators). Responses keep
+    the plain field's schema (`response_schema` if set): stored rows predate these
+    promises, or came from the admin, imports or the seed (IP hosts, query strings)."""
+
+    request_schema: ClassVar[dict[str, Any]] = {}
+    response_schema: ClassVar[dict[str, Any] | None] = None
+
+
+class RequestSchemaExtension(OpenApiSerializerFieldExtension):
+    target_class = RequestSchema
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> Any:
+        field = self.target
+        if direction == "request":
+            return copy.deepcopy(field.request_schema)
+        if field.response_schema is not None:
+            return copy.deepcopy(field.response_schema)
+        return auto_schema._map_serializer_field(field, direction, bypass_extensions=True)
+
+
+class DomainField(RequestSchema, serializers.CharField):
+    """A host name (documented lowercase, without `www.`; the validator normalizes)."""
+
+    request_schema: ClassVar = {"type": "string", "pattern": DOMAIN_PATTERN, "maxLength": 253}
+
+
+class HttpUrlField(RequestSchema, serializers.CharField):
+    """An absolute http(s) URL with a host (checked by `clean_base_url` or the like)."""
+
+    request_schema: ClassVar = {
+        "type": "string",
+        "format": "uri",
+        "pattern": HTTP_URL_PATTERN,
+        "maxLength": 500,
+    }
+
+
+class HostField(RequestSchema, serializers.CharField):
+    """A proxy host: a name or an IP address (IPv6 without brackets)."""
+
+    request_schema: ClassVar = {"type": "string", "pattern": HOST_PATTERN, "maxLength": 255}
+
+
+class CountryField(RequestSchema, serializers.CharField):
+    """An ISO 3166 alpha-2 code (any case; stored uppercase)."""
+
+    request_schema: ClassVar = {"type": "string", "pattern": COUNTRY_PATTERN}
+
+
 SERVICE_READ_ONLY = (
     "health_status",
     "version",
@@ -78,6 +151,45 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class CountryCodeField(RequestSchema, StrictCharField):
+    """A country code inside a list (strings only)."""
+
+    request_schema: ClassVar = {"type": "string", "pattern": COUNTRY_PATTERN}
+
+
+class ProxyIdField(RequestSchema, StrictCharField):
+    """A proxy's external id inside a list."""
+
+    request_schema: ClassVar = {"type": "string", "pattern": TEXT_PATTERN, "maxLength": 100}
+
+
+class SelectorField(RequestSchema, StrictCharField):
+    """A CSS selector (a value of `selectors`)."""
+
+    request_schema: ClassVar = {"type": "string", "pattern": TEXT_PATTERN, "maxLength": 1000}
+
+
+class QualityRulesField(RequestSchema, serializers.JSONField):
+    """`quality_rules` as `orchestrator.quality.Rules.parse` accepts it."""
+
+    request_schema: ClassVar = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "min_success_ratio": {"type": "number", "minimum": 0, "maximum": 1},
+            "required_fields": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1},
+            },
+            "required_fields_min_pct": {"type": "number", "minimum": 0, "maximum": 100},
+            "min_records_pct_of_recent": {"type": "number", "minimum": 0, "maximum": 100},
+            "recent_missions": {"type": "integer", "minimum": 1, "maximum": 100},
+        },
+        "description": "Quality gate rules (see orchestrator/quality.py); {} means none.",
+    }
+    response_schema: ClassVar = {"type": "object", "additionalProperties": {}}
+
+
 def clean_domain(value: str) -> str:
     """`*` or a host name without `www.`, lowercased; raises ValueError otherwise."""
     if not isinstance(value, str):
@@ -101,7 +213,11 @@ class ServiceSerializer(serializers.ModelSerializer):
         help_text="Write-only. Send an empty string to remove it.",
     )
     has_api_key = serializers.BooleanField(read_only=True)
-    base_url = serializers.CharField(max_length=500)
+    base_url = HttpUrlField(
+        max_length=500,
+        help_text="Changing it on a service that has an API key needs `api_key` too "
+        "(400 otherwise): a key must not follow the service to a new host.",
+    )
 
     class Meta:
         model: type[Service]
@@ -115,6 +231,9 @@ class ServiceSerializer(serializers.ModelSerializer):
             *SERVICE_READ_ONLY,
         ]
         read_only_fields: tuple[str, ...] = SERVICE_READ_ONLY
+        extra_kwargs: dict[str, Any] = {
+            "name": {"help_text": "Unique; a name already taken is refused with 400."}
+        }
 
     def validate_base_url(self, value: str) -> str:
         try:
@@ -172,7 +291,10 @@ class WriterSerializer(ServiceSerializer):
         model = Writer
         fields = [*ServiceSerializer.Meta.fields, "is_default", "max_batch_records"]
         # The one-default constraint is kept by save(), which unsets the others.
-        extra_kwargs: dict[str, Any] = {"is_default": {"validators": []}}
+        extra_kwargs: dict[str, Any] = {
+            **ServiceSerializer.Meta.extra_kwargs,
+            "is_default": {"validators": []},
+        }
 
     def save(self, **kwargs: Any) -> Any:
         # One default writer: unset the others in the same transaction.
@@ -225,6 +347,10 @@ class ProxySerializer(serializers.ModelSerializer):
     geo_verified = serializers.BooleanField(
         read_only=True, help_text="The last connection test saw the declared country."
     )
+    host = HostField(max_length=255)
+    country = CountryField(
+        max_length=2, required=False, allow_blank=True, help_text="ISO 3166 alpha-2"
+    )
 
     class Meta:
         model = Proxy
@@ -245,6 +371,9 @@ class ProxySerializer(serializers.ModelSerializer):
             *PROXY_READ_ONLY,
         ]
         read_only_fields = PROXY_READ_ONLY
+        extra_kwargs: dict[str, Any] = {
+            "external_id": {"help_text": "Unique; an id already taken is refused with 400."}
+        }
 
     def validate_country(self, value: str) -> str:
         if not value:
@@ -269,20 +398,33 @@ class ProxyTypeChoiceField(serializers.ChoiceField):
         super().__init__(choices=ProxyType.choices, **kwargs)
 
 
+class SiteDomainField(RequestSchema, serializers.CharField):
+    """A site config's domain: a host name or `*` (the default config)."""
+
+    request_schema: ClassVar = {
+        "type": "string",
+        "pattern": rf"^\*$|{DOMAIN_PATTERN}",
+        "maxLength": 253,
+    }
+
+
 class SiteConfigSerializer(serializers.ModelSerializer):
-    domain = serializers.CharField(
-        max_length=253, help_text="A domain without www. (normalized), or * for the default."
+    domain = SiteDomainField(
+        max_length=253,
+        help_text="A domain without www. (normalized), or * for the default. Unique: a "
+        "domain that already has a config is refused with 400.",
     )
     proxy_types = serializers.ListField(child=ProxyTypeChoiceField(), required=False, max_length=10)
     countries = serializers.ListField(
-        child=StrictCharField(max_length=2, min_length=2), required=False, max_length=300
+        child=CountryCodeField(max_length=2, min_length=2), required=False, max_length=300
     )
     blocked_proxies = serializers.ListField(
-        child=StrictCharField(max_length=100), required=False, max_length=10_000
+        child=ProxyIdField(max_length=100), required=False, max_length=10_000
     )
     selectors = serializers.DictField(
-        child=StrictCharField(max_length=1000, allow_blank=False), required=False
+        child=SelectorField(max_length=1000, allow_blank=False), required=False
     )
+    quality_rules = QualityRulesField(required=False)
 
     class Meta:
         model = SiteConfig

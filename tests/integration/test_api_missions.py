@@ -370,6 +370,44 @@ def test_list_rejects_a_malformed_date(viewer_api: APIClient) -> None:
     assert "created_after" in response.data["error"]["fields"]
 
 
+def test_list_compares_any_valid_offset_in_utc(viewer_api: APIClient) -> None:
+    # Regression: PostgreSQL refuses offsets beyond ±15:59 ("time zone displacement
+    # out of range"), which made this a 500. RFC 3339 allows up to ±23:59.
+    mission = factories.MissionFactory.create()
+    created = mission.created_at.astimezone(dt.UTC)
+    just_after = (created + dt.timedelta(seconds=1)).astimezone(
+        dt.timezone(dt.timedelta(hours=20, minutes=46))
+    )
+
+    before = viewer_api.get(URL, {"created_before": just_after.isoformat()})
+    after = viewer_api.get(URL, {"created_after": just_after.isoformat()})
+
+    assert before.status_code == 200, before.content
+    assert [m["id"] for m in before.data["results"]] == [mission.pk]
+    assert after.status_code == 200, after.content
+    assert after.data["results"] == []
+
+
+@pytest.mark.parametrize(
+    ("params", "kept"),
+    [
+        ({"created_after": "0001-01-01T00:00:00+20:46"}, True),  # before year 1 in UTC
+        ({"created_before": "0001-01-01T00:00:00+20:46"}, False),
+        ({"created_after": "9999-12-31T23:59:59-23:59"}, False),  # after year 9999 in UTC
+        ({"created_before": "9999-12-31T23:59:59-23:59"}, True),
+    ],
+)
+def test_list_takes_an_instant_beyond_the_calendar_as_beyond_every_row(
+    viewer_api: APIClient, params: dict[str, str], kept: bool
+) -> None:
+    mission = factories.MissionFactory.create()
+
+    response = viewer_api.get(URL, params)
+
+    assert response.status_code == 200, response.content
+    assert [m["id"] for m in response.data["results"]] == ([mission.pk] if kept else [])
+
+
 def test_list_searches_name_and_domain(viewer_api: APIClient) -> None:
     by_name = factories.MissionFactory.create(name="Preços de TVs")
     by_domain = factories.MissionFactory.create(name="outra", domain="tvs.com.br")
