@@ -32,21 +32,11 @@ from orchestrator.models import (
     WebhookEndpoint,
 )
 from orchestrator.schedules import next_run
-from orchestrator.states import ItemStatus, MissionStatus
+from orchestrator.states import ItemStatus
 from orchestrator.status import validate_cron, validate_timezone
 
 DETAIL_EVENTS = 20
 DETAIL_SESSIONS = 20
-
-_BADGE_COLORS: dict[str, str] = {
-    MissionStatus.QUEUED: "#6b7280",
-    MissionStatus.ATRIBUIDO: "#2563eb",
-    MissionStatus.EXTRAINDO: "#7c3aed",
-    MissionStatus.ARMAZENANDO: "#0891b2",
-    MissionStatus.FINALIZADO: "#16a34a",
-    MissionStatus.ERRO: "#dc2626",
-    MissionStatus.CANCELADO: "#92400e",
-}
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -239,10 +229,11 @@ class MissionAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Mission) -> SafeString:
-        color = _BADGE_COLORS.get(obj.status, "#6b7280")
+        # A class, not style="": the Content-Security-Policy refuses inline styles. The
+        # colours are in templates/admin/base_site.html.
         return format_html(
-            '<span style="background:{};color:#fff;padding:2px 8px;border-radius:8px">{}</span>',
-            color,
+            '<span class="mc-status mc-status-{}">{}</span>',
+            obj.status.lower(),
             obj.get_status_display(),
         )
 
