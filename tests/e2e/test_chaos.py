@@ -42,6 +42,32 @@ SEED = int(os.environ.get("CHAOS_SEED", "20261122"))
 ORCHESTRATORS = 3
 
 
+def stuck_report(ids: list[int]) -> str:
+    """What the missions that did not end are waiting on, for the failure message."""
+    stuck = Mission.objects.filter(pk__in=ids).exclude(status__in=states.TERMINAL)
+    lines = [f"{stuck.count()} missions not terminal:"]
+    for m in stuck.order_by("id")[:10]:
+        sessions = Counter(
+            BrowserSession.objects.filter(mission=m).values_list("status", "holds_slot")
+        )
+        items = Counter(MissionItem.objects.filter(mission=m).values_list("status", flat=True))
+        lines.append(
+            f"  #{m.pk} {m.status} attempt={m.attempt} locked_by={m.locked_by!r} "
+            f"locked_until={m.locked_until} next_attempt_at={m.next_attempt_at} "
+            f"wait={m.wait_reason!r} items={dict(items)} sessions={dict(sessions)}"
+        )
+    for w in Worker.objects.all():
+        lines.append(
+            f"  worker {w.name}: active={w.active_sessions}/{w.max_sessions} "
+            f"health={w.health_status} failures={w.consecutive_failures} "
+            f"open_until={w.circuit_open_until}"
+        )
+    busy = Proxy.objects.filter(active_sessions__gt=0).count()
+    holding = BrowserSession.objects.filter(holds_slot=True).values_list("status", flat=True)
+    lines.append(f"  proxies in use: {busy}; sessions holding slots: {dict(Counter(holding))}")
+    return "\n".join(lines)
+
+
 def legal_history(statuses: list[tuple[str, str]]) -> bool:
     current = ""
     for src, dst in statuses:
@@ -164,14 +190,19 @@ def test_chaos_loses_nothing_and_duplicates_nothing(
         for n in range(ORCHESTRATORS):
             if procs[n].poll() is not None:
                 start(n)
-        wait_for(
-            lambda: (
-                not Mission.objects.filter(pk__in=ids).exclude(status__in=states.TERMINAL).exists()
-            ),
-            240,
-            "every mission terminal",
-            poll=0.5,
-        )
+        try:
+            wait_for(
+                lambda: (
+                    not Mission.objects.filter(pk__in=ids)
+                    .exclude(status__in=states.TERMINAL)
+                    .exists()
+                ),
+                240,
+                "every mission terminal",
+                poll=0.5,
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{stuck_report(ids)}") from None
         wait_for(
             lambda: not BrowserSession.objects.filter(holds_slot=True).exists(),
             60,
