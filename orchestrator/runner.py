@@ -50,6 +50,19 @@ DB_RETRY_BASE_S = 0.5
 DB_RETRY_CAP_S = 5.0
 
 
+def database_lost(exc: BaseException) -> bool:
+    """Whether a database error means the connection or server is gone (connection
+    exceptions, SQLSTATE class 08; the server shutting down or starting, 57P01-57P03;
+    no SQLSTATE at all: the socket broke), rather than a transaction that was rolled
+    back (deadlock 40P01, serialization failure 40001) on a healthy connection."""
+    if isinstance(exc, InterfaceError):
+        return True
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    if sqlstate is None:
+        return not connection.is_usable() if connection.connection is not None else True
+    return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
+
+
 def instance_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -198,6 +211,15 @@ class Orchestrator:
         try:
             result = manager.tick()
         except DATABASE_ERRORS as exc:
+            if not database_lost(exc):
+                # A deadlock or serialization failure: the transaction was rolled back
+                # and the next tick simply tries again.
+                stat.update(
+                    error=f"{type(exc).__name__}: {exc}"[:500],
+                    error_at=timezone.now().isoformat(),
+                )
+                logger.warning("%s tick rolled back: %s", kind, str(exc).strip()[:300])
+                return self._finish_tick(kind, stat, started, TickResult())
             # Not a bad row: the database went away. The loop backs off and reconnects.
             stat.update(
                 error=f"{type(exc).__name__}: {exc}"[:500],
@@ -215,6 +237,11 @@ class Orchestrator:
             # One bad row must not crash-loop the process: the next tick tries again.
             close_old_connections()
             result = TickResult()
+        return self._finish_tick(kind, stat, started, result)
+
+    def _finish_tick(
+        self, kind: str, stat: dict[str, Any], started: float, result: TickResult
+    ) -> TickResult:
         stat.update(
             last_tick_at=timezone.now().isoformat(),
             duration_ms=round((time.monotonic() - started) * 1000, 1),

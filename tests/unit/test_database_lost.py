@@ -1,0 +1,45 @@
+"""Which database errors make run_orchestrator wait for the database (and reconnect)
+and which are a rolled-back transaction that the next tick simply retries."""
+
+from __future__ import annotations
+
+import psycopg.errors
+import pytest
+from django.db import InterfaceError, OperationalError
+
+from orchestrator.runner import database_lost
+
+
+def wrapped(cause: Exception) -> OperationalError:
+    """What Django raises: its own OperationalError caused by the driver's error."""
+    exc = OperationalError(str(cause))
+    exc.__cause__ = cause
+    return exc
+
+
+@pytest.mark.parametrize(
+    "cause",
+    [
+        psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+        psycopg.errors.CannotConnectNow("the database system is starting up"),
+        psycopg.errors.ConnectionFailure("connection failure"),
+    ],
+)
+def test_a_server_going_away_is_a_lost_database(cause: Exception) -> None:
+    assert database_lost(wrapped(cause))
+
+
+@pytest.mark.parametrize(
+    "cause",
+    [
+        psycopg.errors.DeadlockDetected("deadlock detected"),
+        psycopg.errors.SerializationFailure("could not serialize access"),
+        psycopg.errors.LockNotAvailable("could not obtain lock"),
+    ],
+)
+def test_a_rolled_back_transaction_is_not(cause: Exception) -> None:
+    assert not database_lost(wrapped(cause))
+
+
+def test_an_interface_error_is_a_lost_connection() -> None:
+    assert database_lost(InterfaceError("connection already closed"))
