@@ -97,6 +97,11 @@ def test_chaos_loses_nothing_and_duplicates_nothing(
         "http_read_timeout_s": 2.0,
         "http_deadline_s": 4.0,
         "circuit_open_s": 2,
+        # The health policies stay on, with short time boxes: injected session faults
+        # (and sessions stuck on a loaded machine) do pause sites and block proxies,
+        # and with the defaults (15 and 30 min) a run would then just wait.
+        "site_breaker_cooldown_s": 3,
+        "proxy_health_block_s": 5,
     }.items():
         config.set_value(key, value)
     factories.WorkerFactory(base_url=worker.base_url, api_key=worker.api_key, max_sessions=64)
