@@ -43,7 +43,9 @@ GENERATION = 2
 BIG_COUNT = re.compile(
     r'COUNT\(.*FROM "orchestrator_(mission|missionevent|missionitem)"', re.IGNORECASE | re.DOTALL
 )
-BOUNDED = re.compile(r"\bLIMIT\s+\d+", re.IGNORECASE)
+# A LIMIT by a number or by a column of the outer query (`LIMIT v.cap + 1`, the
+# per-value caps of orchestrator.counting); `LIMIT ALL` is no bound.
+BOUNDED = re.compile(r"\bLIMIT\s+(?!ALL\b)(\d+|\w+\.\w+)", re.IGNORECASE)
 
 
 def generate(database_url: str, n_missions: int, n_events: int) -> None:

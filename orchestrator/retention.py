@@ -30,6 +30,7 @@ from django.utils import timezone
 from orchestrator import states
 from orchestrator.models import (
     BrowserSession,
+    ItemThroughput,
     Mission,
     MissionEvent,
     MissionItem,
@@ -93,6 +94,13 @@ TARGETS: tuple[Target, ...] = (
             status__in=[WebhookDelivery.Status.SUCCEEDED, WebhookDelivery.Status.FAILED],
             created_at__lt=cutoff,
         ),
+    ),
+    # The per-minute item counters of the overview (kept as long as events).
+    Target(
+        "throughput",
+        ItemThroughput,
+        "retention_events_days",
+        lambda cutoff: Q(minute__lt=cutoff),
     ),
 )
 TARGET_NAMES = tuple(t.name for t in TARGETS)
