@@ -53,6 +53,15 @@ def add_error_responses(
                 schema = parameter.get("schema", {})
                 if parameter.get("in") == "query" and schema.get("type") == "number":
                     schema["type"] = "integer"
+                # Query strings with a NUL character are refused with a 400 everywhere.
+                if (
+                    parameter.get("in") == "query"
+                    and schema.get("type") == "string"
+                    and "pattern" not in schema
+                    and "enum" not in schema
+                    and "format" not in schema
+                ):
+                    schema["pattern"] = r"^[^\x00]*$"
             # 404 also on lists: a page past the end.
             codes = ["400", "401", "403", "404", "429"]
             if method in WRITE_METHODS:

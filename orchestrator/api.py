@@ -54,6 +54,8 @@ from orchestrator.models import (
 )
 from orchestrator.serializers import (
     BrowserSessionSerializer,
+    BulkMissionCreateSerializer,
+    BulkMissionIdsSerializer,
     BulkMissionSerializer,
     BulkResultSerializer,
     DomainBreakerSerializer,
@@ -75,6 +77,7 @@ from orchestrator.serializers import (
 from orchestrator.states import ItemStatus, MissionStatus, SessionStatus
 from orchestrator.status import orchestrator_status
 from registry.models import ProxyType, normalize_domain
+from registry.serializers import ActionBodySerializer
 
 # Filters
 
@@ -265,7 +268,15 @@ class MissionViewSet(
         return Response(MissionSerializer(self.get_queryset().get(pk=mission.pk)).data)
 
     @extend_schema(
-        request=BulkMissionSerializer,
+        request=ActionBodySerializer(
+            component_name="BulkMission",
+            serializers={
+                "create": BulkMissionCreateSerializer,
+                "cancel": BulkMissionIdsSerializer,
+                "retry": BulkMissionIdsSerializer,
+            },
+            resource_type_field_name="action",
+        ),
         responses={
             200: BulkResultSerializer,
             201: BulkResultSerializer,
@@ -274,7 +285,10 @@ class MissionViewSet(
         },
         description="Validated whole first: per-index errors and nothing written if any entry "
         "is invalid (400) or in a state that forbids the action (409); else applied in one "
-        "transaction. `create` answers 201, `cancel` and `retry` 200.",
+        "transaction. `create` answers 201, `cancel` and `retry` 200. A schema-valid "
+        "request is refused (400) only for an id that does not exist or is listed twice, "
+        f"a writer that does not exist, or more than {actions.MAX_URLS_PER_MISSION} URLs "
+        "in all.",
     )
     @action(detail=False, methods=["post"])
     def bulk(self, request: Request) -> Response:

@@ -31,7 +31,9 @@ from registry.models import SiteConfig, Writer, normalize_domain
 from registry.serializers import (
     DOMAIN_PATTERN,
     HTTP_URL_PATTERN,
+    MAX_BULK_ITEMS,
     TEXT_PATTERN,
+    BulkItemsField,
     CountryCodeField,
     DomainField,
     ProxyIdField,
@@ -39,7 +41,7 @@ from registry.serializers import (
     RequestSchema,
 )
 
-MAX_BULK_ENTRIES = 1000
+MAX_BULK_ENTRIES = MAX_BULK_ITEMS
 _INDEXED = re.compile(r"^(\d+): (.*)$", re.DOTALL)
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9-]{1,63}$")
 
@@ -308,36 +310,69 @@ class BrowserSessionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class BulkMissionIdsSerializer(serializers.Serializer):
+    """`{"action": "cancel"|"retry", "ids": [...]}`: each id once, each an existing mission."""
+
+    action = serializers.ChoiceField(choices=["cancel", "retry"])
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        min_length=1,
+        max_length=MAX_BULK_ENTRIES,
+        help_text="Missions to cancel or retry, each once.",
+    )
+
+    def validate_ids(self, ids: list[int]) -> list[int]:
+        errors: dict[str, str] = {}
+        seen: set[int] = set()
+        for index, pk in enumerate(ids):
+            if pk in seen:
+                errors[str(index)] = f"Mission {pk} is listed twice."
+            seen.add(pk)
+        existing = set(Mission.objects.filter(pk__in=seen).values_list("pk", flat=True))
+        for index, pk in enumerate(ids):
+            if pk not in existing:
+                errors.setdefault(str(index), f"Mission {pk} does not exist.")
+        if errors:
+            raise serializers.ValidationError(errors)
+        return ids
+
+
+class BulkMissionCreateSerializer(serializers.Serializer):
+    """Missions to create, each the body of `POST /api/missions/`."""
+
+    # Schema only: BulkMissionSerializer validates each entry with MissionCreateSerializer
+    # so that errors come by index.
+
+    action = serializers.ChoiceField(choices=[("create", "create missions")])
+    items = BulkItemsField(MissionCreateSerializer)
+
+
 class BulkMissionSerializer(serializers.Serializer):
-    """`{"action": "create", "items": [...]}` or `{"action": "cancel"|"retry", "ids": [...]}`.
+    """`{"action": "create", "items": [...]}` or `{"action": "cancel"|"retry", "ids": [...]}`;
+    only the part the action names is read.
 
     Every entry is validated before anything is written; errors are reported per index.
     """
 
     action = serializers.ChoiceField(choices=["create", "cancel", "retry"])
-    items = serializers.ListField(
-        child=serializers.DictField(),
-        required=False,
-        max_length=MAX_BULK_ENTRIES,
-        help_text="Missions to create (same shape as POST /api/missions/).",
-    )
-    ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
-        required=False,
-        max_length=MAX_BULK_ENTRIES,
-        help_text="Missions to cancel or retry.",
-    )
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        action = attrs["action"]
-        if action == "create":
-            return self._validate_create(attrs)
-        return self._validate_ids(attrs)
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        action = super().to_internal_value(data)["action"]
+        if action != "create":
+            ids = BulkMissionIdsSerializer(data=data)
+            if not ids.is_valid():
+                raise serializers.ValidationError(ids.errors)
+            return dict(ids.validated_data)
+        items = serializers.ListField(
+            child=serializers.DictField(), min_length=1, max_length=MAX_BULK_ENTRIES
+        )
+        try:
+            entries = items.run_validation(data.get("items", serializers.empty))
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({"items": exc.detail}) from None
+        return self._validate_create(entries)
 
-    def _validate_create(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        entries = attrs.get("items")
-        if not entries:
-            raise serializers.ValidationError({"items": "At least one mission is required."})
+    def _validate_create(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
         errors: dict[str, Any] = {}
         cleaned: list[dict[str, Any]] = []
         total_urls = 0
@@ -355,24 +390,6 @@ class BulkMissionSerializer(serializers.Serializer):
                 {"items": f"At most {actions.MAX_URLS_PER_MISSION} URLs in one request."}
             )
         return {"action": "create", "items": cleaned}
-
-    def _validate_ids(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        ids = attrs.get("ids")
-        if not ids:
-            raise serializers.ValidationError({"ids": "At least one mission id is required."})
-        errors: dict[str, str] = {}
-        seen: set[int] = set()
-        for index, pk in enumerate(ids):
-            if pk in seen:
-                errors[str(index)] = f"Mission {pk} is listed twice."
-            seen.add(pk)
-        existing = set(Mission.objects.filter(pk__in=seen).values_list("pk", flat=True))
-        for index, pk in enumerate(ids):
-            if pk not in existing:
-                errors.setdefault(str(index), f"Mission {pk} does not exist.")
-        if errors:
-            raise serializers.ValidationError({"ids": errors})
-        return {"action": attrs["action"], "ids": ids}
 
 
 class BulkResultSerializer(serializers.Serializer):

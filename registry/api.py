@@ -8,9 +8,10 @@ from typing import Any
 from django.db import IntegrityError, models, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
+from django.utils.text import capfirst
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, parsers, serializers, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
@@ -24,9 +25,12 @@ from mission_control.api import Conflict
 from registry import config, connection, importers
 from registry.models import ConfigEntry, Proxy, SiteConfig, Uploader, Worker, Writer
 from registry.serializers import (
+    BULK_DESCRIPTION,
     ConfigKeySerializer,
     ConfigValueSerializer,
     ConnectionTestResultSerializer,
+    ProxyImportEntrySerializer,
+    ProxyImportFileSerializer,
     ProxySerializer,
     RegistryBulkResultSerializer,
     RegistryBulkSerializer,
@@ -36,6 +40,7 @@ from registry.serializers import (
     UploaderSerializer,
     WorkerSerializer,
     WriterSerializer,
+    bulk_request_schema,
 )
 
 SERVICE_FILTERS = ["enabled", "health_status"]
@@ -87,7 +92,8 @@ def run_bulk(
                 instance = instances.get(item["id"]) if type(item.get("id")) is int else None
                 if instance is None:
                     errors[str(index)] = {
-                        "id": f"No {model._meta.verbose_name} with id {item.get('id')!r}."
+                        "id": f"{capfirst(model._meta.verbose_name)} {item.get('id')!r} "
+                        "does not exist."
                     }
                     continue
             body = {k: v for k, v in item.items() if k != "id"}
@@ -97,14 +103,18 @@ def run_bulk(
                 continue
             key = serializer.validated_data.get(unique_field)
             if key is not None and key in seen:
-                errors[str(index)] = {unique_field: f"Same value as item {seen[key]}."}
+                errors[str(index)] = {
+                    unique_field: f"{key!r} is listed twice (items {seen[key]} and {index})."
+                }
                 continue
             if key is not None:
                 seen[key] = index
             if serializer.validated_data.get("is_default"):
                 defaults += 1
                 if defaults > 1:
-                    errors[str(index)] = {"is_default": "Only one item may set is_default."}
+                    errors[str(index)] = {
+                        "is_default": "An earlier item already has is_default; only one may."
+                    }
                     continue
             valid.append(serializer)
         if errors:
@@ -121,7 +131,7 @@ def run_bulk(
     ids: list[int] = data["ids"]
     found = set(model._default_manager.filter(pk__in=ids).values_list("pk", flat=True))
     id_errors = {
-        str(i): f"No {model._meta.verbose_name} with id {pk}."
+        str(i): f"{capfirst(model._meta.verbose_name)} {pk} does not exist."
         for i, pk in enumerate(ids)
         if pk not in found
     }
@@ -184,10 +194,10 @@ class RegistryViewSet(viewsets.ModelViewSet):
     def perform_update(self, serializer: serializers.BaseSerializer) -> None:
         self.perform_create(serializer)
 
-    @extend_schema(request=RegistryBulkSerializer, responses=RegistryBulkResultSerializer)
+    # Each resource states its own request body (bulk_request_schema).
+    @extend_schema(responses=RegistryBulkResultSerializer, description=BULK_DESCRIPTION)
     @action(detail=False, methods=["post"], url_path="bulk")
     def bulk(self, request: Request) -> Response:
-        """Create, update, delete, enable or disable up to 1000 rows, all or nothing."""
         body = RegistryBulkSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         return Response(run_bulk(self, body.validated_data, self.unique_field))
@@ -239,6 +249,7 @@ IMPORT_PARAMS = [
 # -- resources ----------------------------------------------------------------------
 
 
+@extend_schema_view(bulk=extend_schema(request=bulk_request_schema(WorkerSerializer)))
 class WorkerViewSet(ConnectionTestMixin, RegistryViewSet):
     """Workers: external services that open browser sessions."""
 
@@ -249,6 +260,7 @@ class WorkerViewSet(ConnectionTestMixin, RegistryViewSet):
     ordering_fields = [*SERVICE_ORDERING, "max_sessions", "active_sessions"]
 
 
+@extend_schema_view(bulk=extend_schema(request=bulk_request_schema(WriterSerializer)))
 class WriterViewSet(ConnectionTestMixin, RegistryViewSet):
     """Writers: where extracted records go; setting is_default unsets the others."""
 
@@ -259,6 +271,7 @@ class WriterViewSet(ConnectionTestMixin, RegistryViewSet):
     ordering_fields = SERVICE_ORDERING
 
 
+@extend_schema_view(bulk=extend_schema(request=bulk_request_schema(UploaderSerializer)))
 class UploaderViewSet(ConnectionTestMixin, RegistryViewSet):
     """Uploaders (disabled by default, as in the seed)."""
 
@@ -277,6 +290,7 @@ class ProxyFilter(filters.FilterSet):
         fields = ["type", "scheme", "status", "enabled", "provider", "country"]
 
 
+@extend_schema_view(bulk=extend_schema(request=bulk_request_schema(ProxySerializer)))
 class ProxyViewSet(ConnectionTestMixin, RegistryViewSet):
     """Proxies; the password is write-only (see has_password and masked_url)."""
 
@@ -298,14 +312,16 @@ class ProxyViewSet(ConnectionTestMixin, RegistryViewSet):
     @extend_schema(
         parameters=IMPORT_PARAMS,
         request={
-            "application/json": {"type": "array", "items": {"type": "object"}},
-            "text/csv": {"type": "string", "description": importers.__doc__},
-            "multipart/form-data": {
-                "type": "object",
-                "properties": {"file": {"type": "string", "format": "binary"}},
-            },
+            "application/json": ProxyImportEntrySerializer(many=True),
+            # A text/csv body is parsed too; documented through the file upload, whose
+            # rule is the importer's (a body must be required for every documented type).
+            "multipart/form-data": ProxyImportFileSerializer,
         },
         responses=RegistryImportResultSerializer,
+        description="Upsert proxies by external id from proxies.json (a JSON array) or CSV "
+        "(a multipart `file`, or a text/csv body); all or nothing unless ?skip_invalid=true. "
+        "A JSON body the schema calls valid is refused only for an `id` that appears more "
+        "than once.",
     )
     @action(
         detail=False,
@@ -334,6 +350,7 @@ class ProxyViewSet(ConnectionTestMixin, RegistryViewSet):
         return _import_response(parsed, request, importers.apply_proxies)
 
 
+@extend_schema_view(bulk=extend_schema(request=bulk_request_schema(SiteConfigSerializer)))
 class SiteConfigViewSet(RegistryViewSet):
     """Proxy strategy per domain (`*` is the default)."""
 

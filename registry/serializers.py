@@ -12,16 +12,18 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
-from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from django.db import models, transaction
+from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.serializers import PolymorphicProxySerializerExtension
+from drf_spectacular.utils import Direction, PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from registry import config
 from registry.models import (
     DEFAULT_DOMAIN,
     Proxy,
+    ProxyScheme,
     ProxyType,
     Service,
     SiteConfig,
@@ -51,6 +53,7 @@ HOST_PATTERN = rf"^(?:{_SCHEMA_LABEL}\.){{0,3}}{_SCHEMA_LABEL}$|^[0-9a-f:]{{2,39
 COUNTRY_PATTERN = r"^[A-Za-z]{2}$"
 # Text that survives DRF's CharField: no NUL, something left after stripping.
 TEXT_PATTERN = r"^[^\x00]*[^\x00\s][^\x00]*$"
+NO_NUL_PATTERN = r"^[^\x00]*$"
 
 
 class RequestSchema:
@@ -151,6 +154,32 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class TextField(serializers.CharField):
+    """A CharField whose request schema also rules out what DRF refuses besides the
+    length: NUL characters, and (blank not allowed) text that strips to nothing."""
+
+
+class TextFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = TextField
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> Any:
+        field = self.target
+        schema = auto_schema._map_serializer_field(field, direction, bypass_extensions=True)
+        if direction == "request":
+            # With allow_blank the generator adds `oneOf: [..., ""]`, hence `+`.
+            schema["pattern"] = r"^[^\x00]+$" if field.allow_blank else TEXT_PATTERN
+        return schema
+
+
+# Model CharFields of the registry serializers become TextFields (keeping their
+# validators, e.g. the unique name's).
+TEXT_FIELD_MAPPING = {
+    **serializers.ModelSerializer.serializer_field_mapping,
+    models.CharField: TextField,
+}
+
+
 class CountryCodeField(RequestSchema, StrictCharField):
     """A country code inside a list (strings only)."""
 
@@ -203,7 +232,9 @@ def clean_domain(value: str) -> str:
 
 
 class ServiceSerializer(serializers.ModelSerializer):
-    api_key = serializers.CharField(
+    serializer_field_mapping = TEXT_FIELD_MAPPING
+
+    api_key = TextField(
         write_only=True,
         required=False,
         allow_blank=True,
@@ -334,7 +365,9 @@ PROXY_READ_ONLY = (
 
 
 class ProxySerializer(serializers.ModelSerializer):
-    password = serializers.CharField(
+    serializer_field_mapping = TEXT_FIELD_MAPPING
+
+    password = TextField(
         write_only=True,
         required=False,
         allow_blank=True,
@@ -484,28 +517,183 @@ class SiteConfigSerializer(serializers.ModelSerializer):
         return value or {}
 
 
-class RegistryBulkSerializer(serializers.Serializer):
-    """`{"action": ..., "items": [...]}` or `{"action": ..., "ids": [...]}`."""
+MAX_BULK_ITEMS = 1000
+MAX_ID = 2**63 - 1
+BULK_DESCRIPTION = (
+    "Create, update, delete, enable or disable up to 1000 rows, all or nothing. `create` "
+    "items are the resource's create body; `update` items its partial body plus `id`. "
+    "Every entry is validated first; errors come by index. A schema-valid request is "
+    "refused (400) only for a conflict: an id that does not exist, a unique value already "
+    "taken or listed twice in the batch, a second writer that sets `is_default`."
+)
 
-    MAX_ITEMS = 1000
+
+class RegistryBulkIdsSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["delete", "enable", "disable"])
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+        min_length=1,
+        max_length=MAX_BULK_ITEMS,
+    )
+
+
+class RegistryBulkItemsSerializer(serializers.Serializer):
+    """Items are validated one by one by the resource's serializer (`run_bulk`), so
+    that errors come by index; `bulk_request_schema` documents their shape."""
+
+    action = serializers.ChoiceField(choices=["create", "update"])
+    items = serializers.ListField(
+        child=serializers.DictField(), max_length=MAX_BULK_ITEMS, allow_empty=False
+    )
+
+
+class RegistryBulkSerializer(serializers.Serializer):
+    """`{"action": "create"|"update", "items": [...]}` or
+    `{"action": "delete"|"enable"|"disable", "ids": [...]}`: only the part the action
+    names is read."""
+
     WITH_ITEMS = ("create", "update")
 
     action = serializers.ChoiceField(choices=["create", "update", "delete", "enable", "disable"])
-    items = serializers.ListField(
-        child=serializers.DictField(), required=False, max_length=MAX_ITEMS, allow_empty=False
-    )
-    ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1),
-        required=False,
-        max_length=MAX_ITEMS,
-        allow_empty=False,
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        act = super().to_internal_value(data)["action"]
+        body: serializers.Serializer = (
+            RegistryBulkItemsSerializer(data=data)
+            if act in self.WITH_ITEMS
+            else RegistryBulkIdsSerializer(data=data)
+        )
+        if not body.is_valid():
+            raise serializers.ValidationError(body.errors)
+        return dict(body.validated_data)
+
+
+class BulkItemsField(serializers.ListField):
+    """Schema only (`BulkItemsExtension`): 1 to MAX_BULK_ITEMS items, each the
+    resource's create body, or with `update` its partial body plus a required `id`."""
+
+    def __init__(self, resource: type[serializers.Serializer], update: bool = False) -> None:
+        self.resource, self.update = resource, update
+        super().__init__(max_length=MAX_BULK_ITEMS, allow_empty=False)
+
+
+class BulkItemsExtension(OpenApiSerializerFieldExtension):
+    target_class = BulkItemsField
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> Any:
+        field = self.target
+        body = auto_schema.resolve_serializer(field.resource(partial=field.update), direction)
+        item: dict[str, Any] = body.ref
+        if field.update:
+            item = {
+                "allOf": [
+                    body.ref,
+                    {
+                        "type": "object",
+                        "properties": {"id": {"type": "integer", "minimum": 1, "maximum": MAX_ID}},
+                        "required": ["id"],
+                    },
+                ]
+            }
+        return {"type": "array", "items": item, "minItems": 1, "maxItems": MAX_BULK_ITEMS}
+
+
+def _action(value: str, what: str) -> serializers.ChoiceField:
+    # The label makes each component's one-value enum a choice set of its own, so
+    # postprocess_schema_enums names it after the component instead of colliding.
+    return serializers.ChoiceField(choices=[(value, f"{value} {what}")])
+
+
+def bulk_request_schema(resource: type[serializers.ModelSerializer]) -> ActionBodySerializer:
+    """The bulk body of one resource, for the schema: a `oneOf` by `action` whose
+    `create` items are the resource's create body and `update` items its partial body
+    with a required `id` (RegistryBulkSerializer and `run_bulk` validate the same)."""
+    model: type[models.Model] = resource.Meta.model
+    name, plural = model.__name__, str(model._meta.verbose_name_plural)
+
+    class Create(serializers.Serializer):
+        action = _action("create", plural)
+        items = BulkItemsField(resource, update=False)
+
+    class Update(serializers.Serializer):
+        action = _action("update", plural)
+        items = BulkItemsField(resource, update=True)
+
+    Create.__name__ = Create.__qualname__ = f"{name}BulkCreateSerializer"
+    Update.__name__ = Update.__qualname__ = f"{name}BulkUpdateSerializer"
+    return ActionBodySerializer(
+        component_name=f"{name}Bulk",
+        serializers={
+            "create": Create,
+            "update": Update,
+            "delete": RegistryBulkIdsSerializer,
+            "enable": RegistryBulkIdsSerializer,
+            "disable": RegistryBulkIdsSerializer,
+        },
+        resource_type_field_name="action",
     )
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        wanted = "items" if attrs["action"] in self.WITH_ITEMS else "ids"
-        if wanted not in attrs:
-            raise serializers.ValidationError({wanted: f"Required for action {attrs['action']!r}."})
-        return attrs
+
+class ProxyImportEntrySerializer(serializers.Serializer):
+    """Schema only (ProxyImportEntryExtension): a proxies.json entry of the JSON body
+    of POST /api/proxies/import/, validated by importers.parse_proxy."""
+
+
+class ProxyImportEntryExtension(OpenApiSerializerExtension):
+    """The entries parse_proxy is sure to accept (it also reads `_id`, `geo`, `server`
+    and other spellings, which a file upload may use). Closed, so that no other key can
+    change an entry's meaning."""
+
+    target_class = ProxyImportEntrySerializer
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: str) -> Any:
+        def choices(pairs: list[tuple[str, str]], what: str) -> Any:
+            # Labels of their own: postprocess_schema_enums then names these choice sets
+            # after this component instead of colliding with the model's.
+            field = serializers.ChoiceField(choices=[(v, f"{label} {what}") for v, label in pairs])
+            return auto_schema._map_serializer_field(field, direction)
+
+        return {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "pattern": TEXT_PATTERN, "maxLength": 100},
+                "type": choices(ProxyType.choices, "proxy"),
+                "scheme": choices(ProxyScheme.choices, "scheme"),
+                "host": {"type": "string", "pattern": HOST_PATTERN, "maxLength": 255},
+                "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                "username": {"type": "string", "pattern": NO_NUL_PATTERN, "maxLength": 255},
+                "password": {"type": "string", "pattern": NO_NUL_PATTERN, "maxLength": 255},
+                "country": {"type": "string", "pattern": COUNTRY_PATTERN},
+                "provider": {"type": "string", "pattern": NO_NUL_PATTERN, "maxLength": 100},
+                "maxSessions": {"type": "integer", "minimum": 1, "maximum": 1000},
+                "enabled": {"type": "boolean"},
+            },
+            "required": ["id", "type", "host", "port"],
+            "additionalProperties": False,
+        }
+
+
+class ProxyImportFileSerializer(serializers.Serializer):
+    """Schema only: a proxies file upload for POST /api/proxies/import/."""
+
+    file = serializers.FileField(
+        help_text="proxies.json, or CSV with the header id,type,scheme,host,port,username,"
+        "password,country,provider,max_sessions,enabled,server (any order; id, type and "
+        "host+port or server required)."
+    )
+
+
+class ActionBodySerializer(PolymorphicProxySerializer):
+    """A PolymorphicProxySerializer whose body is required: it always names its
+    discriminator (drf-spectacular cannot see a `required` inside a `oneOf`)."""
+
+
+class ActionBodyExtension(PolymorphicProxySerializerExtension):
+    target_class = "registry.serializers.ActionBodySerializer"
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: str) -> Any:
+        schema = super().map_serializer(auto_schema, direction)
+        return {**schema, "required": [self.target.resource_type_field_name]}
 
 
 class RegistryBulkResultSerializer(serializers.Serializer):

@@ -61,24 +61,32 @@ def drop_trigger(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('orchestrator', '0005_item_finished_idx'),
+        ("orchestrator", "0005_item_finished_idx"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ItemThroughput',
+            name="ItemThroughput",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('minute', models.DateTimeField()),
-                ('shard', models.PositiveSmallIntegerField(default=0)),
-                ('n', models.PositiveBigIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("minute", models.DateTimeField()),
+                ("shard", models.PositiveSmallIntegerField(default=0)),
+                ("n", models.PositiveBigIntegerField(default=0)),
             ],
             options={
-                'verbose_name': 'vazão de itens',
-                'verbose_name_plural': 'vazão de itens',
-                'constraints': [models.UniqueConstraint(fields=('minute', 'shard'), name='throughput_minute_shard')],
+                "verbose_name": "vazão de itens",
+                "verbose_name_plural": "vazão de itens",
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("minute", "shard"), name="throughput_minute_shard"
+                    )
+                ],
             },
         ),
         migrations.RunPython(create_trigger, drop_trigger),
