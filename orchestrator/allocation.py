@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from django.db import connection, models, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q
-from django.db.models.functions import Now
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, Value, When
+from django.db.models.functions import Greatest, Now
 from django.utils import timezone
 
 from orchestrator import events, proxy_health, site_breaker, states
@@ -29,6 +29,7 @@ from orchestrator.states import ErrorCode, ItemStatus, MissionStatus, SessionSta
 from registry import geo
 from registry.config import Config
 from registry.models import (
+    DEFAULT_DOMAIN,
     HealthStatus,
     Proxy,
     ProxyStatus,
@@ -255,12 +256,48 @@ class SiteCache:
             self.configs[key] = SiteConfig.for_domain(key)
         return self.configs[key]
 
+    def prefetch(self, domains: Iterable[str]) -> None:
+        """Look up every domain of a batch in one query (`SiteConfig.for_domain` each)."""
+        wanted = {normalize_domain(d) for d in domains} - set(self.configs)
+        if not wanted:
+            return
+        rows = {
+            c.domain: c for c in SiteConfig.objects.filter(domain__in=[*wanted, DEFAULT_DOMAIN])
+        }
+        default = rows.get(DEFAULT_DOMAIN) or SiteConfig(domain=DEFAULT_DOMAIN)
+        for key in wanted:
+            self.configs[key] = rows.get(key) or default
+
 
 @dataclass
 class Allocation:
     sessions: list[BrowserSession]
     wait_code: str = ""
     wait_reason: str = ""
+
+
+@dataclass
+class Prefetched:
+    """What `allocate_sessions` reads per mission, read once for a batch of missions:
+    paused domains, proxies blocked per domain, sessions per mission so far."""
+
+    paused: dict[str, str]
+    blocked: dict[str, list[str]]
+    sessions: dict[int, int]
+
+    @classmethod
+    def load(cls, missions: list[Mission], now: dt.datetime) -> Prefetched:
+        domains = {m.domain for m in missions}
+        return cls(
+            paused=site_breaker.paused_reasons(domains, now),
+            blocked=proxy_health.blocked_by_domain(domains, now),
+            sessions=dict(
+                BrowserSession.objects.filter(mission__in=[m.pk for m in missions])
+                .values_list("mission")
+                .annotate(n=Count("id"))
+                .order_by()
+            ),
+        )
 
 
 def sessions_wanted(site: SiteConfig, pending: int) -> int:
@@ -276,13 +313,14 @@ def allocate_sessions(
     exclude_proxies: Iterable[str] = (),
     worker_pool: list[Worker] | None = None,
     worker_slots: dict[int, list[int]] | None = None,
+    prefetched: Prefetched | None = None,
 ) -> Allocation:
     """Create up to `n` requested sessions for `mission`, taking worker slots and
     proxies in the caller's transaction (which must hold the mission row).
 
     `worker_pool` and `worker_slots` (from `lock_usable_workers` and `free_slots`) let a
     caller allocating for several missions lock and count once; both are updated in
-    place as slots are taken."""
+    place as slots are taken; `prefetched` holds what was read for the whole batch."""
     assert transaction.get_connection().in_atomic_block, "allocate inside a transaction"
     if n <= 0:
         return Allocation([])
@@ -300,10 +338,16 @@ def allocate_sessions(
         code = ErrorCode.ALLOC_NO_WORKER if not worker_pool else ErrorCode.ALLOC_NO_CAPACITY
         return Allocation([], code, reason)
 
-    if paused := site_breaker.paused_reason(mission.domain, now):
+    if prefetched is not None:
+        paused = prefetched.paused[mission.domain]
+        blocked = prefetched.blocked[mission.domain]
+    else:
+        paused = site_breaker.paused_reason(mission.domain, now)
+        blocked = proxy_health.blocked_external_ids(mission.domain, now)
+    if paused:
         return Allocation([], site_breaker.WAIT_CODE, paused)
     want_direct = not site.proxy_types and not site.countries
-    exclude_proxies = [*exclude_proxies, *proxy_health.blocked_external_ids(mission.domain, now)]
+    exclude_proxies = [*exclude_proxies, *blocked]
     proxies = list(
         Proxy.objects.filter(usable_proxies_q(site, now, exclude_proxies))
         .order_by(F("last_used_at").asc(nulls_first=True), "id")
@@ -338,7 +382,10 @@ def allocate_sessions(
     if not slots:
         return Allocation([], ErrorCode.ALLOC_NO_PROXY, _no_proxy_reason(site, mission.domain, now))
 
-    base = BrowserSession.objects.filter(mission=mission).count()
+    if prefetched is not None:
+        base = prefetched.sessions.get(mission.pk, 0)
+    else:
+        base = BrowserSession.objects.filter(mission=mission).count()
     sessions = [
         BrowserSession(
             mission=mission,
@@ -473,6 +520,11 @@ def claim_due_missions(
             .annotate(n=Count("id"))
             .order_by()
         )
+        sites.prefetch(m.domain for m in missions)
+        prefetched = Prefetched.load(missions, now)
+        from orchestrator.managers.base import Move, transition_many  # (it imports us)
+
+        moves: list[Move] = []
         for mission in missions:
             if mission.writer_id is None and not has_default_writer:
                 _set_wait(mission, ErrorCode.WRITER_NOT_CONFIGURED, "nenhum writer configurado")
@@ -482,9 +534,7 @@ def claim_due_missions(
             site = sites.get(mission.domain)
             if pending == 0:
                 # Nothing left to scrape (e.g. a retry after every item was done).
-                mission.transition(
-                    MissionStatus.ATRIBUIDO, now=now, message="Nada pendente", wait_reason=""
-                )
+                moves.append(Move(mission, "Nada pendente", fields={"wait_reason": ""}))
                 outcomes.append((mission, Allocation([])))
                 continue
             allocation = allocate_sessions(
@@ -494,20 +544,23 @@ def claim_due_missions(
                 now,
                 worker_pool=workers,
                 worker_slots=worker_slots,
+                prefetched=prefetched,
             )
             if not allocation.sessions:
                 _set_wait(mission, allocation.wait_code, allocation.wait_reason)
                 outcomes.append((mission, allocation))
                 continue
-            mission.transition(
-                MissionStatus.ATRIBUIDO,
-                now=now,
-                message=f"{len(allocation.sessions)} sessões alocadas",
-                data={"sessions": [s.session_key for s in allocation.sessions]},
-                wait_reason="",
-                session_rotations=0,
+            moves.append(
+                Move(
+                    mission,
+                    f"{len(allocation.sessions)} sessões alocadas",
+                    data={"sessions": [s.session_key for s in allocation.sessions]},
+                    fields={"wait_reason": "", "session_rotations": 0},
+                )
             )
             outcomes.append((mission, allocation))
+        # Every claimed mission is still locked here, so each compare-and-set wins.
+        transition_many(moves, MissionStatus.ATRIBUIDO, now=now)
     return outcomes
 
 
@@ -535,6 +588,7 @@ def replenish_sessions(owner: str, now: dt.datetime, cfg: Config, limit: int = 5
     if not candidates:
         return 0
     sites = SiteCache()
+    sites.prefetch(domain for _, domain, _ in candidates)
     requested = 0
     for mission_id, domain, live_count in candidates:
         site = sites.get(domain)
@@ -598,13 +652,36 @@ def replenish_sessions(owner: str, now: dt.datetime, cfg: Config, limit: int = 5
 def release_slot(session: BrowserSession) -> None:
     """Give back the worker slot and proxy usage a session held (caller's transaction,
     after it flipped holds_slot with a conditional update)."""
-    Worker.objects.filter(pk=session.worker_id, active_sessions__gt=0).update(
-        active_sessions=F("active_sessions") - 1
-    )
-    if session.proxy_id:
-        Proxy.objects.filter(pk=session.proxy_id, active_sessions__gt=0).update(
-            active_sessions=F("active_sessions") - 1
-        )
+    release_slots([session])
+
+
+def release_slots(sessions: Iterable[BrowserSession]) -> None:
+    """`release_slot` of many sessions: one UPDATE for their workers and one for their
+    proxies, each row locked first in id order (as allocation locks them), so that
+    batched releases and allocations never deadlock. A counter never goes below 0."""
+    per_worker: dict[int, int] = defaultdict(int)
+    per_proxy: dict[int, int] = defaultdict(int)
+    for session in sessions:
+        per_worker[session.worker_id] += 1
+        if session.proxy_id:
+            per_proxy[session.proxy_id] += 1
+    for model, counts in ((Worker, per_worker), (Proxy, per_proxy)):
+        if not counts:
+            continue
+        manager = model._default_manager
+        rows = manager.filter(pk__in=list(counts), active_sessions__gt=0)
+        if len(counts) > 1:
+            ids = list(rows.order_by("id").select_for_update(of=("self",)).values_list("id"))
+            if not ids:
+                continue
+        if len(counts) == 1:
+            minus: Any = Value(next(iter(counts.values())))
+        else:
+            minus = Case(
+                *(When(pk=pk, then=Value(n)) for pk, n in counts.items()),
+                output_field=models.IntegerField(),
+            )
+        rows.update(active_sessions=Greatest(F("active_sessions") - minus, Value(0)))
 
 
 def recompute_counters() -> dict[str, int]:

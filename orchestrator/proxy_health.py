@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -89,6 +90,81 @@ def record(
     row, _ = ProxyDomainHealth.objects.select_for_update().get_or_create(
         proxy_id=session.proxy_id, domain=d, defaults={"updated_at": now}
     )
+    blocked_now = _learn(row, t, session, now, cfg)
+    row.save()
+    if blocked_now:
+        _blocked(row, session, cfg)
+    return row
+
+
+def record_many(
+    pages: list[tuple[BrowserSession, str, list[Any]]], now: dt.datetime, cfg: Config
+) -> None:
+    """`record` of several pages (session, domain, results) in a few statements for
+    all of them (caller's transaction), except the sessions' `error_score`, which the
+    caller writes in its own update of the sessions (`tally(results).delta`). The
+    (proxy, domain) rows are locked in id order, missing ones created first, and all
+    written at once."""
+    learned: list[tuple[BrowserSession, int, str, Tally]] = []
+    for session, domain, results in pages:
+        t = tally(results)
+        if not (t.successes or t.failures):
+            continue
+        n_results, n_blocked = t.successes + t.failures, dict(t.codes).get("blocked", 0)
+        transaction.on_commit(
+            partial(site_breaker.record_results, domain, n_results, n_blocked, now, cfg)
+        )
+        if session.proxy_id:
+            learned.append((session, session.proxy_id, normalize_domain(domain), t))
+    if not learned:
+        return
+    keys = {(proxy_id, d) for _, proxy_id, d, _ in learned}
+    cond = Q(pk__in=[])
+    for proxy_id, d in keys:
+        cond |= Q(proxy_id=proxy_id, domain=d)
+
+    def lock() -> dict[tuple[int, str], ProxyDomainHealth]:
+        rows = ProxyDomainHealth.objects.filter(cond).order_by("id").select_for_update()
+        return {(r.proxy_id, r.domain): r for r in rows}
+
+    rows = lock()
+    if len(rows) < len(keys):
+        ProxyDomainHealth.objects.bulk_create(
+            [
+                ProxyDomainHealth(proxy_id=proxy_id, domain=d, updated_at=now)
+                for proxy_id, d in keys - set(rows)
+            ],
+            ignore_conflicts=True,
+        )
+        rows = lock()
+    blocked: list[tuple[ProxyDomainHealth, BrowserSession]] = []
+    for session, proxy_id, d, t in learned:
+        row = rows[(proxy_id, d)]
+        if _learn(row, t, session, now, cfg):
+            blocked.append((row, session))
+    ProxyDomainHealth.objects.bulk_update(
+        list(rows.values()),
+        [
+            "score",
+            "successes",
+            "failures",
+            "last_success_at",
+            "last_failure_at",
+            "blocked_until",
+            "blocked_reason",
+            "updated_at",
+        ],
+    )
+    for row, session in blocked:
+        _blocked(row, session, cfg)
+
+
+def _learn(
+    row: ProxyDomainHealth, t: Tally, session: BrowserSession, now: dt.datetime, cfg: Config
+) -> bool:
+    """Apply a page's tally to the (proxy, domain) row in memory. True when this page
+    blocked the proxy for the domain."""
+    d = row.domain
     threshold = float(cfg.proxy_health_threshold)
     was_blocked = row.is_blocked(now)
     score = row.score
@@ -115,36 +191,46 @@ def record(
         )[:500]
         blocked_now = True
     row.updated_at = now
-    row.save()
-    if blocked_now:
-        minutes = round(cfg.proxy_health_block_s / 60)
-        MissionEvent.objects.create(
-            mission_id=session.mission_id,
-            kind=MissionEvent.Kind.INFO,
-            attempt=session.attempt,
-            message=f"Proxy {session.proxy_external_id} bloqueado para {d} por {minutes} min: "
-            + row.blocked_reason,
-            data={"proxy": session.proxy_external_id, "domain": d, "score": row.score},
-            created_at=now,
-        )
-        events.publish("proxy.blocked", proxy_id=session.proxy_id, domain=d)
-        logger.info(
-            "proxy %s blocked for %s: %s",
-            session.proxy_external_id,
-            d,
-            row.blocked_reason,
-            extra={"mission_id": session.mission_id},
-        )
-    return row
+    return blocked_now
+
+
+def _blocked(row: ProxyDomainHealth, session: BrowserSession, cfg: Config) -> None:
+    """The event and log line of a proxy just blocked for a domain."""
+    d = row.domain
+    minutes = round(cfg.proxy_health_block_s / 60)
+    MissionEvent.objects.create(
+        mission_id=session.mission_id,
+        kind=MissionEvent.Kind.INFO,
+        attempt=session.attempt,
+        message=f"Proxy {session.proxy_external_id} bloqueado para {d} por {minutes} min: "
+        + row.blocked_reason,
+        data={"proxy": session.proxy_external_id, "domain": d, "score": row.score},
+        created_at=row.updated_at,
+    )
+    events.publish("proxy.blocked", proxy_id=session.proxy_id, domain=d)
+    logger.info(
+        "proxy %s blocked for %s: %s",
+        session.proxy_external_id,
+        d,
+        row.blocked_reason,
+        extra={"mission_id": session.mission_id},
+    )
 
 
 def blocked_external_ids(domain: str, now: dt.datetime) -> list[str]:
     """External ids of the proxies blocked for `domain` now (allocation excludes them)."""
-    return list(
-        ProxyDomainHealth.objects.filter(
-            domain=normalize_domain(domain), blocked_until__gt=now
-        ).values_list("proxy__external_id", flat=True)
-    )
+    return blocked_by_domain([domain], now)[domain]
+
+
+def blocked_by_domain(domains: Iterable[str], now: dt.datetime) -> dict[str, list[str]]:
+    """`blocked_external_ids` of every domain of a batch, in one query."""
+    wanted = {d: normalize_domain(d) for d in domains}
+    found: dict[str, list[str]] = {}
+    for d, external_id in ProxyDomainHealth.objects.filter(
+        domain__in=set(wanted.values()), blocked_until__gt=now
+    ).values_list("domain", "proxy__external_id"):
+        found.setdefault(d, []).append(external_id)
+    return {d: found.get(n, []) for d, n in wanted.items()}
 
 
 def lift(row: ProxyDomainHealth) -> None:
@@ -172,16 +258,20 @@ def retire_sessions(now: dt.datetime, limit: int = 100) -> int:
             | Q(items_done__gte=SESSION_MAX_USAGE)
             | Q(items_failed__gte=SESSION_MAX_USAGE)
         )
-        .values_list("id", "mission_id", "session_key", "error_score", "opened_at", "attempt")[
-            :limit
-        ]
+        .values_list(
+            "id",
+            "mission_id",
+            "session_key",
+            "error_score",
+            "opened_at",
+            "attempt",
+            "items_done",
+            "items_failed",
+        )[:limit]
     )
-    retired = 0
-    for pk, mission_id, key, score, opened_at, attempt in list(due):
-        session = BrowserSession.objects.filter(pk=pk).only("items_done", "items_failed").first()
-        if session is None:
-            continue
-        uses = session.items_done + session.items_failed
+    reasons: dict[int, tuple[int, str, int, str]] = {}
+    for pk, mission_id, key, score, opened_at, attempt, done, failed in due:
+        uses = done + failed
         if score >= SESSION_MAX_ERROR_SCORE:
             why = f"pontuação de erro {score:g}"
         elif opened_at is not None and opened_at < too_old:
@@ -190,31 +280,44 @@ def retire_sessions(now: dt.datetime, limit: int = 100) -> int:
             why = f"{uses} usos"
         else:
             continue
-        # Conditional on READY, no job and no lease; the token bump fences out any
-        # process that claims it meanwhile.
-        won = (
-            BrowserSession.objects.filter(pk=pk, status=SessionStatus.READY, job_key="")
-            .filter(lease_free())
-            .update(
-                status=SessionStatus.CLOSING,
-                phase="retired",
-                updated_at=now,
-                lease_token=F("lease_token") + 1,
+        reasons[pk] = (mission_id, key, attempt, why)
+    if not reasons:
+        return 0
+    with transaction.atomic():
+        # Still READY, jobless and unleased (rows another process holds are skipped,
+        # for the next tick); the token bump fences out any process that claims them.
+        won = list(
+            BrowserSession.objects.filter(
+                pk__in=list(reasons), status=SessionStatus.READY, job_key=""
             )
+            .filter(lease_free())
+            .order_by("id")
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("id", flat=True)
         )
         if not won:
-            continue
-        retired += 1
-        MissionEvent.objects.create(
-            mission_id=mission_id,
-            kind=MissionEvent.Kind.SESSION,
-            attempt=attempt,
-            message=f"Sessão {key} aposentada ({why}); será substituída em outro proxy",
-            data={"session": key, "reason": why},
-            created_at=now,
+            return 0
+        BrowserSession.objects.filter(pk__in=won).update(
+            status=SessionStatus.CLOSING,
+            phase="retired",
+            updated_at=now,
+            lease_token=F("lease_token") + 1,
         )
-        events.publish("session.closing", mission_id=mission_id)
-    return retired
+        MissionEvent.objects.bulk_create(
+            MissionEvent(
+                mission_id=reasons[pk][0],
+                kind=MissionEvent.Kind.SESSION,
+                attempt=reasons[pk][2],
+                message=f"Sessão {reasons[pk][1]} aposentada ({reasons[pk][3]}); "
+                "será substituída em outro proxy",
+                data={"session": reasons[pk][1], "reason": reasons[pk][3]},
+                created_at=now,
+            )
+            for pk in won
+        )
+        for pk in won:
+            events.publish("session.closing", mission_id=reasons[pk][0])
+    return len(won)
 
 
 def overview(now: dt.datetime, limit: int = 20) -> dict[str, Any]:

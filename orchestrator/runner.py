@@ -19,7 +19,7 @@ from typing import Any
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.utils import timezone
 
-from orchestrator import events
+from orchestrator import events, webhooks
 from orchestrator.managers.base import BaseManager, TickResult
 from orchestrator.managers.missions import MissionManager
 from orchestrator.managers.sessions import SessionManager
@@ -209,7 +209,8 @@ class Orchestrator:
         started = time.monotonic()
         stat = self.stats[kind]
         try:
-            result = manager.tick()
+            with webhooks.cached_endpoints():
+                result = manager.tick()
         except DATABASE_ERRORS as exc:
             if not database_lost(exc):
                 # A deadlock or serialization failure: the transaction was rolled back

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterable
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -89,13 +90,8 @@ def _record_results(
     window = dt.timedelta(seconds=cfg.site_breaker_window_s)
     # Fast path: a closed breaker inside its window only adds to its counters (one
     # conditional UPDATE); the row is locked for trips and window changes only.
-    fast = DomainBreaker.objects.filter(
-        domain=d, state=DomainBreaker.State.CLOSED, window_started_at__gte=now - window
-    )
-    if fast.update(results=F("results") + results, blocked=F("blocked") + blocked, updated_at=now):
-        counts = fast.values_list("results", "blocked").first()
-        if counts is None:
-            return None
+    counts = _count_fast(d, results, blocked, now, now - window)
+    if counts is not None:
         total, n_blocked = counts
         if not (
             total >= cfg.site_breaker_min_results
@@ -144,6 +140,32 @@ def _record_results(
     return row
 
 
+def _count_fast(
+    domain: str, results: int, blocked: int, now: dt.datetime, since: dt.datetime
+) -> tuple[int, int] | None:
+    """Add to a closed breaker's counters inside its window; the new counts, or None
+    when the row is not in that state. On PostgreSQL one `UPDATE … RETURNING`."""
+    fast = DomainBreaker.objects.filter(
+        domain=domain, state=DomainBreaker.State.CLOSED, window_started_at__gte=since
+    )
+    if connection.vendor != "postgresql":
+        if not fast.update(
+            results=F("results") + results, blocked=F("blocked") + blocked, updated_at=now
+        ):
+            return None
+        return fast.values_list("results", "blocked").first()
+    table = connection.ops.quote_name(DomainBreaker._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET results = results + %s, blocked = blocked + %s, "
+            "updated_at = %s WHERE domain = %s AND state = %s AND window_started_at >= %s "
+            "RETURNING results, blocked",
+            [results, blocked, now, domain, DomainBreaker.State.CLOSED.value, since],
+        )
+        row = cursor.fetchone()
+    return (int(row[0]), int(row[1])) if row else None
+
+
 def session_failed(domain: str, now: dt.datetime, cfg: Config) -> DomainBreaker | None:
     """Count the domain's failed sessions in the window; trip at the threshold."""
     d = normalize_domain(domain)
@@ -178,13 +200,24 @@ def session_failed(domain: str, now: dt.datetime, cfg: Config) -> DomainBreaker 
 
 def paused_reason(domain: str, now: dt.datetime) -> str:
     """Why no new session may open for `domain` now ("" when it may)."""
-    row = (
-        DomainBreaker.objects.filter(
-            domain=normalize_domain(domain), state=DomainBreaker.State.OPEN, paused_until__gt=now
-        )
-        .only("domain", "paused_until", "reason")
-        .first()
-    )
+    return paused_reasons([domain], now)[domain]
+
+
+def paused_reasons(domains: Iterable[str], now: dt.datetime) -> dict[str, str]:
+    """`paused_reason` of every domain of a batch, in one query."""
+    wanted = {d: normalize_domain(d) for d in domains}
+    rows = {
+        row.domain: row
+        for row in DomainBreaker.objects.filter(
+            domain__in=set(wanted.values()),
+            state=DomainBreaker.State.OPEN,
+            paused_until__gt=now,
+        ).only("domain", "paused_until", "reason")
+    }
+    return {d: _reason(rows.get(n)) for d, n in wanted.items()}
+
+
+def _reason(row: DomainBreaker | None) -> str:
     if row is None or row.paused_until is None:
         return ""
     until = timezone.localtime(row.paused_until).strftime("%H:%M")

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -21,13 +22,15 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import F, Q
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from orchestrator import allocation, events
@@ -89,8 +92,46 @@ def mission_payload(mission_id: int) -> dict[str, Any]:
     return {"mission": mission} if mission else {"mission": {"id": mission_id}}
 
 
+# The enabled endpoints, read once per orchestrator tick (`cached_endpoints`) instead of
+# once per published event; None outside a tick (every call reads them).
+_tick_cache: ContextVar[dict[str, list[WebhookEndpoint]] | None] = ContextVar(
+    "webhook_endpoints", default=None
+)
+
+
+@contextlib.contextmanager
+def cached_endpoints() -> Iterator[None]:
+    """Within the block (one orchestrator tick), `subscribed` reads the enabled
+    endpoints once; an endpoint saved or deleted meanwhile in this process drops the
+    copy. Another process's change shows from the next tick on."""
+    token = _tick_cache.set({})
+    try:
+        yield
+    finally:
+        _tick_cache.reset(token)
+
+
+def _enabled_endpoints() -> list[WebhookEndpoint]:
+    cache = _tick_cache.get()
+    if cache is None:
+        return list(WebhookEndpoint.objects.filter(enabled=True))
+    if "enabled" not in cache:
+        cache["enabled"] = list(WebhookEndpoint.objects.filter(enabled=True))
+    return cache["enabled"]
+
+
+def _endpoint_changed(sender: Any, **kwargs: Any) -> None:
+    cache = _tick_cache.get()
+    if cache is not None:
+        cache.clear()
+
+
+post_save.connect(_endpoint_changed, sender=WebhookEndpoint, dispatch_uid="webhooks.endpoints")
+post_delete.connect(_endpoint_changed, sender=WebhookEndpoint, dispatch_uid="webhooks.endpoints")
+
+
 def subscribed(event: str) -> list[WebhookEndpoint]:
-    return [e for e in WebhookEndpoint.objects.filter(enabled=True) if e.wants(event)]
+    return [e for e in _enabled_endpoints() if e.wants(event)]
 
 
 def enqueue(

@@ -4,13 +4,14 @@ missions through ARMAZENANDO and FINALIZADO; applies the retry policy; reaps lea
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q
 
 from orchestrator import allocation, etl, quality
 from orchestrator.clients import breaker
-from orchestrator.clients.base import ServiceError
+from orchestrator.clients.pool import call_all
 from orchestrator.crashpoints import crashpoint
 from orchestrator.managers.base import (
     BaseManager,
@@ -25,6 +26,7 @@ from orchestrator.managers.base import (
 from orchestrator.models import Mission, MissionItem
 from orchestrator.states import SESSION_LIVE, ErrorCode, ItemStatus, MissionStatus
 from registry.config import Config
+from registry.models import Writer
 
 RUNNING = [MissionStatus.ATRIBUIDO, MissionStatus.EXTRAINDO]
 
@@ -123,8 +125,9 @@ class MissionManager(BaseManager):
         missions = list(Mission.objects.filter(pk__in=[lease.id for lease in leases]))
         by_id = {m.pk: m for m in missions}
         writers = writers_for(missions)
-        rules: dict[str, quality.Rules] = {}
+        rules = quality.rules_for_domains({m.domain for m in missions})
         moves: list[Move] = []
+        calls: list[tuple[Mission, allocation.Lease, Writer]] = []
         for lease in leases:
             mission = by_id.get(lease.id)
             if mission is None:
@@ -141,11 +144,22 @@ class MissionManager(BaseManager):
                     wait_reason=f"WRITER_UNAVAILABLE: writer {writer.name} indisponível",
                 )
                 continue
-            try:
-                ack = self.writer_client(writer, cfg).complete_mission(
-                    mission.pk, mission.etl_run_id or None, mission.records_delivered
+            calls.append((mission, lease, writer))
+        # The writer calls of the batch at once (no database in them), outcomes here.
+        outcomes = call_all(
+            [
+                partial(
+                    self.writer_client(writer, cfg).complete_mission,
+                    mission.pk,
+                    mission.etl_run_id or None,
+                    mission.records_delivered,
                 )
-            except ServiceError as exc:
+                for mission, _, writer in calls
+            ]
+        )
+        for (mission, lease, writer), outcome in zip(calls, outcomes, strict=True):
+            if outcome.error is not None:
+                exc = outcome.error
                 if exc.infrastructure:
                     self.service_failed(writer, exc, now, cfg)
                     allocation.release(
@@ -170,10 +184,10 @@ class MissionManager(BaseManager):
                     lease_token=lease.token,
                 )
                 continue
+            ack = outcome.value
+            assert ack is not None
             crashpoint("after_writer_complete")
             breaker.record_success(writer, now)
-            if mission.domain not in rules:
-                rules[mission.domain] = quality.rules_for(mission.domain)
             moves.append(
                 Move(
                     mission,

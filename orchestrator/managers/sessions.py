@@ -5,16 +5,27 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Case, CharField, DateTimeField, F, Q, Value, When
 
 from orchestrator import allocation, events, proxy_health
 from orchestrator.clients import breaker
 from orchestrator.clients.base import ServiceError
+from orchestrator.clients.pool import call_all, call_each
 from orchestrator.clients.worker import ProxySpec, RemoteSession
 from orchestrator.crashpoints import crashpoint
-from orchestrator.managers.base import BaseManager, TickResult, end_session, logger, site_configs
+from orchestrator.managers.base import (
+    BaseManager,
+    TickResult,
+    end_session,
+    leases_q,
+    logger,
+    site_configs,
+)
 from orchestrator.models import BrowserSession
 from orchestrator.states import ErrorCode, SessionStatus
 from registry.config import Config
@@ -66,8 +77,8 @@ class SessionManager(BaseManager):
         )
         opened = 0
         sites = site_configs({s.mission.domain for s in sessions})
+        calls: list[tuple[BrowserSession, Callable[[], tuple[RemoteSession, bool]]]] = []
         for session in sessions:
-            lease = tokens[session.pk]
             worker = session.worker
             if not breaker.allow_call(worker, now) or not worker.enabled:
                 # The worker is down: the session goes elsewhere; not the mission's fault.
@@ -91,20 +102,29 @@ class SessionManager(BaseManager):
                 if proxy
                 else None
             )
-            try:
-                remote, _created = self.worker_client(worker, cfg).open_session(
-                    session.session_key,
-                    provider=session.provider,
-                    proxy=spec,
-                    engine=session.engine,
-                    timeout_s=site.session_timeout_s,
-                    labels={"mission_id": str(session.mission_id)},
-                )
-            except ServiceError as exc:
-                self._open_failed(session, lease, worker, exc, now, cfg)
+            call = partial(
+                self.worker_client(worker, cfg).open_session,
+                session.session_key,
+                provider=session.provider,
+                proxy=spec,
+                engine=session.engine,
+                timeout_s=site.session_timeout_s,
+                labels={"mission_id": str(session.mission_id)},
+            )
+            calls.append((session, call))
+        # The opens of the batch at once (no database in them); their outcomes here.
+        for index, outcome in call_each([call for _, call in calls]):
+            session = calls[index][0]
+            lease = tokens[session.pk]
+            if outcome.error is not None:
+                self._open_failed(session, lease, session.worker, outcome.error, now, cfg)
                 continue
+            assert outcome.value is not None
+            remote, _created = outcome.value
             crashpoint("after_session_open")
-            breaker.record_success(worker, now)
+            breaker.record_success(session.worker, now)
+            # Recorded as each answer comes, one commit (and wake-up) per session: each
+            # ready session is a claim for every orchestrator, which spreads the jobs.
             opened += self._record_opened(session, lease, remote, now)
         return opened
 
@@ -233,10 +253,38 @@ class SessionManager(BaseManager):
             breaker.record_success(worker, now)
             polled += 1
             remote_by_key = {r.session_key: r for r in remote_sessions}
+            seen: list[tuple[BrowserSession, RemoteSession]] = []
             for session in sessions:
                 remote = remote_by_key.get(session.session_key)
-                ended += self._reconcile(session, remote, now, cfg, stuck_after, open_timeout)
+                ended += self._reconcile(session, remote, now, cfg, stuck_after, open_timeout, seen)
+            self._touch_many(seen, now)
         return polled, ended
+
+    @staticmethod
+    def _touch_many(seen: list[tuple[BrowserSession, RemoteSession]], now: dt.datetime) -> None:
+        """What the poll saw of sessions that stay as they are (phase, last activity):
+        one UPDATE for all, each row still conditional on the status it was read in."""
+        if not seen:
+            return
+        cond = Q(pk__in=[])
+        for session, _ in seen:
+            cond |= Q(pk=session.pk, status=session.status)
+        activity = [(s.pk, r.last_activity_at) for s, r in seen if r.last_activity_at]
+        updates: dict[str, Any] = {
+            "last_polled_at": now,
+            "phase": Case(
+                *(When(pk=s.pk, then=Value(r.phase or "")) for s, r in seen),
+                default=F("phase"),
+                output_field=CharField(),
+            ),
+        }
+        if activity:
+            updates["last_activity_at"] = Case(
+                *(When(pk=pk, then=Value(at)) for pk, at in activity),
+                default=F("last_activity_at"),
+                output_field=DateTimeField(),
+            )
+        BrowserSession.objects.filter(cond).update(**updates)
 
     def _reconcile(
         self,
@@ -246,6 +294,7 @@ class SessionManager(BaseManager):
         cfg: Config,
         stuck_after: dt.timedelta,
         open_timeout: dt.timedelta,
+        seen: list[tuple[BrowserSession, RemoteSession]] | None = None,
     ) -> int:
         def end(status: str, code: ErrorCode, message: str, holds: bool = False) -> int:
             return int(
@@ -309,6 +358,8 @@ class SessionManager(BaseManager):
         if session.status == SessionStatus.CREATING and remote.status in ("ready", "busy"):
             if qs.update(status=SessionStatus.READY, **updates):
                 events.publish("session.ready", mission_id=session.mission_id)
+        elif seen is not None:
+            seen.append((session, remote))  # written with the others (`_touch_many`)
         else:
             qs.update(**updates)
         return 0
@@ -327,46 +378,71 @@ class SessionManager(BaseManager):
         if not leases:
             return 0
         tokens = {lease.id: lease for lease in leases}
-        closed = 0
-        for session in BrowserSession.objects.filter(id__in=tokens).select_related("worker"):
+        sessions = list(
+            BrowserSession.objects.filter(id__in=tokens).select_related("worker").order_by("id")
+        )
+        # Worker offline: its sessions died with it, nothing to call.
+        calling = [s for s in sessions if breaker.allow_call(s.worker, now)]
+        outcomes = call_all([partial(self._delete_remote, s, s.worker, cfg) for s in calling])
+        errors = {s.pk: o.error for s, o in zip(calling, outcomes, strict=True)}
+        closing: list[BrowserSession] = []
+        for session in sessions:
             lease = tokens[session.pk]
-            worker = session.worker
-            if breaker.allow_call(worker, now):
-                try:
-                    self._delete_remote(session, worker, cfg)
+            if session.pk in errors:
+                exc = errors[session.pk]
+                if exc is None:
                     crashpoint("after_session_close")
-                    breaker.record_success(worker, now)
-                except ServiceError as exc:
-                    if exc.infrastructure:
-                        self.service_failed(worker, exc, now, cfg)
-                        allocation.release(BrowserSession, lease, self.owner)
-                        continue
-            # else: the worker is offline; its sessions died with it.
-            with transaction.atomic():
-                final = (
-                    SessionStatus.CLOSED
-                    if session.status == SessionStatus.CLOSING
-                    else session.status
-                )
-                won = (
-                    allocation.fenced(BrowserSession, lease, self.owner)
-                    .filter(holds_slot=True)
-                    .update(
-                        holds_slot=False,
-                        status=final,
-                        closed_at=now,
-                        locked_by="",
-                        locked_until=None,
-                        job_key="",
-                        job_status="",
-                        updated_at=now,
+                    breaker.record_success(session.worker, now)
+                elif exc.infrastructure:
+                    self.service_failed(session.worker, exc, now, cfg)
+                    allocation.release(BrowserSession, lease, self.owner)
+                    continue
+            closing.append(session)
+        if not closing:
+            return 0
+        with transaction.atomic():
+            # One fenced write per final status; the rows that matched are the winners.
+            won: list[BrowserSession] = []
+            for final in {self._final_status(s) for s in closing}:
+                group = [s for s in closing if self._final_status(s) == final]
+                ids = set(
+                    BrowserSession.objects.filter(
+                        leases_q([tokens[s.pk] for s in group]),
+                        locked_by=self.owner,
+                        holds_slot=True,
                     )
+                    .order_by("id")
+                    .select_for_update(of=("self",))
+                    .values_list("id", flat=True)
                 )
-                if won:
-                    allocation.release_slot(session)
-                    events.publish("capacity.freed", mission_id=session.mission_id)
-                    closed += 1
-        return closed
+                if not ids:
+                    continue
+                BrowserSession.objects.filter(pk__in=ids).update(
+                    holds_slot=False,
+                    status=final,
+                    closed_at=now,
+                    locked_by="",
+                    locked_until=None,
+                    job_key="",
+                    job_status="",
+                    updated_at=now,
+                )
+                won.extend(s for s in group if s.pk in ids)
+            for session in closing:
+                if session.pk not in {s.pk for s in won}:
+                    logger.warning(
+                        "STALE_LEASE session %s: close not recorded",
+                        session.session_key,
+                        extra={"mission_id": session.mission_id},
+                    )
+            allocation.release_slots(won)
+            for session in won:
+                events.publish("capacity.freed", mission_id=session.mission_id)
+        return len(won)
+
+    @staticmethod
+    def _final_status(session: BrowserSession) -> str:
+        return SessionStatus.CLOSED if session.status == SessionStatus.CLOSING else session.status
 
     def _delete_remote(self, session: BrowserSession, worker: Worker, cfg: Config) -> None:
         client = self.worker_client(worker, cfg)

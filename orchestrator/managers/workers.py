@@ -7,16 +7,30 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Case, F, IntegerField, Q, Value, When, Window
-from django.db.models.functions import RowNumber
+from django.db.models import (
+    Case,
+    CharField,
+    F,
+    FloatField,
+    IntegerField,
+    Q,
+    Value,
+    When,
+    Window,
+)
+from django.db.models.functions import Greatest, RowNumber
 
 from orchestrator import allocation, events, proxy_health, quality
 from orchestrator.clients import breaker
 from orchestrator.clients.base import ServiceError
-from orchestrator.clients.worker import Result
+from orchestrator.clients.pool import call_all
+from orchestrator.clients.worker import Result, ResultsPage, WorkerClient
+from orchestrator.clients.writer import WriterClient
 from orchestrator.crashpoints import crashpoint
 from orchestrator.distributor import ItemInfo, SessionInfo, SiteRule, items_to_sessions
 from orchestrator.managers.base import (
@@ -45,6 +59,42 @@ from registry.models import HealthStatus, Proxy, SiteConfig, Worker, Writer
 
 JOB_STARTING, JOB_RUNNING = "starting", "running"
 PAGES_PER_SESSION_PER_TICK = 20
+
+
+@dataclass
+class _Drain:
+    """One claimed job whose results are being paged this tick."""
+
+    session: BrowserSession
+    lease: allocation.Lease
+    writer: Writer
+    worker_client: WorkerClient
+    writer_client: WriterClient
+
+
+@dataclass
+class _Saved:
+    """A page being recorded: its session (fenced, locked), results by item id, and
+    what recording it counted."""
+
+    session: BrowserSession
+    page: ResultsPage
+    by_id: dict[int, Result]
+    assigned: list[int] = field(default_factory=list)
+    done: int = 0
+    failed: int = 0
+    retried: int = 0
+    proxy_failures: int = 0
+
+
+@dataclass
+class _Step:
+    """The external half of one page: what the worker and the writer answered."""
+
+    page: ResultsPage | None = None
+    fetch_error: ServiceError | None = None
+    write_error: ServiceError | None = None
+    sent: bool = False
 
 
 class WorkerManager(BaseManager):
@@ -326,6 +376,7 @@ class WorkerManager(BaseManager):
         ):
             items[(session_id, job_key)].append((item_id, url))
         started: list[tuple[BrowserSession, str, int]] = []
+        calls: list[tuple[BrowserSession, list[tuple[int, str]]]] = []
         for session in sessions:
             lease = tokens[session.pk]
             job_items = items.get((session.pk, session.job_key))
@@ -334,22 +385,33 @@ class WorkerManager(BaseManager):
                     BrowserSession, lease, self.owner, job_key="", job_status="", job_remote_id=""
                 )
                 continue
-            worker = session.worker
-            if not breaker.allow_call(worker, now):
+            if not breaker.allow_call(session.worker, now):
                 allocation.release(BrowserSession, lease, self.owner)
                 continue
-            try:
-                job = self.worker_client(worker, cfg).start_job(
+            calls.append((session, job_items))
+        # The POSTs of the batch at once (no database in them), then their outcomes here.
+        outcomes = call_all(
+            [
+                partial(
+                    self.worker_client(session.worker, cfg).start_job,
                     session.remote_id,
                     session.job_key,
                     [(str(i), u) for i, u in job_items],
                     timeout_s=sites[session.mission.domain].job_timeout_s,
                 )
-            except ServiceError as exc:
-                self._job_failed(session.mission, session, lease, exc, now, cfg)
+                for session, job_items in calls
+            ]
+        )
+        for (session, job_items), outcome in zip(calls, outcomes, strict=True):
+            if outcome.error is not None:
+                self._job_failed(
+                    session.mission, session, tokens[session.pk], outcome.error, now, cfg
+                )
                 continue
+            job = outcome.value
+            assert job is not None
             crashpoint("after_job_start")
-            breaker.record_success(worker, now)
+            breaker.record_success(session.worker, now)
             started.append((session, job.id, len(job_items)))
         if not started:
             return 0
@@ -471,7 +533,6 @@ class WorkerManager(BaseManager):
         if not leases:
             return 0
         tokens = {lease.id: lease for lease in leases}
-        pages = 0
         sessions = list(
             BrowserSession.objects.filter(id__in=tokens)
             .select_related("worker", "mission", "proxy")
@@ -479,92 +540,94 @@ class WorkerManager(BaseManager):
         )
         writers = writers_for([s.mission for s in sessions])
         try:
-            for session in sessions:
-                lease = tokens[session.pk]
-                pages += self._drain_job(
-                    session, lease, session.mission, writers[session.mission_id], now, cfg
-                )
+            return self._drain_jobs(sessions, tokens, writers, now, cfg)
         finally:
             # One statement for the whole batch (a finished job already dropped its lease).
             release_many(BrowserSession, leases, self.owner)
-        return pages
 
-    def _drain_job(
+    def _drain_jobs(
         self,
-        session: BrowserSession,
-        lease: allocation.Lease,
-        mission: Mission,
-        writer: Writer | None,
+        sessions: list[BrowserSession],
+        tokens: dict[int, allocation.Lease],
+        writers: dict[int, Writer | None],
         now: dt.datetime,
         cfg: Config,
     ) -> int:
-        worker = session.worker
-        if not breaker.allow_call(worker, now):
-            return 0
-        if writer is None or not breaker.allow_call(writer, now):
-            reason = (
-                "WRITER_NOT_CONFIGURED: nenhum writer configurado"
-                if writer is None
-                else f"WRITER_UNAVAILABLE: writer {writer.name} indisponível"
+        """Page the results of every claimed job to its writer, a round of pages at a
+        time: the worker and writer calls of a round run concurrently (`call_all`, no
+        database in them), then each page is recorded on this thread, in session order,
+        fenced by its lease — exactly as when the calls were made one by one."""
+        active: list[_Drain] = []
+        for session in sessions:
+            mission, writer = session.mission, writers[session.mission_id]
+            if not breaker.allow_call(session.worker, now):
+                continue
+            if writer is None or not breaker.allow_call(writer, now):
+                reason = (
+                    "WRITER_NOT_CONFIGURED: nenhum writer configurado"
+                    if writer is None
+                    else f"WRITER_UNAVAILABLE: writer {writer.name} indisponível"
+                )
+                Mission.objects.filter(pk=mission.pk).exclude(wait_reason=reason).update(
+                    wait_reason=reason
+                )
+                continue
+            active.append(
+                _Drain(
+                    session,
+                    tokens[session.pk],
+                    writer,
+                    self.worker_client(session.worker, cfg),
+                    self.writer_client(writer, cfg),
+                )
             )
-            Mission.objects.filter(pk=mission.pk).exclude(wait_reason=reason).update(
-                wait_reason=reason
-            )
-            return 0
-        client = self.worker_client(worker, cfg)
+        rules = quality.rules_for_domains({d.session.mission.domain for d in active})
         pages = 0
         for _ in range(PAGES_PER_SESSION_PER_TICK):
-            try:
-                page = client.job_results(
-                    session.job_remote_id,
-                    cursor=session.job_cursor or None,
-                    limit=cfg.results_page_size,
-                )
-            except ServiceError as exc:
-                if exc.code == "job_not_found":
-                    end_session(
-                        session,
-                        expected_status=session.status,
-                        status=SessionStatus.FAILED,
-                        code=ErrorCode.SCRAPE_JOB_FAILED,
-                        message="o worker não conhece mais o job",
-                        now=now,
-                        cfg=cfg,
-                    )
-                else:
-                    self.service_failed(worker, exc, now, cfg)
-                return pages
-            finished = page.next_cursor is None
-            if not page.results and not finished:
-                return pages
-            if not self._deliver(session, mission, writer, page.results, now, cfg):
-                return pages
-            if any(r.status == "ok" for r in page.results):
-                crashpoint("after_writer_batch")
-            if not self._save_page(
-                session, lease, mission, page.results, page.next_cursor, now, cfg
-            ):
-                return pages
-            pages += 1
-            if finished:
-                return pages
-            session.job_cursor = page.next_cursor or ""
-            session.job_pages += 1
+            # A breaker opened by the previous round stops the calls of the next one.
+            active = [
+                d
+                for d in active
+                if breaker.allow_call(d.session.worker, now) and breaker.allow_call(d.writer, now)
+            ]
+            if not active:
+                break
+            outcomes = call_all([partial(self._fetch_and_send, d, cfg) for d in active])
+            ready: list[tuple[_Drain, ResultsPage]] = []
+            for drain, outcome in zip(active, outcomes, strict=True):
+                step = outcome.value
+                assert step is not None  # _fetch_and_send turns service errors into steps
+                if self._record_step(drain, step, now, cfg):
+                    assert step.page is not None
+                    ready.append((drain, step.page))
+            recorded = self._save_pages(ready, rules, now, cfg)
+            going: list[_Drain] = []
+            for drain, page in ready:
+                if drain.session.pk not in recorded:
+                    continue
+                pages += 1
+                if page.next_cursor is not None:
+                    drain.session.job_cursor = page.next_cursor
+                    drain.session.job_pages += 1
+                    going.append(drain)
+            active = going
         return pages
 
-    def _deliver(
-        self,
-        session: BrowserSession,
-        mission: Mission,
-        writer: Writer,
-        results: list[Result],
-        now: dt.datetime,
-        cfg: Config,
-    ) -> bool:
-        """Send the page's successful results to the writer. True once acknowledged."""
-        ok = [r for r in results if r.status == "ok"]
+    def _fetch_and_send(self, drain: _Drain, cfg: Config) -> _Step:
+        """The external half of one page (runs in the call pool: no database here):
+        read the next page of results, send its successes to the writer."""
+        session = drain.session
+        try:
+            page = drain.worker_client.job_results(
+                session.job_remote_id,
+                cursor=session.job_cursor or None,
+                limit=cfg.results_page_size,
+            )
+        except ServiceError as exc:
+            return _Step(fetch_error=exc)
+        ok = [r for r in page.results if r.status == "ok"]
         if not ok:
-            return True
+            return _Step(page=page)
         records = [
             {
                 "item_id": r.item_id,
@@ -579,40 +642,72 @@ class WorkerManager(BaseManager):
         # The key names the page by its position and size: a page re-read after a
         # crash is the same batch; one that grew meanwhile is a new batch whose old
         # records the writer counts as duplicates.
-        base_key = f"{session.job_key}-p{session.job_pages}-n{len(results)}"
-        chunk = max(1, writer.max_batch_records)
-        client = self.writer_client(writer, cfg)
+        base_key = f"{session.job_key}-p{session.job_pages}-n{len(page.results)}"
+        chunk = max(1, drain.writer.max_batch_records)
+        mission = session.mission
         meta = {
             "id": mission.pk,
             "name": mission.name,
             "domain": mission.domain,
             "run_id": mission.etl_run_id or None,
         }
-        for offset in range(0, len(records), chunk):
-            part = records[offset : offset + chunk]
-            key = base_key if len(records) <= chunk else f"{base_key}-b{offset // chunk}"
-            try:
-                self._write(client, key, meta, part)
-            except ServiceError as exc:
-                if exc.infrastructure:
-                    self.service_failed(writer, exc, now, cfg)
-                    Mission.objects.filter(pk=mission.pk).update(
-                        wait_reason=f"WRITER_UNAVAILABLE: {exc.code}"[:500]
-                    )
-                    return False
-                mission.refresh_from_db()
-                fail_attempt(
-                    mission,
-                    ErrorCode.WRITER_REJECTED,
-                    f"{exc.code}: {exc.message}",
-                    now,
-                    cfg,
-                    self.rng,
+        try:
+            for offset in range(0, len(records), chunk):
+                part = records[offset : offset + chunk]
+                key = base_key if len(records) <= chunk else f"{base_key}-b{offset // chunk}"
+                self._write(drain.writer_client, key, meta, part)
+        except ServiceError as exc:
+            return _Step(page=page, write_error=exc)
+        return _Step(page=page, sent=True)
+
+    def _record_step(self, drain: _Drain, step: _Step, now: dt.datetime, cfg: Config) -> bool:
+        """The outcome of one page's calls (the tick's thread): breakers and errors.
+        True when the page is to be recorded (`_save_pages`)."""
+        session, writer = drain.session, drain.writer
+        mission = session.mission
+        if step.fetch_error is not None:
+            exc = step.fetch_error
+            if exc.code == "job_not_found":
+                end_session(
+                    session,
+                    expected_status=session.status,
+                    status=SessionStatus.FAILED,
+                    code=ErrorCode.SCRAPE_JOB_FAILED,
+                    message="o worker não conhece mais o job",
+                    now=now,
+                    cfg=cfg,
+                )
+            else:
+                self.service_failed(session.worker, exc, now, cfg)
+            return False
+        page = step.page
+        assert page is not None
+        if not page.results and page.next_cursor is not None:
+            return False
+        if step.write_error is not None:
+            exc = step.write_error
+            if exc.infrastructure:
+                self.service_failed(writer, exc, now, cfg)
+                Mission.objects.filter(pk=mission.pk).update(
+                    wait_reason=f"WRITER_UNAVAILABLE: {exc.code}"[:500]
                 )
                 return False
-        breaker.record_success(writer, now)
-        if mission.wait_reason.startswith("WRITER_"):
-            Mission.objects.filter(pk=mission.pk).update(wait_reason="")
+            mission.refresh_from_db()
+            fail_attempt(
+                mission,
+                ErrorCode.WRITER_REJECTED,
+                f"{exc.code}: {exc.message}",
+                now,
+                cfg,
+                self.rng,
+            )
+            return False
+        if step.sent:
+            breaker.record_success(writer, now)
+            if mission.wait_reason.startswith("WRITER_"):
+                Mission.objects.filter(pk=mission.pk).update(wait_reason="")
+                mission.wait_reason = ""
+            crashpoint("after_writer_batch")
         return True
 
     def _write(
@@ -627,53 +722,75 @@ class WorkerManager(BaseManager):
             self._write(client, f"{key}-h0", meta, records[:half])
             self._write(client, f"{key}-h1", meta, records[half:])
 
-    def _save_page(
+    def _save_pages(
         self,
-        session: BrowserSession,
-        lease: allocation.Lease,
-        mission: Mission,
-        results: list[Result],
-        next_cursor: str | None,
+        pages: list[tuple[_Drain, ResultsPage]],
+        rules: dict[str, quality.Rules],
         now: dt.datetime,
         cfg: Config,
-    ) -> bool:
-        """Record a delivered page: items, counters, cursor — fenced by the lease."""
-        by_id: dict[int, Result] = {}
-        for r in results:
-            try:
-                by_id[int(r.item_id)] = r
-            except (TypeError, ValueError):
-                continue
+    ) -> set[int]:
+        """Record a round's delivered pages — items, counters, cursors — in one
+        transaction and a few statements for all of them, each page fenced by its
+        session's lease and job key (a stale one writes nothing and is logged).
+        Returns the ids of the sessions whose page was recorded."""
+        if not pages:
+            return set()
         with transaction.atomic():
-            fenced = allocation.fenced(BrowserSession, lease, self.owner).filter(
-                job_key=session.job_key
-            )
-            if not fenced.select_for_update().exists():
-                logger.warning(
-                    "STALE_LEASE session %s: page not recorded",
-                    session.session_key,
-                    extra={"mission_id": mission.pk},
+            cond = Q(pk__in=[])
+            for drain, _ in pages:
+                cond |= Q(
+                    pk=drain.lease.id, lease_token=drain.lease.token, job_key=drain.session.job_key
                 )
-                return False
-            # Ids only: a page of successes never needs the item rows themselves.
-            assigned = list(
-                MissionItem.objects.filter(
-                    pk__in=list(by_id), job_key=session.job_key, status=ItemStatus.ASSIGNED
-                ).values_list("id", flat=True)
+            live = set(
+                BrowserSession.objects.filter(cond, locked_by=self.owner)
+                .order_by("id")
+                .select_for_update(of=("self",))
+                .values_list("id", flat=True)
+            )
+            saved: list[_Saved] = []
+            for drain, page in pages:
+                if drain.session.pk not in live:
+                    logger.warning(
+                        "STALE_LEASE session %s: page not recorded",
+                        drain.session.session_key,
+                        extra={"mission_id": drain.session.mission_id},
+                    )
+                    continue
+                by_id: dict[int, Result] = {}
+                for r in page.results:
+                    try:
+                        by_id[int(r.item_id)] = r
+                    except (TypeError, ValueError):
+                        continue
+                saved.append(_Saved(drain.session, page, by_id))
+            if not saved:
+                return set()
+            # Ids only: a page of successes never needs the item rows themselves. The
+            # session rows are locked: nothing else moves their job's items meanwhile.
+            mine = Q(pk__in=[])
+            for page_of in saved:
+                mine |= Q(pk__in=list(page_of.by_id), job_key=page_of.session.job_key)
+            assigned = set(
+                MissionItem.objects.filter(mine, status=ItemStatus.ASSIGNED).values_list(
+                    "id", flat=True
+                )
             )
             done: dict[int | None, list[int]] = defaultdict(list)
-            not_ok: list[int] = []
-            for item_id in assigned:
-                r = by_id[item_id]
-                if r.status == "ok":
-                    done[r.http_status].append(item_id)
-                else:
-                    not_ok.append(item_id)
+            not_ok: dict[int, _Saved] = {}
+            for page_of in saved:
+                page_of.assigned = [i for i in page_of.by_id if i in assigned]
+                for item_id in page_of.assigned:
+                    r = page_of.by_id[item_id]
+                    if r.status == "ok":
+                        done[r.http_status].append(item_id)
+                        page_of.done += 1
+                    else:
+                        not_ok[item_id] = page_of
             to_update: list[MissionItem] = []
-            failed = retried = 0
-            proxy_failures = 0
-            for item in MissionItem.objects.filter(pk__in=not_ok) if not_ok else ():
-                r = by_id[item.pk]
+            for item in MissionItem.objects.filter(pk__in=list(not_ok)) if not_ok else ():
+                page_of = not_ok[item.pk]
+                session = page_of.session
+                r = page_of.by_id[item.pk]
                 outcome = classify_item_error(
                     r.error_code, r.http_status, item.attempts, cfg.max_item_attempts
                 )
@@ -681,7 +798,7 @@ class WorkerManager(BaseManager):
                 item.error_message = (r.error_message or r.error_code or "")[:2000]
                 item.http_status = r.http_status
                 if outcome.code.value in ("SCRAPE_BLOCKED", "SCRAPE_PROXY_ERROR"):
-                    proxy_failures += 1
+                    page_of.proxy_failures += 1
                     if session.proxy_external_id and (
                         session.proxy_external_id not in item.failed_proxies
                     ):
@@ -690,17 +807,14 @@ class WorkerManager(BaseManager):
                     item.status = ItemStatus.PENDING
                     item.session = None
                     item.job_key = ""
-                    retried += 1
+                    page_of.retried += 1
                 else:
                     item.status = ItemStatus.FAILED
                     item.finished_at = now
-                    failed += 1
+                    page_of.failed += 1
                 to_update.append(item)
-            n_done = 0
             for http_status, ids in done.items():
-                n_done += MissionItem.objects.filter(
-                    pk__in=ids, status=ItemStatus.ASSIGNED, job_key=session.job_key
-                ).update(
+                MissionItem.objects.filter(pk__in=ids, status=ItemStatus.ASSIGNED).update(
                     status=ItemStatus.DONE,
                     finished_at=now,
                     http_status=http_status,
@@ -721,31 +835,107 @@ class WorkerManager(BaseManager):
                         "failed_proxies",
                     ],
                 )
-            if n_done or failed:
-                Mission.objects.filter(pk=mission.pk).update(
-                    done_items=F("done_items") + n_done,
-                    failed_items=F("failed_items") + failed,
-                    records_delivered=F("records_delivered") + n_done,
-                    updated_at=now,
+            self._add_counts(saved, now)
+            proxy_health.record_many(
+                [(p.session, p.session.mission.domain, p.page.results) for p in saved], now, cfg
+            )
+            for page_of in saved:
+                session = page_of.session
+                quality.tally_page(
+                    session.mission,
+                    [page_of.by_id[i] for i in page_of.assigned],
+                    rules.get(session.mission.domain),
                 )
-            if session.proxy_id and (n_done or proxy_failures):
-                Proxy.objects.filter(pk=session.proxy_id).update(
-                    success_count=F("success_count") + n_done,
-                    failure_count=F("failure_count") + proxy_failures,
+            finished = [p for p in saved if p.page.next_cursor is None]
+            if finished:
+                # Jobs over: whatever they did not report goes back to pending.
+                over = Q(pk__in=[])
+                for page_of in finished:
+                    over |= Q(session=page_of.session, job_key=page_of.session.job_key)
+                MissionItem.objects.filter(over, status=ItemStatus.ASSIGNED).update(
+                    status=ItemStatus.PENDING, session=None, job_key=""
                 )
-            proxy_health.record(session, mission.domain, results, now, cfg)
-            quality.tally_page(mission, [by_id[i] for i in assigned])
-            session_updates: dict[str, Any] = {
-                "items_done": F("items_done") + n_done,
-                "items_failed": F("items_failed") + failed,
+            self._update_sessions(saved, now)
+            for page_of in finished:
+                events.publish("job.finished", mission_id=page_of.session.mission_id)
+            for page_of in saved:
+                if page_of.retried:
+                    events.publish("items.pending", mission_id=page_of.session.mission_id)
+        return {p.session.pk for p in saved}
+
+    @staticmethod
+    def _add_counts(saved: list[_Saved], now: dt.datetime) -> None:
+        """Mission and proxy counters of the recorded pages: one UPDATE each, the rows
+        locked first in id order (as everywhere else that locks several of them)."""
+        per_mission: dict[int, tuple[int, int]] = {}
+        per_proxy: dict[int, tuple[int, int]] = {}
+        for p in saved:
+            session = p.session
+            if p.done or p.failed:
+                d, f = per_mission.get(session.mission_id, (0, 0))
+                per_mission[session.mission_id] = (d + p.done, f + p.failed)
+            if session.proxy_id and (p.done or p.proxy_failures):
+                d, f = per_proxy.get(session.proxy_id, (0, 0))
+                per_proxy[session.proxy_id] = (d + p.done, f + p.proxy_failures)
+        if per_mission:
+            if len(per_mission) > 1:
+                list(
+                    Mission.objects.filter(pk__in=list(per_mission))
+                    .order_by("id")
+                    .select_for_update(of=("self",))
+                    .values_list("id")
+                )
+            done_n = _by_pk({pk: d for pk, (d, _) in per_mission.items()})
+            failed_n = _by_pk({pk: f for pk, (_, f) in per_mission.items()})
+            Mission.objects.filter(pk__in=list(per_mission)).update(
+                done_items=F("done_items") + done_n,
+                failed_items=F("failed_items") + failed_n,
+                records_delivered=F("records_delivered") + done_n,
+                updated_at=now,
+            )
+        if per_proxy:
+            if len(per_proxy) > 1:
+                list(
+                    Proxy.objects.filter(pk__in=list(per_proxy))
+                    .order_by("id")
+                    .select_for_update(of=("self",))
+                    .values_list("id")
+                )
+            Proxy.objects.filter(pk__in=list(per_proxy)).update(
+                success_count=F("success_count")
+                + _by_pk({k: d for k, (d, _) in per_proxy.items()}),
+                failure_count=F("failure_count")
+                + _by_pk({k: f for k, (_, f) in per_proxy.items()}),
+            )
+
+    @staticmethod
+    def _update_sessions(saved: list[_Saved], now: dt.datetime) -> None:
+        """The sessions' counters and cursors (already fenced and locked): one UPDATE for
+        the jobs that finished (dropping their lease in the same write), one for the
+        others."""
+        for over in (True, False):
+            group = [p for p in saved if (p.page.next_cursor is None) is over]
+            if not group:
+                continue
+            updates: dict[str, Any] = {
+                "items_done": F("items_done") + _by_pk({p.session.pk: p.done for p in group}),
+                "items_failed": F("items_failed") + _by_pk({p.session.pk: p.failed for p in group}),
                 "last_activity_at": now,
             }
-            if next_cursor is None:
-                # Job over: whatever it did not report goes back to pending.
-                MissionItem.objects.filter(
-                    session=session, job_key=session.job_key, status=ItemStatus.ASSIGNED
-                ).update(status=ItemStatus.PENDING, session=None, job_key="")
-                session_updates.update(
+            # proxy_health.record_many leaves the sessions' error score to this write.
+            tallies = {p.session.pk: proxy_health.tally(p.page.results) for p in group}
+            scores = {pk: t.delta for pk, t in tallies.items() if t.successes or t.failures}
+            if scores:
+                updates["error_score"] = Case(
+                    *(
+                        When(pk=pk, then=Greatest(F("error_score") + Value(delta), Value(0.0)))
+                        for pk, delta in scores.items()
+                    ),
+                    default=F("error_score"),
+                    output_field=FloatField(),
+                )
+            if over:
+                updates.update(
                     job_key="",
                     job_status="",
                     job_remote_id="",
@@ -757,13 +947,28 @@ class WorkerManager(BaseManager):
                     locked_until=None,
                 )
             else:
-                session_updates.update(job_cursor=next_cursor, job_pages=F("job_pages") + 1)
-            fenced.update(**session_updates)
-            if next_cursor is None:
-                events.publish("job.finished", mission_id=mission.pk)
-            if retried:
-                events.publish("items.pending", mission_id=mission.pk)
-        return True
+                updates.update(
+                    job_cursor=Case(
+                        *(
+                            When(pk=p.session.pk, then=Value(p.page.next_cursor or ""))
+                            for p in group
+                        ),
+                        output_field=CharField(),
+                    ),
+                    job_pages=F("job_pages") + 1,
+                )
+            BrowserSession.objects.filter(pk__in=[p.session.pk for p in group]).update(**updates)
+
+
+def _by_pk(values: dict[int, int]) -> Any:
+    """A per-row integer for an UPDATE of several rows (a constant for one)."""
+    if len(set(values.values())) == 1:
+        return Value(next(iter(values.values())))
+    return Case(
+        *(When(pk=pk, then=Value(n)) for pk, n in values.items()),
+        default=Value(0),
+        output_field=IntegerField(),
+    )
 
 
 __all__ = ["WorkerManager"]

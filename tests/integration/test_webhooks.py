@@ -293,3 +293,17 @@ def test_admin_lists_deliveries_and_replays_them(client: Client, receiver: Recei
     )
     delivery.refresh_from_db()
     assert delivery.status == WebhookDelivery.Status.PENDING and delivery.replay_requested
+
+
+def test_a_tick_reads_the_endpoints_once_and_sees_an_endpoint_saved_meanwhile(
+    django_assert_num_queries: Any,
+) -> None:
+    endpoint("http://127.0.0.1:9/a", ["mission.finalizado"])
+    with webhooks.cached_endpoints():
+        with django_assert_num_queries(1):
+            for _ in range(3):
+                assert len(webhooks.subscribed("mission.finalizado")) == 1
+        endpoint("http://127.0.0.1:9/b", ["mission.finalizado"], name="b")
+        assert len(webhooks.subscribed("mission.finalizado")) == 2
+    WebhookEndpoint.objects.filter(name="b").update(enabled=False)
+    assert len(webhooks.subscribed("mission.finalizado")) == 1  # outside a tick: fresh
