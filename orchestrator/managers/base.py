@@ -121,6 +121,15 @@ def end_session(
     still working on the session is fenced out. Returns whether this call won.
     """
     with transaction.atomic():
+        if not infra:
+            # Mission row first, then its sessions: the order the mission manager's
+            # batch transitions and closes take them (the reverse order deadlocked
+            # against a batch close in a chaos run).
+            list(
+                Mission.objects.select_for_update(of=("self",))
+                .filter(pk=session.mission_id)
+                .values_list("pk", flat=True)
+            )
         updates: dict[str, Any] = {
             "status": status,
             "error_code": code.value,
