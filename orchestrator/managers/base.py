@@ -121,15 +121,6 @@ def end_session(
     still working on the session is fenced out. Returns whether this call won.
     """
     with transaction.atomic():
-        if not infra:
-            # Mission row first, then its sessions: the order the mission manager's
-            # batch transitions and closes take them (the reverse order deadlocked
-            # against a batch close in a chaos run).
-            list(
-                Mission.objects.select_for_update(of=("self",))
-                .filter(pk=session.mission_id)
-                .values_list("pk", flat=True)
-            )
         updates: dict[str, Any] = {
             "status": status,
             "error_code": code.value,
@@ -193,11 +184,7 @@ def end_session(
 
 def close_mission_sessions(mission_id: int, now: dt.datetime) -> int:
     """Ask the SessionManager to close every live session of a mission."""
-    n = (
-        BrowserSession.objects.filter(mission_id=mission_id, status__in=states.SESSION_LIVE)
-        .exclude(status=SessionStatus.CLOSING)
-        .update(status=SessionStatus.CLOSING, updated_at=now, lease_token=F("lease_token") + 1)
-    )
+    n = _mark_closing(Q(mission_id=mission_id), now)
     if n:
         events.publish("session.closing", mission_id=mission_id)
     return n
@@ -218,6 +205,7 @@ def fail_attempt(
     attempt = mission.attempt
     decision = states.decide_retry(retry_policy(cfg), attempt, code, now, rng)
     with transaction.atomic():
+        lock_live_sessions([mission.pk])
         if decision.retry:
             won = mission.transition(
                 MissionStatus.QUEUED,
@@ -345,14 +333,45 @@ def close_sessions_of(mission_ids: list[int], now: dt.datetime) -> int:
     """`close_mission_sessions` for many missions in one statement."""
     if not mission_ids:
         return 0
-    n = (
-        BrowserSession.objects.filter(mission_id__in=mission_ids, status__in=states.SESSION_LIVE)
-        .exclude(status=SessionStatus.CLOSING)
-        .update(status=SessionStatus.CLOSING, updated_at=now, lease_token=F("lease_token") + 1)
-    )
+    n = _mark_closing(Q(mission_id__in=mission_ids), now)
     if n:
         events.publish("session.closing", mission_ids=mission_ids)
     return n
+
+
+def lock_live_sessions(mission_ids: list[int]) -> None:
+    """Lock the live sessions of these missions, in id order, before their mission rows.
+
+    The lock order everywhere is sessions, then missions (page recording and job
+    dispatch fence their sessions, then update their missions; a failing session
+    updates itself, then counts a rotation on its mission). Paths that move missions
+    and then close their sessions call this first, inside their transaction, so they
+    keep that order: taking the missions first deadlocked against a failing session in
+    a chaos run."""
+    if not mission_ids:
+        return
+    list(
+        BrowserSession.objects.filter(mission_id__in=mission_ids, status__in=states.SESSION_LIVE)
+        .order_by("id")
+        .select_for_update(of=("self",))
+        .values_list("id", flat=True)
+    )
+
+
+def _mark_closing(missions: Q, now: dt.datetime) -> int:
+    """Mark the live sessions matching `missions` CLOSING (fencing out their current
+    lease holders). The rows are locked in id order first, as every batch that locks
+    several sessions does, so two batches never wait on each other in a cycle."""
+    live = BrowserSession.objects.filter(missions, status__in=states.SESSION_LIVE).exclude(
+        status=SessionStatus.CLOSING
+    )
+    with transaction.atomic():
+        ids = list(live.order_by("id").select_for_update(of=("self",)).values_list("id", flat=True))
+        if not ids:
+            return 0
+        return live.filter(pk__in=ids).update(
+            status=SessionStatus.CLOSING, updated_at=now, lease_token=F("lease_token") + 1
+        )
 
 
 def site_configs(domains: set[str]) -> dict[str, SiteConfig]:

@@ -19,6 +19,7 @@ from orchestrator.managers.base import (
     TickResult,
     close_sessions_of,
     fail_attempt,
+    lock_live_sessions,
     logger,
     transition_many,
     writers_for,
@@ -81,6 +82,7 @@ class MissionManager(BaseManager):
                 )
             )
         with transaction.atomic():
+            lock_live_sessions([move.mission.pk for move in moves])
             won = transition_many(moves, MissionStatus.ARMAZENANDO, now=now, wait_reason="")
             close_sessions_of([m.pk for m in won], now)
         moved += len(won)
@@ -198,6 +200,7 @@ class MissionManager(BaseManager):
                 )
             )
         with transaction.atomic():
+            lock_live_sessions([move.mission.pk for move in moves])
             won = transition_many(
                 moves,
                 MissionStatus.FINALIZADO,

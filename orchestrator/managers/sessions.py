@@ -284,7 +284,16 @@ class SessionManager(BaseManager):
                 default=F("last_activity_at"),
                 output_field=DateTimeField(),
             )
-        BrowserSession.objects.filter(cond).update(**updates)
+        with transaction.atomic():
+            # Locked in id order first, like every batch that locks several sessions.
+            ids = list(
+                BrowserSession.objects.filter(cond)
+                .order_by("id")
+                .select_for_update(of=("self",))
+                .values_list("id", flat=True)
+            )
+            if ids:
+                BrowserSession.objects.filter(cond, pk__in=ids).update(**updates)
 
     def _reconcile(
         self,

@@ -278,6 +278,7 @@ class WorkerManager(BaseManager):
                     status=SessionStatus.READY,
                     job_key="",
                 )
+                .order_by("id")
                 .select_for_update(of=("self",))
                 .values_list("id", "job_seq")
             )
@@ -425,6 +426,7 @@ class WorkerManager(BaseManager):
                 BrowserSession.objects.filter(
                     fence, locked_by=self.owner, status=SessionStatus.READY
                 )
+                .order_by("id")
                 .select_for_update(of=("self",))
                 .values_list("id", flat=True)
             )
