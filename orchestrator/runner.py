@@ -59,7 +59,10 @@ def database_lost(exc: BaseException) -> bool:
         return True
     sqlstate = getattr(exc.__cause__, "sqlstate", None)
     if sqlstate is None:
-        return not connection.is_usable() if connection.connection is not None else True
+        # No answer from the server at all ("server closed the connection
+        # unexpectedly", a refused connect): the connection is gone. A rolled-back
+        # transaction always carries its SQLSTATE.
+        return True
     return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
 
 

@@ -41,5 +41,15 @@ def test_a_rolled_back_transaction_is_not(cause: Exception) -> None:
     assert not database_lost(wrapped(cause))
 
 
+def test_a_broken_socket_without_sqlstate_is_a_lost_database() -> None:
+    """What psycopg raises when the server went away mid-query (seen in CI on a
+    connection other than the tick's own default one)."""
+    cause = psycopg.OperationalError(
+        "consuming input failed: server closed the connection unexpectedly"
+    )
+    assert getattr(cause, "sqlstate", None) is None
+    assert database_lost(wrapped(cause))
+
+
 def test_an_interface_error_is_a_lost_connection() -> None:
     assert database_lost(InterfaceError("connection already closed"))
