@@ -7,9 +7,10 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from django.db import transaction
 from django.db.models import (
@@ -59,6 +60,14 @@ from registry.models import HealthStatus, Proxy, SiteConfig, Worker, Writer
 
 JOB_STARTING, JOB_RUNNING = "starting", "running"
 PAGES_PER_SESSION_PER_TICK = 20
+
+
+class _HealthAnswer(Protocol):
+    @property
+    def status(self) -> str: ...
+
+
+H = TypeVar("H", bound=_HealthAnswer)
 
 
 @dataclass
@@ -115,39 +124,36 @@ class WorkerManager(BaseManager):
         """GET /health of every enabled worker and writer (probes when a breaker is open)."""
         checked = 0
         for worker in Worker.objects.filter(enabled=True):
-            if not breaker.allow_call(worker, now):
-                continue
-            started = time.monotonic()
-            try:
-                health = self.worker_client(worker, cfg).health()
-            except ServiceError as exc:
-                self.service_failed(worker, exc, now, cfg)
-                continue
-            latency = int((time.monotonic() - started) * 1000)
-            status = HealthStatus.DEGRADED if health.status == "degraded" else HealthStatus.OK
-            self._health_answered(worker, now, latency, status)
-            Worker.objects.filter(pk=worker.pk).update(
-                reported_active_sessions=health.active_sessions,
-                reported_max_sessions=health.max_sessions,
-                version=(health.version or "")[:50],
-            )
-            checked += 1
+            health = self._probe(worker, self.worker_client(worker, cfg).health, now, cfg)
+            if health is not None:
+                Worker.objects.filter(pk=worker.pk).update(
+                    reported_active_sessions=health.active_sessions,
+                    reported_max_sessions=health.max_sessions,
+                    version=(health.version or "")[:50],
+                )
+                checked += 1
         for writer in Writer.objects.filter(enabled=True):
-            if not breaker.allow_call(writer, now):
-                continue
-            started = time.monotonic()
-            try:
-                writer_health = self.writer_client(writer, cfg).health()
-            except ServiceError as exc:
-                self.service_failed(writer, exc, now, cfg)
-                continue
-            latency = int((time.monotonic() - started) * 1000)
-            status = (
-                HealthStatus.DEGRADED if writer_health.status == "degraded" else HealthStatus.OK
-            )
-            self._health_answered(writer, now, latency, status)
-            checked += 1
+            if self._probe(writer, self.writer_client(writer, cfg).health, now, cfg) is not None:
+                checked += 1
         return checked
+
+    def _probe(
+        self, service: Worker | Writer, call: Callable[[], H], now: dt.datetime, cfg: Config
+    ) -> H | None:
+        """One /health call unless the service's breaker says wait; its answer (or
+        failure) recorded. Returns the answer, None when skipped or failed."""
+        if not breaker.allow_call(service, now):
+            return None
+        started = time.monotonic()
+        try:
+            health = call()
+        except ServiceError as exc:
+            self.service_failed(service, exc, now, cfg)
+            return None
+        latency = int((time.monotonic() - started) * 1000)
+        status = HealthStatus.DEGRADED if health.status == "degraded" else HealthStatus.OK
+        self._health_answered(service, now, latency, status)
+        return health
 
     @staticmethod
     def _health_answered(
