@@ -59,6 +59,7 @@ def _cpu() -> float:
 
 def run_pipeline(n_missions: int, urls: int, *, timeout_s: float = 600) -> PipelineRun:
     from django.db import connection
+    from django.db.backends.signals import connection_created
 
     from bench.fleet import fakes, setup_fleet
     from orchestrator import actions
@@ -83,25 +84,36 @@ def run_pipeline(n_missions: int, urls: int, *, timeout_s: float = 600) -> Pipel
                     left = Mission.objects.exclude(status=MissionStatus.FINALIZADO).count()
                     if left == 0:
                         done.set()
-                        orch.stopping.set()
-                        orch._wake_event.set()
+                        orch.stop()
                         return
                     time.sleep(0.05)
             finally:
                 connection.close()
 
         queries = 0
+        queries_lock = threading.Lock()
 
         def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
             nonlocal queries
-            queries += 1
+            with queries_lock:
+                queries += 1
             return execute(sql, params, many, context)
 
+        def counted(sender: Any, connection: Any, **kwargs: Any) -> None:
+            # Every connection the orchestrator's threads open (one per manager and
+            # the main thread's), not the watcher's.
+            if threading.current_thread() is not watcher:
+                connection.execute_wrappers.append(count)
+
         watcher = threading.Thread(target=watch, daemon=True)
+        connection.close()  # reopened (and counted) by the orchestrator's main thread
+        connection_created.connect(counted)
         cpu0, t0 = _cpu(), time.perf_counter()
         watcher.start()
-        with connection.execute_wrapper(count):
+        try:
             orch.run(max_seconds=timeout_s)
+        finally:
+            connection_created.disconnect(counted)
         wall, cpu = time.perf_counter() - t0, _cpu() - cpu0
         watcher.join(5)
         assert done.is_set(), f"pipeline did not finish {n_missions} missions in {timeout_s}s"

@@ -1,6 +1,12 @@
-"""The orchestrator loop: runs the three managers at their intervals, wakes at once on
-events (NOTIFY across processes, signals inside this one), heartbeats, and stops
-gracefully (SIGTERM/SIGINT finish the current tick; a second signal exits at once)."""
+"""The orchestrator loop: runs the three managers at their intervals, each on its own
+thread (and database connection), wakes them at once on events (NOTIFY across
+processes, signals inside this one), heartbeats, and stops gracefully (SIGTERM/SIGINT
+let every manager finish its current tick; a second signal exits at once).
+
+One thread per manager: a manager waiting on a worker's or writer's answer, or on the
+database, no longer holds up the other two. They already run concurrently across
+orchestrator processes, so nothing between them relies on running one at a time:
+claims are leases, transitions compare-and-set, and batches lock in one order."""
 
 from __future__ import annotations
 
@@ -87,15 +93,18 @@ class Orchestrator:
         self.stopping = threading.Event()
         self._wake: set[str] = set()
         self._wake_lock = threading.Lock()
-        self._wake_event = threading.Event()
+        # One wake-up per manager thread: set by events, cleared before each tick.
+        self._wakes = {kind: threading.Event() for kind in self.manager_names}
         self._listener: events.Listener | None = None
         self._signals = 0
         self.stats: dict[str, dict[str, Any]] = {k: {"ticks": 0} for k in self.manager_names}
+        self._stats_lock = threading.Lock()  # manager threads write, the heartbeat reads
         self._last_heartbeat = 0.0
+        self._heartbeat_lock = threading.Lock()
         self.bus_mode = "polling"
-        self._db_error: Exception | None = None  # set by a tick that lost the database
+        self._local = threading.local()  # .db_error: set by a tick that lost the database
         self._db_down_since: float | None = None
-        self._db_failures = 0
+        self._db_lock = threading.Lock()
 
     # ------------------------------------------------------------------ signals
 
@@ -109,8 +118,13 @@ class Orchestrator:
             logger.warning("second signal: exiting at once")
             os._exit(1)
         logger.info("signal %s: finishing the current tick, then stopping", signum)
+        self.stop()
+
+    def stop(self) -> None:
+        """Ask every manager to stop after its current tick (thread-safe)."""
         self.stopping.set()
-        self._wake_event.set()
+        for wake in self._wakes.values():
+            wake.set()
 
     def _on_event(
         self, sender: Any, name: str, payload: dict[str, Any], wake: set[str], **kw: Any
@@ -122,7 +136,8 @@ class Orchestrator:
         if relevant:
             with self._wake_lock:
                 self._wake |= relevant
-            self._wake_event.set()
+            for kind in relevant:
+                self._wakes[kind].set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -143,12 +158,25 @@ class Orchestrator:
         )
 
     def heartbeat(self, force: bool = False) -> None:
+        """Write the heartbeat and stats, at most every HEARTBEAT_EVERY_S; called by
+        whichever manager thread finishes a tick first (the others skip it)."""
         if not force and time.monotonic() - self._last_heartbeat < HEARTBEAT_EVERY_S:
             return
-        self._last_heartbeat = time.monotonic()
-        OrchestratorInstance.objects.filter(name=self.name).update(
-            heartbeat_at=timezone.now(), stats=self.stats, event_bus=self.bus_mode
-        )
+        if not self._heartbeat_lock.acquire(blocking=force):
+            return
+        try:
+            if not force and time.monotonic() - self._last_heartbeat < HEARTBEAT_EVERY_S:
+                return
+            self._last_heartbeat = time.monotonic()
+            OrchestratorInstance.objects.filter(name=self.name).update(
+                heartbeat_at=timezone.now(), stats=self.stats_snapshot(), event_bus=self.bus_mode
+            )
+        finally:
+            self._heartbeat_lock.release()
+
+    def stats_snapshot(self) -> dict[str, dict[str, Any]]:
+        with self._stats_lock:
+            return {kind: dict(stat) for kind, stat in self.stats.items()}
 
     def _start_listener(self) -> None:
         events.event_published.connect(self._on_event, dispatch_uid=f"orchestrator-{self.name}")
@@ -215,43 +243,41 @@ class Orchestrator:
             with webhooks.cached_endpoints():
                 result = manager.tick()
         except DATABASE_ERRORS as exc:
+            self._record_error(stat, exc)
             if not database_lost(exc):
                 # A deadlock or serialization failure: the transaction was rolled back
                 # and the next tick simply tries again.
-                stat.update(
-                    error=f"{type(exc).__name__}: {exc}"[:500],
-                    error_at=timezone.now().isoformat(),
-                )
                 logger.warning("%s tick rolled back: %s", kind, str(exc).strip()[:300])
                 return self._finish_tick(kind, stat, started, TickResult())
             # Not a bad row: the database went away. The loop backs off and reconnects.
-            stat.update(
-                error=f"{type(exc).__name__}: {exc}"[:500],
-                error_at=timezone.now().isoformat(),
-            )
             logger.warning("%s tick lost the database: %s", kind, str(exc).strip()[:300])
-            self._db_error = exc
+            self._local.db_error = exc
             result = TickResult()
         except Exception as exc:
-            stat.update(
-                error=f"{type(exc).__name__}: {exc}"[:500],
-                error_at=timezone.now().isoformat(),
-            )
+            self._record_error(stat, exc)
             logger.error("%s tick failed:\n%s", kind, traceback.format_exc())
             # One bad row must not crash-loop the process: the next tick tries again.
             close_old_connections()
             result = TickResult()
         return self._finish_tick(kind, stat, started, result)
 
+    def _record_error(self, stat: dict[str, Any], exc: Exception) -> None:
+        with self._stats_lock:
+            stat.update(
+                error=f"{type(exc).__name__}: {exc}"[:500],
+                error_at=timezone.now().isoformat(),
+            )
+
     def _finish_tick(
         self, kind: str, stat: dict[str, Any], started: float, result: TickResult
     ) -> TickResult:
-        stat.update(
-            last_tick_at=timezone.now().isoformat(),
-            duration_ms=round((time.monotonic() - started) * 1000, 1),
-            did=result.counts,
-            ticks=stat.get("ticks", 0) + 1,
-        )
+        with self._stats_lock:
+            stat.update(
+                last_tick_at=timezone.now().isoformat(),
+                duration_ms=round((time.monotonic() - started) * 1000, 1),
+                did=result.counts,
+                ticks=stat.get("ticks", 0) + 1,
+            )
         if result.did_work:
             logger.info("%s: %s", kind, result.counts)
         return result
@@ -271,61 +297,86 @@ class Orchestrator:
             return
         self._start_listener()
         self.heartbeat(force=True)
+        # The manager threads open their own connections; this one is idle until the end.
+        connection.close()
         deadline = time.monotonic() + max_seconds if max_seconds else None
-        next_due = dict.fromkeys(self.manager_names, 0.0)
-        drains = dict.fromkeys(self.manager_names, 0)
+        threads = [
+            threading.Thread(target=self._manager_loop, args=(kind,), name=f"manager-{kind}")
+            for kind in self.manager_names
+        ]
+        try:
+            for thread in threads:
+                thread.start()
+            while not self.stopping.is_set():
+                # The main thread only waits (signals are delivered to it) and keeps time.
+                left = deadline - time.monotonic() if deadline else MAX_SLEEP_S
+                if left <= 0:
+                    break
+                self.stopping.wait(min(left, MAX_SLEEP_S))
+        finally:
+            self.stop()
+            for thread in threads:
+                if thread.is_alive():
+                    thread.join()
+            self.shutdown()
+
+    def _manager_loop(self, kind: str) -> None:
+        """One manager's loop on its own thread: tick when due or woken, go again at once
+        after a tick that did work (up to MAX_DRAIN in a row), back off while the
+        database is unreachable."""
+        wake = self._wakes[kind]
+        self.managers[kind].throttle = True  # woken by events: periodic parts at their pace
+        drains = failures = 0
         try:
             while not self.stopping.is_set():
-                if deadline and time.monotonic() >= deadline:
-                    break
                 try:
                     close_old_connections()
                     cfg = config.load()
                 except DATABASE_ERRORS as exc:
-                    self._database_down(exc)
+                    failures += 1
+                    self._database_down(exc, failures)
                     continue
-                self._database_up()
-                now_m = time.monotonic()
+                if failures:
+                    failures = 0
+                    self._database_up()
+                wake.clear()  # an event during the tick sets it again: no wake-up is lost
                 with self._wake_lock:
-                    woken, self._wake = self._wake, set()
-                self._wake_event.clear()
-                for kind in self.manager_names:
-                    if self.stopping.is_set():
-                        break
-                    if kind not in woken and now_m < next_due[kind]:
-                        continue
-                    result = self.run_tick(kind)
-                    if self._db_error is not None:
-                        break
-                    interval = float(cfg[INTERVAL_KEYS[kind]])
-                    if result.did_work and drains[kind] < MAX_DRAIN:
-                        drains[kind] += 1
-                        next_due[kind] = time.monotonic()  # drain: go again at once
-                    else:
-                        drains[kind] = 0
-                        next_due[kind] = time.monotonic() + interval
-                if self._db_error is None:
+                    self._wake.discard(kind)
+                result = self.run_tick(kind)
+                lost = getattr(self._local, "db_error", None)
+                if lost is None:
                     try:
                         self.heartbeat()
                     except DATABASE_ERRORS as exc:
-                        self._db_error = exc
-                if self._db_error is not None:
-                    self._database_down(self._db_error)
+                        lost = exc
+                if lost is not None:
+                    self._local.db_error = None
+                    failures += 1
+                    self._database_down(lost, failures)
                     continue
-                wait = min(next_due.values()) - time.monotonic()
-                if wait > 0:
-                    self._wake_event.wait(min(wait, MAX_SLEEP_S))
+                if result.did_work and drains < MAX_DRAIN:
+                    drains += 1  # drain: go again at once
+                    continue
+                drains = 0
+                wake.wait(float(cfg[INTERVAL_KEYS[kind]]))
+        except BaseException:
+            logger.critical("manager %s stopped:\n%s", kind, traceback.format_exc())
+            self.stop()  # the process exits rather than run without this manager
+            raise
         finally:
-            self.shutdown()
+            with contextlib.suppress(Exception):
+                connection.close()
 
-    def _database_down(self, exc: Exception) -> None:
-        """Drop the broken connection and wait (capped exponential backoff, cut short
-        by SIGTERM) before the next pass reconnects. Never exits: no crash loop."""
-        self._db_error = None
-        self._db_failures += 1
-        delay = min(DB_RETRY_CAP_S, DB_RETRY_BASE_S * 2 ** (self._db_failures - 1))
-        if self._db_down_since is None:
-            self._db_down_since = time.monotonic()
+    def _database_down(self, exc: Exception, failures: int) -> None:
+        """Drop this thread's broken connection and wait (capped exponential backoff,
+        cut short by SIGTERM) before its next pass reconnects. Never exits: no crash
+        loop. The first thread to notice logs it once."""
+        delay = min(DB_RETRY_CAP_S, DB_RETRY_BASE_S * 2 ** (failures - 1))
+        with self._db_lock:
+            first = self._db_down_since is None
+            if first:
+                self._db_down_since = time.monotonic()
+        if first:
             logger.warning(
                 "database unavailable (%s: %s); reconnecting",
                 type(exc).__name__,
@@ -339,22 +390,24 @@ class Orchestrator:
         self.stopping.wait(delay)
 
     def _database_up(self) -> None:
-        if self._db_down_since is None:
+        with self._db_lock:
+            since, self._db_down_since = self._db_down_since, None
+        if since is None:
             return
         logger.info(
             "database reachable again after %.1fs",
-            time.monotonic() - self._db_down_since,
+            time.monotonic() - since,
             extra={"error_code": "DB_RECOVERED"},
         )
-        self._db_down_since = None
-        self._db_failures = 0
         self._last_heartbeat = 0.0  # heartbeat on this pass: the row is fresh at once
 
     def shutdown(self) -> None:
         self._stop_listener()
         try:
             OrchestratorInstance.objects.filter(name=self.name).update(
-                stopped_at=timezone.now(), heartbeat_at=timezone.now(), stats=self.stats
+                stopped_at=timezone.now(),
+                heartbeat_at=timezone.now(),
+                stats=self.stats_snapshot(),
             )
         except Exception:
             logger.warning("could not record the stop of %s", self.name, exc_info=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +29,11 @@ from registry.models import DEFAULT_DOMAIN, Proxy, SiteConfig, Worker, Writer, n
 logger = logging.getLogger("orchestrator")
 
 
+# Counts that say what a tick looked at, not work it moved forward: they are reported
+# but do not make the loop go again at once.
+OBSERVATIONS = frozenset({"polled", "checked"})
+
+
 @dataclass
 class TickResult:
     """What one tick did, by action name; `did_work` tells the loop to drain again."""
@@ -39,7 +46,7 @@ class TickResult:
 
     @property
     def did_work(self) -> bool:
-        return any(self.counts.values())
+        return any(n for key, n in self.counts.items() if key not in OBSERVATIONS)
 
 
 class BaseManager:
@@ -57,6 +64,19 @@ class BaseManager:
         self._worker_client = worker_client or WorkerClient.for_worker
         self._writer_client = writer_client or WriterClient.for_writer
         self.rng = rng or random.Random()
+        # Set by the orchestrator's loop, which ticks a manager whenever an event wakes
+        # it: the periodic parts (polling workers, health checks) then run at their
+        # interval, not on every tick. A tick called on its own does everything.
+        self.throttle = False
+        self._last_run: dict[str, float] = {}
+
+    def periodic(self, name: str, every_s: float) -> bool:
+        """Whether the periodic part `name` is due (and, if so, it counts as run now)."""
+        now = time.monotonic()
+        if self.throttle and now - self._last_run.get(name, -math.inf) < every_s:
+            return False
+        self._last_run[name] = now
+        return True
 
     # -- clients and breakers
 

@@ -38,6 +38,8 @@ REMOTE_STATUS = {
 }
 # A session the worker does not list yet right after it was opened is not gone.
 DISAPPEAR_GRACE = dt.timedelta(seconds=10)
+# How often the loop polls workers while a session is still being created.
+CREATING_POLL_S = 0.5
 
 
 class SessionManager(BaseManager):
@@ -49,9 +51,10 @@ class SessionManager(BaseManager):
         result.add("closed", self.close_sessions(now, cfg))
         if not cfg.paused:
             result.add("opened", self.open_requested(now, cfg))
-        polled, ended = self.poll_workers(now, cfg)
-        result.add("polled", polled)
-        result.add("ended", ended)
+        if self.poll_due(cfg):
+            polled, ended = self.poll_workers(now, cfg)
+            result.add("polled", polled)
+            result.add("ended", ended)
         result.add("retired", proxy_health.retire_sessions(now))
         if not cfg.paused:
             result.add("replenished", allocation.replenish_sessions(self.owner, now, cfg))
@@ -218,6 +221,17 @@ class SessionManager(BaseManager):
         return 1
 
     # ------------------------------------------------------------------ poll
+
+    def poll_due(self, cfg: Config) -> bool:
+        """Every `session_tick_s`; sooner (every CREATING_POLL_S) while a session is
+        still being created, so that it starts work as soon as the worker has it."""
+        if self.periodic("poll", cfg.session_tick_s):
+            return True
+        return (
+            self.periodic("poll-creating", CREATING_POLL_S)
+            and BrowserSession.objects.filter(status=SessionStatus.CREATING).exists()
+            and self.periodic("poll", 0)
+        )
 
     def poll_workers(self, now: dt.datetime, cfg: Config) -> tuple[int, int]:
         """One GET /sessions per worker that has live sessions; returns (polled, ended)."""

@@ -112,7 +112,8 @@ class WorkerManager(BaseManager):
     def tick(self) -> TickResult:
         now, cfg = self.load()
         result = TickResult()
-        self.check_health(now, cfg)
+        if self.periodic("health", cfg.worker_tick_s):
+            result.add("checked", self.check_health(now, cfg))
         if not cfg.paused:
             result.add("jobs_started", self.dispatch_jobs(now, cfg))
         result.add("pages", self.collect_results(now, cfg))

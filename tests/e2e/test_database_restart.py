@@ -288,9 +288,13 @@ def test_the_orchestrator_rides_out_postgresql_restarts_under_load(
     text = log.read_text()
     assert code == 0, text[-3000:]
     assert text.count(f"orchestrator {name} running") == 1
-    # Each outage logged once, then the reconnection of both connections.
-    assert text.count("database unavailable") == 2, text[-3000:]
-    assert text.count("database reachable again") == 2
+    # Each outage logged at most once, and each one logged is logged over. A manager
+    # thread that was between ticks during a restart never sees it (Django's health
+    # check replaces the connection before the next query). The LISTEN connection,
+    # always open, sees both.
+    outages = text.count("database unavailable")
+    assert outages <= 2, text[-3000:]
+    assert text.count("database reachable again") == outages
     assert text.count("LISTEN reconnected") == 2
     assert "tick failed" not in text
     assert scalar(
