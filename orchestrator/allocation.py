@@ -304,6 +304,16 @@ def sessions_wanted(site: SiteConfig, pending: int) -> int:
     return min(site.max_sessions, max(1, math.ceil(pending / max(1, site.items_per_job))))
 
 
+@dataclass
+class Request:
+    """Sessions wanted for one mission (in `allocate_many`)."""
+
+    mission: Mission
+    n: int
+    site: SiteConfig
+    exclude_proxies: Iterable[str] = ()
+
+
 def allocate_sessions(
     mission: Mission,
     n: int,
@@ -315,114 +325,198 @@ def allocate_sessions(
     worker_slots: dict[int, list[int]] | None = None,
     prefetched: Prefetched | None = None,
 ) -> Allocation:
-    """Create up to `n` requested sessions for `mission`, taking worker slots and
-    proxies in the caller's transaction (which must hold the mission row).
+    """Create up to `n` requested sessions for `mission` (`allocate_many` for one)."""
+    return allocate_many(
+        [Request(mission, n, site, exclude_proxies)],
+        now,
+        worker_pool=worker_pool,
+        worker_slots=worker_slots,
+        prefetched=prefetched,
+    )[0]
+
+
+def allocate_many(
+    requests: Sequence[Request],
+    now: dt.datetime,
+    *,
+    worker_pool: list[Worker] | None = None,
+    worker_slots: dict[int, list[int]] | None = None,
+    prefetched: Prefetched | None = None,
+) -> list[Allocation]:
+    """Create the requested sessions of several missions, taking worker slots and
+    proxies in the caller's transaction (which must hold the missions' rows), in the
+    order given (the first request is served first). Returns one Allocation each.
+
+    A few statements for the whole batch, not per mission: one locking read of the
+    usable proxies per distinct proxy filter (site rules and blocked proxies), one
+    count of their held slots, one INSERT of the sessions, one UPDATE per worker and
+    one per distinct number of sessions a proxy got.
 
     `worker_pool` and `worker_slots` (from `lock_usable_workers` and `free_slots`) let a
-    caller allocating for several missions lock and count once; both are updated in
+    caller that allocates in several calls lock and count once; both are updated in
     place as slots are taken; `prefetched` holds what was read for the whole batch."""
     assert transaction.get_connection().in_atomic_block, "allocate inside a transaction"
-    if n <= 0:
-        return Allocation([])
+    results: list[Allocation | None] = [None] * len(requests)
+    wanted = [i for i, r in enumerate(requests) if r.n > 0]
+    for i, r in enumerate(requests):
+        if r.n <= 0:
+            results[i] = Allocation([])
+    if not wanted:
+        return [r or Allocation([]) for r in results]
     if worker_pool is None:
         worker_pool = lock_usable_workers(now)
     if worker_slots is None:
         worker_slots = free_slots("worker", {w.pk: w.max_sessions for w in worker_pool})
-    free = [w for w in worker_pool if w.active_sessions < w.max_sessions and worker_slots.get(w.pk)]
-    if not free:
-        reason = "nenhum worker disponível" if not worker_pool else "workers sem capacidade"
-        total = sum(w.max_sessions for w in worker_pool)
-        used = sum(w.active_sessions for w in worker_pool)
-        if worker_pool:
-            reason += f" ({used}/{total})"
-        code = ErrorCode.ALLOC_NO_WORKER if not worker_pool else ErrorCode.ALLOC_NO_CAPACITY
-        return Allocation([], code, reason)
 
-    if prefetched is not None:
-        paused = prefetched.paused[mission.domain]
-        blocked = prefetched.blocked[mission.domain]
-    else:
-        paused = site_breaker.paused_reason(mission.domain, now)
-        blocked = proxy_health.blocked_external_ids(mission.domain, now)
-    if paused:
-        return Allocation([], site_breaker.WAIT_CODE, paused)
-    want_direct = not site.proxy_types and not site.countries
-    exclude_proxies = [*exclude_proxies, *blocked]
-    proxies = list(
-        Proxy.objects.filter(usable_proxies_q(site, now, exclude_proxies))
-        .order_by(F("last_used_at").asc(nulls_first=True), "id")
-        .select_for_update(skip_locked=True, of=("self",))[: n * 2]
-    )
-    proxy_slots = free_slots("proxy", {p.pk: p.max_sessions for p in proxies})
-    slots: list[tuple[Worker, int, Proxy | None, int | None]] = []
-    room = {p.pk: p.max_sessions - p.active_sessions for p in proxies}
-    used_here = dict.fromkeys(room, 0)
-    for _ in range(n):
-        open_workers = [
-            w for w in free if w.active_sessions < w.max_sessions and worker_slots.get(w.pk)
+    def free_workers() -> list[Worker]:
+        return [
+            w for w in worker_pool if w.active_sessions < w.max_sessions and worker_slots.get(w.pk)
         ]
-        if not open_workers:
-            break
-        # Spread over workers: the one with the most free slots (ties: lowest id).
-        worker = max(open_workers, key=lambda w: (w.max_sessions - w.active_sessions, -w.pk))
-        # Least recently used first; a proxy with room for several sessions is reused
-        # only when every other fitting proxy is already used by this allocation.
-        candidates = [p for p in proxies if room[p.pk] > 0 and proxy_slots[p.pk]]
-        proxy: Proxy | None = min(candidates, key=lambda p: used_here[p.pk]) if candidates else None
-        if proxy is None and not want_direct:
-            break
-        proxy_slot = None
-        if proxy is not None:
-            room[proxy.pk] -= 1
-            used_here[proxy.pk] += 1
-            proxy_slot = proxy_slots[proxy.pk].pop(0)
-        worker.active_sessions += 1
-        slots.append((worker, worker_slots[worker.pk].pop(0), proxy, proxy_slot))
 
-    if not slots:
-        return Allocation([], ErrorCode.ALLOC_NO_PROXY, _no_proxy_reason(site, mission.domain, now))
-
-    if prefetched is not None:
-        base = prefetched.sessions.get(mission.pk, 0)
+    if prefetched is None:
+        domains = {requests[i].mission.domain for i in wanted}
+        paused = {d: site_breaker.paused_reason(d, now) for d in domains}
+        blocked = {d: proxy_health.blocked_external_ids(d, now) for d in domains}
     else:
-        base = BrowserSession.objects.filter(mission=mission).count()
-    sessions = [
-        BrowserSession(
-            mission=mission,
-            worker=worker,
-            proxy=proxy,
-            attempt=mission.attempt,
-            session_key=f"m{mission.pk}-a{mission.attempt}-s{base + i + 1}",
-            status=SessionStatus.REQUESTED,
-            provider=(worker.providers or ["local"])[0],
-            engine=site.engine,
-            proxy_external_id=proxy.external_id if proxy else "",
-            proxy_type=proxy.type if proxy else "",
-            proxy_country=proxy.country if proxy else "",
-            holds_slot=True,
-            worker_slot=worker_slot,
-            proxy_slot=proxy_slot,
+        paused, blocked = prefetched.paused, prefetched.blocked
+
+    # One locking read of candidate proxies per distinct proxy filter; a proxy that
+    # fits several filters is one object (its room is shared).
+    proxy_by_pk: dict[int, Proxy] = {}
+    candidates_of: dict[tuple[Any, ...], list[int]] = {}
+    filter_key: dict[int, tuple[Any, ...]] = {}
+    if free_workers():
+        groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+        for i in wanted:
+            r = requests[i]
+            if paused[r.mission.domain]:
+                continue
+            exclude = frozenset([*r.exclude_proxies, *blocked[r.mission.domain]])
+            key = (
+                tuple(r.site.proxy_types or ()),
+                tuple(r.site.countries or ()),
+                bool(r.site.require_verified_geo),
+                frozenset(r.site.blocked_proxies or ()) | exclude,
+            )
+            filter_key[i] = key
+            groups[key].append(i)
+        for key, members in groups.items():
+            first = requests[members[0]]
+            limit = sum(requests[i].n for i in members) * 2
+            rows = list(
+                Proxy.objects.filter(usable_proxies_q(first.site, now, key[3]))
+                .order_by(F("last_used_at").asc(nulls_first=True), "id")
+                .select_for_update(skip_locked=True, of=("self",))[:limit]
+            )
+            candidates_of[key] = [proxy_by_pk.setdefault(p.pk, p).pk for p in rows]
+    proxy_slots = free_slots("proxy", {pk: p.max_sessions for pk, p in proxy_by_pk.items()})
+    room = {pk: p.max_sessions - p.active_sessions for pk, p in proxy_by_pk.items()}
+    used_here = dict.fromkeys(room, 0)
+
+    chosen: dict[int, list[tuple[Worker, int, Proxy | None, int | None]]] = {}
+    for i in wanted:
+        r = requests[i]
+        free = free_workers()
+        if not free:
+            reason = "nenhum worker disponível" if not worker_pool else "workers sem capacidade"
+            if worker_pool:
+                used = sum(w.active_sessions for w in worker_pool)
+                reason += f" ({used}/{sum(w.max_sessions for w in worker_pool)})"
+            code = ErrorCode.ALLOC_NO_WORKER if not worker_pool else ErrorCode.ALLOC_NO_CAPACITY
+            results[i] = Allocation([], code, reason)
+            continue
+        if paused[r.mission.domain]:
+            results[i] = Allocation([], site_breaker.WAIT_CODE, paused[r.mission.domain])
+            continue
+        want_direct = not r.site.proxy_types and not r.site.countries
+        candidates = [proxy_by_pk[pk] for pk in candidates_of.get(filter_key[i], [])]
+        slots: list[tuple[Worker, int, Proxy | None, int | None]] = []
+        for _ in range(r.n):
+            open_workers = free_workers()
+            if not open_workers:
+                break
+            # Spread over workers: the one with the most free slots (ties: lowest id).
+            worker = max(open_workers, key=lambda w: (w.max_sessions - w.active_sessions, -w.pk))
+            # Least recently used first; a proxy with room for several sessions is
+            # reused only when every other fitting proxy is already used by this batch.
+            fitting = [p for p in candidates if room[p.pk] > 0 and proxy_slots[p.pk]]
+            proxy: Proxy | None = min(fitting, key=lambda p: used_here[p.pk]) if fitting else None
+            if proxy is None and not want_direct:
+                break
+            proxy_slot = None
+            if proxy is not None:
+                room[proxy.pk] -= 1
+                used_here[proxy.pk] += 1
+                proxy_slot = proxy_slots[proxy.pk].pop(0)
+            worker.active_sessions += 1
+            slots.append((worker, worker_slots[worker.pk].pop(0), proxy, proxy_slot))
+        if not slots:
+            reason = _no_proxy_reason(r.site, r.mission.domain, now)
+            results[i] = Allocation([], ErrorCode.ALLOC_NO_PROXY, reason)
+            continue
+        chosen[i] = slots
+
+    if not chosen:
+        return [r or Allocation([]) for r in results]
+    if prefetched is not None:
+        bases = {
+            requests[i].mission.pk: prefetched.sessions.get(requests[i].mission.pk, 0)
+            for i in chosen
+        }
+    else:
+        bases = dict(
+            BrowserSession.objects.filter(mission__in=[requests[i].mission.pk for i in chosen])
+            .values_list("mission")
+            .annotate(n=Count("id"))
+            .order_by()
         )
-        for i, (worker, worker_slot, proxy, proxy_slot) in enumerate(slots)
-    ]
-    BrowserSession.objects.bulk_create(sessions)
-    per_worker: dict[int, int] = {}
-    per_proxy: dict[int, int] = {}
-    for worker, _, proxy, _ in slots:
-        per_worker[worker.pk] = per_worker.get(worker.pk, 0) + 1
-        if proxy is not None:
-            per_proxy[proxy.pk] = per_proxy.get(proxy.pk, 0) + 1
-    for worker_id, count in per_worker.items():
+    created: dict[int, list[BrowserSession]] = {}
+    for i, slots in chosen.items():
+        r = requests[i]
+        mission, base = r.mission, bases.get(r.mission.pk, 0)
+        created[i] = [
+            BrowserSession(
+                mission=mission,
+                worker=worker,
+                proxy=proxy,
+                attempt=mission.attempt,
+                session_key=f"m{mission.pk}-a{mission.attempt}-s{base + k + 1}",
+                status=SessionStatus.REQUESTED,
+                provider=(worker.providers or ["local"])[0],
+                engine=r.site.engine,
+                proxy_external_id=proxy.external_id if proxy else "",
+                proxy_type=proxy.type if proxy else "",
+                proxy_country=proxy.country if proxy else "",
+                holds_slot=True,
+                worker_slot=worker_slot,
+                proxy_slot=proxy_slot,
+            )
+            for k, (worker, worker_slot, proxy, proxy_slot) in enumerate(slots)
+        ]
+    BrowserSession.objects.bulk_create([s for group in created.values() for s in group])
+    per_worker: dict[int, int] = defaultdict(int)
+    per_proxy: dict[int, int] = defaultdict(int)
+    for slots in chosen.values():
+        for worker, _, proxy, _ in slots:
+            per_worker[worker.pk] += 1
+            if proxy is not None:
+                per_proxy[proxy.pk] += 1
+    for worker_id, count in sorted(per_worker.items()):
         Worker.objects.filter(pk=worker_id).update(active_sessions=F("active_sessions") + count)
+    by_count: dict[int, list[int]] = defaultdict(list)
     for proxy_id, count in per_proxy.items():
-        Proxy.objects.filter(pk=proxy_id).update(
+        by_count[count].append(proxy_id)
+    for count, proxy_ids in sorted(by_count.items()):
+        Proxy.objects.filter(pk__in=proxy_ids).update(
             active_sessions=F("active_sessions") + count,
             last_used_at=now,
             status=ProxyStatus.AVAILABLE,
             cooldown_until=None,
         )
-    events.publish("session.requested", mission_id=mission.pk)
-    return Allocation(sessions)
+    for i, sessions in created.items():
+        results[i] = Allocation(sessions)
+        events.publish("session.requested", mission_id=requests[i].mission.pk)
+    return [r or Allocation([]) for r in results]
 
 
 def free_slots(owner: str, limits: dict[int, int]) -> dict[int, list[int]]:
@@ -525,6 +619,7 @@ def claim_due_missions(
         from orchestrator.managers.base import Move, transition_many  # (it imports us)
 
         moves: list[Move] = []
+        requests: list[Request] = []
         for mission in missions:
             if mission.writer_id is None and not has_default_writer:
                 _set_wait(mission, ErrorCode.WRITER_NOT_CONFIGURED, "nenhum writer configurado")
@@ -537,15 +632,12 @@ def claim_due_missions(
                 moves.append(Move(mission, "Nada pendente", fields={"wait_reason": ""}))
                 outcomes.append((mission, Allocation([])))
                 continue
-            allocation = allocate_sessions(
-                mission,
-                sessions_wanted(site, pending),
-                site,
-                now,
-                worker_pool=workers,
-                worker_slots=worker_slots,
-                prefetched=prefetched,
-            )
+            requests.append(Request(mission, sessions_wanted(site, pending), site))
+        allocations = allocate_many(
+            requests, now, worker_pool=workers, worker_slots=worker_slots, prefetched=prefetched
+        )
+        for request, allocation in zip(requests, allocations, strict=True):
+            mission = request.mission
             if not allocation.sessions:
                 _set_wait(mission, allocation.wait_code, allocation.wait_reason)
                 outcomes.append((mission, allocation))
