@@ -26,7 +26,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.functions import Greatest, Now
 
-from orchestrator import events, site_breaker
+from orchestrator import events, pgbatch, site_breaker
 from orchestrator.models import BrowserSession, MissionEvent, ProxyDomainHealth
 from orchestrator.states import SessionStatus
 from registry.config import Config
@@ -106,22 +106,24 @@ def record_many(
     (proxy, domain) rows are locked in id order, missing ones created first, and all
     written at once."""
     learned: list[tuple[BrowserSession, int, str, Tally]] = []
+    per_domain: dict[str, tuple[int, int]] = {}
     for session, domain, results in pages:
         t = tally(results)
         if not (t.successes or t.failures):
             continue
-        n_results, n_blocked = t.successes + t.failures, dict(t.codes).get("blocked", 0)
-        transaction.on_commit(
-            partial(site_breaker.record_results, domain, n_results, n_blocked, now, cfg)
+        n_results, n_blocked = per_domain.get(domain, (0, 0))
+        per_domain[domain] = (
+            n_results + t.successes + t.failures,
+            n_blocked + dict(t.codes).get("blocked", 0),
         )
         if session.proxy_id:
             learned.append((session, session.proxy_id, normalize_domain(domain), t))
+    if per_domain:
+        transaction.on_commit(partial(site_breaker.record_many_results, per_domain, now, cfg))
     if not learned:
         return
     keys = {(proxy_id, d) for _, proxy_id, d, _ in learned}
-    cond = Q(pk__in=[])
-    for proxy_id, d in keys:
-        cond |= Q(proxy_id=proxy_id, domain=d)
+    cond = pgbatch.rows_in(ProxyDomainHealth, ["proxy", "domain"], sorted(keys))
 
     def lock() -> dict[tuple[int, str], ProxyDomainHealth]:
         rows = ProxyDomainHealth.objects.filter(cond).order_by("id").select_for_update()
@@ -142,7 +144,8 @@ def record_many(
         row = rows[(proxy_id, d)]
         if _learn(row, t, session, now, cfg):
             blocked.append((row, session))
-    ProxyDomainHealth.objects.bulk_update(
+    pgbatch.bulk_update(
+        ProxyDomainHealth,
         list(rows.values()),
         [
             "score",

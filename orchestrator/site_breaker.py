@@ -83,20 +83,54 @@ def record_results(
         return _record_results(domain, results, blocked, now, cfg)
 
 
+def record_many_results(counts: dict[str, tuple[int, int]], now: dt.datetime, cfg: Config) -> None:
+    """`record_results` of a batch of pages, as {domain: (results, blocked)}. On
+    PostgreSQL the closed breakers inside their window take their counts in one
+    statement (rows locked in domain order); a domain that needs more (its first page
+    in a window, a probe, a trip) gets a short transaction of its own, as before."""
+    merged: dict[str, tuple[int, int]] = {}
+    for domain, (results, blocked) in counts.items():
+        if results:
+            d = normalize_domain(domain)
+            r, b = merged.get(d, (0, 0))
+            merged[d] = (r + results, b + blocked)
+    counted: dict[str, bool] = {}
+    if connection.vendor == "postgresql" and len(merged) > 1:
+        since = now - dt.timedelta(seconds=cfg.site_breaker_window_s)
+        for d, (total, n_blocked) in _count_fast_many(merged, now, since).items():
+            if _should_trip(total, n_blocked, cfg):
+                counted[d] = True  # counted; the row is locked below only to trip
+            else:
+                merged.pop(d)
+    for d, (results, blocked) in merged.items():
+        with transaction.atomic():
+            _record_results(d, results, blocked, now, cfg, counted=counted.get(d, False))
+
+
+def _should_trip(total: int, n_blocked: int, cfg: Config) -> bool:
+    return total >= cfg.site_breaker_min_results and n_blocked / total >= (
+        cfg.site_breaker_block_rate
+    )
+
+
 def _record_results(
-    domain: str, results: int, blocked: int, now: dt.datetime, cfg: Config
+    domain: str,
+    results: int,
+    blocked: int,
+    now: dt.datetime,
+    cfg: Config,
+    *,
+    counted: bool = False,
 ) -> DomainBreaker | None:
     d = normalize_domain(domain)
     window = dt.timedelta(seconds=cfg.site_breaker_window_s)
     # Fast path: a closed breaker inside its window only adds to its counters (one
     # conditional UPDATE); the row is locked for trips and window changes only.
-    counts = _count_fast(d, results, blocked, now, now - window)
-    if counts is not None:
-        total, n_blocked = counts
-        if not (
-            total >= cfg.site_breaker_min_results
-            and n_blocked / total >= cfg.site_breaker_block_rate
-        ):
+    counts = None if counted else _count_fast(d, results, blocked, now, now - window)
+    if counted:
+        results = blocked = 0  # already counted; take the lock only to trip
+    elif counts is not None:
+        if not _should_trip(*counts, cfg):
             return None
         results = blocked = 0  # already counted; take the lock only to trip
     row = _row(d, now)
@@ -164,6 +198,35 @@ def _count_fast(
         )
         row = cursor.fetchone()
     return (int(row[0]), int(row[1])) if row else None
+
+
+def _count_fast_many(
+    counts: dict[str, tuple[int, int]], now: dt.datetime, since: dt.datetime
+) -> dict[str, tuple[int, int]]:
+    """`_count_fast` of several domains in one statement (PostgreSQL): the closed rows
+    inside their window, locked in domain order, take their counts; returns their new
+    counts by domain (a domain missing from the answer needs the slow path)."""
+    table = connection.ops.quote_name(DomainBreaker._meta.db_table)
+    domains = sorted(counts)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH v(domain, results, blocked) AS "
+            f"(SELECT * FROM unnest(%s::text[], %s::int[], %s::int[])), "
+            f"locked AS MATERIALIZED (SELECT b.id FROM {table} b JOIN v ON v.domain = b.domain "
+            f"WHERE b.state = %s AND b.window_started_at >= %s ORDER BY b.domain FOR UPDATE OF b) "
+            f"UPDATE {table} t SET results = t.results + v.results, "
+            f"blocked = t.blocked + v.blocked, updated_at = %s FROM locked, v "
+            f"WHERE t.id = locked.id AND v.domain = t.domain RETURNING t.domain, t.results, t.blocked",
+            [
+                domains,
+                [counts[d][0] for d in domains],
+                [counts[d][1] for d in domains],
+                DomainBreaker.State.CLOSED.value,
+                since,
+                now,
+            ],
+        )
+        return {str(d): (int(r), int(b)) for d, r, b in cursor.fetchall()}
 
 
 def session_failed(domain: str, now: dt.datetime, cfg: Config) -> DomainBreaker | None:

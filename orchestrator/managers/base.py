@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from orchestrator import allocation, events, states
+from orchestrator import allocation, events, pgbatch, states
 from orchestrator.clients import breaker
 from orchestrator.clients.base import ServiceError
 from orchestrator.clients.worker import WorkerClient
@@ -295,15 +295,19 @@ def transition_many(
     won: list[Mission] = []
     checkpoint = states.CHECKPOINTS.get(to)
     with transaction.atomic():
-        cond = Q()
+        plain: list[tuple[Any, ...]] = []
+        leased: list[tuple[Any, ...]] = []
         for move in moves:
             src = move.mission.status
             if not states.can_transition(src, to):
                 raise ValueError(f"illegal transition {src} -> {to}")
-            one = Q(pk=move.mission.pk, status=src)
-            if move.lease_token is not None:
-                one &= Q(lease_token=move.lease_token)
-            cond |= one
+            if move.lease_token is None:
+                plain.append((move.mission.pk, src))
+            else:
+                leased.append((move.mission.pk, src, move.lease_token))
+        cond = pgbatch.rows_in(Mission, ["pk", "status"], plain) | pgbatch.rows_in(
+            Mission, ["pk", "status", "lease_token"], leased
+        )
         # Row locks in id order (no deadlock between batches); the WHERE is re-checked
         # on the locked row, so the ids returned are exactly the compare-and-set winners.
         locked = set(

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, CharField, DateTimeField, F, Q, Value, When
 
-from orchestrator import allocation, events, proxy_health
+from orchestrator import allocation, events, pgbatch, proxy_health
 from orchestrator.clients import breaker
 from orchestrator.clients.base import ServiceError
 from orchestrator.clients.pool import call_all, call_each
@@ -279,6 +279,25 @@ class SessionManager(BaseManager):
         """What the poll saw of sessions that stay as they are (phase, last activity):
         one UPDATE for all, each row still conditional on the status it was read in."""
         if not seen:
+            return
+        if pgbatch.on_postgresql():
+            # One statement: the rows still in the status they were read in, locked in
+            # id order, take what the poll saw.
+            table = connection.ops.quote_name(BrowserSession._meta.db_table)
+            pgbatch.execute_unnest(
+                f"WITH locked AS MATERIALIZED (SELECT s.id FROM {table} s JOIN {{rows}} "
+                "ON v.id = s.id AND v.status = s.status ORDER BY s.id FOR UPDATE OF s) "
+                f"UPDATE {table} AS t SET last_polled_at = %(now)s, phase = v.phase, "
+                "last_activity_at = COALESCE(v.activity, t.last_activity_at) "
+                "FROM locked JOIN {rows} ON v.id = locked.id WHERE t.id = locked.id",
+                {
+                    "id": ("bigint", [s.pk for s, _ in seen]),
+                    "status": ("text", [s.status for s, _ in seen]),
+                    "phase": ("text", [r.phase or "" for _, r in seen]),
+                    "activity": ("timestamptz", [r.last_activity_at for _, r in seen]),
+                },
+                {"now": now},
+            )
             return
         cond = Q(pk__in=[])
         for session, _ in seen:

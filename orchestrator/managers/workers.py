@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import (
     Case,
     CharField,
@@ -26,7 +26,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Greatest, RowNumber
 
-from orchestrator import allocation, events, proxy_health, quality
+from orchestrator import allocation, events, pgbatch, proxy_health, quality
 from orchestrator.clients import breaker
 from orchestrator.clients.base import ServiceError
 from orchestrator.clients.pool import call_all
@@ -301,16 +301,10 @@ class WorkerManager(BaseManager):
                 job_remote_id="",
                 job_started_at=now,
             )
-            MissionItem.objects.filter(
-                id__in=[i for pk in seqs for i in chosen[pk]], status=ItemStatus.PENDING
-            ).update(
-                status=ItemStatus.ASSIGNED,
-                session_id=Case(
-                    *(When(id__in=chosen[pk], then=Value(pk)) for pk in seqs),
-                    output_field=IntegerField(),
-                ),
-                job_key=Case(*(When(id__in=chosen[pk], then=Value(keys[pk])) for pk in seqs)),
-                attempts=F("attempts") + 1,
+            _assign(
+                [(item_id, pk, keys[pk]) for pk in seqs for item_id in chosen[pk]],
+                {pk: chosen[pk] for pk in seqs},
+                keys,
             )
 
     @staticmethod
@@ -745,11 +739,11 @@ class WorkerManager(BaseManager):
         if not pages:
             return set()
         with transaction.atomic():
-            cond = Q(pk__in=[])
-            for drain, _ in pages:
-                cond |= Q(
-                    pk=drain.lease.id, lease_token=drain.lease.token, job_key=drain.session.job_key
-                )
+            cond = pgbatch.rows_in(
+                BrowserSession,
+                ["pk", "lease_token", "job_key"],
+                [(d.lease.id, d.lease.token, d.session.job_key) for d, _ in pages],
+            )
             live = set(
                 BrowserSession.objects.filter(cond, locked_by=self.owner)
                 .order_by("id")
@@ -776,9 +770,11 @@ class WorkerManager(BaseManager):
                 return set()
             # Ids only: a page of successes never needs the item rows themselves. The
             # session rows are locked: nothing else moves their job's items meanwhile.
-            mine = Q(pk__in=[])
-            for page_of in saved:
-                mine |= Q(pk__in=list(page_of.by_id), job_key=page_of.session.job_key)
+            mine = pgbatch.rows_in(
+                MissionItem,
+                ["pk", "job_key"],
+                [(i, p.session.job_key) for p in saved for i in p.by_id],
+            )
             assigned = set(
                 MissionItem.objects.filter(mine, status=ItemStatus.ASSIGNED).values_list(
                     "id", flat=True
@@ -796,7 +792,8 @@ class WorkerManager(BaseManager):
                     else:
                         not_ok[item_id] = page_of
             to_update: list[MissionItem] = []
-            for item in MissionItem.objects.filter(pk__in=list(not_ok)) if not_ok else ():
+            not_ok_items = MissionItem.objects.filter(pgbatch.ids_in(MissionItem, list(not_ok)))
+            for item in not_ok_items if not_ok else ():
                 page_of = not_ok[item.pk]
                 session = page_of.session
                 r = page_of.by_id[item.pk]
@@ -823,7 +820,9 @@ class WorkerManager(BaseManager):
                     page_of.failed += 1
                 to_update.append(item)
             for http_status, ids in done.items():
-                MissionItem.objects.filter(pk__in=ids, status=ItemStatus.ASSIGNED).update(
+                MissionItem.objects.filter(
+                    pgbatch.ids_in(MissionItem, ids), status=ItemStatus.ASSIGNED
+                ).update(
                     status=ItemStatus.DONE,
                     finished_at=now,
                     http_status=http_status,
@@ -831,7 +830,8 @@ class WorkerManager(BaseManager):
                     error_message="",
                 )
             if to_update:
-                MissionItem.objects.bulk_update(
+                pgbatch.bulk_update(
+                    MissionItem,
                     to_update,
                     [
                         "status",
@@ -858,9 +858,11 @@ class WorkerManager(BaseManager):
             finished = [p for p in saved if p.page.next_cursor is None]
             if finished:
                 # Jobs over: whatever they did not report goes back to pending.
-                over = Q(pk__in=[])
-                for page_of in finished:
-                    over |= Q(session=page_of.session, job_key=page_of.session.job_key)
+                over = pgbatch.rows_in(
+                    MissionItem,
+                    ["session", "job_key"],
+                    [(p.session.pk, p.session.job_key) for p in finished],
+                )
                 MissionItem.objects.filter(over, status=ItemStatus.ASSIGNED).update(
                     status=ItemStatus.PENDING, session=None, job_key=""
                 )
@@ -967,6 +969,39 @@ class WorkerManager(BaseManager):
                     job_pages=F("job_pages") + 1,
                 )
             BrowserSession.objects.filter(pk__in=[p.session.pk for p in group]).update(**updates)
+
+
+def _assign(
+    rows: list[tuple[int, int, str]], chosen: dict[int, list[int]], keys: dict[int, str]
+) -> None:
+    """Give each (item, session, job key) row its session and job key, if the item is
+    still pending: one statement over arrays on PostgreSQL (a CASE per session for the
+    ORM)."""
+    if pgbatch.on_postgresql():
+        table = connection.ops.quote_name(MissionItem._meta.db_table)
+        pgbatch.execute_unnest(
+            f"UPDATE {table} AS t SET status = %(assigned)s, session_id = v.session_id, "
+            "job_key = v.job_key, attempts = t.attempts + 1 FROM {rows} "
+            "WHERE t.id = v.id AND t.status = %(pending)s",
+            {
+                "id": ("bigint", [r[0] for r in rows]),
+                "session_id": ("bigint", [r[1] for r in rows]),
+                "job_key": ("text", [r[2] for r in rows]),
+            },
+            {"assigned": ItemStatus.ASSIGNED.value, "pending": ItemStatus.PENDING.value},
+        )
+        return
+    MissionItem.objects.filter(id__in=[r[0] for r in rows], status=ItemStatus.PENDING).update(
+        status=ItemStatus.ASSIGNED,
+        session_id=Case(
+            *(When(id__in=ids, then=Value(pk)) for pk, ids in chosen.items()),
+            output_field=IntegerField(),
+        ),
+        job_key=Case(
+            *(When(id__in=chosen[pk], then=Value(key)) for pk, key in keys.items() if pk in chosen)
+        ),
+        attempts=F("attempts") + 1,
+    )
 
 
 def _by_pk(values: dict[int, int]) -> Any:

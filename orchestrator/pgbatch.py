@@ -1,0 +1,144 @@
+"""Batched writes that cost the ORM more than the work: on PostgreSQL one statement
+over arrays (`unnest`), instead of a `CASE WHEN` per row or an `OR` per row that
+Django builds, compiles and binds row by row (and PostgreSQL parses). SQLite, and a
+batch of one row, take the ORM path, which says the same thing.
+
+The arrays are typed with each field's own column type, so a value is converted as
+the ORM would convert it (`get_db_prep_save`); JSON goes as text cast to `jsonb`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from django.db import connection, models
+from django.db.models import Q
+from django.db.models.expressions import RawSQL
+
+M = TypeVar("M", bound=models.Model)
+
+
+def on_postgresql() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _array_of(field: models.Field[Any, Any], values: list[Any]) -> tuple[str, list[Any]]:
+    """The SQL cast of an array parameter for `field`, and its values prepared."""
+    if isinstance(field, models.JSONField):
+        encoder = field.encoder
+        return "text[]", [None if v is None else json.dumps(v, cls=encoder) for v in values]
+    db_type = field.db_type(connection)  # a foreign key's is its target's id type
+    prepared = [field.get_db_prep_save(v, connection) for v in values]
+    return f"{db_type}[]", prepared
+
+
+def rows_in(
+    model: type[models.Model], fields: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> Any:
+    """A filter: the row's `fields` equal one of `rows` (tuples in `fields` order).
+    On PostgreSQL `(a, b) IN (SELECT * FROM unnest(<array a>, <array b>))`, one
+    parameter per field whatever the number of rows; elsewhere an OR of `Q`s."""
+    if not rows:
+        return Q(pk__in=[])
+    columns = [_field(model, name) for name in fields]
+    if not on_postgresql() or len(rows) == 1:
+        cond = Q(pk__in=[])
+        for row in rows:
+            cond |= Q(**dict(zip(fields, row, strict=True)))
+        return cond
+    table = connection.ops.quote_name(model._meta.db_table)
+    casts, params = [], []
+    for i, field in enumerate(columns):
+        cast, values = _array_of(field, [row[i] for row in rows])
+        casts.append(f"%s::{cast}")
+        params.append(values)
+    names = ", ".join(f"{table}.{_column(field)}" for field in columns)
+    return RawSQL(
+        f"({names}) IN (SELECT * FROM unnest({', '.join(casts)}))",
+        params,
+        output_field=models.BooleanField(),
+    )
+
+
+def ids_in(model: type[models.Model], ids: Sequence[int]) -> Any:
+    """A filter: the row's id is one of `ids` (`= ANY(<array>)` on PostgreSQL)."""
+    if not on_postgresql() or len(ids) < 2:
+        return Q(pk__in=list(ids))
+    table = connection.ops.quote_name(model._meta.db_table)
+    return RawSQL(
+        f"{table}.{_column(_field(model, 'pk'))} = ANY(%s::bigint[])",
+        (list(ids),),
+        output_field=models.BooleanField(),
+    )
+
+
+def _field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
+    """The concrete field `name` of `model` ("pk" for its primary key)."""
+    field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+    assert isinstance(field, models.Field), f"{model.__name__}.{name} is not a column"
+    return field
+
+
+def _column(field: models.Field[Any, Any]) -> str:
+    return connection.ops.quote_name(str(field.column))
+
+
+def _value_sql(field: models.Field[Any, Any], ref: str) -> str:
+    return f"{ref}::jsonb" if isinstance(field, models.JSONField) else ref
+
+
+def bulk_update(model: type[M], objs: Sequence[M], fields: Sequence[str]) -> int:
+    """`Model.objects.bulk_update(objs, fields)` in one `UPDATE … FROM unnest(…)` on
+    PostgreSQL. The caller holds the rows locked (in id order) if it needs to."""
+    if not objs:
+        return 0
+    if not on_postgresql() or len(objs) == 1:
+        return model._default_manager.bulk_update(objs, list(fields))
+    pk = _field(model, "pk")
+    columns = [_field(model, name) for name in fields]
+    casts: list[str] = []
+    params: list[Any] = []
+    cast, values = _array_of(pk, [obj.pk for obj in objs])
+    casts.append(f"%s::{cast}")
+    params.append(values)
+    for field in columns:
+        cast, values = _array_of(field, [getattr(obj, field.attname) for obj in objs])
+        casts.append(f"%s::{cast}")
+        params.append(values)
+    aliases = ["k", *(f"c{i}" for i in range(len(columns)))]
+    sets = ", ".join(
+        f"{_column(field)} = {_value_sql(field, 'v.' + alias)}"
+        for field, alias in zip(columns, aliases[1:], strict=True)
+    )
+    sql = (
+        f"UPDATE {connection.ops.quote_name(model._meta.db_table)} AS t SET {sets} "
+        f"FROM unnest({', '.join(casts)}) AS v({', '.join(aliases)}) "
+        f"WHERE t.{_column(pk)} = v.k"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.rowcount)
+
+
+def execute_unnest(
+    sql: str, arrays: dict[str, tuple[str, list[Any]]], params: dict[str, Any] | None = None
+) -> Any:
+    """Run `sql`, whose `{rows}` is replaced by `unnest(<arrays>) AS v(<names>)`; each
+    entry of `arrays` is name -> (SQL element type, values). Other parameters are named
+    (`%(name)s`) and given in `params`. Returns the cursor's rows when the statement
+    returns any, else its rowcount."""
+    names = list(arrays)
+    rows = "unnest({}) AS v({})".format(
+        ", ".join(f"%(_{n})s::{arrays[n][0]}[]" for n in names), ", ".join(names)
+    )
+    bound = {**(params or {}), **{f"_{n}": arrays[n][1] for n in names}}
+    with connection.cursor() as cursor:
+        cursor.execute(sql.replace("{rows}", rows), bound)
+        if cursor.description is not None:
+            return cursor.fetchall()
+        return int(cursor.rowcount)
+
+
+__all__ = ["bulk_update", "execute_unnest", "ids_in", "on_postgresql", "rows_in"]
