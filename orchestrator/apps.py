@@ -11,7 +11,6 @@ class OrchestratorConfig(AppConfig):
     def ready(self) -> None:
         from orchestrator import (
             checks,  # noqa: F401  (registers system checks)
-            quality,  # noqa: F401  (quality.failed after FINALIZADO)
             site_breaker,  # noqa: F401  (counts failed sessions per site)
             webhooks,  # noqa: F401  (subscribes to the event bus)
         )

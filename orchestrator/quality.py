@@ -244,32 +244,29 @@ def evaluate(mission: Mission, now: dt.datetime) -> dict[str, Any]:
     return check(mission).fields()
 
 
-def _on_event(sender: Any, name: str, payload: dict[str, Any], **kwargs: Any) -> None:
-    if name != "mission.finalizado":
-        return
-    mission_id = payload.get("mission_id")
-    if not isinstance(mission_id, int):
-        return
-    row = (
-        Mission.objects.filter(pk=mission_id, needs_review=True)
-        .values("id", "attempt", "review_failures", "finalizado_at")
-        .first()
+def record_reviews(missions: list[Mission]) -> int:
+    """The timeline entry and `quality.failed` event of each just-FINALIZADO mission
+    that failed its quality gate (the caller's transaction, right after the
+    transition; the instances carry the transition's fields). Returns how many."""
+    flagged = [m for m in missions if m.needs_review]
+    if not flagged:
+        return 0
+    MissionEvent.objects.bulk_create(
+        MissionEvent(
+            mission_id=m.pk,
+            kind=MissionEvent.Kind.INFO,
+            attempt=m.attempt,
+            message=("Precisa de revisão: " + "; ".join(f["message"] for f in m.review_failures))[
+                :2000
+            ],
+            data={"review_failures": m.review_failures},
+            created_at=m.finalizado_at or timezone.now(),
+        )
+        for m in flagged
     )
-    if row is None:
-        return
-    messages = "; ".join(f["message"] for f in row["review_failures"])
-    MissionEvent.objects.create(
-        mission_id=row["id"],
-        kind=MissionEvent.Kind.INFO,
-        attempt=row["attempt"],
-        message=f"Precisa de revisão: {messages}"[:2000],
-        data={"review_failures": row["review_failures"]},
-        created_at=row["finalizado_at"] or timezone.now(),
-    )
-    events.publish("quality.failed", mission_id=row["id"])
-
-
-events.event_published.connect(_on_event, dispatch_uid="orchestrator.quality")
+    for m in flagged:
+        events.publish("quality.failed", mission_id=m.pk)
+    return len(flagged)
 
 
 def mark_reviewed(mission: Mission) -> None:
@@ -277,4 +274,4 @@ def mark_reviewed(mission: Mission) -> None:
     Mission.objects.filter(pk=mission.pk).update(needs_review=False)
 
 
-__all__ = ["Rules", "Verdict", "check", "evaluate", "tally_page"]
+__all__ = ["Rules", "Verdict", "check", "evaluate", "record_reviews", "tally_page"]

@@ -209,6 +209,7 @@ class MissionManager(BaseManager):
                 locked_until=None,
                 wait_reason="",
             )
+            quality.record_reviews(won)
             close_sessions_of([m.pk for m in won], now)
         finalized = {m.pk for m in won}
         for move in moves:
