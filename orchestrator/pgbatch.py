@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from django.db import connection, models
-from django.db.models import Q
-from django.db.models.expressions import RawSQL
+from django.db.models import F, Q
+from django.db.models.expressions import Expression
 
 M = TypeVar("M", bound=models.Model)
 
@@ -34,44 +34,71 @@ def _array_of(field: models.Field[Any, Any], values: list[Any]) -> tuple[str, li
     return f"{db_type}[]", prepared
 
 
+class _InArrays(Expression):
+    """`(<columns>) IN (SELECT * FROM unnest(<arrays>))` as a filter. The columns are
+    resolved like `F()` references, so the filter also works in joins and subqueries
+    (where Django renames the table)."""
+
+    conditional = True
+    output_field = models.BooleanField()
+
+    def __init__(self, fields: Sequence[str], arrays: list[tuple[str, list[Any]]]) -> None:
+        super().__init__(output_field=models.BooleanField())
+        self.refs: list[Any] = [F(name) for name in fields]
+        self.arrays = arrays
+
+    def get_source_expressions(self) -> list[Any]:
+        return self.refs
+
+    def set_source_expressions(self, exprs: Sequence[Any]) -> None:
+        self.refs = list(exprs)
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        columns, params = [], []
+        for ref in self.refs:
+            sql, ref_params = compiler.compile(ref)
+            columns.append(sql)
+            params.extend(ref_params)
+        casts = ", ".join(f"%s::{cast}" for cast, _ in self.arrays)
+        sql = f"({', '.join(columns)}) IN (SELECT * FROM unnest({casts}))"
+        return sql, [*params, *(values for _, values in self.arrays)]
+
+
+def _match_type(field: models.Field[Any, Any], values: list[Any]) -> tuple[str, list[Any]]:
+    """`_array_of`, with text for strings: a cast to varchar(n) would truncate a longer
+    value, which could then match a row it does not equal."""
+    cast, prepared = _array_of(field, values)
+    if cast.startswith(("varchar", "character varying")):
+        cast = "text[]"
+    return cast, prepared
+
+
 def rows_in(
     model: type[models.Model], fields: Sequence[str], rows: Sequence[tuple[Any, ...]]
 ) -> Any:
     """A filter: the row's `fields` equal one of `rows` (tuples in `fields` order).
     On PostgreSQL `(a, b) IN (SELECT * FROM unnest(<array a>, <array b>))`, one
-    parameter per field whatever the number of rows; elsewhere an OR of `Q`s."""
+    parameter per field whatever the number of rows; elsewhere, for one row, or when
+    a value is None (SQL's IN never matches NULL, the ORM's `=None` is IS NULL), an OR
+    of `Q`s."""
     if not rows:
         return Q(pk__in=[])
-    columns = [_field(model, name) for name in fields]
-    if not on_postgresql() or len(rows) == 1:
+    if not on_postgresql() or len(rows) == 1 or any(v is None for row in rows for v in row):
         cond = Q(pk__in=[])
         for row in rows:
             cond |= Q(**dict(zip(fields, row, strict=True)))
         return cond
-    table = connection.ops.quote_name(model._meta.db_table)
-    casts, params = [], []
-    for i, field in enumerate(columns):
-        cast, values = _array_of(field, [row[i] for row in rows])
-        casts.append(f"%s::{cast}")
-        params.append(values)
-    names = ", ".join(f"{table}.{_column(field)}" for field in columns)
-    return RawSQL(
-        f"({names}) IN (SELECT * FROM unnest({', '.join(casts)}))",
-        params,
-        output_field=models.BooleanField(),
+    columns = [_field(model, name) for name in fields]
+    return _InArrays(
+        fields, [_match_type(field, [row[i] for row in rows]) for i, field in enumerate(columns)]
     )
 
 
-def ids_in(model: type[models.Model], ids: Sequence[int]) -> Any:
-    """A filter: the row's id is one of `ids` (`= ANY(<array>)` on PostgreSQL)."""
+def ids_in(model: type[models.Model], ids: Sequence[Any]) -> Any:
+    """A filter: the row's id is one of `ids` (one array parameter on PostgreSQL)."""
     if not on_postgresql() or len(ids) < 2:
         return Q(pk__in=list(ids))
-    table = connection.ops.quote_name(model._meta.db_table)
-    return RawSQL(
-        f"{table}.{_column(_field(model, 'pk'))} = ANY(%s::bigint[])",
-        (list(ids),),
-        output_field=models.BooleanField(),
-    )
+    return rows_in(model, ["pk"], [(pk,) for pk in ids])
 
 
 def _field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
