@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -84,24 +84,3 @@ def call_all(calls: Sequence[Callable[[], T]]) -> list[Outcome[T]]:
     if first_error is not None:
         raise first_error
     return outcomes
-
-
-def call_each(calls: Sequence[Callable[[], T]]) -> Iterator[tuple[int, Outcome[T]]]:
-    """`call_all`, yielding `(index, outcome)` as each call finishes, so the caller
-    records each answer at once (each in its own short transaction, which holds no lock
-    while the calls still running go on: they touch no database). Other exceptions are
-    raised once every call has finished."""
-    if len(calls) <= 1:
-        for index, call in enumerate(calls):
-            yield index, _guarded(call)
-        return
-    futures = {_pool().submit(_guarded, call): index for index, call in enumerate(calls)}
-    first_error: BaseException | None = None
-    for future in as_completed(futures):
-        exc = future.exception()
-        if exc is not None:
-            first_error = first_error or exc
-            continue
-        yield futures[future], future.result()
-    if first_error is not None:
-        raise first_error

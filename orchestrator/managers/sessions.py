@@ -15,7 +15,7 @@ from django.db.models import Case, CharField, DateTimeField, F, Q, Value, When
 from orchestrator import allocation, events, pgbatch, proxy_health
 from orchestrator.clients import breaker
 from orchestrator.clients.base import ServiceError
-from orchestrator.clients.pool import call_all, call_each
+from orchestrator.clients.pool import call_all
 from orchestrator.clients.worker import ProxySpec, RemoteSession
 from orchestrator.crashpoints import crashpoint
 from orchestrator.managers.base import (
@@ -116,8 +116,10 @@ class SessionManager(BaseManager):
             )
             calls.append((session, call))
         # The opens of the batch at once (no database in them); their outcomes here.
-        for index, outcome in call_each([call for _, call in calls]):
-            session = calls[index][0]
+        answered: list[tuple[BrowserSession, allocation.Lease, RemoteSession]] = []
+        for session, outcome in zip(
+            [session for session, _ in calls], call_all([call for _, call in calls]), strict=True
+        ):
             lease = tokens[session.pk]
             if outcome.error is not None:
                 self._open_failed(session, lease, session.worker, outcome.error, now, cfg)
@@ -126,9 +128,9 @@ class SessionManager(BaseManager):
             remote, _created = outcome.value
             crashpoint("after_session_open")
             breaker.record_success(session.worker, now)
-            # Recorded as each answer comes, one commit (and wake-up) per session: each
-            # ready session is a claim for every orchestrator, which spreads the jobs.
-            opened += self._record_opened(session, lease, remote, now)
+            answered.append((session, lease, remote))
+        # Recorded together: one transaction (and one wake-up) for the batch.
+        opened += self._record_opened(answered, now)
         return opened
 
     def _open_failed(
@@ -182,43 +184,85 @@ class SessionManager(BaseManager):
 
     def _record_opened(
         self,
-        session: BrowserSession,
-        lease: allocation.Lease,
-        remote: RemoteSession,
+        answered: list[tuple[BrowserSession, allocation.Lease, RemoteSession]],
         now: dt.datetime,
     ) -> int:
-        status = REMOTE_STATUS.get(remote.status, SessionStatus.CREATING)
+        """Record the sessions the workers opened, in one transaction fenced by each
+        lease: the rows still ours and still requested take their remote id and
+        status; the others (cancelled meanwhile) keep the remote id, so that closing
+        them reaches the worker, and their lease is dropped."""
+        if not answered:
+            return 0
+        by_id = {session.pk: (session, lease, remote) for session, lease, remote in answered}
         with transaction.atomic():
-            fenced = allocation.fenced(BrowserSession, lease, self.owner)
-            won = (
-                fenced.filter(status=SessionStatus.REQUESTED).update(
-                    remote_id=remote.id,
-                    status=status,
-                    phase=remote.phase or "",
-                    opened_at=now,
-                    last_activity_at=remote.last_activity_at or now,
-                    locked_by="",
-                    locked_until=None,
-                    updated_at=now,
+            won = set(
+                BrowserSession.objects.filter(
+                    pgbatch.rows_in(
+                        BrowserSession,
+                        ["pk", "lease_token"],
+                        [(s.pk, lease.token) for s, lease, _ in answered],
+                    ),
+                    locked_by=self.owner,
+                    status=SessionStatus.REQUESTED,
                 )
-                == 1
+                .order_by("id")
+                .select_for_update(of=("self",))
+                .values_list("id", flat=True)
             )
-            if not won:
-                # Keep the remote id even if the session was cancelled meanwhile, so
-                # that closing it can reach the worker.
-                fenced.update(remote_id=remote.id)
-                allocation.release(BrowserSession, lease, self.owner)
-                return 0
-            if status == SessionStatus.READY:
-                events.publish("session.ready", mission_id=session.mission_id)
-        logger.info(
-            "session %s opened on %s as %s",
-            session.session_key,
-            session.worker.name,
-            status,
-            extra={"mission_id": session.mission_id},
-        )
-        return 1
+            for session, lease, remote in answered:
+                status = REMOTE_STATUS.get(remote.status, SessionStatus.CREATING)
+                fenced = allocation.fenced(BrowserSession, lease, self.owner)
+                if session.pk not in won:
+                    fenced.update(remote_id=remote.id)
+                    allocation.release(BrowserSession, lease, self.owner)
+                    continue
+                if not pgbatch.on_postgresql():
+                    fenced.update(
+                        remote_id=remote.id,
+                        status=status,
+                        phase=remote.phase or "",
+                        opened_at=now,
+                        last_activity_at=remote.last_activity_at or now,
+                        locked_by="",
+                        locked_until=None,
+                        updated_at=now,
+                    )
+            if won and pgbatch.on_postgresql():
+                rows = [by_id[pk] for pk in sorted(won)]
+                table = connection.ops.quote_name(BrowserSession._meta.db_table)
+                pgbatch.execute_unnest(
+                    f"UPDATE {table} AS t SET remote_id = v.remote_id, status = v.status, "
+                    "phase = v.phase, opened_at = %(now)s, "
+                    "last_activity_at = COALESCE(v.activity, %(now)s), locked_by = '', "
+                    "locked_until = NULL, updated_at = %(now)s FROM {rows} WHERE t.id = v.id",
+                    {
+                        "id": ("bigint", [s.pk for s, _, _ in rows]),
+                        "remote_id": ("text", [r.id for _, _, r in rows]),
+                        "status": (
+                            "text",
+                            [
+                                REMOTE_STATUS.get(r.status, SessionStatus.CREATING)
+                                for _, _, r in rows
+                            ],
+                        ),
+                        "phase": ("text", [r.phase or "" for _, _, r in rows]),
+                        "activity": ("timestamptz", [r.last_activity_at for _, _, r in rows]),
+                    },
+                    {"now": now},
+                )
+            for session, _, remote in answered:
+                if session.pk in won and REMOTE_STATUS.get(remote.status) == SessionStatus.READY:
+                    events.publish("session.ready", mission_id=session.mission_id)
+        for session, _, remote in answered:
+            if session.pk in won:
+                logger.info(
+                    "session %s opened on %s as %s",
+                    session.session_key,
+                    session.worker.name,
+                    REMOTE_STATUS.get(remote.status, SessionStatus.CREATING),
+                    extra={"mission_id": session.mission_id},
+                )
+        return len(won)
 
     # ------------------------------------------------------------------ poll
 

@@ -49,14 +49,3 @@ def test_a_single_call_runs_on_the_callers_thread() -> None:
     outcomes = pool.call_all([threading.get_ident])
 
     assert outcomes[0].value == threading.get_ident()
-
-
-def test_call_each_yields_every_outcome_with_its_index_as_calls_finish() -> None:
-    def fail() -> int:
-        raise ServiceError("http_503", "down")
-
-    seen = dict(pool.call_each([lambda: "a", fail, lambda: "c"]))
-
-    assert sorted(seen) == [0, 1, 2]
-    assert seen[0].value == "a" and seen[2].value == "c"
-    assert seen[1].error is not None and seen[1].error.code == "http_503"
