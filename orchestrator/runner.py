@@ -342,6 +342,8 @@ class Orchestrator:
                 wake.clear()  # an event during the tick sets it again: no wake-up is lost
                 with self._wake_lock:
                     self._wake.discard(kind)
+                if self.stopping.is_set():
+                    break  # a stop() since the check above: its wake-up was just cleared
                 result = self.run_tick(kind)
                 lost = getattr(self._local, "db_error", None)
                 if lost is None:
@@ -358,7 +360,8 @@ class Orchestrator:
                     drains += 1  # drain: go again at once
                     continue
                 drains = 0
-                wake.wait(float(cfg[INTERVAL_KEYS[kind]]))
+                if not self.stopping.is_set():
+                    wake.wait(float(cfg[INTERVAL_KEYS[kind]]))
         except BaseException:
             logger.critical("manager %s stopped:\n%s", kind, traceback.format_exc())
             self.stop()  # the process exits rather than run without this manager

@@ -70,12 +70,15 @@ class BaseManager:
         self.throttle = False
         self._last_run: dict[str, float] = {}
 
+    def since(self, name: str) -> float:
+        """Seconds since the periodic part `name` last ran (infinite if never)."""
+        return time.monotonic() - self._last_run.get(name, -math.inf)
+
     def periodic(self, name: str, every_s: float) -> bool:
         """Whether the periodic part `name` is due (and, if so, it counts as run now)."""
-        now = time.monotonic()
-        if self.throttle and now - self._last_run.get(name, -math.inf) < every_s:
+        if self.throttle and self.since(name) < every_s:
             return False
-        self._last_run[name] = now
+        self._last_run[name] = time.monotonic()
         return True
 
     # -- clients and breakers

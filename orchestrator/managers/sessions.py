@@ -267,15 +267,16 @@ class SessionManager(BaseManager):
     # ------------------------------------------------------------------ poll
 
     def poll_due(self, cfg: Config) -> bool:
-        """Every `session_tick_s`; sooner (every CREATING_POLL_S) while a session is
-        still being created, so that it starts work as soon as the worker has it."""
+        """Every `session_tick_s`; sooner (CREATING_POLL_S after the last poll) while a
+        session is still being created, so that it starts work as soon as the worker
+        has it ready."""
         if self.periodic("poll", cfg.session_tick_s):
             return True
-        return (
-            self.periodic("poll-creating", CREATING_POLL_S)
-            and BrowserSession.objects.filter(status=SessionStatus.CREATING).exists()
-            and self.periodic("poll", 0)
-        )
+        if self.since("poll") < CREATING_POLL_S:
+            return False
+        if not BrowserSession.objects.filter(status=SessionStatus.CREATING).exists():
+            return False
+        return self.periodic("poll", 0)
 
     def poll_workers(self, now: dt.datetime, cfg: Config) -> tuple[int, int]:
         """One GET /sessions per worker that has live sessions; returns (polled, ended)."""
