@@ -423,12 +423,24 @@ def writers_for(missions: list[Mission]) -> dict[int, Writer | None]:
     return {m.pk: by_id.get(m.writer_id) if m.writer_id else default for m in missions}
 
 
-def leases_q(leases: list[allocation.Lease]) -> Q:
-    """Rows of `leases`, each only with the token it was claimed with."""
-    cond = Q(pk__in=[])
-    for lease in leases:
-        cond |= Q(pk=lease.id, lease_token=lease.token)
-    return cond
+def leases_q(leases: list[allocation.Lease]) -> Any:
+    """Rows of `leases`, each only with the token it was claimed with (a filter)."""
+    return pgbatch.rows_in(
+        BrowserSession, ["pk", "lease_token"], [(lease.id, lease.token) for lease in leases]
+    )
+
+
+def update_in_id_order(queryset: Any, **updates: Any) -> int:
+    """`queryset.update(**updates)` for several rows, locking them in id order first (in
+    a transaction), as every batch that writes several sessions or missions does: two
+    batches then never wait on each other in a cycle."""
+    with transaction.atomic():
+        ids = list(
+            queryset.order_by("id").select_for_update(of=("self",)).values_list("id", flat=True)
+        )
+        if not ids:
+            return 0
+        return int(queryset.filter(pk__in=ids).update(**updates))
 
 
 def release_many(
@@ -437,5 +449,7 @@ def release_many(
     """`allocation.release` of many leases in one statement (no other updates)."""
     if not leases:
         return 0
-    manager = model._default_manager
-    return manager.filter(leases_q(leases), locked_by=owner).update(locked_by="", locked_until=None)
+    rows = pgbatch.rows_in(model, ["pk", "lease_token"], [(x.id, x.token) for x in leases])
+    return update_in_id_order(
+        model._default_manager.filter(rows, locked_by=owner), locked_by="", locked_until=None
+    )

@@ -45,6 +45,7 @@ from orchestrator.managers.base import (
     release_many,
     site_configs,
     transition_many,
+    update_in_id_order,
     writers_for,
 )
 from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionItem
@@ -267,12 +268,17 @@ class WorkerManager(BaseManager):
                 if picked:
                     chosen[session_id] = picked
         if drained:
-            BrowserSession.objects.filter(
-                leases_q(drained),
-                locked_by=self.owner,
-                status=SessionStatus.READY,
-                job_key="",
-            ).update(status=SessionStatus.CLOSING, locked_by="", locked_until=None)
+            update_in_id_order(
+                BrowserSession.objects.filter(
+                    leases_q(drained),
+                    locked_by=self.owner,
+                    status=SessionStatus.READY,
+                    job_key="",
+                ),
+                status=SessionStatus.CLOSING,
+                locked_by="",
+                locked_until=None,
+            )
             events.publish("session.closing")
         if not chosen:
             return
@@ -418,11 +424,11 @@ class WorkerManager(BaseManager):
         if not started:
             return 0
         with transaction.atomic():
-            fence = Q(pk__in=[])
-            for session, _, _ in started:
-                fence |= Q(
-                    pk=session.pk, lease_token=tokens[session.pk].token, job_key=session.job_key
-                )
+            fence = pgbatch.rows_in(
+                BrowserSession,
+                ["pk", "lease_token", "job_key"],
+                [(s.pk, tokens[s.pk].token, s.job_key) for s, _, _ in started],
+            )
             won = set(
                 BrowserSession.objects.filter(
                     fence, locked_by=self.owner, status=SessionStatus.READY
