@@ -84,7 +84,7 @@ KEYS: dict[str, ConfigKey] = {
         ConfigKey("retry_jitter", float, 0.2, "Jitter fraction applied to backoff.", 0, 1),
         ConfigKey("proxy_cooldown_s", int, 300, "Rest of a proxy after a failure (s).", 0, 86400),
         ConfigKey("lease_s", int, 60, "Lease length of a claimed row (s).", 5, 3600),
-        ConfigKey("claim_batch_size", int, 20, "Rows claimed per statement.", 1, 1000),
+        ConfigKey("claim_batch_size", int, 50, "Rows claimed per statement.", 1, 1000),
         ConfigKey("results_page_size", int, 500, "Results fetched per page from a job.", 1, 1000),
         ConfigKey(
             "circuit_failure_threshold", int, 5, "Failures in a row that open a breaker.", 1, 1000
