@@ -256,10 +256,14 @@ def close_session(public_id: str, now: dt.datetime) -> None:
     if pk is None:
         return
     with transaction.atomic():
+        # Its live jobs first, then the session: the order the job runner locks them in
+        # (a job's row, then its session's), so a close never deadlocks with a runner.
+        live = LocalJob.objects.filter(session_id=pk, status__in=["queued", "running"])
+        list(live.order_by("id").select_for_update().values_list("id", flat=True))
         session = LocalSession.objects.select_for_update().filter(pk=pk).first()
         if session is None:
             return
-        LocalJob.objects.filter(session=session, status__in=["queued", "running"]).update(
+        live.update(
             status=LocalJob.Status.CANCELLED,
             finished_at=now,
             error_code="cancelled",
