@@ -222,6 +222,18 @@ def first_write_after(url: str, since: Any) -> float:
     )
 
 
+def twice_scraped(worker: FakeWorker) -> dict[str, list[tuple[str, str, str, int]]]:
+    """Items sent in more than one job: (job key, status, session, results) of each, for
+    the failure message."""
+    jobs: dict[str, list[tuple[str, str, str, int]]] = {}
+    for job in worker.jobs.values():
+        for item in job.items:
+            jobs.setdefault(str(item.get("item_id")), []).append(
+                (job.job_key, job.status, job.session_id, len(job.results))
+            )
+    return {item: seen for item, seen in jobs.items() if len(seen) > 1}
+
+
 def test_the_orchestrator_rides_out_postgresql_restarts_under_load(
     cluster: Cluster, make_fake_worker: Any, fake_writer: FakeWriter, tmp_path: Path
 ) -> None:
@@ -322,7 +334,10 @@ def test_the_orchestrator_rides_out_postgresql_restarts_under_load(
     # (`complete` may be repeated if FINALIZADO was not recorded: it is idempotent.)
     assert set(fake_writer.completed) == set(ids)
     assert len(worker.jobs) == len(set(worker.job_keys_seen))
-    assert sum(len(job.items) for job in worker.jobs.values()) == MISSIONS * ITEMS
+    assert sum(len(job.items) for job in worker.jobs.values()) == MISSIONS * ITEMS, (
+        twice_scraped(worker),
+        text[-4000:],
+    )
     assert len(worker.sessions) == scalar(url, "SELECT count(*) FROM orchestrator_browsersession")
     assert scalar(url, "SELECT active_sessions FROM registry_worker") == 0
     print("\n" + ", ".join(f"{k}={v:.1f}" for k, v in figures.items()))
