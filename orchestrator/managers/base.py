@@ -392,13 +392,9 @@ def _mark_closing(missions: Q, now: dt.datetime) -> int:
     live = BrowserSession.objects.filter(missions, status__in=states.SESSION_LIVE).exclude(
         status=SessionStatus.CLOSING
     )
-    with transaction.atomic():
-        ids = list(live.order_by("id").select_for_update(of=("self",)).values_list("id", flat=True))
-        if not ids:
-            return 0
-        return live.filter(pk__in=ids).update(
-            status=SessionStatus.CLOSING, updated_at=now, lease_token=F("lease_token") + 1
-        )
+    return update_in_id_order(
+        live, status=SessionStatus.CLOSING, updated_at=now, lease_token=F("lease_token") + 1
+    )
 
 
 def site_configs(domains: set[str]) -> dict[str, SiteConfig]:
@@ -423,11 +419,11 @@ def writers_for(missions: list[Mission]) -> dict[int, Writer | None]:
     return {m.pk: by_id.get(m.writer_id) if m.writer_id else default for m in missions}
 
 
-def leases_q(leases: list[allocation.Lease]) -> Any:
+def leases_q(
+    leases: list[allocation.Lease], model: type[BrowserSession] | type[Mission] = BrowserSession
+) -> Any:
     """Rows of `leases`, each only with the token it was claimed with (a filter)."""
-    return pgbatch.rows_in(
-        BrowserSession, ["pk", "lease_token"], [(lease.id, lease.token) for lease in leases]
-    )
+    return pgbatch.rows_in(model, ["pk", "lease_token"], [(x.id, x.token) for x in leases])
 
 
 def update_in_id_order(queryset: Any, **updates: Any) -> int:
@@ -449,7 +445,8 @@ def release_many(
     """`allocation.release` of many leases in one statement (no other updates)."""
     if not leases:
         return 0
-    rows = pgbatch.rows_in(model, ["pk", "lease_token"], [(x.id, x.token) for x in leases])
     return update_in_id_order(
-        model._default_manager.filter(rows, locked_by=owner), locked_by="", locked_until=None
+        model._default_manager.filter(leases_q(leases, model), locked_by=owner),
+        locked_by="",
+        locked_until=None,
     )

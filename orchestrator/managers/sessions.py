@@ -7,10 +7,9 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 
-from django.db import connection, transaction
-from django.db.models import Case, CharField, DateTimeField, F, Q, Value, When
+from django.db import transaction
+from django.db.models import Q
 
 from orchestrator import allocation, events, pgbatch, proxy_health
 from orchestrator.clients import breaker
@@ -38,6 +37,17 @@ REMOTE_STATUS = {
 }
 # A session the worker does not list yet right after it was opened is not gone.
 DISAPPEAR_GRACE = dt.timedelta(seconds=10)
+# What recording an opened session writes.
+OPENED_FIELDS = [
+    "remote_id",
+    "status",
+    "phase",
+    "opened_at",
+    "last_activity_at",
+    "locked_by",
+    "locked_until",
+    "updated_at",
+]
 # How often the loop polls workers while a session is still being created.
 CREATING_POLL_S = 0.5
 
@@ -193,15 +203,10 @@ class SessionManager(BaseManager):
         them reaches the worker, and their lease is dropped."""
         if not answered:
             return 0
-        by_id = {session.pk: (session, lease, remote) for session, lease, remote in answered}
         with transaction.atomic():
             won = set(
                 BrowserSession.objects.filter(
-                    pgbatch.rows_in(
-                        BrowserSession,
-                        ["pk", "lease_token"],
-                        [(s.pk, lease.token) for s, lease, _ in answered],
-                    ),
+                    leases_q([lease for _, lease, _ in answered]),
                     locked_by=self.owner,
                     status=SessionStatus.REQUESTED,
                 )
@@ -209,60 +214,32 @@ class SessionManager(BaseManager):
                 .select_for_update(of=("self",))
                 .values_list("id", flat=True)
             )
+            opened: list[BrowserSession] = []
             for session, lease, remote in answered:
-                status = REMOTE_STATUS.get(remote.status, SessionStatus.CREATING)
-                fenced = allocation.fenced(BrowserSession, lease, self.owner)
                 if session.pk not in won:
-                    fenced.update(remote_id=remote.id)
+                    allocation.fenced(BrowserSession, lease, self.owner).update(remote_id=remote.id)
                     allocation.release(BrowserSession, lease, self.owner)
                     continue
-                if not pgbatch.on_postgresql():
-                    fenced.update(
-                        remote_id=remote.id,
-                        status=status,
-                        phase=remote.phase or "",
-                        opened_at=now,
-                        last_activity_at=remote.last_activity_at or now,
-                        locked_by="",
-                        locked_until=None,
-                        updated_at=now,
-                    )
-            if won and pgbatch.on_postgresql():
-                rows = [by_id[pk] for pk in sorted(won)]
-                table = connection.ops.quote_name(BrowserSession._meta.db_table)
-                pgbatch.execute_unnest(
-                    f"UPDATE {table} AS t SET remote_id = v.remote_id, status = v.status, "
-                    "phase = v.phase, opened_at = %(now)s, "
-                    "last_activity_at = COALESCE(v.activity, %(now)s), locked_by = '', "
-                    "locked_until = NULL, updated_at = %(now)s FROM {rows} WHERE t.id = v.id",
-                    {
-                        "id": ("bigint", [s.pk for s, _, _ in rows]),
-                        "remote_id": ("text", [r.id for _, _, r in rows]),
-                        "status": (
-                            "text",
-                            [
-                                REMOTE_STATUS.get(r.status, SessionStatus.CREATING)
-                                for _, _, r in rows
-                            ],
-                        ),
-                        "phase": ("text", [r.phase or "" for _, _, r in rows]),
-                        "activity": ("timestamptz", [r.last_activity_at for _, _, r in rows]),
-                    },
-                    {"now": now},
-                )
-            for session, _, remote in answered:
-                if session.pk in won and REMOTE_STATUS.get(remote.status) == SessionStatus.READY:
+                session.remote_id = remote.id
+                session.status = REMOTE_STATUS.get(remote.status, SessionStatus.CREATING)
+                session.phase = remote.phase or ""
+                session.opened_at = now
+                session.last_activity_at = remote.last_activity_at or now
+                session.locked_by, session.locked_until, session.updated_at = "", None, now
+                opened.append(session)
+            pgbatch.bulk_update(BrowserSession, opened, OPENED_FIELDS)
+            for session in opened:
+                if session.status == SessionStatus.READY:
                     events.publish("session.ready", mission_id=session.mission_id)
-        for session, _, remote in answered:
-            if session.pk in won:
-                logger.info(
-                    "session %s opened on %s as %s",
-                    session.session_key,
-                    session.worker.name,
-                    REMOTE_STATUS.get(remote.status, SessionStatus.CREATING),
-                    extra={"mission_id": session.mission_id},
-                )
-        return len(won)
+        for session in opened:
+            logger.info(
+                "session %s opened on %s as %s",
+                session.session_key,
+                session.worker.name,
+                session.status,
+                extra={"mission_id": session.mission_id},
+            )
+        return len(opened)
 
     # ------------------------------------------------------------------ poll
 
@@ -325,53 +302,32 @@ class SessionManager(BaseManager):
         one UPDATE for all, each row still conditional on the status it was read in."""
         if not seen:
             return
-        if pgbatch.on_postgresql():
-            # One statement: the rows still in the status they were read in, locked in
-            # id order, take what the poll saw.
-            table = connection.ops.quote_name(BrowserSession._meta.db_table)
-            pgbatch.execute_unnest(
-                f"WITH locked AS MATERIALIZED (SELECT s.id FROM {table} s JOIN {{rows}} "
-                "ON v.id = s.id AND v.status = s.status ORDER BY s.id FOR UPDATE OF s) "
-                f"UPDATE {table} AS t SET last_polled_at = %(now)s, phase = v.phase, "
-                "last_activity_at = COALESCE(v.activity, t.last_activity_at) "
-                "FROM locked JOIN {rows} ON v.id = locked.id WHERE t.id = locked.id",
-                {
-                    "id": ("bigint", [s.pk for s, _ in seen]),
-                    "status": ("text", [s.status for s, _ in seen]),
-                    "phase": ("text", [r.phase or "" for _, r in seen]),
-                    "activity": ("timestamptz", [r.last_activity_at for _, r in seen]),
-                },
-                {"now": now},
-            )
-            return
-        cond = Q(pk__in=[])
-        for session, _ in seen:
-            cond |= Q(pk=session.pk, status=session.status)
-        activity = [(s.pk, r.last_activity_at) for s, r in seen if r.last_activity_at]
-        updates: dict[str, Any] = {
-            "last_polled_at": now,
-            "phase": Case(
-                *(When(pk=s.pk, then=Value(r.phase or "")) for s, r in seen),
-                default=F("phase"),
-                output_field=CharField(),
-            ),
-        }
-        if activity:
-            updates["last_activity_at"] = Case(
-                *(When(pk=pk, then=Value(at)) for pk, at in activity),
-                default=F("last_activity_at"),
-                output_field=DateTimeField(),
-            )
         with transaction.atomic():
             # Locked in id order first, like every batch that locks several sessions.
-            ids = list(
-                BrowserSession.objects.filter(cond)
+            still = set(
+                BrowserSession.objects.filter(
+                    pgbatch.rows_in(
+                        BrowserSession, ["pk", "status"], [(s.pk, s.status) for s, _ in seen]
+                    )
+                )
                 .order_by("id")
                 .select_for_update(of=("self",))
                 .values_list("id", flat=True)
             )
-            if ids:
-                BrowserSession.objects.filter(cond, pk__in=ids).update(**updates)
+            touched: dict[bool, list[BrowserSession]] = {True: [], False: []}
+            for session, remote in seen:
+                if session.pk not in still:
+                    continue
+                session.last_polled_at = now
+                session.phase = remote.phase or ""
+                if remote.last_activity_at:
+                    session.last_activity_at = remote.last_activity_at
+                touched[bool(remote.last_activity_at)].append(session)
+            # A row the worker gave no activity time keeps the one it has.
+            pgbatch.bulk_update(
+                BrowserSession, touched[True], ["last_polled_at", "phase", "last_activity_at"]
+            )
+            pgbatch.bulk_update(BrowserSession, touched[False], ["last_polled_at", "phase"])
 
     def _reconcile(
         self,
