@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from orchestrator import events
+from orchestrator import events, pgbatch
 from orchestrator.models import DomainBreaker, Mission, MissionEvent
 from orchestrator.states import ErrorCode
 from registry import config
@@ -84,27 +84,27 @@ def record_results(
 
 
 def record_many_results(counts: dict[str, tuple[int, int]], now: dt.datetime, cfg: Config) -> None:
-    """`record_results` of a batch of pages, as {domain: (results, blocked)}. On
-    PostgreSQL the closed breakers inside their window take their counts in one
-    statement (rows locked in domain order); a domain that needs more (its first page
-    in a window, a probe, a trip) gets a short transaction of its own, as before."""
+    """`record_results` of a batch of pages, as {domain: (results, blocked)}: the closed
+    breakers inside their window take their counts at once (`_count_fast`); a domain
+    that needs more (its first page in a window, a probe, a trip) gets a short
+    transaction of its own, as with `record_results`."""
     merged: dict[str, tuple[int, int]] = {}
     for domain, (results, blocked) in counts.items():
         if results:
             d = normalize_domain(domain)
             r, b = merged.get(d, (0, 0))
             merged[d] = (r + results, b + blocked)
-    counted: dict[str, bool] = {}
-    if connection.vendor == "postgresql" and len(merged) > 1:
-        since = now - dt.timedelta(seconds=cfg.site_breaker_window_s)
-        for d, (total, n_blocked) in _count_fast_many(merged, now, since).items():
-            if _should_trip(total, n_blocked, cfg):
-                counted[d] = True  # counted; the row is locked below only to trip
-            else:
-                merged.pop(d)
+    since = now - dt.timedelta(seconds=cfg.site_breaker_window_s)
+    fast = _count_fast(merged, now, since)
     for d, (results, blocked) in merged.items():
+        counted = fast.get(d)
+        if counted is not None and not _should_trip(*counted, cfg):
+            continue
         with transaction.atomic():
-            _record_results(d, results, blocked, now, cfg, counted=counted.get(d, False))
+            if counted is None:
+                _apply_results(d, results, blocked, now, cfg)
+            else:
+                _apply_results(d, 0, 0, now, cfg)  # already counted: lock only to trip
 
 
 def _should_trip(total: int, n_blocked: int, cfg: Config) -> bool:
@@ -114,25 +114,25 @@ def _should_trip(total: int, n_blocked: int, cfg: Config) -> bool:
 
 
 def _record_results(
-    domain: str,
-    results: int,
-    blocked: int,
-    now: dt.datetime,
-    cfg: Config,
-    *,
-    counted: bool = False,
+    domain: str, results: int, blocked: int, now: dt.datetime, cfg: Config
 ) -> DomainBreaker | None:
     d = normalize_domain(domain)
-    window = dt.timedelta(seconds=cfg.site_breaker_window_s)
+    since = now - dt.timedelta(seconds=cfg.site_breaker_window_s)
     # Fast path: a closed breaker inside its window only adds to its counters (one
     # conditional UPDATE); the row is locked for trips and window changes only.
-    counts = None if counted else _count_fast(d, results, blocked, now, now - window)
-    if counted:
-        results = blocked = 0  # already counted; take the lock only to trip
-    elif counts is not None:
-        if not _should_trip(*counts, cfg):
-            return None
-        results = blocked = 0  # already counted; take the lock only to trip
+    counted = _count_fast({d: (results, blocked)}, now, since).get(d)
+    if counted is None:
+        return _apply_results(d, results, blocked, now, cfg)
+    if not _should_trip(*counted, cfg):
+        return None
+    return _apply_results(d, 0, 0, now, cfg)  # already counted: lock only to trip
+
+
+def _apply_results(
+    d: str, results: int, blocked: int, now: dt.datetime, cfg: Config
+) -> DomainBreaker:
+    """The locked path (caller's transaction): window, probe and trip decisions."""
+    window = dt.timedelta(seconds=cfg.site_breaker_window_s)
     row = _row(d, now)
     if row.state == DomainBreaker.State.OPEN and not row.is_paused(now):
         # Cool-down over: these are the probe's results.
@@ -142,7 +142,7 @@ def _record_results(
         _reset_window(row, now)
     row.results += results
     row.blocked += blocked
-    rate = row.blocked / row.results
+    rate = row.blocked / row.results if row.results else 0.0
     if row.state == DomainBreaker.State.PROBING:
         if row.results >= cfg.site_breaker_probe_results:
             if rate >= cfg.site_breaker_block_rate:
@@ -175,58 +175,43 @@ def _record_results(
 
 
 def _count_fast(
-    domain: str, results: int, blocked: int, now: dt.datetime, since: dt.datetime
-) -> tuple[int, int] | None:
-    """Add to a closed breaker's counters inside its window; the new counts, or None
-    when the row is not in that state. On PostgreSQL one `UPDATE … RETURNING`."""
-    fast = DomainBreaker.objects.filter(
-        domain=domain, state=DomainBreaker.State.CLOSED, window_started_at__gte=since
-    )
-    if connection.vendor != "postgresql":
-        if not fast.update(
-            results=F("results") + results, blocked=F("blocked") + blocked, updated_at=now
-        ):
-            return None
-        return fast.values_list("results", "blocked").first()
-    table = connection.ops.quote_name(DomainBreaker._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET results = results + %s, blocked = blocked + %s, "
-            "updated_at = %s WHERE domain = %s AND state = %s AND window_started_at >= %s "
-            "RETURNING results, blocked",
-            [results, blocked, now, domain, DomainBreaker.State.CLOSED.value, since],
-        )
-        row = cursor.fetchone()
-    return (int(row[0]), int(row[1])) if row else None
-
-
-def _count_fast_many(
     counts: dict[str, tuple[int, int]], now: dt.datetime, since: dt.datetime
 ) -> dict[str, tuple[int, int]]:
-    """`_count_fast` of several domains in one statement (PostgreSQL): the closed rows
-    inside their window, locked in domain order, take their counts; returns their new
-    counts by domain (a domain missing from the answer needs the slow path)."""
+    """Add {domain: (results, blocked)} to the breakers that are closed and inside their
+    window; returns their new counts by domain (a domain missing from the answer needs
+    the locked path). On PostgreSQL one statement for all, rows locked in domain order."""
+    if not counts:
+        return {}
+    if connection.vendor != "postgresql":
+        out: dict[str, tuple[int, int]] = {}
+        for d, (results, blocked) in counts.items():
+            fast = DomainBreaker.objects.filter(
+                domain=d, state=DomainBreaker.State.CLOSED, window_started_at__gte=since
+            )
+            if fast.update(
+                results=F("results") + results, blocked=F("blocked") + blocked, updated_at=now
+            ):
+                row = fast.values_list("results", "blocked").first()
+                if row is not None:
+                    out[d] = row
+        return out
     table = connection.ops.quote_name(DomainBreaker._meta.db_table)
     domains = sorted(counts)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH v(domain, results, blocked) AS "
-            f"(SELECT * FROM unnest(%s::text[], %s::int[], %s::int[])), "
-            f"locked AS MATERIALIZED (SELECT b.id FROM {table} b JOIN v ON v.domain = b.domain "
-            f"WHERE b.state = %s AND b.window_started_at >= %s ORDER BY b.domain FOR UPDATE OF b) "
-            f"UPDATE {table} t SET results = t.results + v.results, "
-            f"blocked = t.blocked + v.blocked, updated_at = %s FROM locked, v "
-            f"WHERE t.id = locked.id AND v.domain = t.domain RETURNING t.domain, t.results, t.blocked",
-            [
-                domains,
-                [counts[d][0] for d in domains],
-                [counts[d][1] for d in domains],
-                DomainBreaker.State.CLOSED.value,
-                since,
-                now,
-            ],
-        )
-        return {str(d): (int(r), int(b)) for d, r, b in cursor.fetchall()}
+    rows = pgbatch.execute_unnest(
+        f"WITH locked AS MATERIALIZED (SELECT b.id FROM {table} b JOIN {{rows}} "
+        "ON v.domain = b.domain WHERE b.state = %(closed)s AND b.window_started_at >= %(since)s "
+        f"ORDER BY b.domain FOR UPDATE OF b) UPDATE {table} t "
+        "SET results = t.results + v.results, blocked = t.blocked + v.blocked, "
+        "updated_at = %(now)s FROM locked, {rows} WHERE t.id = locked.id AND v.domain = t.domain "
+        "RETURNING t.domain, t.results, t.blocked",
+        {
+            "domain": ("text", domains),
+            "results": ("int", [counts[d][0] for d in domains]),
+            "blocked": ("int", [counts[d][1] for d in domains]),
+        },
+        {"closed": DomainBreaker.State.CLOSED.value, "since": since, "now": now},
+    )
+    return {str(d): (int(r), int(b)) for d, r, b in rows}
 
 
 def session_failed(domain: str, now: dt.datetime, cfg: Config) -> DomainBreaker | None:
