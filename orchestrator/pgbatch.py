@@ -1,7 +1,8 @@
-"""Batched writes that cost the ORM more than the work: on PostgreSQL one statement
-over arrays (`unnest`), instead of a `CASE WHEN` per row or an `OR` per row that
-Django builds, compiles and binds row by row (and PostgreSQL parses). SQLite, and a
-batch of one row, take the ORM path, which says the same thing.
+"""Batched writes and row filters that cost the ORM more than the work: on PostgreSQL
+one statement (or one parameter) over arrays (`unnest`), instead of a `CASE WHEN` per
+row or an `OR` per row that Django builds, compiles and binds row by row (and
+PostgreSQL parses). SQLite, and a batch of one row, take the ORM path, which says the
+same thing.
 
 The arrays are typed with each field's own column type, so a value is converted as
 the ORM would convert it (`get_db_prep_save`); JSON goes as text cast to `jsonb`.

@@ -307,11 +307,7 @@ class WorkerManager(BaseManager):
                 job_remote_id="",
                 job_started_at=now,
             )
-            _assign(
-                [(item_id, pk, keys[pk]) for pk in seqs for item_id in chosen[pk]],
-                {pk: chosen[pk] for pk in seqs},
-                keys,
-            )
+            _assign({pk: chosen[pk] for pk in seqs}, keys)
 
     @staticmethod
     def _distribute(
@@ -977,35 +973,33 @@ class WorkerManager(BaseManager):
             BrowserSession.objects.filter(pk__in=[p.session.pk for p in group]).update(**updates)
 
 
-def _assign(
-    rows: list[tuple[int, int, str]], chosen: dict[int, list[int]], keys: dict[int, str]
-) -> None:
-    """Give each (item, session, job key) row its session and job key, if the item is
-    still pending: one statement over arrays on PostgreSQL (a CASE per session for the
-    ORM)."""
+def _assign(chosen: dict[int, list[int]], keys: dict[int, str]) -> None:
+    """Give the items `chosen` for each session that session and its job key, if still
+    pending: one statement over arrays on PostgreSQL (a CASE per session for the ORM)."""
     if pgbatch.on_postgresql():
+        rows = [(item_id, pk) for pk, ids in chosen.items() for item_id in ids]
         table = connection.ops.quote_name(MissionItem._meta.db_table)
         pgbatch.execute_unnest(
             f"UPDATE {table} AS t SET status = %(assigned)s, session_id = v.session_id, "
             "job_key = v.job_key, attempts = t.attempts + 1 FROM {rows} "
             "WHERE t.id = v.id AND t.status = %(pending)s",
             {
-                "id": ("bigint", [r[0] for r in rows]),
-                "session_id": ("bigint", [r[1] for r in rows]),
-                "job_key": ("text", [r[2] for r in rows]),
+                "id": ("bigint", [item_id for item_id, _ in rows]),
+                "session_id": ("bigint", [pk for _, pk in rows]),
+                "job_key": ("text", [keys[pk] for _, pk in rows]),
             },
             {"assigned": ItemStatus.ASSIGNED.value, "pending": ItemStatus.PENDING.value},
         )
         return
-    MissionItem.objects.filter(id__in=[r[0] for r in rows], status=ItemStatus.PENDING).update(
+    MissionItem.objects.filter(
+        id__in=[item_id for ids in chosen.values() for item_id in ids], status=ItemStatus.PENDING
+    ).update(
         status=ItemStatus.ASSIGNED,
         session_id=Case(
             *(When(id__in=ids, then=Value(pk)) for pk, ids in chosen.items()),
             output_field=IntegerField(),
         ),
-        job_key=Case(
-            *(When(id__in=chosen[pk], then=Value(key)) for pk, key in keys.items() if pk in chosen)
-        ),
+        job_key=Case(*(When(id__in=ids, then=Value(keys[pk])) for pk, ids in chosen.items())),
         attempts=F("attempts") + 1,
     )
 
