@@ -5,11 +5,17 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# `make run PORT=8010 HOST=0.0.0.0`; HOST only from the command line (some shells export
+# HOST as the machine's name).
+PORT ?= 8000
+HOST := $(if $(filter command line,$(origin HOST)),$(HOST),127.0.0.1)
+# The address the built-in worker and writer are registered at (loopback for 0.0.0.0).
+LOCAL_URL := http://$(if $(filter 0.0.0.0,$(HOST)),127.0.0.1,$(HOST)):$(PORT)
 
 .PHONY: help install run test lint format migrate demo-proxies chaos assets bench bench-quick clean
 
 help:
-	@echo "make run    - install, migrate and serve http://127.0.0.1:8000 (embedded SQLite)"
+	@echo "make run    - install, migrate and serve http://127.0.0.1:8000 (embedded SQLite; PORT=, HOST=)"
 	@echo "make test   - run the whole test suite (DATABASE_URL picks the database)"
 	@echo "make lint   - ruff, format check, mypy, makemigrations --check"
 
@@ -28,10 +34,10 @@ migrate: install
 run: install
 	@mkdir -p var
 	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --noinput
-	DEBUG=$${DEBUG:-1} $(PY) manage.py bootstrap
 	DEBUG=$${DEBUG:-1} $(PY) manage.py setup_schedules
-	@echo "Mission Control: http://127.0.0.1:8000/  (admin: /admin/, API docs: /api/docs/)"
-	DEBUG=$${DEBUG:-1} PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile.dev
+	@DEBUG=$${DEBUG:-1} $(PY) manage.py bootstrap --base-url $(LOCAL_URL) --banner
+	@DEBUG=$${DEBUG:-1} MC_HOST=$(HOST) MC_PORT=$(PORT) PATH="$(CURDIR)/$(BIN):$$PATH" \
+		$(PY) -m mission_control.devrun Procfile.dev
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)

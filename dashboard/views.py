@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -194,6 +195,13 @@ def missions_bulk(request: HttpRequest) -> HttpResponse:
 @role_required(OPERATOR)
 def mission_new(request: HttpRequest) -> HttpResponse:
     form = MissionForm(request.POST or None, request.FILES or None)
+    if settings.LOCALNODE_ENABLED:
+        # The built-in worker scrapes the bundled demo catalogue: suggest URLs that work.
+        demo = request.build_absolute_uri("/local/demo/p/")
+        form.fields["urls"].widget.attrs["placeholder"] = f"{demo}1/\n{demo}2/\n{demo}3/"
+        form.fields[
+            "urls"
+        ].help_text = f"Uma URL por linha. Catálogo de demonstração local: {demo}1/ até {demo}300/."
     if request.method == "POST" and form.is_valid():
         try:
             mission = actions.create_mission(

@@ -31,6 +31,23 @@ class RedactSecretsFilter(logging.Filter):
         return True
 
 
+_HEALTH_PATHS = ("/health", "/healthz", "/readyz", "/healthz/orchestrator")
+
+
+class QuietHealthChecksFilter(logging.Filter):
+    """Drops the development server's lines for health checks that succeeded: they come
+    every few seconds and say nothing happened. A failed one is still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(record, "status_code", None)
+        args = record.args if isinstance(record.args, tuple) else ()
+        if not isinstance(status, int) or status >= 400 or not args:
+            return True
+        parts = str(args[0]).split()
+        path = parts[1].split("?")[0].rstrip("/") if len(parts) > 1 else ""
+        return not path.endswith(_HEALTH_PATHS)
+
+
 # Attributes every LogRecord has; anything else came from `extra=` and is logged.
 _RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",

@@ -19,6 +19,8 @@ VAR_DIR = BASE_DIR / "var"
 env = environ.Env()
 # A run under pytest gets test defaults (no SSL redirect, a throwaway key).
 TESTING = "pytest" in sys.modules
+# Django's development server (`make run`): one short-lived thread per request.
+RUNSERVER = sys.argv[1:2] == ["runserver"]
 
 
 def _secret(name: str, default: str = "") -> str:
@@ -63,7 +65,10 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         **_db.get("OPTIONS", {}),
     }
 else:
-    _db.setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
+    # Persistent connections pay off only where threads are reused (gunicorn workers,
+    # orchestrator managers). runserver starts a thread per request, and each would keep
+    # its own connection open: there they are closed after every request.
+    _db.setdefault("CONN_MAX_AGE", 0 if RUNSERVER else env.int("DB_CONN_MAX_AGE", default=60))
     _db["CONN_HEALTH_CHECKS"] = True
     _db.setdefault("OPTIONS", {})
     _db["OPTIONS"].setdefault(
@@ -72,6 +77,9 @@ else:
     _db.setdefault("TEST", {})
 
 IS_POSTGRES = _db["ENGINE"].startswith("django.db.backends.postgresql")
+# The covering index's INCLUDE columns are a PostgreSQL feature; SQLite builds the index
+# without them, which is fine for the embedded database: don't warn at every migrate.
+SILENCED_SYSTEM_CHECKS = [] if IS_POSTGRES else ["models.W040"]
 
 ETL_API_ENDPOINT = env.str("ETL_API_ENDPOINT", default="")
 ETL_API_KEY = _secret("ETL_API_KEY")
@@ -308,7 +316,10 @@ else:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "mission_control.logging.RedactSecretsFilter"}},
+    "filters": {
+        "redact": {"()": "mission_control.logging.RedactSecretsFilter"},
+        "quiet_health": {"()": "mission_control.logging.QuietHealthChecksFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "mission_control.logging.JsonFormatter"},
@@ -322,6 +333,11 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's own console handler would print each django.* record a second time
+        # (the root handler prints it too): one handler, the root's.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        # runserver's request lines, without the successful health checks.
+        "django.server": {"filters": ["quiet_health"], "propagate": True},
         "django.db.backends": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},

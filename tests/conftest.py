@@ -22,6 +22,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings_parallel_suffix: None, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """SQLite tests use a file database in this worker's temporary folder, not the
+    in-memory one: threads (live_server, the localnode runner) then each get their own
+    connection and lock rows' pages for a moment (WAL + busy_timeout) instead of whole
+    tables, so the localnode worker-contract tests run on SQLite too."""
+    from django.conf import settings
+
+    for alias, db in settings.DATABASES.items():
+        test = db.setdefault("TEST", {})
+        if db["ENGINE"] == "django.db.backends.sqlite3" and not test.get("NAME"):
+            test["NAME"] = str(tmp_path_factory.mktemp("db") / f"test_{alias}.sqlite3")
+
+
 @pytest.fixture
 def make_api_client(db: None) -> Callable[[str | None], APIClient]:
     def make(role: str | None, *, superuser: bool = False) -> APIClient:

@@ -265,8 +265,8 @@ class BaseClient:
     """A JSON-over-HTTP client of one service at `base_url`.
 
     Tests pass `transport=` (an `httpx.MockTransport`) or `http=`; otherwise the
-    process-wide pooled client is used. `sleep` is the backoff sleeper (tests may
-    pass a recorder).
+    process-wide pooled client is used. `sleep` is the backoff sleeper and `clock` the
+    monotonic clock the deadline is measured on (tests may pass fakes).
     """
 
     service_name = "service"
@@ -280,6 +280,7 @@ class BaseClient:
         http: httpx.Client | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base_url = base_url
         self.api_key = api_key or ""
@@ -293,6 +294,7 @@ class BaseClient:
         else:
             self._http = shared_http_client()
         self._sleep = sleep
+        self._clock = clock
         # Of the last successful call: for `breaker.record_success(latency_ms=...)`.
         self.last_latency_ms: int | None = None
 
@@ -368,7 +370,7 @@ class BaseClient:
         clean_params = {k: v for k, v in (params or {}).items() if v is not None}
 
         total = self.settings.deadline if deadline is None else deadline
-        state = _Attempt(time.monotonic() + total)
+        state = _Attempt(self._clock() + total)
 
         def attempt() -> ApiResponse:
             state.count += 1
@@ -398,7 +400,7 @@ class BaseClient:
                 and exc.retry_after > self.settings.backoff_cap
             ):
                 return True
-            return time.monotonic() + (rs.upcoming_sleep or 0.0) >= state.deadline_at
+            return self._clock() + (rs.upcoming_sleep or 0.0) >= state.deadline_at
 
         def before_sleep(rs: tenacity.RetryCallState) -> None:
             exc = rs.outcome.exception() if rs.outcome else None
@@ -457,7 +459,7 @@ class BaseClient:
         state: _Attempt,
         scrub: Callable[[str], str],
     ) -> ApiResponse:
-        started = time.monotonic()
+        started = self._clock()
         remaining = state.deadline_at - started
         if remaining <= 0:
             raise ServiceError("deadline_exceeded", "no time left for the call", transient=True)
@@ -478,7 +480,7 @@ class BaseClient:
                 "connect_error", scrub(f"{type(exc).__name__}: {exc}"), transient=True
             ) from None
         except httpx.TimeoutException as exc:
-            code = "deadline_exceeded" if time.monotonic() >= state.deadline_at else "timeout"
+            code = "deadline_exceeded" if self._clock() >= state.deadline_at else "timeout"
             raise ServiceError(
                 code, scrub(f"{type(exc).__name__}: {exc}"), transient=True
             ) from None
@@ -489,7 +491,7 @@ class BaseClient:
             raise ServiceError(
                 "network_error", scrub(f"{type(exc).__name__}: {exc}"), transient=True
             ) from None
-        latency_ms = int((time.monotonic() - started) * 1000)
+        latency_ms = int((self._clock() - started) * 1000)
         if resp.status_code >= 300:
             raise _error_from_response(resp.status_code, resp.headers, body, scrub)
         return ApiResponse(
@@ -515,7 +517,7 @@ class BaseClient:
                 if size > cap:
                     raise _too_large(resp.status_code, cap)
                 chunks.append(chunk)
-                if time.monotonic() >= state.deadline_at:
+                if self._clock() >= state.deadline_at:
                     raise ServiceError(
                         "deadline_exceeded",
                         "the response did not arrive within the deadline",

@@ -117,7 +117,9 @@ def open_page(
                 ]
             )
         page = context.new_page()
-        page.set_default_timeout(15_000)
+        # Waits (load states, locators) end as soon as their condition holds; the limit
+        # only turns a hang into a failure, so it is generous for a loaded 2-core box.
+        page.set_default_timeout(60_000)
         return _watch(page)
 
     yield make

@@ -166,6 +166,16 @@ def _pages(data: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+# Stops the page's live polls and waits until no htmx request, swap or settle is under
+# way: axe and the screenshots then read one settled DOM, not a partial mid-swap.
+FREEZE_LIVE_UPDATES = """() => new Promise(resolve => {
+  document.body.addEventListener('htmx:beforeRequest', e => e.preventDefault());
+  const busy = '.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added';
+  const check = () => document.querySelector(busy) ? setTimeout(check, 50) : resolve();
+  check();
+})"""
+
+
 def _set_theme(page: Any, theme: str) -> None:
     page.evaluate("t => document.documentElement.classList.toggle('dark', t === 'dark')", theme)
     # Let the switch paint (blurred layers repaint a frame late) before axe or a screenshot.
@@ -201,6 +211,7 @@ def test_every_page_is_clean_accessible_and_captured(
         if name != "login":
             page.goto(live_server.url + url)
         page.wait_for_load_state("networkidle")
+        page.evaluate(FREEZE_LIVE_UPDATES)
         for theme in ("dark", "light"):
             _set_theme(page, theme)
             for v in axe(page):

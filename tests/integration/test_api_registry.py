@@ -17,7 +17,7 @@ from tests import factories
 
 pytestmark = pytest.mark.django_db
 
-EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 KEY_CANARY = "canary-key-7f3a9c"
 PASS_CANARY = "canary-pass-b81e2d"
 

@@ -52,3 +52,17 @@ def test_demo_missions_point_at_the_local_demo_catalogue(settings: SettingsWrapp
 
     url = MissionItem.objects.order_by("id").values_list("url", flat=True).first()
     assert url == "http://127.0.0.1:8000/local/demo/p/1/"
+
+
+def test_the_banner_says_where_to_go_at_the_chosen_address(
+    capsys: pytest.CaptureFixture[str], settings: SettingsWrapper
+) -> None:
+    settings.LOCALNODE_ENABLED = True
+    call_command("bootstrap", base_url="http://127.0.0.1:8010", banner=True, no_demo=True)
+    out = capsys.readouterr().out
+
+    assert "Dashboard      http://127.0.0.1:8010/" in out
+    assert "login: admin" in out
+    assert "http://127.0.0.1:8010/local/demo/p/1/" in out
+    assert "http://127.0.0.1:8010/api/auth/token/" in out
+    assert Worker.objects.get(name="local").base_url.startswith("http://127.0.0.1:8010/")

@@ -4,6 +4,7 @@ the mission detail with its actions."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -125,6 +126,16 @@ def test_bulk_without_selection_says_so(login: Callable[..., Client]) -> None:
 
 
 # --- new ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_form_suggests_the_demo_catalogue_when_the_local_node_serves_it(
+    login: Callable[..., Client], settings: Any, enabled: bool
+) -> None:
+    settings.LOCALNODE_ENABLED = enabled
+    html = login("operator").get("/missoes/nova/").content.decode()
+    assert ("http://testserver/local/demo/p/1/" in html) is enabled
+    assert ("exemplo.com.br" in html) is not enabled
 
 
 def test_operator_creates_a_mission_from_pasted_urls(login: Callable[..., Client]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from django.test import Client
@@ -62,9 +61,7 @@ def test_a_held_page_answers_once_released() -> None:
     thread = threading.Thread(
         target=lambda: answered.append(Client().get("/local/demo/hold/t-held-1/?s=20").status_code)
     )
-    started = time.monotonic()
     thread.start()
     demo.release("t-held")
-    thread.join(10)
+    thread.join(15)  # a page that waited its 20 s would not have answered yet
     assert answered == [200]
-    assert time.monotonic() - started < 5

@@ -17,7 +17,7 @@ from tests.fakes.worker import FakeWorker
 
 pytestmark = pytest.mark.django_db
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 
 
 def test_connection_tests_of_many_rows_run_as_a_task(fake_worker: FakeWorker) -> None:

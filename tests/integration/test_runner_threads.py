@@ -109,7 +109,8 @@ def test_run_ticks_every_manager_on_its_own_thread_and_records_the_stop(
 
     orch.run(max_seconds=1.0)
 
-    assert time.monotonic() - started < 5
+    # It returns (max_seconds=1); the generous bound only turns a hang into a failure.
+    assert time.monotonic() - started < 60
     for kind in KINDS:
         assert recorder.threads(kind) == {f"manager-{kind}"}
         assert recorder.count(kind) == 1

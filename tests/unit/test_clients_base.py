@@ -378,22 +378,43 @@ def test_parse_retry_after_reads_seconds_and_dates() -> None:
 # -- the total deadline ---------------------------------------------------------------
 
 
+class FakeClock:
+    """A monotonic clock that moves only when told: deadlines without wall-clock bounds."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_retries_never_run_past_the_deadline() -> None:
+    clock = FakeClock()
+
     def slow_503(request: httpx.Request) -> httpx.Response:
-        time.sleep(0.15)  # a slow failing service (MockTransport cannot time out)
+        clock.advance(0.15)  # a slow failing service
         return httpx.Response(503)
 
     rec = Recorder(slow_503)
     settings = ClientSettings(deadline=0.4, max_attempts=10, backoff_base=0.01, backoff_cap=1)
-    client = BaseClient("http://svc.test", "", settings, transport=httpx.MockTransport(rec))
-    started = time.monotonic()
+    client = BaseClient(
+        "http://svc.test",
+        "",
+        settings,
+        transport=httpx.MockTransport(rec),
+        sleep=clock.advance,
+        clock=clock,
+    )
+    started = clock()
     with pytest.raises(ServiceError) as info:
         client._request("GET", "/x", idempotent=True)
-    elapsed = time.monotonic() - started
     assert info.value.transient
     assert 2 <= rec.calls <= 3
     # At most one attempt started before the deadline may finish after it.
-    assert elapsed < 0.4 + 0.15 + 0.1
+    assert clock() - started < 0.4 + 0.15 + 0.01 * 2**rec.calls
 
 
 def test_a_backoff_that_would_cross_the_deadline_is_not_slept() -> None:
@@ -408,28 +429,40 @@ def test_a_backoff_that_would_cross_the_deadline_is_not_slept() -> None:
 class SlowDrip(httpx.SyncByteStream):
     """A body that arrives one byte at a time: no single read ever times out."""
 
-    def __init__(self, delay: float, chunks: int) -> None:
+    def __init__(self, clock: FakeClock, delay: float, chunks: int) -> None:
+        self.clock = clock
         self.delay = delay
         self.chunks = chunks
+        self.sent = 0
 
     def __iter__(self) -> Iterator[bytes]:
         yield b'{"data": "'
         for _ in range(self.chunks):
-            time.sleep(self.delay)
+            self.clock.advance(self.delay)
+            self.sent += 1
             yield b"x"
         yield b'"}'
 
 
 def test_a_slow_drip_cannot_hang_a_call() -> None:
-    rec = Recorder(lambda r: httpx.Response(200, stream=SlowDrip(0.02, 1000)))
+    clock = FakeClock()
+    drip = SlowDrip(clock, 0.02, 1000)
+    rec = Recorder(lambda r: httpx.Response(200, stream=drip))
     settings = ClientSettings(deadline=0.3, max_attempts=3, backoff_base=0.001)
-    client = BaseClient("http://svc.test", "", settings, transport=httpx.MockTransport(rec))
-    started = time.monotonic()
+    client = BaseClient(
+        "http://svc.test",
+        "",
+        settings,
+        transport=httpx.MockTransport(rec),
+        sleep=clock.advance,
+        clock=clock,
+    )
     with pytest.raises(ServiceError) as info:
         client._request("GET", "/x", idempotent=True)
     assert info.value.code == "deadline_exceeded"
     assert info.value.transient
-    assert time.monotonic() - started < 0.6
+    # Cut at the first chunk past the deadline, not after the 1000 the body holds.
+    assert drip.sent <= 0.3 / 0.02 + 1
     assert rec.calls == 1
 
 
@@ -595,12 +628,16 @@ def test_a_real_server_that_never_answers_is_cut_at_the_deadline() -> None:
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     settings = ClientSettings(connect_timeout=1, read_timeout=30, deadline=0.4, max_attempts=5)
+    read_timeouts: list[float] = []
+
+    def record_timeout(request: httpx.Request) -> None:
+        read_timeouts.append(request.extensions["timeout"]["read"])
+
+    http = httpx.Client(event_hooks={"request": [record_timeout]})
     try:
-        with BaseClient(f"http://127.0.0.1:{port}", API_KEY, settings, http=httpx.Client()) as c:
-            started = time.monotonic()
-            with pytest.raises(ServiceError) as info:
-                c._request("GET", "/health", idempotent=True)
-            elapsed = time.monotonic() - started
+        c = BaseClient(f"http://127.0.0.1:{port}", API_KEY, settings, http=http)
+        with c, pytest.raises(ServiceError) as info:
+            c._request("GET", "/health", idempotent=True)
     finally:
         stop.set()
         thread.join()
@@ -610,7 +647,9 @@ def test_a_real_server_that_never_answers_is_cut_at_the_deadline() -> None:
     assert info.value.code == "deadline_exceeded"
     assert info.value.transient
     assert info.value.attempts == 1
-    assert elapsed < 0.4 + 0.3
+    # The socket waited for what was left of the 0.4 s deadline, not the 30 s read timeout.
+    assert len(read_timeouts) == 1
+    assert 0 < read_timeouts[0] <= 0.4
 
 
 def test_a_call_may_override_the_deadline() -> None:

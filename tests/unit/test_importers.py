@@ -14,7 +14,7 @@ from registry import importers
 from registry.importers import ProxyRow
 from registry.models import Proxy, SiteConfig
 
-EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 
 
 def only_row(entry: dict[str, Any]) -> ProxyRow:

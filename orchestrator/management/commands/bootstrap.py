@@ -25,13 +25,40 @@ class Command(BaseCommand):
         parser.add_argument("--username", default="admin")
         parser.add_argument("--base-url", default="http://127.0.0.1:8000")
         parser.add_argument("--no-demo", action="store_true", help="Queue no demo missions.")
+        parser.add_argument(
+            "--banner", action="store_true", help="End with where to go: URLs, login, API token."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        base = options["base_url"].rstrip("/")
         self._admin(options["username"])
         if settings.LOCALNODE_ENABLED:
-            self._localnode(options["base_url"].rstrip("/"))
+            self._localnode(base)
             if not options["no_demo"]:
-                self._demo(options["base_url"].rstrip("/"))
+                self._demo(base)
+        if options["banner"]:
+            self._banner(base, options["username"])
+
+    def _banner(self, base: str, username: str) -> None:
+        lines = [
+            "",
+            self.style.SUCCESS(f"Mission Control: {base}/"),
+            f"  Dashboard      {base}/   (login: {username}; password printed on the first run)",
+        ]
+        if settings.LOCALNODE_ENABLED:
+            lines.append(
+                f"  Demo catalogue {base}/local/demo/   (products {base}/local/demo/p/1/ to /p/300/;"
+                " paste them into Nova missão)"
+            )
+        lines += [
+            f"  Admin          {base}/admin/",
+            f"  API            {base}/api/   docs {base}/api/docs/",
+            f"  API token      curl -d username={username} -d password=... {base}/api/auth/token/",
+            "                 then send the header 'Authorization: Token <token>'",
+            "  Ctrl-C stops everything.",
+            "",
+        ]
+        self.stdout.write("\n".join(lines))
 
     def _admin(self, username: str) -> None:
         User = get_user_model()
