@@ -29,9 +29,7 @@ KNOWN_UPWARD = {
     "mission_control.metrics -> orchestrator.models",
     "mission_control.metrics -> orchestrator.states",
     "mission_control.metrics -> registry.models",
-    "orchestrator.clients.breaker -> orchestrator.events",
     "orchestrator.management.commands.bootstrap -> localnode.demo",
-    "registry.serializers -> orchestrator.quality",
 }
 COMPOSITION_ROOT = {
     "mission_control.settings",
