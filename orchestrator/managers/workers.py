@@ -402,6 +402,7 @@ class WorkerManager(BaseManager):
                     session.job_key,
                     [(str(i), u) for i, u in job_items],
                     timeout_s=sites[session.mission.domain].job_timeout_s,
+                    selectors=sites[session.mission.domain].selectors or None,
                 )
                 for session, job_items in calls
             ]
