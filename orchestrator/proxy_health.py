@@ -244,7 +244,7 @@ def lift(row: ProxyDomainHealth) -> None:
 
 
 def lease_free() -> Q:
-    # Same as allocation.lease_free (allocation imports this module).
+    # Same as leases.lease_free (allocation imports this module).
     return Q(locked_until__isnull=True) | Q(locked_until__lt=Now())
 
 

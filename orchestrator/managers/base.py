@@ -20,6 +20,11 @@ from orchestrator.clients import breaker
 from orchestrator.clients.base import ServiceError
 from orchestrator.clients.worker import WorkerClient
 from orchestrator.clients.writer import WriterClient
+from orchestrator.leases import (  # noqa: F401  (re-exported for the managers)
+    leases_q,
+    release_many,
+    update_in_id_order,
+)
 from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionItem
 from orchestrator.states import ErrorCode, ItemStatus, MissionStatus, RetryPolicy, SessionStatus
 from registry import config
@@ -417,36 +422,3 @@ def writers_for(missions: list[Mission]) -> dict[int, Writer | None]:
     by_id = {w.pk: w for w in rows}
     default = next((w for w in rows if w.is_default), None)
     return {m.pk: by_id.get(m.writer_id) if m.writer_id else default for m in missions}
-
-
-def leases_q(
-    leases: list[allocation.Lease], model: type[BrowserSession] | type[Mission] = BrowserSession
-) -> Any:
-    """Rows of `leases`, each only with the token it was claimed with (a filter)."""
-    return pgbatch.rows_in(model, ["pk", "lease_token"], [(x.id, x.token) for x in leases])
-
-
-def update_in_id_order(queryset: Any, **updates: Any) -> int:
-    """`queryset.update(**updates)` for several rows, locking them in id order first (in
-    a transaction), as every batch that writes several sessions or missions does: two
-    batches then never wait on each other in a cycle."""
-    with transaction.atomic():
-        ids = list(
-            queryset.order_by("id").select_for_update(of=("self",)).values_list("id", flat=True)
-        )
-        if not ids:
-            return 0
-        return int(queryset.filter(pk__in=ids).update(**updates))
-
-
-def release_many(
-    model: type[BrowserSession] | type[Mission], leases: list[allocation.Lease], owner: str
-) -> int:
-    """`allocation.release` of many leases in one statement (no other updates)."""
-    if not leases:
-        return 0
-    return update_in_id_order(
-        model._default_manager.filter(leases_q(leases, model), locked_by=owner),
-        locked_by="",
-        locked_until=None,
-    )

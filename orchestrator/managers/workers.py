@@ -26,7 +26,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Greatest, RowNumber
 
-from orchestrator import allocation, events, pgbatch, proxy_health, quality
+from orchestrator import events, leases, pgbatch, proxy_health, quality
 from orchestrator.clients import breaker
 from orchestrator.clients.base import ServiceError
 from orchestrator.clients.pool import call_all
@@ -76,7 +76,7 @@ class _Drain:
     """One claimed job whose results are being paged this tick."""
 
     session: BrowserSession
-    lease: allocation.Lease
+    lease: leases.Lease
     writer: Writer
     worker_client: WorkerClient
     writer_client: WriterClient
@@ -181,7 +181,7 @@ class WorkerManager(BaseManager):
         """Hand ready sessions their next job. Every step is batched over the claimed
         sessions (a few statements per tick, not per session); only the worker calls go
         one by one, each with its idempotency key (`job_key`) and no lock held."""
-        leases = allocation.claim(
+        claimed = leases.claim(
             BrowserSession,
             Q(
                 status=SessionStatus.READY,
@@ -194,9 +194,9 @@ class WorkerManager(BaseManager):
             lease_s=cfg.lease_s,
             limit=cfg.claim_batch_size * 5,
         )
-        if not leases:
+        if not claimed:
             return 0
-        tokens = {lease.id: lease for lease in leases}
+        tokens = {lease.id: lease for lease in claimed}
         sessions = list(
             BrowserSession.objects.filter(id__in=tokens)
             .select_related("worker", "mission")
@@ -214,7 +214,7 @@ class WorkerManager(BaseManager):
             ).values_list("id", "lease_token", "locked_by", "job_key", "job_status")
         }
         starting: list[BrowserSession] = []
-        idle: list[allocation.Lease] = []
+        idle: list[leases.Lease] = []
         for session in sessions:
             lease = tokens[session.pk]
             token, locked_by, job_key, job_status = current.get(session.pk, (None, "", "", ""))
@@ -232,7 +232,7 @@ class WorkerManager(BaseManager):
         self,
         sessions: list[BrowserSession],
         sites: dict[str, SiteConfig],
-        tokens: dict[int, allocation.Lease],
+        tokens: dict[int, leases.Lease],
         now: dt.datetime,
     ) -> None:
         """Choose each fresh session's items with the distributor and give it a job key:
@@ -256,7 +256,7 @@ class WorkerManager(BaseManager):
             if n <= wants[mission_id]:
                 pending[mission_id].append((item_id, url, failed))
         chosen: dict[int, list[int]] = {}
-        drained: list[allocation.Lease] = []
+        drained: list[leases.Lease] = []
         for mission_id, group in by_mission.items():
             items = sorted(pending.get(mission_id, []))
             if not items:
@@ -361,7 +361,7 @@ class WorkerManager(BaseManager):
     def _start_jobs(
         self,
         sessions: list[BrowserSession],
-        tokens: dict[int, allocation.Lease],
+        tokens: dict[int, leases.Lease],
         sites: dict[str, SiteConfig],
         now: dt.datetime,
         cfg: Config,
@@ -385,12 +385,12 @@ class WorkerManager(BaseManager):
             lease = tokens[session.pk]
             job_items = items.get((session.pk, session.job_key))
             if not job_items:
-                allocation.release(
+                leases.release(
                     BrowserSession, lease, self.owner, job_key="", job_status="", job_remote_id=""
                 )
                 continue
             if not breaker.allow_call(session.worker, now):
-                allocation.release(BrowserSession, lease, self.owner)
+                leases.release(BrowserSession, lease, self.owner)
                 continue
             calls.append((session, job_items))
         # The POSTs of the batch at once (no database in them), then their outcomes here.
@@ -478,7 +478,7 @@ class WorkerManager(BaseManager):
         self,
         mission: Mission,
         session: BrowserSession,
-        lease: allocation.Lease,
+        lease: leases.Lease,
         exc: ServiceError,
         now: dt.datetime,
         cfg: Config,
@@ -486,7 +486,7 @@ class WorkerManager(BaseManager):
         if exc.infrastructure:
             # Same job_key next time: the worker's idempotency makes the retry safe.
             self.service_failed(session.worker, exc, now, cfg)
-            allocation.release(BrowserSession, lease, self.owner)
+            leases.release(BrowserSession, lease, self.owner)
             return 0
         if exc.code in ("session_not_found", "session_not_ready", "session_busy"):
             end_session(
@@ -514,7 +514,7 @@ class WorkerManager(BaseManager):
         return 0
 
     def _give_back_job(
-        self, session: BrowserSession, lease: allocation.Lease, now: dt.datetime
+        self, session: BrowserSession, lease: leases.Lease, now: dt.datetime
     ) -> None:
         with transaction.atomic():
             MissionItem.objects.filter(
@@ -522,23 +522,23 @@ class WorkerManager(BaseManager):
             ).update(
                 status=ItemStatus.PENDING, session=None, job_key="", attempts=F("attempts") - 1
             )
-            allocation.release(
+            leases.release(
                 BrowserSession, lease, self.owner, job_key="", job_status="", job_remote_id=""
             )
 
     # ------------------------------------------------------------------ results
 
     def collect_results(self, now: dt.datetime, cfg: Config) -> int:
-        leases = allocation.claim(
+        claimed = leases.claim(
             BrowserSession,
             Q(job_status=JOB_RUNNING, status__in=[SessionStatus.READY, SessionStatus.BUSY]),
             owner=self.owner,
             lease_s=cfg.lease_s,
             limit=cfg.claim_batch_size * 5,
         )
-        if not leases:
+        if not claimed:
             return 0
-        tokens = {lease.id: lease for lease in leases}
+        tokens = {lease.id: lease for lease in claimed}
         sessions = list(
             BrowserSession.objects.filter(id__in=tokens)
             .select_related("worker", "mission", "proxy")
@@ -549,12 +549,12 @@ class WorkerManager(BaseManager):
             return self._drain_jobs(sessions, tokens, writers, now, cfg)
         finally:
             # One statement for the whole batch (a finished job already dropped its lease).
-            release_many(BrowserSession, leases, self.owner)
+            release_many(BrowserSession, claimed, self.owner)
 
     def _drain_jobs(
         self,
         sessions: list[BrowserSession],
-        tokens: dict[int, allocation.Lease],
+        tokens: dict[int, leases.Lease],
         writers: dict[int, Writer | None],
         now: dt.datetime,
         cfg: Config,
