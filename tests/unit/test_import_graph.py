@@ -17,9 +17,6 @@ ROOT = Path(__file__).resolve().parents[2]
 APPS = ("mission_control", "audit", "registry", "orchestrator", "dashboard", "localnode")
 LAYER = {"mission_control": 0, "audit": 1, "registry": 2, "orchestrator": 3, "dashboard": 4}
 ALLOWED = {"localnode": {"localnode", "mission_control"}}
-# Known violations being removed (issue #14); this list only shrinks.
-KNOWN_CYCLES: list[list[str]] = [["orchestrator.allocation", "orchestrator.managers.base"]]
-KNOWN_UPWARD: set[str] = set()
 COMPOSITION_ROOT = {
     "mission_control.settings",
     "mission_control.urls",
@@ -132,13 +129,13 @@ def _upward(source: str, target: str) -> bool:
 
 
 def test_no_import_cycle() -> None:
-    assert _cycles(import_graph()) == KNOWN_CYCLES
+    assert _cycles(import_graph()) == []
 
 
 def test_no_import_runs_up_the_layers() -> None:
     graph = import_graph()
     upward = sorted(f"{s} -> {t}" for s, targets in graph.items() for t in targets if _upward(s, t))
-    assert set(upward) == KNOWN_UPWARD
+    assert upward == []
 
 
 def test_the_walker_sees_deferred_imports_and_cycles() -> None:
