@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -209,9 +209,7 @@ def update_in_id_order(queryset: Any, **updates: Any) -> int:
     a transaction), as every batch that writes several sessions or missions does: two
     batches then never wait on each other in a cycle."""
     with transaction.atomic():
-        ids = list(
-            queryset.order_by("id").select_for_update(of=("self",)).values_list("id", flat=True)
-        )
+        ids = hold(queryset)
         if not ids:
             return 0
         return int(queryset.filter(pk__in=ids).update(**updates))
@@ -227,4 +225,28 @@ def release_many(
         model._default_manager.filter(leases_q(leases, model), locked_by=owner),
         locked_by="",
         locked_until=None,
+    )
+
+
+_engine_log = logging.getLogger("orchestrator")
+
+
+def hold(
+    queryset: Any, expected: Iterable[tuple[int, str, int | None]] = (), action: str = ""
+) -> set[int]:
+    """Lock the rows of `queryset` in id order (in the caller's transaction) and return
+    their ids: the caller's filter names what must still hold (lease token, owner,
+    status), so the ids are the compare-and-set winners. Each row of `expected`
+    (id, label, mission id) that lost is logged as STALE_LEASE: `action` not recorded."""
+    held = set(queryset.order_by("id").select_for_update(of=("self",)).values_list("id", flat=True))
+    for pk, label, mission_id in expected:
+        if pk not in held:
+            stale(label, action, mission_id)
+    return held
+
+
+def stale(label: str, action: str, mission_id: int | None = None) -> None:
+    """Log a write refused because another process owns the row now."""
+    _engine_log.warning(
+        "STALE_LEASE %s: %s not recorded", label, action, extra={"mission_id": mission_id}
     )

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import F, Q
 
 from orchestrator import events, pgbatch, states
-from orchestrator.leases import update_in_id_order
+from orchestrator.leases import hold, update_in_id_order
 from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionItem
 from orchestrator.slots import release_slot
 from orchestrator.states import ErrorCode, ItemStatus, MissionStatus, RetryPolicy, SessionStatus
@@ -226,12 +226,7 @@ def transition_many(
         )
         # Row locks in id order (no deadlock between batches); the WHERE is re-checked
         # on the locked row, so the ids returned are exactly the compare-and-set winners.
-        locked = set(
-            Mission.objects.filter(cond)
-            .order_by("id")
-            .select_for_update(of=("self",))
-            .values_list("id", flat=True)
-        )
+        locked = hold(Mission.objects.filter(cond))
         if not locked:
             return []
         groups: dict[str, tuple[dict[str, Any], list[Move]]] = {}
@@ -290,12 +285,7 @@ def lock_live_sessions(mission_ids: list[int]) -> None:
     a chaos run."""
     if not mission_ids:
         return
-    list(
-        BrowserSession.objects.filter(mission_id__in=mission_ids, status__in=states.SESSION_LIVE)
-        .order_by("id")
-        .select_for_update(of=("self",))
-        .values_list("id", flat=True)
-    )
+    hold(BrowserSession.objects.filter(mission_id__in=mission_ids, status__in=states.SESSION_LIVE))
 
 
 def _mark_closing(missions: Q, now: dt.datetime) -> int:

@@ -215,11 +215,7 @@ class MissionManager(BaseManager):
         for move in moves:
             mission = move.mission
             if mission.pk not in finalized:
-                logger.warning(
-                    "STALE_LEASE mission %s: finalization not recorded",
-                    mission.pk,
-                    extra={"mission_id": mission.pk},
-                )
+                leases.stale(f"mission {mission.pk}", "finalization", mission.pk)
                 continue
             etl.finalize_run(mission)
             logger.info(

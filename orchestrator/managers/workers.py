@@ -41,7 +41,6 @@ from orchestrator.managers.base import (
     end_session,
     fail_attempt,
     leases_q,
-    logger,
     release_many,
     site_configs,
     transition_many,
@@ -284,17 +283,13 @@ class WorkerManager(BaseManager):
             return
         with transaction.atomic():
             # Lock the sessions still ours and jobless; their job_seq names the new job.
-            seqs = dict(
-                BrowserSession.objects.filter(
-                    leases_q([tokens[pk] for pk in chosen]),
-                    locked_by=self.owner,
-                    status=SessionStatus.READY,
-                    job_key="",
-                )
-                .order_by("id")
-                .select_for_update(of=("self",))
-                .values_list("id", "job_seq")
+            held = BrowserSession.objects.filter(
+                leases_q([tokens[pk] for pk in chosen]),
+                locked_by=self.owner,
+                status=SessionStatus.READY,
+                job_key="",
             )
+            seqs = dict(held.filter(pk__in=leases.hold(held)).values_list("id", "job_seq"))
             if not seqs:
                 return
             keys = {s.pk: f"{s.session_key}-j{seqs[s.pk] + 1}" for s in sessions if s.pk in seqs}
@@ -426,22 +421,18 @@ class WorkerManager(BaseManager):
                 ["pk", "lease_token", "job_key"],
                 [(s.pk, tokens[s.pk].token, s.job_key) for s, _, _ in started],
             )
-            won = set(
+            won = leases.hold(
                 BrowserSession.objects.filter(
                     fence, locked_by=self.owner, status=SessionStatus.READY
                 )
-                .order_by("id")
-                .select_for_update(of=("self",))
-                .values_list("id", flat=True)
             )
             recorded = [entry for entry in started if entry[0].pk in won]
             for session, _, _ in started:
                 if session.pk not in won:
-                    logger.warning(
-                        "STALE_LEASE session %s: job %s not recorded",
-                        session.session_key,
-                        session.job_key,
-                        extra={"mission_id": session.mission_id},
+                    leases.stale(
+                        f"session {session.session_key}",
+                        f"job {session.job_key}",
+                        session.mission_id,
                     )
             if not recorded:
                 return 0
@@ -747,20 +738,17 @@ class WorkerManager(BaseManager):
                 ["pk", "lease_token", "job_key"],
                 [(d.lease.id, d.lease.token, d.session.job_key) for d, _ in pages],
             )
-            live = set(
-                BrowserSession.objects.filter(cond, locked_by=self.owner)
-                .order_by("id")
-                .select_for_update(of=("self",))
-                .values_list("id", flat=True)
+            live = leases.hold(
+                BrowserSession.objects.filter(cond, locked_by=self.owner),
+                [
+                    (d.session.pk, f"session {d.session.session_key}", d.session.mission_id)
+                    for d, _ in pages
+                ],
+                "page",
             )
             saved: list[_Saved] = []
             for drain, page in pages:
                 if drain.session.pk not in live:
-                    logger.warning(
-                        "STALE_LEASE session %s: page not recorded",
-                        drain.session.session_key,
-                        extra={"mission_id": drain.session.mission_id},
-                    )
                     continue
                 by_id: dict[int, Result] = {}
                 for r in page.results:
