@@ -26,7 +26,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.functions import Greatest, Now
 
-from orchestrator import events, pgbatch, site_breaker
+from orchestrator import events, pgbatch, site_breaker, states
 from orchestrator.models import BrowserSession, MissionEvent, ProxyDomainHealth
 from orchestrator.states import SessionStatus
 from registry.config import Config
@@ -34,8 +34,8 @@ from registry.models import normalize_domain
 
 logger = logging.getLogger(__name__)
 
-# Worker result codes that blame the proxy for this site.
-FAILURE_CODES = frozenset({"blocked", "proxy_error", "timeout"})
+# Worker result codes that blame the proxy for this site (one list: `states`).
+FAILURE_CODES = states.PROXY_FAULT_WORKER_CODES
 SUCCESS_WEIGHT = 0.5
 
 # Crawlee's SessionPool defaults.

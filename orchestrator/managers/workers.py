@@ -49,6 +49,7 @@ from orchestrator.managers.base import (
 )
 from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionItem
 from orchestrator.states import (
+    PROXY_FAULT_CODES,
     ErrorCode,
     ItemStatus,
     MissionStatus,
@@ -794,7 +795,7 @@ class WorkerManager(BaseManager):
                 item.error_code = outcome.code.value
                 item.error_message = (r.error_message or r.error_code or "")[:2000]
                 item.http_status = r.http_status
-                if outcome.code.value in ("SCRAPE_BLOCKED", "SCRAPE_PROXY_ERROR"):
+                if outcome.code in PROXY_FAULT_CODES:
                     page_of.proxy_failures += 1
                     if session.proxy_external_id and (
                         session.proxy_external_id not in item.failed_proxies
