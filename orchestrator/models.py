@@ -353,10 +353,6 @@ class BrowserSession(Leased):
     def __str__(self) -> str:
         return self.session_key
 
-    @property
-    def is_live(self) -> bool:
-        return self.status in states.SESSION_LIVE
-
 
 class MissionEvent(models.Model):
     class Kind(models.TextChoices):

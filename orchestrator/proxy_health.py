@@ -9,8 +9,9 @@ under the threshold, so one more failure blocks it again and successes bring it 
 A success while blocked (a session opened before the block) lifts the block at once.
 
 Sessions retire like Crawlee's session pool (error score 3, 50 uses, 50 minutes of
-age): a READY session past any limit is closed between jobs and the mission manager
-opens its replacement on the least recently used proxy, another one.
+age): a READY session past any limit is closed between jobs (by the WorkerManager's
+dispatch) and the SessionManager opens its replacement (`allocation.replenish_sessions`)
+on the least recently used proxy, another one.
 """
 
 from __future__ import annotations

@@ -215,11 +215,6 @@ class Proxy(models.Model):
             and self.exit_country == self.country
         )
 
-    def is_usable(self, now: dt.datetime) -> bool:
-        if not self.enabled or self.status in (ProxyStatus.BANNED, ProxyStatus.DISABLED):
-            return False
-        return self.cooldown_until is None or self.cooldown_until <= now
-
     def start_cooldown(self, now: dt.datetime, seconds: int, reason: str) -> None:
         """Rest the proxy after a failure; it becomes allocatable again after `seconds`."""
         Proxy.objects.filter(pk=self.pk).update(
