@@ -42,7 +42,6 @@ from orchestrator.transitions import Move, transition_many
 from registry import geo
 from registry.config import Config
 from registry.models import (
-    DEFAULT_DOMAIN,
     HealthStatus,
     Proxy,
     ProxyStatus,
@@ -98,14 +97,7 @@ class SiteCache:
     def prefetch(self, domains: Iterable[str]) -> None:
         """Look up every domain of a batch in one query (`SiteConfig.for_domain` each)."""
         wanted = {normalize_domain(d) for d in domains} - set(self.configs)
-        if not wanted:
-            return
-        rows = {
-            c.domain: c for c in SiteConfig.objects.filter(domain__in=[*wanted, DEFAULT_DOMAIN])
-        }
-        default = rows.get(DEFAULT_DOMAIN) or SiteConfig(domain=DEFAULT_DOMAIN)
-        for key in wanted:
-            self.configs[key] = rows.get(key) or default
+        self.configs.update(SiteConfig.for_domains(wanted))
 
 
 @dataclass

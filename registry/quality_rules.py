@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from registry.models import DEFAULT_DOMAIN, SiteConfig, normalize_domain
+from registry.models import SiteConfig
 
 logger = logging.getLogger(__name__)
 
@@ -84,15 +84,7 @@ def rules_for(domain: str) -> Rules:
 
 def rules_for_domains(domains: Iterable[str]) -> dict[str, Rules]:
     """`rules_for` of every domain of a batch, in one query."""
-    wanted = {d: normalize_domain(d) for d in domains}
-    if not wanted:
-        return {}
-    configs = {
-        c.domain: c
-        for c in SiteConfig.objects.filter(domain__in=[*set(wanted.values()), DEFAULT_DOMAIN])
-    }
-    default = configs.get(DEFAULT_DOMAIN) or SiteConfig(domain=DEFAULT_DOMAIN)
-    return {d: _parse_rules(d, configs.get(n) or default) for d, n in wanted.items()}
+    return {d: _parse_rules(d, site) for d, site in SiteConfig.for_domains(domains).items()}
 
 
 def _parse_rules(domain: str, site: SiteConfig) -> Rules:

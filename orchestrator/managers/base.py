@@ -40,7 +40,7 @@ from orchestrator.transitions import (  # noqa: F401  (re-exported for the manag
 )
 from registry import config
 from registry.config import Config
-from registry.models import DEFAULT_DOMAIN, SiteConfig, Worker, Writer, normalize_domain
+from registry.models import SiteConfig, Worker, Writer
 
 logger = logging.getLogger("orchestrator")
 
@@ -133,13 +133,7 @@ def writer_for(mission: Mission) -> Writer | None:
 
 def site_configs(domains: set[str]) -> dict[str, SiteConfig]:
     """`SiteConfig.for_domain` of every domain of a batch in one query."""
-    wanted = {d: normalize_domain(d) for d in domains}
-    rows = {
-        c.domain: c
-        for c in SiteConfig.objects.filter(domain__in=[*set(wanted.values()), DEFAULT_DOMAIN])
-    }
-    default = rows.get(DEFAULT_DOMAIN) or SiteConfig(domain=DEFAULT_DOMAIN)
-    return {d: rows.get(n) or default for d, n in wanted.items()}
+    return SiteConfig.for_domains(domains)
 
 
 def writers_for(missions: list[Mission]) -> dict[int, Writer | None]:
