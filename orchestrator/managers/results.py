@@ -41,6 +41,7 @@ from orchestrator.models import BrowserSession, Mission, MissionItem
 from orchestrator.states import (
     PROXY_FAULT_CODES,
     ErrorCode,
+    ItemOutcome,
     ItemStatus,
     SessionStatus,
     classify_item_error,
@@ -318,17 +319,11 @@ class ResultDelivery(BaseManager):
                 ],
                 "page",
             )
-            saved: list[_Saved] = []
-            for drain, page in pages:
-                if drain.session.pk not in live:
-                    continue
-                by_id: dict[int, Result] = {}
-                for r in page.results:
-                    try:
-                        by_id[int(r.item_id)] = r
-                    except (TypeError, ValueError):
-                        continue
-                saved.append(_Saved(drain.session, page, by_id))
+            saved = [
+                _Saved(drain.session, page, _results_by_item(page))
+                for drain, page in pages
+                if drain.session.pk in live
+            ]
             if not saved:
                 return set()
             # Ids only: a page of successes never needs the item rows themselves. The
@@ -346,41 +341,21 @@ class ResultDelivery(BaseManager):
             done: dict[int | None, list[int]] = defaultdict(list)
             not_ok: dict[int, _Saved] = {}
             for page_of in saved:
-                page_of.assigned = [i for i in page_of.by_id if i in assigned]
-                for item_id in page_of.assigned:
-                    r = page_of.by_id[item_id]
-                    if r.status == "ok":
-                        done[r.http_status].append(item_id)
-                        page_of.done += 1
-                    else:
-                        not_ok[item_id] = page_of
+                page_of.assigned, ok, failed = classify_page(page_of.by_id, assigned)
+                page_of.done = sum(len(ids) for ids in ok.values())
+                for http_status, ids in ok.items():
+                    done[http_status].extend(ids)
+                not_ok.update(dict.fromkeys(failed, page_of))
             to_update: list[MissionItem] = []
             not_ok_items = MissionItem.objects.filter(pgbatch.ids_in(MissionItem, list(not_ok)))
             for item in not_ok_items if not_ok else ():
                 page_of = not_ok[item.pk]
-                session = page_of.session
-                r = page_of.by_id[item.pk]
-                outcome = classify_item_error(
-                    r.error_code, r.http_status, item.attempts, cfg.max_item_attempts
+                outcome = fail_item(
+                    item, page_of.by_id[item.pk], page_of.session, cfg.max_item_attempts, now
                 )
-                item.error_code = outcome.code.value
-                item.error_message = (r.error_message or r.error_code or "")[:2000]
-                item.http_status = r.http_status
-                if outcome.code in PROXY_FAULT_CODES:
-                    page_of.proxy_failures += 1
-                    if session.proxy_external_id and (
-                        session.proxy_external_id not in item.failed_proxies
-                    ):
-                        item.failed_proxies = [*item.failed_proxies, session.proxy_external_id]
-                if outcome.retry:
-                    item.status = ItemStatus.PENDING
-                    item.session = None
-                    item.job_key = ""
-                    page_of.retried += 1
-                else:
-                    item.status = ItemStatus.FAILED
-                    item.finished_at = now
-                    page_of.failed += 1
+                page_of.proxy_failures += outcome.code in PROXY_FAULT_CODES
+                page_of.retried += outcome.retry
+                page_of.failed += not outcome.retry
                 to_update.append(item)
             for http_status, ids in done.items():
                 MissionItem.objects.filter(
@@ -532,6 +507,61 @@ class ResultDelivery(BaseManager):
                     job_pages=F("job_pages") + 1,
                 )
             BrowserSession.objects.filter(pk__in=[p.session.pk for p in group]).update(**updates)
+
+
+def _results_by_item(page: ResultsPage) -> dict[int, Result]:
+    """A page's results by item id (ids that are not ours are ignored)."""
+    by_id: dict[int, Result] = {}
+    for r in page.results:
+        try:
+            by_id[int(r.item_id)] = r
+        except (TypeError, ValueError):
+            continue
+    return by_id
+
+
+def classify_page(
+    by_id: dict[int, Result], assigned: set[int]
+) -> tuple[list[int], dict[int | None, list[int]], list[int]]:
+    """Which results of a page count (pure): those of items still assigned to its job,
+    in page order; the successes by HTTP status; the failures (their items need the
+    item-error policy, `fail_item`)."""
+    mine = [i for i in by_id if i in assigned]
+    ok: dict[int | None, list[int]] = defaultdict(list)
+    failed: list[int] = []
+    for item_id in mine:
+        r = by_id[item_id]
+        if r.status == "ok":
+            ok[r.http_status].append(item_id)
+        else:
+            failed.append(item_id)
+    return mine, dict(ok), failed
+
+
+def fail_item(
+    item: MissionItem,
+    r: Result,
+    session: BrowserSession,
+    max_attempts: int,
+    now: dt.datetime,
+) -> ItemOutcome:
+    """Apply a failed result to its item (in memory; the caller writes it): the code,
+    the message, the proxy that failed it, and back to pending or failed for good."""
+    outcome = classify_item_error(r.error_code, r.http_status, item.attempts, max_attempts)
+    item.error_code = outcome.code.value
+    item.error_message = (r.error_message or r.error_code or "")[:2000]
+    item.http_status = r.http_status
+    proxy = session.proxy_external_id
+    if outcome.code in PROXY_FAULT_CODES and proxy and proxy not in item.failed_proxies:
+        item.failed_proxies = [*item.failed_proxies, proxy]
+    if outcome.retry:
+        item.status = ItemStatus.PENDING
+        item.session = None
+        item.job_key = ""
+    else:
+        item.status = ItemStatus.FAILED
+        item.finished_at = now
+    return outcome
 
 
 def _by_pk(values: dict[int, int]) -> Any:
