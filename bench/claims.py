@@ -1,10 +1,10 @@
-"""Claims: `allocation.claim()` against raw psycopg SKIP LOCKED claims on the same table.
+"""Claims: `leases.claim()` against raw psycopg SKIP LOCKED claims on the same table.
 
     python -m bench.claims [--quick]
 
 Each round fills `orchestrator_mission` with fresh QUEUED rows (generate_series), then
 1, 2 or 4 processes drain them with one claimer, one row (`limit=1`) or 50 rows per
-claim: the project's `allocation.claim()`, the ORM claim it replaced (kept here for the
+claim: the project's `leases.claim()`, the ORM claim it replaced (kept here for the
 before/after record), and raw psycopg statements (`UPDATE ... WHERE id = (SELECT ...
 FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING` and its `WITH ... MATERIALIZED ... LIMIT 50`
 batch form). Every claimed id is collected and checked: none claimed twice, none missed.
@@ -80,11 +80,11 @@ def reset_missions(n: int) -> None:
 
 
 def orm_claim_before(limit: int, owner: str) -> list[tuple[int, int]]:
-    """`allocation.claim()` as it was before its PostgreSQL fast path: four round trips."""
+    """`leases.claim()` as it was before its PostgreSQL fast path: four round trips."""
     from django.db import transaction
     from django.db.models import F, Q
 
-    from orchestrator.allocation import lease_expiry, lease_free
+    from orchestrator.leases import lease_expiry, lease_free
     from orchestrator.models import Mission
 
     with transaction.atomic():
@@ -109,7 +109,7 @@ def _claimer(kind: str, limit: int, owner: str, ready: Any, go: Any, out: Any) -
     from django.db import connection
     from django.db.models import Q
 
-    from orchestrator import allocation
+    from orchestrator import leases
     from orchestrator.models import Mission
 
     claim: Any
@@ -126,10 +126,10 @@ def _claimer(kind: str, limit: int, owner: str, ready: Any, go: Any, out: Any) -
     elif kind == "project":
 
         def claim() -> list[tuple[int, int]]:
-            leases = allocation.claim(
+            claimed = leases.claim(
                 Mission, Q(status="QUEUED"), owner=owner, lease_s=LEASE_S, limit=limit
             )
-            return [(lease.id, lease.token) for lease in leases]
+            return [(lease.id, lease.token) for lease in claimed]
 
     else:
 
@@ -244,7 +244,7 @@ def run(quick: bool = False) -> list[Row]:
                     best[kind] = max(best.get(kind, 0.0), rate)
             rows.append(
                 result(
-                    f"claims {label} x{processes}p: allocation.claim",
+                    f"claims {label} x{processes}p: leases.claim",
                     best["project"],
                     "rows/s",
                     baseline=best["raw"],

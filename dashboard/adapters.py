@@ -1,6 +1,6 @@
-"""Seams to the modules other parts of the project own: the orchestrator's status
-summary, connection tests and proxy import. The views call only these functions, so
-a change of those modules' signatures is absorbed here."""
+"""Seams to a few modules other parts of the project own: the orchestrator's status
+summary, connection tests and proxy import, so a change of those signatures is absorbed
+here. The views also read the models and call `orchestrator.actions` directly."""
 
 from __future__ import annotations
 

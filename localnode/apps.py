@@ -6,3 +6,9 @@ from django.apps import AppConfig
 class LocalnodeConfig(AppConfig):
     name = "localnode"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from localnode import demo
+        from mission_control import extensions
+
+        extensions.register("demo_urls", demo.demo_urls)

@@ -21,8 +21,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from localnode.models import LocalRecord
+from mission_control import extensions
 from mission_control.api import error_body
-from orchestrator.models import Mission
 
 CHUNK = 2000
 CSV_COLUMNS = ["mission_id", "item_id", "url", "http_status", "fetched_at", "title", "data"]
@@ -117,7 +117,7 @@ class MissionRecordsExport(APIView):
                 status=400,
             )
         if not (
-            Mission.objects.filter(pk=mission_id).exists()
+            any(exists(mission_id) for exists in extensions.providers("mission_exists"))
             or LocalRecord.objects.filter(mission_id=mission_id).exists()
         ):
             return Response(error_body("not_found", f"No mission {mission_id}."), status=404)

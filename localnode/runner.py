@@ -21,7 +21,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import (
@@ -172,7 +171,6 @@ class JobRun:
         self.claim = claim
         self.name = name
         self.stopping = stopping
-        self._selectors: dict[str, dict[str, str]] = {}
 
     def _fenced(self) -> Any:
         return LocalJob.objects.filter(
@@ -181,15 +179,11 @@ class JobRun:
             lease_token=self.claim.token,
         )
 
-    def selectors_for(self, url: str, options: dict[str, Any]) -> dict[str, str]:
-        if isinstance(options.get("selectors"), dict):
-            return options["selectors"]
-        domain = (urlsplit(url).hostname or "").lower()
-        if domain not in self._selectors:
-            from registry.models import SiteConfig
-
-            self._selectors[domain] = dict(SiteConfig.for_domain(domain).selectors or {})
-        return self._selectors[domain]
+    def selectors_for(self, options: dict[str, Any]) -> dict[str, str]:
+        """The site's extraction rules travel in the job (`options.selectors`, worker
+        API v1.1): the built-in node never reads Mission Control's tables."""
+        selectors = options.get("selectors")
+        return selectors if isinstance(selectors, dict) else {}
 
     def run(self) -> str:
         """Returns the job's outcome: completed, failed, cancelled, released or lost."""
@@ -254,9 +248,7 @@ class JobRun:
         error_code, error_message = fetched.error_code, fetched.error_message
         if fetched.ok:
             try:
-                data = extract(
-                    fetched.html, fetched.final_url, self.selectors_for(item["url"], options)
-                )
+                data = extract(fetched.html, fetched.final_url, self.selectors_for(options))
             except ParseError as exc:
                 error_code, error_message = "parse_error", str(exc)
         ok = error_code is None

@@ -18,16 +18,6 @@ class Conflict(exceptions.APIException):
     default_detail = "The resource is not in a state that allows this action."
 
 
-class Unprocessable(exceptions.APIException):
-    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
-    default_code = "invalid_request"
-    default_detail = "The request is well-formed but cannot be applied."
-
-    def __init__(self, detail: Any = None, code: str | None = None, fields: Any = None):
-        super().__init__(detail, code)
-        self.fields = fields
-
-
 def _flatten(detail: Any) -> Any:
     """Turn DRF's nested ErrorDetail lists into plain strings/dicts/lists."""
     if isinstance(detail, dict):

@@ -23,6 +23,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from mission_control import extensions
+
 logger = logging.getLogger(__name__)
 
 
@@ -53,14 +55,9 @@ def broker_ok() -> bool:
 
 
 def orchestrator_fresh(now: dt.datetime) -> bool:
-    from orchestrator.models import OrchestratorInstance
-    from registry import config
-
+    """The engine's own check, registered under the ``orchestrator_fresh`` hook."""
     try:
-        max_age = int(config.load().heartbeat_stale_after_s)
-        return OrchestratorInstance.objects.filter(
-            stopped_at__isnull=True, heartbeat_at__gte=now - dt.timedelta(seconds=max_age)
-        ).exists()
+        return bool(extensions.first("orchestrator_fresh")(now))
     except Exception:
         logger.exception("readiness: orchestrator heartbeat check failed")
         return False

@@ -54,8 +54,6 @@ _RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict
     "asctime",
     "taskName",
 }
-# Context fields the house style passes as `extra` (mission_id, attempt, error_code...).
-CONTEXT_FIELDS = ("mission_id", "attempt", "error_code", "session_id", "worker_id", "job_key")
 
 
 class JsonFormatter(logging.Formatter):

@@ -1,11 +1,9 @@
-"""Every claim lives here: due missions, worker slots, proxies, and sessions that need
-action (with short, fenced leases).
+"""Capacity: which due missions get sessions, on which worker slots and proxies.
 
-Rules (DESIGN.md): no database lock is ever held across an HTTP call; claims use
-`select_for_update(skip_locked=True)` on PostgreSQL (on SQLite the IMMEDIATE transaction
-serializes them); worker slots and proxy usage are counted rows changed in the same
-transaction as the sessions they belong to; leases expire by the database clock and
-every write after an external call is conditional on the lease token.
+Leases (claims, fences, releases) live in `orchestrator.leases`; mission transitions in
+`orchestrator.transitions`. Rules (DESIGN.md): no database lock is ever held across an
+HTTP call; worker slots and proxy usage are counted rows changed in the same
+transaction as the sessions they belong to.
 """
 
 from __future__ import annotations
@@ -16,20 +14,34 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-from django.db import connection, models, transaction
-from django.db.models import Case, Count, Exists, F, OuterRef, Q, Value, When
-from django.db.models.functions import Greatest, Now
-from django.utils import timezone
+from django.db import transaction
+from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models.functions import Now
 
 from orchestrator import events, proxy_health, site_breaker, states
+from orchestrator.leases import (  # noqa: F401  (re-exported: callers and tests name them here)
+    Lease,
+    claim,
+    fenced,
+    lease_expiry,
+    lease_free,
+    reap_expired_leases,
+    release,
+)
 from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionItem
+from orchestrator.slots import (  # noqa: F401  (re-exported: callers and tests name them here)
+    free_slots,
+    recompute_counters,
+    release_slot,
+    release_slots,
+)
 from orchestrator.states import ErrorCode, ItemStatus, MissionStatus, SessionStatus
+from orchestrator.transitions import Move, transition_many
 from registry import geo
 from registry.config import Config
 from registry.models import (
-    DEFAULT_DOMAIN,
     HealthStatus,
     Proxy,
     ProxyStatus,
@@ -40,180 +52,6 @@ from registry.models import (
 )
 
 logger = logging.getLogger(__name__)
-
-M = TypeVar("M", bound=models.Model)
-
-
-# --------------------------------------------------------------------------- leases
-
-
-@dataclass(frozen=True)
-class Lease:
-    id: int
-    token: int
-
-
-def lease_expiry(seconds: float) -> Any:
-    """`now() + seconds` computed by the database, so every process agrees."""
-    return Now() + dt.timedelta(seconds=seconds)
-
-
-def lease_free() -> Q:
-    return Q(locked_until__isnull=True) | Q(locked_until__lt=Now())
-
-
-def claim(
-    model: type[M],
-    condition: Q,
-    *,
-    owner: str,
-    lease_s: float,
-    limit: int,
-    order_by: Sequence[Any] = ("id",),
-) -> list[Lease]:
-    """Claim up to `limit` rows matching `condition` whose lease is free.
-
-    One short transaction: lock the candidate ids (skipping rows other processes
-    hold), stamp a lease with a new token, read the tokens back. Returns the leases.
-    """
-    manager = model._default_manager
-    if connection.vendor == "postgresql":
-        return _claim_one_statement(model, condition, order_by, owner, lease_s, limit)
-    candidates = manager.filter(condition).filter(lease_free()).order_by(*order_by)
-    with transaction.atomic():
-        ids = list(
-            candidates.select_for_update(skip_locked=True, of=("self",)).values_list(
-                "id", flat=True
-            )[:limit]
-        )
-        if not ids:
-            return []
-        manager.filter(id__in=ids).update(
-            locked_by=owner,
-            locked_until=lease_expiry(lease_s),
-            lease_token=F("lease_token") + 1,
-        )
-        rows = manager.filter(id__in=ids).values_list("id", "lease_token")
-        return [Lease(i, t) for i, t in rows]
-
-
-def _claim_one_statement(
-    model: type[M],
-    condition: Q,
-    order_by: Sequence[Any],
-    owner: str,
-    lease_s: float,
-    limit: int,
-) -> list[Lease]:
-    """PostgreSQL: the same claim as one statement, one round trip (DESIGN.md, "What the
-    measurements say about claims"; bench/claims.py measures it against raw psycopg).
-
-    The candidate SELECT is the queryset's own SQL; `FOR UPDATE OF <table> SKIP LOCKED` is
-    appended by hand because Django refuses to compile `select_for_update()` outside a
-    transaction, and a single statement needs none. MATERIALIZED makes the CTE run once,
-    so no more than `limit` rows are ever claimed under concurrency (a plain
-    `WHERE id IN (SELECT ... LIMIT n)` may be re-evaluated and claim more).
-
-    Building and compiling the queryset cost more than the statement itself for
-    one-row claims, so the SQL and its parameters are kept per call shape when the
-    condition holds only constants (see `_statement_key`).
-    """
-    key = _statement_key(model, condition, order_by, limit)
-    statement = _CLAIM_STATEMENTS.get(key) if key else None
-    if statement is None:
-        table = connection.ops.quote_name(model._meta.db_table)
-        manager = model._default_manager
-        candidates = manager.filter(condition).filter(lease_free()).order_by(*order_by)
-        select, select_params = candidates.values_list("id")[:limit].query.sql_with_params()
-        statement = (
-            f"WITH c AS MATERIALIZED ({select} FOR UPDATE OF {table} SKIP LOCKED) "
-            f"UPDATE {table} AS t SET locked_by = %s, "
-            "locked_until = STATEMENT_TIMESTAMP() + make_interval(secs => %s), "
-            "lease_token = t.lease_token + 1 "
-            "FROM c WHERE t.id = c.id RETURNING t.id, t.lease_token",
-            tuple(select_params),
-        )
-        if key:
-            if len(_CLAIM_STATEMENTS) >= 256:
-                _CLAIM_STATEMENTS.clear()
-            _CLAIM_STATEMENTS[key] = statement
-    sql, params = statement
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, owner, float(lease_s)])
-        rows = cursor.fetchall()
-    return [Lease(i, t) for i, t in sorted(rows)]
-
-
-# (model, condition, ordering, limit) -> (sql, params) of a one-statement claim.
-_CLAIM_STATEMENTS: dict[tuple[str, ...], tuple[str, tuple[Any, ...]]] = {}
-_CONSTANTS = (str, int, float, bool, type(None))
-
-
-def _statement_key(
-    model: type[models.Model], condition: Q, order_by: Sequence[Any], limit: int
-) -> tuple[str, ...] | None:
-    """A cache key when `condition` is made only of constants and plain `F()` columns,
-    whose repr then determines the SQL and its parameters; None otherwise (dates,
-    expressions, querysets: compiled every time)."""
-
-    def constant(value: Any) -> bool:
-        if isinstance(value, _CONSTANTS) or type(value) is F:
-            return True
-        if isinstance(value, list | tuple):
-            return all(isinstance(v, _CONSTANTS) for v in value)
-        return False
-
-    def plain(node: Any) -> bool:
-        if isinstance(node, Q):
-            return all(plain(child) for child in node.children)
-        return (
-            isinstance(node, tuple)
-            and len(node) == 2
-            and isinstance(node[0], str)
-            and constant(node[1])
-        )
-
-    if not plain(condition) or not all(isinstance(o, str) for o in order_by):
-        return None
-    return (model._meta.label, repr(condition), *order_by, str(limit), connection.alias)
-
-
-def fenced(model: type[M], lease: Lease, owner: str) -> models.QuerySet[M]:
-    """The row, only while this process still holds the lease it was given."""
-    return model._default_manager.filter(pk=lease.id, lease_token=lease.token, locked_by=owner)
-
-
-def release(model: type[models.Model], lease: Lease, owner: str, **updates: Any) -> bool:
-    """Write `updates` and drop the lease, if still ours. False means a stale lease."""
-    won = fenced(model, lease, owner).update(locked_by="", locked_until=None, **updates) == 1
-    if not won:
-        logger.warning(
-            "STALE_LEASE %s %s token=%s: another process owns it now; nothing written",
-            model.__name__,
-            lease.id,
-            lease.token,
-            extra={"lease_id": lease.id, "lease_token": lease.token},
-        )
-    return won
-
-
-def reap_expired_leases(limit: int = 500) -> int:
-    """Clear the marks of leases that expired (their owner died or stalled).
-
-    Claims already treat an expired lease as free; this keeps the tables honest for
-    operators. The token is kept, so a stalled owner stays fenced out.
-    """
-    total = 0
-    for model in (Mission, BrowserSession):
-        ids = list(
-            model.objects.filter(locked_until__lt=Now()).values_list("id", flat=True)[:limit]
-        )
-        if ids:
-            total += model.objects.filter(id__in=ids, locked_until__lt=Now()).update(
-                locked_by="", locked_until=None
-            )
-    return total
-
 
 # --------------------------------------------------------------------------- capacity
 
@@ -259,14 +97,7 @@ class SiteCache:
     def prefetch(self, domains: Iterable[str]) -> None:
         """Look up every domain of a batch in one query (`SiteConfig.for_domain` each)."""
         wanted = {normalize_domain(d) for d in domains} - set(self.configs)
-        if not wanted:
-            return
-        rows = {
-            c.domain: c for c in SiteConfig.objects.filter(domain__in=[*wanted, DEFAULT_DOMAIN])
-        }
-        default = rows.get(DEFAULT_DOMAIN) or SiteConfig(domain=DEFAULT_DOMAIN)
-        for key in wanted:
-            self.configs[key] = rows.get(key) or default
+        self.configs.update(SiteConfig.for_domains(wanted))
 
 
 @dataclass
@@ -347,6 +178,8 @@ def allocate_many(
     proxies in the caller's transaction (which must hold the missions' rows), in the
     order given (the first request is served first). Returns one Allocation each.
 
+    Three steps: lock the candidates (database), `plan_sessions` (pure: which worker
+    slot and proxy each session gets), create the sessions and count their slots.
     A few statements for the whole batch, not per mission: one locking read of the
     usable proxies per distinct proxy filter (site rules and blocked proxies), one
     count of their held slots, one INSERT of the sessions, one UPDATE per worker and
@@ -356,151 +189,251 @@ def allocate_many(
     caller that allocates in several calls lock and count once; both are updated in
     place as slots are taken; `prefetched` holds what was read for the whole batch."""
     assert transaction.get_connection().in_atomic_block, "allocate inside a transaction"
-    results: list[Allocation | None] = [None] * len(requests)
-    wanted = [i for i, r in enumerate(requests) if r.n > 0]
-    for i, r in enumerate(requests):
-        if r.n <= 0:
-            results[i] = Allocation([])
-    if not wanted:
-        return [r or Allocation([]) for r in results]
+    if not any(r.n > 0 for r in requests):
+        return [Allocation([]) for _ in requests]
     if worker_pool is None:
         worker_pool = lock_usable_workers(now)
     if worker_slots is None:
         worker_slots = free_slots("worker", {w.pk: w.max_sessions for w in worker_pool})
-
-    def free_workers() -> list[Worker]:
-        return [
-            w for w in worker_pool if w.active_sessions < w.max_sessions and worker_slots.get(w.pk)
-        ]
-
-    if prefetched is None:
-        domains = {requests[i].mission.domain for i in wanted}
-        paused = {d: site_breaker.paused_reason(d, now) for d in domains}
-        blocked = {d: proxy_health.blocked_external_ids(d, now) for d in domains}
-    else:
-        paused, blocked = prefetched.paused, prefetched.blocked
-
-    # One locking read of candidate proxies per distinct proxy filter; a proxy that
-    # fits several filters is one object (its room is shared).
-    proxy_by_pk: dict[int, Proxy] = {}
-    candidates_of: dict[tuple[Any, ...], list[int]] = {}
-    filter_key: dict[int, tuple[Any, ...]] = {}
-    if free_workers():
-        groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
-        for i in wanted:
-            r = requests[i]
-            if paused[r.mission.domain]:
-                continue
-            exclude = frozenset([*r.exclude_proxies, *blocked[r.mission.domain]])
-            key = (
-                tuple(r.site.proxy_types or ()),
-                tuple(r.site.countries or ()),
-                bool(r.site.require_verified_geo),
-                frozenset(r.site.blocked_proxies or ()) | exclude,
+    paused, blocked = _paused_and_blocked(requests, now, prefetched)
+    has_free_worker = any(
+        w.active_sessions < w.max_sessions and worker_slots.get(w.pk) for w in worker_pool
+    )
+    candidates = _lock_candidate_proxies(requests, paused, blocked, now) if has_free_worker else {}
+    proxies = {p.pk: p for group in candidates.values() for p in group}
+    plan = plan_sessions(
+        [
+            PlanRequest(
+                n=r.n,
+                paused=paused.get(r.mission.domain, ""),
+                direct_ok=not r.site.proxy_types and not r.site.countries,
+                candidates=candidates.get(i, []),
             )
-            filter_key[i] = key
-            groups[key].append(i)
-        for key, members in groups.items():
-            first = requests[members[0]]
-            limit = sum(requests[i].n for i in members) * 2
-            rows = list(
-                Proxy.objects.filter(usable_proxies_q(first.site, now, key[3]))
-                .order_by(F("last_used_at").asc(nulls_first=True), "id")
-                .select_for_update(skip_locked=True, of=("self",))[:limit]
-            )
-            candidates_of[key] = [proxy_by_pk.setdefault(p.pk, p).pk for p in rows]
-    proxy_slots = free_slots("proxy", {pk: p.max_sessions for pk, p in proxy_by_pk.items()})
-    room = {pk: p.max_sessions - p.active_sessions for pk, p in proxy_by_pk.items()}
-    used_here = dict.fromkeys(room, 0)
-
-    chosen: dict[int, list[tuple[Worker, int, Proxy | None, int | None]]] = {}
-    for i in wanted:
+            for i, r in enumerate(requests)
+        ],
+        worker_pool,
+        worker_slots,
+        {pk: p.max_sessions - p.active_sessions for pk, p in proxies.items()},
+        free_slots("proxy", {pk: p.max_sessions for pk, p in proxies.items()}),
+    )
+    for worker in worker_pool:
+        worker.active_sessions = plan.worker_active[worker.pk]
+    for pk, left in plan.worker_slots.items():
+        worker_slots[pk][:] = left
+    results = [Allocation([]) for _ in requests]
+    for i, (code, reason) in plan.waits.items():
         r = requests[i]
-        free = free_workers()
-        if not free:
-            reason = "nenhum worker disponível" if not worker_pool else "workers sem capacidade"
-            if worker_pool:
-                used = sum(w.active_sessions for w in worker_pool)
-                reason += f" ({used}/{sum(w.max_sessions for w in worker_pool)})"
-            code = ErrorCode.ALLOC_NO_WORKER if not worker_pool else ErrorCode.ALLOC_NO_CAPACITY
-            results[i] = Allocation([], code, reason)
+        if code == ErrorCode.ALLOC_NO_PROXY:
+            reason = _no_proxy_reason(r.site, r.mission.domain, now)
+        results[i] = Allocation([], code, reason)
+    for i, sessions in _create_sessions(requests, plan.chosen, now, prefetched).items():
+        results[i] = Allocation(sessions)
+        events.publish("session.requested", mission_id=requests[i].mission.pk)
+    return results
+
+
+def _paused_and_blocked(
+    requests: Sequence[Request], now: dt.datetime, prefetched: Prefetched | None
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    if prefetched is not None:
+        return prefetched.paused, prefetched.blocked
+    domains = {r.mission.domain for r in requests if r.n > 0}
+    return (
+        {d: site_breaker.paused_reason(d, now) for d in domains},
+        {d: proxy_health.blocked_external_ids(d, now) for d in domains},
+    )
+
+
+def _lock_candidate_proxies(
+    requests: Sequence[Request],
+    paused: dict[str, str],
+    blocked: dict[str, list[str]],
+    now: dt.datetime,
+) -> dict[int, list[Proxy]]:
+    """Request index -> its usable proxies, least recently used first: one locking read
+    per distinct proxy filter; a proxy that fits several filters is one object (its room
+    is shared)."""
+    groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    for i, r in enumerate(requests):
+        if r.n <= 0 or paused[r.mission.domain]:
             continue
-        if paused[r.mission.domain]:
-            results[i] = Allocation([], site_breaker.WAIT_CODE, paused[r.mission.domain])
+        exclude = frozenset([*r.exclude_proxies, *blocked[r.mission.domain]])
+        key = (
+            tuple(r.site.proxy_types or ()),
+            tuple(r.site.countries or ()),
+            bool(r.site.require_verified_geo),
+            frozenset(r.site.blocked_proxies or ()) | exclude,
+        )
+        groups[key].append(i)
+    proxy_by_pk: dict[int, Proxy] = {}
+    candidates: dict[int, list[Proxy]] = {}
+    for key, members in groups.items():
+        first = requests[members[0]]
+        limit = sum(requests[i].n for i in members) * 2
+        rows = list(
+            Proxy.objects.filter(usable_proxies_q(first.site, now, key[3]))
+            .order_by(F("last_used_at").asc(nulls_first=True), "id")
+            .select_for_update(skip_locked=True, of=("self",))[:limit]
+        )
+        shared = [proxy_by_pk.setdefault(p.pk, p) for p in rows]
+        for i in members:
+            candidates[i] = shared
+    return candidates
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """One mission's request as `plan_sessions` sees it: how many sessions, why its
+    domain is paused ("" if not), whether it may go without a proxy, and its usable
+    proxies (least recently used first)."""
+
+    n: int
+    paused: str = ""
+    direct_ok: bool = True
+    candidates: Sequence[Proxy] = ()
+
+
+@dataclass(frozen=True)
+class Slot:
+    worker: Worker
+    worker_slot: int
+    proxy: Proxy | None
+    proxy_slot: int | None
+
+
+@dataclass
+class Plan:
+    """What `plan_sessions` decided: the slots each request got, why the others wait
+    (`ALLOC_NO_PROXY` comes without its reason: the caller explains it), and the
+    workers' counters and free slot numbers afterwards."""
+
+    chosen: dict[int, list[Slot]]
+    waits: dict[int, tuple[str, str]]
+    worker_active: dict[int, int]
+    worker_slots: dict[int, list[int]]
+
+
+def plan_sessions(
+    requests: Sequence[PlanRequest],
+    workers: Sequence[Worker],
+    worker_slots: dict[int, list[int]],
+    proxy_room: dict[int, int],
+    proxy_slots: dict[int, list[int]],
+) -> Plan:
+    """Which worker slot and proxy each requested session gets (pure: reads the rows'
+    counters, changes nothing). Requests are served in order; each session goes to the
+    worker with the most free slots (ties: lowest id) and the least used fitting proxy
+    of this batch (candidates come least recently used first); a request that needs a
+    proxy and finds none waits with `ALLOC_NO_PROXY`."""
+    active = {w.pk: w.active_sessions for w in workers}
+    free = {pk: list(slots) for pk, slots in worker_slots.items()}
+    room, pslots = dict(proxy_room), {pk: list(v) for pk, v in proxy_slots.items()}
+    used_here = dict.fromkeys(room, 0)
+    plan = Plan({}, {}, active, free)
+
+    def open_workers() -> list[Worker]:
+        return [w for w in workers if active[w.pk] < w.max_sessions and free.get(w.pk)]
+
+    for i, r in enumerate(requests):
+        if r.n <= 0:
             continue
-        want_direct = not r.site.proxy_types and not r.site.countries
-        candidates = [proxy_by_pk[pk] for pk in candidates_of.get(filter_key[i], [])]
-        slots: list[tuple[Worker, int, Proxy | None, int | None]] = []
+        if not open_workers():
+            plan.waits[i] = _no_worker(workers, active)
+            continue
+        if r.paused:
+            plan.waits[i] = (site_breaker.WAIT_CODE, r.paused)
+            continue
+        slots: list[Slot] = []
         for _ in range(r.n):
-            open_workers = free_workers()
-            if not open_workers:
+            choices = open_workers()
+            if not choices:
                 break
-            # Spread over workers: the one with the most free slots (ties: lowest id).
-            worker = max(open_workers, key=lambda w: (w.max_sessions - w.active_sessions, -w.pk))
-            # Least recently used first; a proxy with room for several sessions is
-            # reused only when every other fitting proxy is already used by this batch.
-            fitting = [p for p in candidates if room[p.pk] > 0 and proxy_slots[p.pk]]
-            proxy: Proxy | None = min(fitting, key=lambda p: used_here[p.pk]) if fitting else None
-            if proxy is None and not want_direct:
+            worker = max(choices, key=lambda w: (w.max_sessions - active[w.pk], -w.pk))
+            # A proxy with room for several sessions is reused only when every other
+            # fitting proxy is already used by this batch.
+            fitting = [p for p in r.candidates if room[p.pk] > 0 and pslots[p.pk]]
+            proxy = min(fitting, key=lambda p: used_here[p.pk]) if fitting else None
+            if proxy is None and not r.direct_ok:
                 break
             proxy_slot = None
             if proxy is not None:
                 room[proxy.pk] -= 1
                 used_here[proxy.pk] += 1
-                proxy_slot = proxy_slots[proxy.pk].pop(0)
-            worker.active_sessions += 1
-            slots.append((worker, worker_slots[worker.pk].pop(0), proxy, proxy_slot))
-        if not slots:
-            reason = _no_proxy_reason(r.site, r.mission.domain, now)
-            results[i] = Allocation([], ErrorCode.ALLOC_NO_PROXY, reason)
-            continue
-        chosen[i] = slots
+                proxy_slot = pslots[proxy.pk].pop(0)
+            active[worker.pk] += 1
+            slots.append(Slot(worker, free[worker.pk].pop(0), proxy, proxy_slot))
+        if slots:
+            plan.chosen[i] = slots
+        else:
+            plan.waits[i] = (ErrorCode.ALLOC_NO_PROXY, "")
+    return plan
 
+
+def _no_worker(workers: Sequence[Worker], active: dict[int, int]) -> tuple[str, str]:
+    if not workers:
+        return ErrorCode.ALLOC_NO_WORKER, "nenhum worker disponível"
+    used, total = sum(active[w.pk] for w in workers), sum(w.max_sessions for w in workers)
+    return ErrorCode.ALLOC_NO_CAPACITY, f"workers sem capacidade ({used}/{total})"
+
+
+def _create_sessions(
+    requests: Sequence[Request],
+    chosen: dict[int, list[Slot]],
+    now: dt.datetime,
+    prefetched: Prefetched | None,
+) -> dict[int, list[BrowserSession]]:
+    """Insert the planned sessions (one INSERT) and count the slots they took."""
     if not chosen:
-        return [r or Allocation([]) for r in results]
+        return {}
+    missions = [requests[i].mission.pk for i in chosen]
     if prefetched is not None:
-        bases = {
-            requests[i].mission.pk: prefetched.sessions.get(requests[i].mission.pk, 0)
-            for i in chosen
-        }
+        bases = {pk: prefetched.sessions.get(pk, 0) for pk in missions}
     else:
         bases = dict(
-            BrowserSession.objects.filter(mission__in=[requests[i].mission.pk for i in chosen])
+            BrowserSession.objects.filter(mission__in=missions)
             .values_list("mission")
             .annotate(n=Count("id"))
             .order_by()
         )
-    created: dict[int, list[BrowserSession]] = {}
-    for i, slots in chosen.items():
-        r = requests[i]
-        mission, base = r.mission, bases.get(r.mission.pk, 0)
-        created[i] = [
-            BrowserSession(
-                mission=mission,
-                worker=worker,
-                proxy=proxy,
-                attempt=mission.attempt,
-                session_key=f"m{mission.pk}-a{mission.attempt}-s{base + k + 1}",
-                status=SessionStatus.REQUESTED,
-                provider=(worker.providers or ["local"])[0],
-                engine=r.site.engine,
-                proxy_external_id=proxy.external_id if proxy else "",
-                proxy_type=proxy.type if proxy else "",
-                proxy_country=proxy.country if proxy else "",
-                holds_slot=True,
-                worker_slot=worker_slot,
-                proxy_slot=proxy_slot,
-            )
-            for k, (worker, worker_slot, proxy, proxy_slot) in enumerate(slots)
+    created = {
+        i: [
+            _new_session(requests[i], bases.get(requests[i].mission.pk, 0) + k + 1, slot)
+            for k, slot in enumerate(slots)
         ]
+        for i, slots in chosen.items()
+    }
     BrowserSession.objects.bulk_create([s for group in created.values() for s in group])
+    _count_taken_slots([slot for slots in chosen.values() for slot in slots], now)
+    return created
+
+
+def _new_session(r: Request, n: int, slot: Slot) -> BrowserSession:
+    mission, proxy = r.mission, slot.proxy
+    return BrowserSession(
+        mission=mission,
+        worker=slot.worker,
+        proxy=proxy,
+        attempt=mission.attempt,
+        session_key=f"m{mission.pk}-a{mission.attempt}-s{n}",
+        status=SessionStatus.REQUESTED,
+        provider=(slot.worker.providers or ["local"])[0],
+        engine=r.site.engine,
+        proxy_external_id=proxy.external_id if proxy else "",
+        proxy_type=proxy.type if proxy else "",
+        proxy_country=proxy.country if proxy else "",
+        holds_slot=True,
+        worker_slot=slot.worker_slot,
+        proxy_slot=slot.proxy_slot,
+    )
+
+
+def _count_taken_slots(slots: list[Slot], now: dt.datetime) -> None:
     per_worker: dict[int, int] = defaultdict(int)
     per_proxy: dict[int, int] = defaultdict(int)
-    for slots in chosen.values():
-        for worker, _, proxy, _ in slots:
-            per_worker[worker.pk] += 1
-            if proxy is not None:
-                per_proxy[proxy.pk] += 1
+    for slot in slots:
+        per_worker[slot.worker.pk] += 1
+        if slot.proxy is not None:
+            per_proxy[slot.proxy.pk] += 1
     for worker_id, count in sorted(per_worker.items()):
         Worker.objects.filter(pk=worker_id).update(active_sessions=F("active_sessions") + count)
     by_count: dict[int, list[int]] = defaultdict(list)
@@ -513,28 +446,6 @@ def allocate_many(
             status=ProxyStatus.AVAILABLE,
             cooldown_until=None,
         )
-    for i, sessions in created.items():
-        results[i] = Allocation(sessions)
-        events.publish("session.requested", mission_id=requests[i].mission.pk)
-    return [r or Allocation([]) for r in results]
-
-
-def free_slots(owner: str, limits: dict[int, int]) -> dict[int, list[int]]:
-    """The slot numbers below each worker's or proxy's limit (`owner` is "worker" or
-    "proxy"; `limits` maps its ids to `max_sessions`) that no slot-holding session uses,
-    lowest first. Counted from the sessions themselves, so a drifted `active_sessions`
-    counter can never hand out a slot twice; the caller holds the owners' rows locked,
-    and the partial unique indexes on the slot numbers are the backstop."""
-    if not limits:
-        return {}
-    held: dict[int, set[int]] = defaultdict(set)
-    rows = BrowserSession.objects.filter(
-        holds_slot=True, **{f"{owner}_id__in": list(limits)}
-    ).values_list(f"{owner}_id", f"{owner}_slot")
-    for owner_id, slot in rows:
-        if slot is not None:
-            held[owner_id].add(slot)
-    return {pk: [s for s in range(limit) if s not in held[pk]] for pk, limit in limits.items()}
 
 
 def lock_usable_workers(now: dt.datetime) -> list[Worker]:
@@ -616,7 +527,6 @@ def claim_due_missions(
         )
         sites.prefetch(m.domain for m in missions)
         prefetched = Prefetched.load(missions, now)
-        from orchestrator.managers.base import Move, transition_many  # (it imports us)
 
         moves: list[Move] = []
         requests: list[Request] = []
@@ -739,79 +649,3 @@ def replenish_sessions(owner: str, now: dt.datetime, cfg: Config, limit: int = 5
 
 
 # --------------------------------------------------------------------------- counters
-
-
-def release_slot(session: BrowserSession) -> None:
-    """Give back the worker slot and proxy usage a session held (caller's transaction,
-    after it flipped holds_slot with a conditional update)."""
-    release_slots([session])
-
-
-def release_slots(sessions: Iterable[BrowserSession]) -> None:
-    """`release_slot` of many sessions: one UPDATE for their workers and one for their
-    proxies, each row locked first in id order (as allocation locks them), so that
-    batched releases and allocations never deadlock. A counter never goes below 0."""
-    per_worker: dict[int, int] = defaultdict(int)
-    per_proxy: dict[int, int] = defaultdict(int)
-    for session in sessions:
-        per_worker[session.worker_id] += 1
-        if session.proxy_id:
-            per_proxy[session.proxy_id] += 1
-    for model, counts in ((Worker, per_worker), (Proxy, per_proxy)):
-        if not counts:
-            continue
-        manager = model._default_manager
-        rows = manager.filter(pk__in=list(counts), active_sessions__gt=0)
-        if len(counts) > 1:
-            ids = list(rows.order_by("id").select_for_update(of=("self",)).values_list("id"))
-            if not ids:
-                continue
-        if len(counts) == 1:
-            minus: Any = Value(next(iter(counts.values())))
-        else:
-            minus = Case(
-                *(When(pk=pk, then=Value(n)) for pk, n in counts.items()),
-                output_field=models.IntegerField(),
-            )
-        rows.update(active_sessions=Greatest(F("active_sessions") - minus, Value(0)))
-
-
-def recompute_counters() -> dict[str, int]:
-    """Recount worker slots and proxy usage from the sessions that hold them (rule 5).
-    Returns how many rows were corrected."""
-    fixed = {"workers": 0, "proxies": 0}
-    with transaction.atomic():
-        # Lock first (workers in id order, as allocation does), then count: a slot taken
-        # or freed between a count and its write would otherwise be overwritten.
-        workers = list(Worker.objects.select_for_update().order_by("id"))
-        list(Proxy.objects.filter(active_sessions__gt=0).select_for_update().order_by("id"))
-        held_w = dict(
-            BrowserSession.objects.filter(holds_slot=True)
-            .values_list("worker")
-            .annotate(n=Count("id"))
-            .order_by()
-        )
-        for worker in workers:
-            want = held_w.get(worker.pk, 0)
-            if worker.active_sessions != want:
-                Worker.objects.filter(pk=worker.pk).update(active_sessions=want)
-                fixed["workers"] += 1
-        held_p = dict(
-            BrowserSession.objects.filter(holds_slot=True, proxy__isnull=False)
-            .values_list("proxy")
-            .annotate(n=Count("id"))
-            .order_by()
-        )
-        stale = Proxy.objects.filter(active_sessions__gt=0).exclude(pk__in=list(held_p))
-        fixed["proxies"] += stale.update(active_sessions=0)
-        for proxy_id, n in held_p.items():
-            fixed["proxies"] += (
-                Proxy.objects.filter(pk=proxy_id)
-                .exclude(active_sessions=n)
-                .update(active_sessions=n)
-            )
-    return fixed
-
-
-def now_utc() -> dt.datetime:
-    return timezone.now()

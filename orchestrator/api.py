@@ -38,6 +38,7 @@ from orchestrator import (
     quality,
     site_breaker,
     states,
+    transitions,
     webhooks,
 )
 from orchestrator.models import (
@@ -358,7 +359,9 @@ def apply_bulk(data: dict[str, Any], request: Request) -> list[Mission]:
         if kind == "create":
             return [actions.create_mission(**entry, user=request.user) for entry in data["items"]]
         ids: list[int] = data["ids"]
-        # Lock in id order so that two bulk requests cannot deadlock each other.
+        # Sessions before missions, each in id order (`orchestrator.transitions`), so two
+        # bulk requests, or one and the managers, cannot deadlock each other.
+        transitions.lock_live_sessions(ids)
         locked = {
             m.pk: m
             for m in Mission.objects.select_for_update(of=("self",))

@@ -183,12 +183,7 @@ def items_to_sessions(
     if len({s.id for s in ordered}) != len(ordered):
         raise ValueError("duplicate session ids")
 
-    rules: dict[str, SiteRule] = {}
-    for rule in site_configs:
-        name = rule.domain if rule.domain == DEFAULT_DOMAIN else _normalize_domain(rule.domain)
-        if name in rules:
-            raise ValueError(f"duplicate site rule for domain {name!r}")
-        rules[name] = rule
+    rules = _rules_by_domain(site_configs)
     default_rule = rules.get(DEFAULT_DOMAIN, _ANYTHING_GOES)
 
     # A session's key packs "most remaining capacity first, then lowest id" into one
@@ -282,6 +277,17 @@ def items_to_sessions(
         else:
             unassigned.append(Unassigned(item, pool.plain_reason))
     return Distribution(assignments=assignments, unassigned=unassigned)
+
+
+def _rules_by_domain(site_configs: Iterable[SiteRule]) -> dict[str, SiteRule]:
+    """Site rules keyed by normalized domain; ValueError on a duplicate domain."""
+    rules: dict[str, SiteRule] = {}
+    for rule in site_configs:
+        name = rule.domain if rule.domain == DEFAULT_DOMAIN else _normalize_domain(rule.domain)
+        if name in rules:
+            raise ValueError(f"duplicate site rule for domain {name!r}")
+        rules[name] = rule
+    return rules
 
 
 def _take_skipping(

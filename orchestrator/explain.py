@@ -35,7 +35,6 @@ from orchestrator.states import ItemStatus, MissionStatus
 from registry import config, geo
 from registry.config import Config
 from registry.models import (
-    DEFAULT_DOMAIN,
     HealthStatus,
     Proxy,
     ProxyStatus,
@@ -209,12 +208,8 @@ class Explainer:
         wanted = {normalize_domain(d) for d in domains} - set(self._sites)
         if not wanted:
             return
-        configs = {
-            c.domain: c for c in SiteConfig.objects.filter(domain__in=[*wanted, DEFAULT_DOMAIN])
-        }
-        default = configs.get(DEFAULT_DOMAIN) or SiteConfig(domain=DEFAULT_DOMAIN)
+        self._sites.update(SiteConfig.for_domains(wanted))
         for d in wanted:
-            self._sites[d] = configs.get(d) or default
             self._health_blocked.setdefault(d, set())
         for d in wanted:
             self._paused[d] = ""
@@ -343,10 +338,6 @@ class Explainer:
         sessions it could get now."""
         site = self.site(domain)
         group = Group(domain=normalize_domain(domain), site=site.domain, pending_items=pending)
-        if not site.enabled:
-            group.constraints.append(
-                Constraint("site", False, f"estratégia {site.domain} desativada")
-            )
         wanted = min(site.max_sessions, max(1, math.ceil(pending / max(1, site.items_per_job))))
         wanted -= live_sessions
         if wanted <= 0:

@@ -19,7 +19,20 @@ from orchestrator.states import (
 )
 
 
-class Mission(models.Model):
+class Leased(models.Model):
+    """The lease columns of a row that processes claim (`orchestrator.leases`): who holds
+    it, until when (database clock), and the token every write after an external call
+    is fenced by."""
+
+    locked_by = models.CharField(max_length=200, blank=True, default="")
+    locked_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class Mission(Leased):
     name = models.CharField(max_length=200)
     domain = models.CharField(max_length=253, db_index=True)
     status = models.CharField(
@@ -69,11 +82,6 @@ class Mission(models.Model):
     # site's rules, and which rules ({"rule", "message", "expected", "actual"}).
     needs_review = models.BooleanField(default=False)
     review_failures = models.JSONField(default=list, blank=True)
-
-    # Lease (fenced by lease_token: every write after an external call checks it).
-    locked_by = models.CharField(max_length=200, blank=True, default="")
-    locked_until = models.DateTimeField(null=True, blank=True)
-    lease_token = models.PositiveBigIntegerField(default=0)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -245,7 +253,7 @@ class MissionItem(models.Model):
         return self.url
 
 
-class BrowserSession(models.Model):
+class BrowserSession(Leased):
     mission = models.ForeignKey(Mission, on_delete=models.CASCADE, related_name="sessions")
     worker = models.ForeignKey("registry.Worker", on_delete=models.PROTECT, related_name="sessions")
     proxy = models.ForeignKey(
@@ -299,10 +307,6 @@ class BrowserSession(models.Model):
     error_code = models.CharField(max_length=40, blank=True, default="", choices=ERROR_CODE_CHOICES)
     error_message = models.TextField(blank=True, default="")
 
-    locked_by = models.CharField(max_length=200, blank=True, default="")
-    locked_until = models.DateTimeField(null=True, blank=True)
-    lease_token = models.PositiveBigIntegerField(default=0)
-
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -348,10 +352,6 @@ class BrowserSession(models.Model):
 
     def __str__(self) -> str:
         return self.session_key
-
-    @property
-    def is_live(self) -> bool:
-        return self.status in states.SESSION_LIVE
 
 
 class MissionEvent(models.Model):
@@ -535,7 +535,7 @@ class WebhookEndpoint(models.Model):
         return False
 
 
-class WebhookDelivery(models.Model):
+class WebhookDelivery(Leased):
     class Status(models.TextChoices):
         PENDING = "pending", "Pendente"
         SUCCEEDED = "succeeded", "Entregue"
@@ -559,10 +559,6 @@ class WebhookDelivery(models.Model):
     retry_until = models.DateTimeField(null=True, blank=True)
     # Set by an operator's replay; the next attempt is logged as a replay.
     replay_requested = models.BooleanField(default=False)
-
-    locked_by = models.CharField(max_length=200, blank=True, default="")
-    locked_until = models.DateTimeField(null=True, blank=True)
-    lease_token = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         verbose_name = "entrega de webhook"

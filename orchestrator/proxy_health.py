@@ -9,8 +9,9 @@ under the threshold, so one more failure blocks it again and successes bring it 
 A success while blocked (a session opened before the block) lifts the block at once.
 
 Sessions retire like Crawlee's session pool (error score 3, 50 uses, 50 minutes of
-age): a READY session past any limit is closed between jobs and the mission manager
-opens its replacement on the least recently used proxy, another one.
+age): a READY session past any limit is closed between jobs (by the WorkerManager's
+dispatch) and the SessionManager opens its replacement (`allocation.replenish_sessions`)
+on the least recently used proxy, another one.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.functions import Greatest, Now
 
-from orchestrator import events, pgbatch, site_breaker
+from orchestrator import events, pgbatch, site_breaker, states
 from orchestrator.models import BrowserSession, MissionEvent, ProxyDomainHealth
 from orchestrator.states import SessionStatus
 from registry.config import Config
@@ -34,8 +35,8 @@ from registry.models import normalize_domain
 
 logger = logging.getLogger(__name__)
 
-# Worker result codes that blame the proxy for this site.
-FAILURE_CODES = frozenset({"blocked", "proxy_error", "timeout"})
+# Worker result codes that blame the proxy for this site (one list: `states`).
+FAILURE_CODES = states.PROXY_FAULT_WORKER_CODES
 SUCCESS_WEIGHT = 0.5
 
 # Crawlee's SessionPool defaults.
@@ -244,7 +245,7 @@ def lift(row: ProxyDomainHealth) -> None:
 
 
 def lease_free() -> Q:
-    # Same as allocation.lease_free (allocation imports this module).
+    # Same as leases.lease_free (allocation imports this module).
     return Q(locked_until__isnull=True) | Q(locked_until__lt=Now())
 
 

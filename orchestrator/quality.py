@@ -1,6 +1,7 @@
 """Quality gate before FINALIZADO: per-site rules checked when the writer confirmed.
 
-Rules live in `SiteConfig.quality_rules` (the domain's, else `*`'s):
+Rules live in `SiteConfig.quality_rules` (the domain's, else `*`'s; parsed in
+`registry.quality_rules`):
 
 - `min_success_ratio` (0..1): done items / total items;
 - `required_fields` + `required_fields_min_pct` (0..100, default 100): each field is
@@ -22,102 +23,15 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.db.models import F
 from django.utils import timezone
 
 from orchestrator import events
 from orchestrator.models import Mission, MissionEvent, QualityFieldCount
 from orchestrator.states import MissionStatus
-from registry.models import DEFAULT_DOMAIN, SiteConfig, normalize_domain
+from registry.quality_rules import Rules, rules_for, rules_for_domains  # noqa: F401  (re-export)
 
 logger = logging.getLogger(__name__)
-
-RULE_KEYS = {
-    "min_success_ratio",
-    "required_fields",
-    "required_fields_min_pct",
-    "min_records_pct_of_recent",
-    "recent_missions",
-}
-
-
-@dataclass(frozen=True)
-class Rules:
-    min_success_ratio: float | None = None
-    required_fields: tuple[str, ...] = ()
-    required_fields_min_pct: float = 100.0
-    min_records_pct_of_recent: float | None = None
-    recent_missions: int = 5
-
-    @property
-    def empty(self) -> bool:
-        return (
-            self.min_success_ratio is None
-            and not self.required_fields
-            and self.min_records_pct_of_recent is None
-        )
-
-    @classmethod
-    def parse(cls, raw: Any) -> Rules:
-        """Validate a `quality_rules` object; raises ValidationError naming the key."""
-        if raw in (None, ""):
-            return cls()
-        if not isinstance(raw, dict):
-            raise ValidationError("quality_rules must be an object.")
-        unknown = set(raw) - RULE_KEYS
-        if unknown:
-            raise ValidationError(f"unknown quality rules: {', '.join(sorted(unknown))}")
-
-        def number(key: str, lo: float, hi: float) -> float | None:
-            value = raw.get(key)
-            if value is None:
-                return None
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValidationError(f"{key} must be a number.")
-            if not lo <= value <= hi:
-                raise ValidationError(f"{key} must be between {lo:g} and {hi:g}.")
-            return float(value)
-
-        fields = raw.get("required_fields") or []
-        if not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields):
-            raise ValidationError("required_fields must be a list of field names.")
-        recent = raw.get("recent_missions", 5)
-        if isinstance(recent, bool) or not isinstance(recent, int) or not 1 <= recent <= 100:
-            raise ValidationError("recent_missions must be an integer between 1 and 100.")
-        pct = number("required_fields_min_pct", 0, 100)
-        return cls(
-            min_success_ratio=number("min_success_ratio", 0, 1),
-            required_fields=tuple(dict.fromkeys(fields)),
-            required_fields_min_pct=100.0 if pct is None else pct,
-            min_records_pct_of_recent=number("min_records_pct_of_recent", 0, 100),
-            recent_missions=recent,
-        )
-
-
-def rules_for(domain: str) -> Rules:
-    return _parse_rules(domain, SiteConfig.for_domain(domain))
-
-
-def rules_for_domains(domains: Iterable[str]) -> dict[str, Rules]:
-    """`rules_for` of every domain of a batch, in one query."""
-    wanted = {d: normalize_domain(d) for d in domains}
-    if not wanted:
-        return {}
-    configs = {
-        c.domain: c
-        for c in SiteConfig.objects.filter(domain__in=[*set(wanted.values()), DEFAULT_DOMAIN])
-    }
-    default = configs.get(DEFAULT_DOMAIN) or SiteConfig(domain=DEFAULT_DOMAIN)
-    return {d: _parse_rules(d, configs.get(n) or default) for d, n in wanted.items()}
-
-
-def _parse_rules(domain: str, site: SiteConfig) -> Rules:
-    try:
-        return Rules.parse(site.quality_rules)
-    except ValidationError:
-        logger.warning("invalid quality_rules for %s; gate skipped", domain)
-        return Rules()
 
 
 def _present(value: Any) -> bool:

@@ -148,8 +148,16 @@ ITEM_ERRORS: dict[str, tuple[ErrorCode, bool]] = {
     "parse_error": (ErrorCode.SCRAPE_PARSE_ERROR, False),
 }
 FINAL_HTTP_STATUSES = frozenset({404, 410})
-# Codes that say the proxy (not the page) is the problem: the session should rotate.
-PROXY_FAULT_CODES = frozenset({ErrorCode.SCRAPE_BLOCKED, ErrorCode.SCRAPE_PROXY_ERROR})
+# The one list of codes that blame the proxy (not the page) for a failed item: blocked,
+# a proxy error or a timeout. They count against the proxy (`failure_count`, its health
+# on the domain) and the item avoids that proxy next time.
+PROXY_FAULT_CODES: frozenset[ErrorCode] = frozenset(
+    {ErrorCode.SCRAPE_BLOCKED, ErrorCode.SCRAPE_PROXY_ERROR, ErrorCode.SCRAPE_TIMEOUT}
+)
+# The same faults as the worker API names them (`result.error.code`).
+PROXY_FAULT_WORKER_CODES: frozenset[str] = frozenset(
+    worker for worker, (code, _) in ITEM_ERRORS.items() if code in PROXY_FAULT_CODES
+)
 
 
 @dataclass(frozen=True)

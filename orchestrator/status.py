@@ -45,6 +45,14 @@ def _counts(rows: Any, keys: Any) -> dict[str, int]:
     return counts
 
 
+def heartbeat_fresh(now: dt.datetime) -> bool:
+    """A running orchestrator's heartbeat is newer than `heartbeat_stale_after_s`."""
+    max_age = int(config.load().heartbeat_stale_after_s)
+    return OrchestratorInstance.objects.filter(
+        stopped_at__isnull=True, heartbeat_at__gte=now - dt.timedelta(seconds=max_age)
+    ).exists()
+
+
 def orchestrator_status(now: dt.datetime) -> dict[str, Any]:
     cfg = config.load()
     queue = mission_counts_by_status()

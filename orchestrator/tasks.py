@@ -35,7 +35,7 @@ def run_due_schedules() -> int:
 
 
 def recompute_counters() -> dict[str, Any]:
-    from orchestrator.allocation import recompute_counters as recompute
+    from orchestrator.slots import recompute_counters as recompute
 
     return recompute()
 

@@ -33,7 +33,7 @@ from django.db.models import F, Q
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
-from orchestrator import allocation, events
+from orchestrator import events, leases
 from orchestrator.models import Mission, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from registry import config
 from registry.config import Config
@@ -264,7 +264,7 @@ def deliver_due(
     """Send every due pending delivery once. Returns how many were attempted."""
     now = now or _now()
     cfg = config.load()
-    leases = allocation.claim(
+    claimed = leases.claim(
         WebhookDelivery,
         Q(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now),
         owner=owner,
@@ -272,14 +272,14 @@ def deliver_due(
         limit=limit,
         order_by=("next_attempt_at", "id"),
     )
-    if not leases:
+    if not claimed:
         return 0
     deliveries = WebhookDelivery.objects.select_related("endpoint").in_bulk(
-        [lease.id for lease in leases]
+        [lease.id for lease in claimed]
     )
     attempted = 0
     with client_factory() if client_factory else httpx.Client(follow_redirects=False) as client:
-        for lease in leases:
+        for lease in claimed:
             delivery = deliveries[lease.id]
             _deliver_one(delivery, lease, owner, now, cfg, client)
             attempted += 1
@@ -288,7 +288,7 @@ def deliver_due(
 
 def _deliver_one(
     delivery: WebhookDelivery,
-    lease: allocation.Lease,
+    lease: leases.Lease,
     owner: str,
     now: dt.datetime,
     cfg: Config,
@@ -298,7 +298,7 @@ def _deliver_one(
     number = delivery.attempts + 1
     replay = delivery.replay_requested
     if not endpoint.enabled:
-        allocation.release(
+        leases.release(
             WebhookDelivery,
             lease,
             owner,
@@ -313,7 +313,7 @@ def _deliver_one(
     ok = not error
     with transaction.atomic():
         if ok:
-            won = allocation.release(
+            won = leases.release(
                 WebhookDelivery,
                 lease,
                 owner,
@@ -331,7 +331,7 @@ def _deliver_one(
                 seconds=cfg.webhook_max_age_s
             )
             expired = retry_at > until
-            won = allocation.release(
+            won = leases.release(
                 WebhookDelivery,
                 lease,
                 owner,

@@ -4,6 +4,7 @@ per-domain proxy strategies and key-value configuration."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -215,11 +216,6 @@ class Proxy(models.Model):
             and self.exit_country == self.country
         )
 
-    def is_usable(self, now: dt.datetime) -> bool:
-        if not self.enabled or self.status in (ProxyStatus.BANNED, ProxyStatus.DISABLED):
-            return False
-        return self.cooldown_until is None or self.cooldown_until <= now
-
     def start_cooldown(self, now: dt.datetime, seconds: int, reason: str) -> None:
         """Rest the proxy after a failure; it becomes allocatable again after `seconds`."""
         Proxy.objects.filter(pk=self.pk).update(
@@ -298,10 +294,28 @@ class SiteConfig(models.Model):
 
     @classmethod
     def for_domain(cls, domain: str) -> SiteConfig:
-        """The config of `domain`, else `*`, else an unsaved default."""
-        wanted = normalize_domain(domain)
-        configs = {c.domain: c for c in cls.objects.filter(domain__in=[wanted, DEFAULT_DOMAIN])}
-        return configs.get(wanted) or configs.get(DEFAULT_DOMAIN) or cls(domain=DEFAULT_DOMAIN)
+        """The config of `domain`, else `*`, else an unsaved default (`for_domains`)."""
+        return cls.for_domains([domain])[domain]
+
+    @classmethod
+    def for_domains(cls, domains: Iterable[str]) -> dict[str, SiteConfig]:
+        """The one site-config lookup: each domain (keyed as given) gets its own
+        strategy, else `*`'s, else an unsaved default; one query for the batch.
+
+        A disabled strategy (`enabled=False`) is set aside: its domain falls back to
+        `*` (and a disabled `*` to the defaults). Allocation, the explainer and the
+        quality gate all read it here, so they agree."""
+        wanted = {d: normalize_domain(d) for d in domains}
+        if not wanted:
+            return {}
+        rows = {
+            c.domain: c
+            for c in cls.objects.filter(
+                domain__in=[*set(wanted.values()), DEFAULT_DOMAIN], enabled=True
+            )
+        }
+        default = rows.get(DEFAULT_DOMAIN) or cls(domain=DEFAULT_DOMAIN)
+        return {d: rows.get(n) or default for d, n in wanted.items()}
 
 
 class ConfigEntry(models.Model):

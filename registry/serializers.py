@@ -199,7 +199,7 @@ class SelectorField(RequestSchema, StrictCharField):
 
 
 class QualityRulesField(RequestSchema, serializers.JSONField):
-    """`quality_rules` as `orchestrator.quality.Rules.parse` accepts it."""
+    """`quality_rules` as `registry.quality_rules.Rules.parse` accepts it."""
 
     request_schema: ClassVar = {
         "type": "object",
@@ -214,7 +214,7 @@ class QualityRulesField(RequestSchema, serializers.JSONField):
             "min_records_pct_of_recent": {"type": "number", "minimum": 0, "maximum": 100},
             "recent_missions": {"type": "integer", "minimum": 1, "maximum": 100},
         },
-        "description": "Quality gate rules (see orchestrator/quality.py); {} means none.",
+        "description": "Quality gate rules (see registry/quality_rules.py); {} means none.",
     }
     response_schema: ClassVar = {"type": "object", "additionalProperties": {}}
 
@@ -508,7 +508,7 @@ class SiteConfigSerializer(serializers.ModelSerializer):
     def validate_quality_rules(self, value: Any) -> Any:
         from django.core.exceptions import ValidationError as DjangoValidationError
 
-        from orchestrator.quality import Rules
+        from registry.quality_rules import Rules
 
         try:
             Rules.parse(value)

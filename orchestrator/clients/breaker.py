@@ -25,9 +25,14 @@ from typing import Any
 
 from django.db import models
 from django.db.models import Case, F, Q, Value, When
+from django.dispatch import Signal
 
 from mission_control.logging import redact
 from registry.models import HealthStatus, Service
+
+# Sent once when a service's breaker opens; the engine relays it to its event bus
+# (`orchestrator.apps`), so the clients below the engine never import it.
+service_offline = Signal()
 
 LAST_ERROR_LIMIT = 2000
 _BREAKER_FIELDS = [
@@ -159,13 +164,7 @@ def record_failure(
     service.refresh_from_db(fields=_BREAKER_FIELDS)
     count = service.consecutive_failures
     if count == threshold:  # just went offline: tell the bus once (webhooks listen)
-        from orchestrator import events
-
-        events.publish(
-            f"{type(service).__name__.lower()}.offline",
-            service_id=service.pk,
-            service_name=service.name,
-        )
+        service_offline.send(sender=type(service), service=service)
     return FailureRecord(
         consecutive_failures=count, opened=count >= threshold, just_opened=count == threshold
     )

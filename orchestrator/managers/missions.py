@@ -9,7 +9,7 @@ from functools import partial
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q
 
-from orchestrator import allocation, etl, quality
+from orchestrator import allocation, etl, leases, quality
 from orchestrator.clients import breaker
 from orchestrator.clients.pool import call_all
 from orchestrator.crashpoints import crashpoint
@@ -38,7 +38,7 @@ class MissionManager(BaseManager):
     def tick(self) -> TickResult:
         now, cfg = self.load()
         result = TickResult()
-        allocation.reap_expired_leases()
+        leases.reap_expired_leases()
         if not cfg.paused:
             claimed = allocation.claim_due_missions(self.owner, now, cfg)
             if claimed:
@@ -115,31 +115,31 @@ class MissionManager(BaseManager):
     def finalize(self, now: dt.datetime, cfg: Config) -> int:
         """Tell the writer each ARMAZENANDO mission is complete, then FINALIZADO (all the
         confirmed ones of the batch in one fenced, compare-and-set transition)."""
-        leases = allocation.claim(
+        claimed = leases.claim(
             Mission,
             Q(status=MissionStatus.ARMAZENANDO),
             owner=self.owner,
             lease_s=cfg.lease_s,
             limit=cfg.claim_batch_size,
         )
-        if not leases:
+        if not claimed:
             return 0
-        missions = list(Mission.objects.filter(pk__in=[lease.id for lease in leases]))
+        missions = list(Mission.objects.filter(pk__in=[lease.id for lease in claimed]))
         by_id = {m.pk: m for m in missions}
         writers = writers_for(missions)
         rules = quality.rules_for_domains({m.domain for m in missions})
         moves: list[Move] = []
-        calls: list[tuple[Mission, allocation.Lease, Writer]] = []
-        for lease in leases:
+        calls: list[tuple[Mission, leases.Lease, Writer]] = []
+        for lease in claimed:
             mission = by_id.get(lease.id)
             if mission is None:
                 continue
             writer = writers[mission.pk]
             if writer is None:
-                allocation.release(Mission, lease, self.owner, wait_reason="WRITER_NOT_CONFIGURED")
+                leases.release(Mission, lease, self.owner, wait_reason="WRITER_NOT_CONFIGURED")
                 continue
             if not breaker.allow_call(writer, now):
-                allocation.release(
+                leases.release(
                     Mission,
                     lease,
                     self.owner,
@@ -164,7 +164,7 @@ class MissionManager(BaseManager):
                 exc = outcome.error
                 if exc.infrastructure:
                     self.service_failed(writer, exc, now, cfg)
-                    allocation.release(
+                    leases.release(
                         Mission,
                         lease,
                         self.owner,
@@ -215,11 +215,7 @@ class MissionManager(BaseManager):
         for move in moves:
             mission = move.mission
             if mission.pk not in finalized:
-                logger.warning(
-                    "STALE_LEASE mission %s: finalization not recorded",
-                    mission.pk,
-                    extra={"mission_id": mission.pk},
-                )
+                leases.stale(f"mission {mission.pk}", "finalization", mission.pk)
                 continue
             etl.finalize_run(mission)
             logger.info(

@@ -17,6 +17,7 @@ from orchestrator.clients.base import ServiceError
 from orchestrator.clients.pool import call_all
 from orchestrator.clients.worker import ProxySpec, RemoteSession
 from orchestrator.crashpoints import crashpoint
+from orchestrator.leases import hold, stale
 from orchestrator.managers.base import (
     BaseManager,
     TickResult,
@@ -204,15 +205,12 @@ class SessionManager(BaseManager):
         if not answered:
             return 0
         with transaction.atomic():
-            won = set(
+            won = hold(
                 BrowserSession.objects.filter(
                     leases_q([lease for _, lease, _ in answered]),
                     locked_by=self.owner,
                     status=SessionStatus.REQUESTED,
                 )
-                .order_by("id")
-                .select_for_update(of=("self",))
-                .values_list("id", flat=True)
             )
             opened: list[BrowserSession] = []
             for session, lease, remote in answered:
@@ -304,15 +302,12 @@ class SessionManager(BaseManager):
             return
         with transaction.atomic():
             # Locked in id order first, like every batch that locks several sessions.
-            still = set(
+            still = hold(
                 BrowserSession.objects.filter(
                     pgbatch.rows_in(
                         BrowserSession, ["pk", "status"], [(s.pk, s.status) for s, _ in seen]
                     )
                 )
-                .order_by("id")
-                .select_for_update(of=("self",))
-                .values_list("id", flat=True)
             )
             touched: dict[bool, list[BrowserSession]] = {True: [], False: []}
             for session, remote in seen:
@@ -448,15 +443,12 @@ class SessionManager(BaseManager):
             won: list[BrowserSession] = []
             for final in {self._final_status(s) for s in closing}:
                 group = [s for s in closing if self._final_status(s) == final]
-                ids = set(
+                ids = hold(
                     BrowserSession.objects.filter(
                         leases_q([tokens[s.pk] for s in group]),
                         locked_by=self.owner,
                         holds_slot=True,
                     )
-                    .order_by("id")
-                    .select_for_update(of=("self",))
-                    .values_list("id", flat=True)
                 )
                 if not ids:
                     continue
@@ -473,11 +465,7 @@ class SessionManager(BaseManager):
                 won.extend(s for s in group if s.pk in ids)
             for session in closing:
                 if session.pk not in {s.pk for s in won}:
-                    logger.warning(
-                        "STALE_LEASE session %s: close not recorded",
-                        session.session_key,
-                        extra={"mission_id": session.mission_id},
-                    )
+                    stale(f"session {session.session_key}", "close", session.mission_id)
             allocation.release_slots(won)
             for session in won:
                 events.publish("capacity.freed", mission_id=session.mission_id)

@@ -220,7 +220,11 @@ def test_chaos_loses_nothing_and_duplicates_nothing(
                 stop(proc, timeout=30)
         stop(qcluster, timeout=30)
 
-    # --- the checker
+    check_outcome(ids, fake_writer, faults)
+
+
+def check_outcome(ids: list[int], fake_writer: FakeWriter, faults: Counter[str]) -> None:
+    """The checker: every mission ended legally, nothing lost, nothing duplicated."""
     max_attempts = 1 + int(config.get("max_retries"))
     final = Counter(Mission.objects.filter(pk__in=ids).values_list("status", flat=True))
     assert set(final) <= {MissionStatus.FINALIZADO, MissionStatus.ERRO}, final

@@ -9,12 +9,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from localnode.forward_proxy import ForwardProxy
 from localnode.models import LocalRecord
 from orchestrator import actions
 from orchestrator.models import Mission, MissionItem
 from orchestrator.states import ErrorCode, ItemStatus, MissionStatus
 from registry import config
+from registry.forward_proxy import ForwardProxy
 from tests import factories
 from tests.e2e.processes import spawn, stop, wait_for
 

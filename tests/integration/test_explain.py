@@ -219,3 +219,24 @@ def test_mission_page_and_list_tooltip_say_why(client: Client) -> None:
         'title="Por que está esperando? workers sem capacidade (2/2); '
         "nenhum proxy residencial BR cadastrado" in rows
     )
+
+
+def test_a_disabled_strategy_falls_back_to_the_default_in_allocation_and_explain(
+    viewer_api: APIClient,
+) -> None:
+    from orchestrator import allocation
+
+    factories.WriterFactory(is_default=True)
+    factories.SiteConfigFactory(domain="*", proxy_types=[], countries=[], max_sessions=2)
+    factories.SiteConfigFactory(
+        domain="example.com", proxy_types=["residential"], countries=["BR"], enabled=False
+    )
+    factories.WorkerFactory(max_sessions=4)
+    mission = factories.MissionFactory(n_items=3)
+
+    # Both read the one lookup: the disabled strategy is set aside for `*`.
+    assert SiteConfig.for_domain("example.com").domain == "*"
+    assert allocation.SiteCache().get("example.com").domain == "*"
+    body = viewer_api.get(f"/api/missions/{mission.pk}/explain/").json()
+    assert body["failed"] == [] and body["sessions_possible"] >= 1
+    assert body["summary"].startswith("pronta para alocar")

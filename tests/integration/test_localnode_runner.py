@@ -68,7 +68,6 @@ def results(job: LocalJob) -> dict[str, LocalResult]:
 def test_run_once_scrapes_the_demo_shop(
     live_server: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    SiteConfig.objects.create(domain="localhost", selectors={"price": ".price", "sku": ".sku"})
     base = live_server.url.replace("127.0.0.1", "localhost")
     urls = [
         *demo_urls(base, 2),
@@ -78,7 +77,9 @@ def test_run_once_scrapes_the_demo_shop(
         f"{base}/local/demo/captcha/",
         f"{base}/local/demo/status/503/",
     ]
-    job = open_job("demo-j1", urls)
+    job = open_job(
+        "demo-j1", urls, options={"timeout_s": 10, "selectors": {"price": ".price", "sku": ".sku"}}
+    )
 
     call_command("run_localnode", "--once")
 

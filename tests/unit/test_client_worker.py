@@ -367,3 +367,9 @@ def test_for_worker_builds_from_a_registry_row() -> None:
     assert rec.requests[0].headers["Authorization"] == f"Bearer {KEY}"
     assert str(rec.requests[0].url) == "http://w1.test/api/v1/health"
     assert WorkerClient.for_worker(row).settings == ClientSettings()
+
+
+def test_start_job_sends_the_site_selectors_in_options() -> None:
+    rec = Recorder(httpx.Response(202, json=job_json()))
+    client(rec).start_job("s-9f2c", "k", [("1", "https://e.com/")], selectors={"price": ".p"})
+    assert body(rec.requests[0])["options"]["selectors"] == {"price": ".p"}

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from mission_control import extensions
 from orchestrator import actions
 from orchestrator.models import Mission
 from registry.models import ConfigEntry, SiteConfig, Worker, Writer
@@ -95,9 +96,7 @@ class Command(BaseCommand):
     def _demo(self, base: str) -> None:
         if ConfigEntry.objects.filter(key=DEMO_MARKER).exists():
             return
-        from localnode.demo import demo_urls
-
-        urls = demo_urls(base, 120)
+        urls = extensions.first("demo_urls")(base, 120)
         for n, chunk in enumerate((urls[:40], urls[40:80], urls[80:]), start=1):
             actions.create_mission(name=f"Demonstração {n}: catálogo", urls=chunk, priority=n)
         ConfigEntry.objects.create(key=DEMO_MARKER, value=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from localnode.forward_proxy import ForwardProxy
+from registry.forward_proxy import ForwardProxy
 from registry.models import Proxy, ProxyStatus
 
 COUNTRIES = ["BR", "BR", "US", "MX"]

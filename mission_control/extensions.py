@@ -1,0 +1,38 @@
+"""Where the apps plug into the project layer, so `mission_control` never imports them.
+
+An app registers a provider under a hook name in its `AppConfig.ready()`; the project
+code that serves the hook (metrics, health, exports, bootstrap) asks for the providers.
+Hooks used today:
+
+- ``metrics``: ``fn(now) -> Iterable[prometheus Metric]`` (``mission_control.metrics``);
+- ``orchestrator_fresh``: ``fn(now) -> bool``, a running orchestrator's heartbeat is
+  fresh (``mission_control.health``);
+- ``mission_exists``: ``fn(mission_id) -> bool`` (the built-in writer's export);
+- ``demo_urls``: ``fn(base_url, n) -> list[str]``, pages the demo missions scrape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+_providers: dict[str, list[Callable[..., Any]]] = {}
+
+
+def register(hook: str, provider: Callable[..., Any]) -> None:
+    """Add ``provider`` to ``hook`` (idempotent: registering twice keeps one)."""
+    entries = _providers.setdefault(hook, [])
+    if provider not in entries:
+        entries.append(provider)
+
+
+def providers(hook: str) -> list[Callable[..., Any]]:
+    return list(_providers.get(hook, ()))
+
+
+def first(hook: str) -> Callable[..., Any]:
+    """The one provider of ``hook``; LookupError when no app registered it."""
+    found = _providers.get(hook)
+    if not found:
+        raise LookupError(f"no provider registered for {hook!r}")
+    return found[0]

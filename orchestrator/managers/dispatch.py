@@ -1,0 +1,424 @@
+"""WorkerManager, dispatch: hands ready sessions their next job (items chosen by the
+distributor) and starts it on the worker, fenced by the session's lease."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from functools import partial
+
+from django.db import connection, transaction
+from django.db.models import (
+    Case,
+    F,
+    IntegerField,
+    Q,
+    Value,
+    When,
+    Window,
+)
+from django.db.models.functions import RowNumber
+
+from orchestrator import events, leases, pgbatch
+from orchestrator.clients import breaker
+from orchestrator.clients.base import ServiceError
+from orchestrator.clients.pool import call_all
+from orchestrator.crashpoints import crashpoint
+from orchestrator.distributor import ItemInfo, SessionInfo, SiteRule, items_to_sessions
+from orchestrator.managers.base import (
+    BaseManager,
+    Move,
+    end_session,
+    fail_attempt,
+    leases_q,
+    release_many,
+    site_configs,
+    transition_many,
+    update_in_id_order,
+)
+from orchestrator.managers.results import JOB_RUNNING, JOB_STARTING
+from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionItem
+from orchestrator.states import (
+    ErrorCode,
+    ItemStatus,
+    MissionStatus,
+    SessionStatus,
+)
+from registry.config import Config
+from registry.models import SiteConfig
+
+
+class JobDispatch(BaseManager):
+    """Jobs for ready sessions (`WorkerManager.dispatch_jobs`)."""
+
+    def dispatch_jobs(self, now: dt.datetime, cfg: Config) -> int:
+        """Hand ready sessions their next job. Every step is batched over the claimed
+        sessions (a few statements per tick, not per session); only the worker calls go
+        one by one, each with its idempotency key (`job_key`) and no lock held."""
+        claimed = leases.claim(
+            BrowserSession,
+            Q(
+                status=SessionStatus.READY,
+                holds_slot=True,
+                attempt=F("mission__attempt"),
+                mission__status__in=[MissionStatus.ATRIBUIDO, MissionStatus.EXTRAINDO],
+            )
+            & (Q(job_key="") | Q(job_status=JOB_STARTING)),
+            owner=self.owner,
+            lease_s=cfg.lease_s,
+            limit=cfg.claim_batch_size * 5,
+        )
+        if not claimed:
+            return 0
+        tokens = {lease.id: lease for lease in claimed}
+        sessions = list(
+            BrowserSession.objects.filter(id__in=tokens)
+            .select_related("worker", "mission")
+            .order_by("id")
+        )
+        sites = site_configs({s.mission.domain for s in sessions})
+        fresh = [s for s in sessions if not s.job_key]
+        if fresh:
+            self._assign_items(fresh, sites, tokens, now)
+        # Ended or rotated meanwhile (another process bumped the token): leave it.
+        current = {
+            pk: (token, locked_by, job_key, job_status)
+            for pk, token, locked_by, job_key, job_status in BrowserSession.objects.filter(
+                id__in=tokens
+            ).values_list("id", "lease_token", "locked_by", "job_key", "job_status")
+        }
+        starting: list[BrowserSession] = []
+        idle: list[leases.Lease] = []
+        for session in sessions:
+            lease = tokens[session.pk]
+            token, locked_by, job_key, job_status = current.get(session.pk, (None, "", "", ""))
+            if token != lease.token or locked_by != self.owner:
+                continue
+            session.job_key, session.job_status = job_key, job_status
+            if job_status == JOB_STARTING:
+                starting.append(session)
+            else:
+                idle.append(lease)
+        release_many(BrowserSession, idle, self.owner)
+        return self._start_jobs(starting, tokens, sites, now, cfg)
+
+    def _assign_items(
+        self,
+        sessions: list[BrowserSession],
+        sites: dict[str, SiteConfig],
+        tokens: dict[int, leases.Lease],
+        now: dt.datetime,
+    ) -> None:
+        """Choose each fresh session's items with the distributor and give it a job key:
+        one read of the pending items of every mission, one write of the sessions and
+        one of the items."""
+        by_mission: dict[int, list[BrowserSession]] = defaultdict(list)
+        for session in sessions:
+            by_mission[session.mission_id].append(session)
+        wants = {
+            mission_id: sites[group[0].mission.domain].items_per_job * len(group) * 4
+            for mission_id, group in by_mission.items()
+        }
+        rank = Window(RowNumber(), partition_by=[F("mission_id")], order_by=F("id").asc())
+        pending: dict[int, list[tuple[int, str, list[str]]]] = defaultdict(list)
+        for mission_id, item_id, url, failed, n in (
+            MissionItem.objects.filter(mission_id__in=list(by_mission), status=ItemStatus.PENDING)
+            .annotate(n=rank)
+            .filter(n__lte=max(wants.values()))
+            .values_list("mission_id", "id", "url", "failed_proxies", "n")
+        ):
+            if n <= wants[mission_id]:
+                pending[mission_id].append((item_id, url, failed))
+        chosen: dict[int, list[int]] = {}
+        drained: list[leases.Lease] = []
+        for mission_id, group in by_mission.items():
+            items = sorted(pending.get(mission_id, []))
+            if not items:
+                # Nothing left to hand out: idle sessions free their slots early.
+                drained.extend(tokens[s.pk] for s in group)
+                continue
+            site = sites[group[0].mission.domain]
+            for session_id, picked in self._distribute(group, items, site).items():
+                if picked:
+                    chosen[session_id] = picked
+        if drained:
+            update_in_id_order(
+                BrowserSession.objects.filter(
+                    leases_q(drained),
+                    locked_by=self.owner,
+                    status=SessionStatus.READY,
+                    job_key="",
+                ),
+                status=SessionStatus.CLOSING,
+                locked_by="",
+                locked_until=None,
+            )
+            events.publish("session.closing")
+        if not chosen:
+            return
+        with transaction.atomic():
+            # Lock the sessions still ours and jobless; their job_seq names the new job.
+            held = BrowserSession.objects.filter(
+                leases_q([tokens[pk] for pk in chosen]),
+                locked_by=self.owner,
+                status=SessionStatus.READY,
+                job_key="",
+            )
+            seqs = dict(held.filter(pk__in=leases.hold(held)).values_list("id", "job_seq"))
+            if not seqs:
+                return
+            keys = {s.pk: f"{s.session_key}-j{seqs[s.pk] + 1}" for s in sessions if s.pk in seqs}
+            BrowserSession.objects.filter(pk__in=list(seqs)).update(
+                job_seq=F("job_seq") + 1,
+                job_key=Case(*(When(pk=pk, then=Value(key)) for pk, key in keys.items())),
+                job_status=JOB_STARTING,
+                job_cursor="",
+                job_pages=0,
+                job_remote_id="",
+                job_started_at=now,
+            )
+            _assign({pk: chosen[pk] for pk in seqs}, keys)
+
+    @staticmethod
+    def _distribute(
+        sessions: list[BrowserSession],
+        pending: list[tuple[int, str, list[str]]],
+        site: SiteConfig,
+    ) -> dict[int, list[int]]:
+        """The distributor's choice of item ids per session of one mission."""
+        per_job = site.items_per_job
+        infos = [
+            SessionInfo(
+                id=s.pk,
+                proxy_id=s.proxy_external_id or None,
+                proxy_type=s.proxy_type or None,
+                proxy_geo=s.proxy_country or None,
+                capacity=per_job,
+            )
+            for s in sessions
+        ]
+        rules = [SiteRule.from_site_config(site)]
+        items = [
+            ItemInfo(id=i, url=u, excluded_proxies=frozenset(fp or ())) for i, u, fp in pending
+        ]
+        distribution = items_to_sessions(items, infos, rules)
+        by_session = distribution.by_session()
+        retry_anyway = [
+            u.item
+            for u in distribution.unassigned
+            if u.reason.value == "all_fitting_proxies_blocked"
+        ]
+        if retry_anyway:
+            # Every live proxy already failed these items. Better another try on one of
+            # them (the attempt budget still bounds it) than items stuck pending.
+            left = [
+                SessionInfo(
+                    id=info.id,
+                    proxy_id=info.proxy_id,
+                    proxy_type=info.proxy_type,
+                    proxy_geo=info.proxy_geo,
+                    capacity=per_job - len(by_session.get(info.id, [])),
+                )
+                for info in infos
+            ]
+            second = items_to_sessions(
+                [ItemInfo(id=i.id, url=i.url) for i in retry_anyway], left, rules
+            ).by_session()
+            for session_id, extra in second.items():
+                by_session.setdefault(session_id, []).extend(extra)
+        return {pk: [i.id for i in chosen] for pk, chosen in by_session.items()}
+
+    def _start_jobs(
+        self,
+        sessions: list[BrowserSession],
+        tokens: dict[int, leases.Lease],
+        sites: dict[str, SiteConfig],
+        now: dt.datetime,
+        cfg: Config,
+    ) -> int:
+        """POST each session's job to its worker, then record every started job at once
+        (fenced by lease and job key: a stale lease writes nothing)."""
+        if not sessions:
+            return 0
+        items: dict[tuple[int, str], list[tuple[int, str]]] = defaultdict(list)
+        for session_id, job_key, item_id, url in (
+            MissionItem.objects.filter(
+                session_id__in=[s.pk for s in sessions], status=ItemStatus.ASSIGNED
+            )
+            .order_by("id")
+            .values_list("session_id", "job_key", "id", "url")
+        ):
+            items[(session_id, job_key)].append((item_id, url))
+        started: list[tuple[BrowserSession, str, int]] = []
+        calls: list[tuple[BrowserSession, list[tuple[int, str]]]] = []
+        for session in sessions:
+            lease = tokens[session.pk]
+            job_items = items.get((session.pk, session.job_key))
+            if not job_items:
+                leases.release(
+                    BrowserSession, lease, self.owner, job_key="", job_status="", job_remote_id=""
+                )
+                continue
+            if not breaker.allow_call(session.worker, now):
+                leases.release(BrowserSession, lease, self.owner)
+                continue
+            calls.append((session, job_items))
+        # The POSTs of the batch at once (no database in them), then their outcomes here.
+        outcomes = call_all(
+            [
+                partial(
+                    self.worker_client(session.worker, cfg).start_job,
+                    session.remote_id,
+                    session.job_key,
+                    [(str(i), u) for i, u in job_items],
+                    timeout_s=sites[session.mission.domain].job_timeout_s,
+                    selectors=sites[session.mission.domain].selectors or None,
+                )
+                for session, job_items in calls
+            ]
+        )
+        for (session, job_items), outcome in zip(calls, outcomes, strict=True):
+            if outcome.error is not None:
+                self._job_failed(
+                    session.mission, session, tokens[session.pk], outcome.error, now, cfg
+                )
+                continue
+            job = outcome.value
+            assert job is not None
+            crashpoint("after_job_start")
+            breaker.record_success(session.worker, now)
+            started.append((session, job.id, len(job_items)))
+        if not started:
+            return 0
+        with transaction.atomic():
+            fence = pgbatch.rows_in(
+                BrowserSession,
+                ["pk", "lease_token", "job_key"],
+                [(s.pk, tokens[s.pk].token, s.job_key) for s, _, _ in started],
+            )
+            won = leases.hold(
+                BrowserSession.objects.filter(
+                    fence, locked_by=self.owner, status=SessionStatus.READY
+                )
+            )
+            recorded = [entry for entry in started if entry[0].pk in won]
+            for session, _, _ in started:
+                if session.pk not in won:
+                    leases.stale(
+                        f"session {session.session_key}",
+                        f"job {session.job_key}",
+                        session.mission_id,
+                    )
+            if not recorded:
+                return 0
+            BrowserSession.objects.filter(pk__in=won).update(
+                status=SessionStatus.BUSY,
+                job_remote_id=Case(
+                    *(When(pk=s.pk, then=Value(job_id)) for s, job_id, _ in recorded)
+                ),
+                job_status=JOB_RUNNING,
+                last_activity_at=now,
+                locked_by="",
+                locked_until=None,
+            )
+            first: dict[int, Move] = {}
+            for session, _, _ in recorded:
+                mission = session.mission
+                if mission.status == MissionStatus.ATRIBUIDO and mission.pk not in first:
+                    first[mission.pk] = Move(mission, "Primeiro job iniciado")
+            transition_many(list(first.values()), MissionStatus.EXTRAINDO, now=now)
+            MissionEvent.objects.bulk_create(
+                MissionEvent(
+                    mission_id=session.mission_id,
+                    kind=MissionEvent.Kind.JOB,
+                    attempt=session.attempt,
+                    message=f"Job {session.job_key} iniciado com {n} itens",
+                    data={"job_key": session.job_key, "job_id": job_id, "items": n},
+                    created_at=now,
+                )
+                for session, job_id, n in recorded
+            )
+        return len(recorded)
+
+    def _job_failed(
+        self,
+        mission: Mission,
+        session: BrowserSession,
+        lease: leases.Lease,
+        exc: ServiceError,
+        now: dt.datetime,
+        cfg: Config,
+    ) -> int:
+        if exc.infrastructure:
+            # Same job_key next time: the worker's idempotency makes the retry safe.
+            self.service_failed(session.worker, exc, now, cfg)
+            leases.release(BrowserSession, lease, self.owner)
+            return 0
+        if exc.code in ("session_not_found", "session_not_ready", "session_busy"):
+            end_session(
+                session,
+                expected_status=SessionStatus.READY,
+                status=SessionStatus.FAILED if exc.code != "session_busy" else SessionStatus.STUCK,
+                code=ErrorCode.SESSION_FAILED,
+                message=f"job recusado: {exc.code}",
+                now=now,
+                cfg=cfg,
+                remote_holds_slot=exc.code == "session_busy",
+            )
+            return 0
+        # 422 or another permanent refusal of the job itself: this attempt failed.
+        self._give_back_job(session, lease, now)
+        mission.refresh_from_db()
+        fail_attempt(
+            mission,
+            ErrorCode.SCRAPE_JOB_REJECTED,
+            f"{exc.code}: {exc.message}",
+            now,
+            cfg,
+            self.rng,
+        )
+        return 0
+
+    def _give_back_job(
+        self, session: BrowserSession, lease: leases.Lease, now: dt.datetime
+    ) -> None:
+        with transaction.atomic():
+            MissionItem.objects.filter(
+                session=session, job_key=session.job_key, status=ItemStatus.ASSIGNED
+            ).update(
+                status=ItemStatus.PENDING, session=None, job_key="", attempts=F("attempts") - 1
+            )
+            leases.release(
+                BrowserSession, lease, self.owner, job_key="", job_status="", job_remote_id=""
+            )
+
+
+def _assign(chosen: dict[int, list[int]], keys: dict[int, str]) -> None:
+    """Give the items `chosen` for each session that session and its job key, if still
+    pending: one statement over arrays on PostgreSQL (a CASE per session for the ORM)."""
+    if pgbatch.on_postgresql():
+        rows = [(item_id, pk) for pk, ids in chosen.items() for item_id in ids]
+        table = connection.ops.quote_name(MissionItem._meta.db_table)
+        pgbatch.execute_unnest(
+            f"UPDATE {table} AS t SET status = %(assigned)s, session_id = v.session_id, "
+            "job_key = v.job_key, attempts = t.attempts + 1 FROM {rows} "
+            "WHERE t.id = v.id AND t.status = %(pending)s",
+            {
+                "id": ("bigint", [item_id for item_id, _ in rows]),
+                "session_id": ("bigint", [pk for _, pk in rows]),
+                "job_key": ("text", [keys[pk] for _, pk in rows]),
+            },
+            {"assigned": ItemStatus.ASSIGNED.value, "pending": ItemStatus.PENDING.value},
+        )
+        return
+    MissionItem.objects.filter(
+        id__in=[item_id for ids in chosen.values() for item_id in ids], status=ItemStatus.PENDING
+    ).update(
+        status=ItemStatus.ASSIGNED,
+        session_id=Case(
+            *(When(id__in=ids, then=Value(pk)) for pk, ids in chosen.items()),
+            output_field=IntegerField(),
+        ),
+        job_key=Case(*(When(id__in=ids, then=Value(keys[pk])) for pk, ids in chosen.items())),
+        attempts=F("attempts") + 1,
+    )

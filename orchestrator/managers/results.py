@@ -1,0 +1,575 @@
+"""WorkerManager, results: follows running jobs, pages their results and streams each
+page to the mission's writer before saving the cursor (`classify_item_error` decides
+each failed item)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+from django.db.models import (
+    Case,
+    CharField,
+    F,
+    FloatField,
+    IntegerField,
+    Q,
+    Value,
+    When,
+)
+from django.db.models.functions import Greatest
+
+from orchestrator import events, leases, pgbatch, proxy_health, quality
+from orchestrator.clients import breaker
+from orchestrator.clients.base import ServiceError
+from orchestrator.clients.pool import call_all
+from orchestrator.clients.worker import Result, ResultsPage, WorkerClient
+from orchestrator.clients.writer import WriterClient
+from orchestrator.crashpoints import crashpoint
+from orchestrator.managers.base import (
+    BaseManager,
+    end_session,
+    fail_attempt,
+    release_many,
+    writers_for,
+)
+from orchestrator.models import BrowserSession, Mission, MissionItem
+from orchestrator.states import (
+    PROXY_FAULT_CODES,
+    ErrorCode,
+    ItemOutcome,
+    ItemStatus,
+    SessionStatus,
+    classify_item_error,
+)
+from registry.config import Config
+from registry.models import Proxy, Writer
+
+JOB_STARTING, JOB_RUNNING = "starting", "running"
+PAGES_PER_SESSION_PER_TICK = 20
+
+
+@dataclass
+class _Drain:
+    """One claimed job whose results are being paged this tick."""
+
+    session: BrowserSession
+    lease: leases.Lease
+    writer: Writer
+    worker_client: WorkerClient
+    writer_client: WriterClient
+
+
+@dataclass
+class _Saved:
+    """A page being recorded: its session (fenced, locked), results by item id, and
+    what recording it counted."""
+
+    session: BrowserSession
+    page: ResultsPage
+    by_id: dict[int, Result]
+    assigned: list[int] = field(default_factory=list)
+    done: int = 0
+    failed: int = 0
+    retried: int = 0
+    proxy_failures: int = 0
+
+
+@dataclass
+class _Step:
+    """The external half of one page: what the worker and the writer answered."""
+
+    page: ResultsPage | None = None
+    fetch_error: ServiceError | None = None
+    write_error: ServiceError | None = None
+    sent: bool = False
+
+
+class ResultDelivery(BaseManager):
+    """Result paging and delivery (`WorkerManager.collect_results`)."""
+
+    def collect_results(self, now: dt.datetime, cfg: Config) -> int:
+        claimed = leases.claim(
+            BrowserSession,
+            Q(job_status=JOB_RUNNING, status__in=[SessionStatus.READY, SessionStatus.BUSY]),
+            owner=self.owner,
+            lease_s=cfg.lease_s,
+            limit=cfg.claim_batch_size * 5,
+        )
+        if not claimed:
+            return 0
+        tokens = {lease.id: lease for lease in claimed}
+        sessions = list(
+            BrowserSession.objects.filter(id__in=tokens)
+            .select_related("worker", "mission", "proxy")
+            .order_by("id")
+        )
+        writers = writers_for([s.mission for s in sessions])
+        try:
+            return self._drain_jobs(sessions, tokens, writers, now, cfg)
+        finally:
+            # One statement for the whole batch (a finished job already dropped its lease).
+            release_many(BrowserSession, claimed, self.owner)
+
+    def _drain_jobs(
+        self,
+        sessions: list[BrowserSession],
+        tokens: dict[int, leases.Lease],
+        writers: dict[int, Writer | None],
+        now: dt.datetime,
+        cfg: Config,
+    ) -> int:
+        """Page the results of every claimed job to its writer, a round of pages at a
+        time: the worker and writer calls of a round run concurrently (`call_all`, no
+        database in them), then each page is recorded on this thread, in session order,
+        fenced by its lease — exactly as when the calls were made one by one."""
+        active: list[_Drain] = []
+        for session in sessions:
+            mission, writer = session.mission, writers[session.mission_id]
+            if not breaker.allow_call(session.worker, now):
+                continue
+            if writer is None or not breaker.allow_call(writer, now):
+                reason = (
+                    "WRITER_NOT_CONFIGURED: nenhum writer configurado"
+                    if writer is None
+                    else f"WRITER_UNAVAILABLE: writer {writer.name} indisponível"
+                )
+                Mission.objects.filter(pk=mission.pk).exclude(wait_reason=reason).update(
+                    wait_reason=reason
+                )
+                continue
+            active.append(
+                _Drain(
+                    session,
+                    tokens[session.pk],
+                    writer,
+                    self.worker_client(session.worker, cfg),
+                    self.writer_client(writer, cfg),
+                )
+            )
+        rules = quality.rules_for_domains({d.session.mission.domain for d in active})
+        pages = 0
+        for _ in range(PAGES_PER_SESSION_PER_TICK):
+            # A breaker opened by the previous round stops the calls of the next one.
+            active = [
+                d
+                for d in active
+                if breaker.allow_call(d.session.worker, now) and breaker.allow_call(d.writer, now)
+            ]
+            if not active:
+                break
+            outcomes = call_all([partial(self._fetch_and_send, d, cfg) for d in active])
+            ready: list[tuple[_Drain, ResultsPage]] = []
+            for drain, outcome in zip(active, outcomes, strict=True):
+                step = outcome.value
+                assert step is not None  # _fetch_and_send turns service errors into steps
+                if self._record_step(drain, step, now, cfg):
+                    assert step.page is not None
+                    ready.append((drain, step.page))
+            recorded = self._save_pages(ready, rules, now, cfg)
+            going: list[_Drain] = []
+            for drain, page in ready:
+                if drain.session.pk not in recorded:
+                    continue
+                pages += 1
+                if page.next_cursor is not None:
+                    drain.session.job_cursor = page.next_cursor
+                    drain.session.job_pages += 1
+                    going.append(drain)
+            active = going
+        return pages
+
+    def _fetch_and_send(self, drain: _Drain, cfg: Config) -> _Step:
+        """The external half of one page (runs in the call pool: no database here):
+        read the next page of results, send its successes to the writer."""
+        session = drain.session
+        try:
+            page = drain.worker_client.job_results(
+                session.job_remote_id,
+                cursor=session.job_cursor or None,
+                limit=cfg.results_page_size,
+            )
+        except ServiceError as exc:
+            return _Step(fetch_error=exc)
+        ok = [r for r in page.results if r.status == "ok"]
+        if not ok:
+            return _Step(page=page)
+        records = [
+            {
+                "item_id": r.item_id,
+                "url": r.url,
+                "fetched_at": r.fetched_at.isoformat() if r.fetched_at else None,
+                "http_status": r.http_status,
+                "final_url": r.final_url,
+                "data": r.data,
+            }
+            for r in ok
+        ]
+        # The key names the page by its position and size: a page re-read after a
+        # crash is the same batch; one that grew meanwhile is a new batch whose old
+        # records the writer counts as duplicates.
+        base_key = f"{session.job_key}-p{session.job_pages}-n{len(page.results)}"
+        chunk = max(1, drain.writer.max_batch_records)
+        mission = session.mission
+        meta = {
+            "id": mission.pk,
+            "name": mission.name,
+            "domain": mission.domain,
+            "run_id": mission.etl_run_id or None,
+        }
+        try:
+            for offset in range(0, len(records), chunk):
+                part = records[offset : offset + chunk]
+                key = base_key if len(records) <= chunk else f"{base_key}-b{offset // chunk}"
+                self._write(drain.writer_client, key, meta, part)
+        except ServiceError as exc:
+            return _Step(page=page, write_error=exc)
+        return _Step(page=page, sent=True)
+
+    def _record_step(self, drain: _Drain, step: _Step, now: dt.datetime, cfg: Config) -> bool:
+        """The outcome of one page's calls (the tick's thread): breakers and errors.
+        True when the page is to be recorded (`_save_pages`)."""
+        session, writer = drain.session, drain.writer
+        mission = session.mission
+        if step.fetch_error is not None:
+            exc = step.fetch_error
+            if exc.code == "job_not_found":
+                end_session(
+                    session,
+                    expected_status=session.status,
+                    status=SessionStatus.FAILED,
+                    code=ErrorCode.SCRAPE_JOB_FAILED,
+                    message="o worker não conhece mais o job",
+                    now=now,
+                    cfg=cfg,
+                )
+            else:
+                self.service_failed(session.worker, exc, now, cfg)
+            return False
+        page = step.page
+        assert page is not None
+        if not page.results and page.next_cursor is not None:
+            return False
+        if step.write_error is not None:
+            exc = step.write_error
+            if exc.infrastructure:
+                self.service_failed(writer, exc, now, cfg)
+                Mission.objects.filter(pk=mission.pk).update(
+                    wait_reason=f"WRITER_UNAVAILABLE: {exc.code}"[:500]
+                )
+                return False
+            mission.refresh_from_db()
+            fail_attempt(
+                mission,
+                ErrorCode.WRITER_REJECTED,
+                f"{exc.code}: {exc.message}",
+                now,
+                cfg,
+                self.rng,
+            )
+            return False
+        if step.sent:
+            breaker.record_success(writer, now)
+            if mission.wait_reason.startswith("WRITER_"):
+                Mission.objects.filter(pk=mission.pk).update(wait_reason="")
+                mission.wait_reason = ""
+            crashpoint("after_writer_batch")
+        return True
+
+    def _write(
+        self, client: Any, key: str, meta: dict[str, Any], records: list[dict[str, Any]]
+    ) -> None:
+        try:
+            client.write_batch(key, meta, records)
+        except ServiceError as exc:
+            if exc.code != "batch_too_large" or len(records) < 2:
+                raise
+            half = len(records) // 2
+            self._write(client, f"{key}-h0", meta, records[:half])
+            self._write(client, f"{key}-h1", meta, records[half:])
+
+    def _save_pages(
+        self,
+        pages: list[tuple[_Drain, ResultsPage]],
+        rules: dict[str, quality.Rules],
+        now: dt.datetime,
+        cfg: Config,
+    ) -> set[int]:
+        """Record a round's delivered pages — items, counters, cursors — in one
+        transaction and a few statements for all of them, each page fenced by its
+        session's lease and job key (a stale one writes nothing and is logged).
+        Returns the ids of the sessions whose page was recorded."""
+        if not pages:
+            return set()
+        with transaction.atomic():
+            cond = pgbatch.rows_in(
+                BrowserSession,
+                ["pk", "lease_token", "job_key"],
+                [(d.lease.id, d.lease.token, d.session.job_key) for d, _ in pages],
+            )
+            live = leases.hold(
+                BrowserSession.objects.filter(cond, locked_by=self.owner),
+                [
+                    (d.session.pk, f"session {d.session.session_key}", d.session.mission_id)
+                    for d, _ in pages
+                ],
+                "page",
+            )
+            saved = [
+                _Saved(drain.session, page, _results_by_item(page))
+                for drain, page in pages
+                if drain.session.pk in live
+            ]
+            if not saved:
+                return set()
+            # Ids only: a page of successes never needs the item rows themselves. The
+            # session rows are locked: nothing else moves their job's items meanwhile.
+            mine = pgbatch.rows_in(
+                MissionItem,
+                ["pk", "job_key"],
+                [(i, p.session.job_key) for p in saved for i in p.by_id],
+            )
+            assigned = set(
+                MissionItem.objects.filter(mine, status=ItemStatus.ASSIGNED).values_list(
+                    "id", flat=True
+                )
+            )
+            done: dict[int | None, list[int]] = defaultdict(list)
+            not_ok: dict[int, _Saved] = {}
+            for page_of in saved:
+                page_of.assigned, ok, failed = classify_page(page_of.by_id, assigned)
+                page_of.done = sum(len(ids) for ids in ok.values())
+                for http_status, ids in ok.items():
+                    done[http_status].extend(ids)
+                not_ok.update(dict.fromkeys(failed, page_of))
+            to_update: list[MissionItem] = []
+            not_ok_items = MissionItem.objects.filter(pgbatch.ids_in(MissionItem, list(not_ok)))
+            for item in not_ok_items if not_ok else ():
+                page_of = not_ok[item.pk]
+                outcome = fail_item(
+                    item, page_of.by_id[item.pk], page_of.session, cfg.max_item_attempts, now
+                )
+                page_of.proxy_failures += outcome.code in PROXY_FAULT_CODES
+                page_of.retried += outcome.retry
+                page_of.failed += not outcome.retry
+                to_update.append(item)
+            for http_status, ids in done.items():
+                MissionItem.objects.filter(
+                    pgbatch.ids_in(MissionItem, ids), status=ItemStatus.ASSIGNED
+                ).update(
+                    status=ItemStatus.DONE,
+                    finished_at=now,
+                    http_status=http_status,
+                    error_code="",
+                    error_message="",
+                )
+            if to_update:
+                pgbatch.bulk_update(
+                    MissionItem,
+                    to_update,
+                    [
+                        "status",
+                        "session",
+                        "job_key",
+                        "error_code",
+                        "error_message",
+                        "http_status",
+                        "finished_at",
+                        "failed_proxies",
+                    ],
+                )
+            self._add_counts(saved, now)
+            proxy_health.record_many(
+                [(p.session, p.session.mission.domain, p.page.results) for p in saved], now, cfg
+            )
+            for page_of in saved:
+                session = page_of.session
+                quality.tally_page(
+                    session.mission,
+                    [page_of.by_id[i] for i in page_of.assigned],
+                    rules.get(session.mission.domain),
+                )
+            finished = [p for p in saved if p.page.next_cursor is None]
+            if finished:
+                # Jobs over: whatever they did not report goes back to pending.
+                over = pgbatch.rows_in(
+                    MissionItem,
+                    ["session", "job_key"],
+                    [(p.session.pk, p.session.job_key) for p in finished],
+                )
+                MissionItem.objects.filter(over, status=ItemStatus.ASSIGNED).update(
+                    status=ItemStatus.PENDING, session=None, job_key=""
+                )
+            self._update_sessions(saved, now)
+            for page_of in finished:
+                events.publish("job.finished", mission_id=page_of.session.mission_id)
+            for page_of in saved:
+                if page_of.retried:
+                    events.publish("items.pending", mission_id=page_of.session.mission_id)
+        return {p.session.pk for p in saved}
+
+    @staticmethod
+    def _add_counts(saved: list[_Saved], now: dt.datetime) -> None:
+        """Mission and proxy counters of the recorded pages: one UPDATE each, the rows
+        locked first in id order (as everywhere else that locks several of them)."""
+        per_mission: dict[int, tuple[int, int]] = {}
+        per_proxy: dict[int, tuple[int, int]] = {}
+        for p in saved:
+            session = p.session
+            if p.done or p.failed:
+                d, f = per_mission.get(session.mission_id, (0, 0))
+                per_mission[session.mission_id] = (d + p.done, f + p.failed)
+            if session.proxy_id and (p.done or p.proxy_failures):
+                d, f = per_proxy.get(session.proxy_id, (0, 0))
+                per_proxy[session.proxy_id] = (d + p.done, f + p.proxy_failures)
+        if per_mission:
+            if len(per_mission) > 1:
+                list(
+                    Mission.objects.filter(pk__in=list(per_mission))
+                    .order_by("id")
+                    .select_for_update(of=("self",))
+                    .values_list("id")
+                )
+            done_n = _by_pk({pk: d for pk, (d, _) in per_mission.items()})
+            failed_n = _by_pk({pk: f for pk, (_, f) in per_mission.items()})
+            Mission.objects.filter(pk__in=list(per_mission)).update(
+                done_items=F("done_items") + done_n,
+                failed_items=F("failed_items") + failed_n,
+                records_delivered=F("records_delivered") + done_n,
+                updated_at=now,
+            )
+        if per_proxy:
+            if len(per_proxy) > 1:
+                list(
+                    Proxy.objects.filter(pk__in=list(per_proxy))
+                    .order_by("id")
+                    .select_for_update(of=("self",))
+                    .values_list("id")
+                )
+            Proxy.objects.filter(pk__in=list(per_proxy)).update(
+                success_count=F("success_count")
+                + _by_pk({k: d for k, (d, _) in per_proxy.items()}),
+                failure_count=F("failure_count")
+                + _by_pk({k: f for k, (_, f) in per_proxy.items()}),
+            )
+
+    @staticmethod
+    def _update_sessions(saved: list[_Saved], now: dt.datetime) -> None:
+        """The sessions' counters and cursors (already fenced and locked): one UPDATE for
+        the jobs that finished (dropping their lease in the same write), one for the
+        others."""
+        for over in (True, False):
+            group = [p for p in saved if (p.page.next_cursor is None) is over]
+            if not group:
+                continue
+            updates: dict[str, Any] = {
+                "items_done": F("items_done") + _by_pk({p.session.pk: p.done for p in group}),
+                "items_failed": F("items_failed") + _by_pk({p.session.pk: p.failed for p in group}),
+                "last_activity_at": now,
+            }
+            # proxy_health.record_many leaves the sessions' error score to this write.
+            tallies = {p.session.pk: proxy_health.tally(p.page.results) for p in group}
+            scores = {pk: t.delta for pk, t in tallies.items() if t.successes or t.failures}
+            if scores:
+                updates["error_score"] = Case(
+                    *(
+                        When(pk=pk, then=Greatest(F("error_score") + Value(delta), Value(0.0)))
+                        for pk, delta in scores.items()
+                    ),
+                    default=F("error_score"),
+                    output_field=FloatField(),
+                )
+            if over:
+                updates.update(
+                    job_key="",
+                    job_status="",
+                    job_remote_id="",
+                    job_cursor="",
+                    jobs_done=F("jobs_done") + 1,
+                    status=SessionStatus.READY,
+                    # The job is over: drop the lease in the same write.
+                    locked_by="",
+                    locked_until=None,
+                )
+            else:
+                updates.update(
+                    job_cursor=Case(
+                        *(
+                            When(pk=p.session.pk, then=Value(p.page.next_cursor or ""))
+                            for p in group
+                        ),
+                        output_field=CharField(),
+                    ),
+                    job_pages=F("job_pages") + 1,
+                )
+            BrowserSession.objects.filter(pk__in=[p.session.pk for p in group]).update(**updates)
+
+
+def _results_by_item(page: ResultsPage) -> dict[int, Result]:
+    """A page's results by item id (ids that are not ours are ignored)."""
+    by_id: dict[int, Result] = {}
+    for r in page.results:
+        try:
+            by_id[int(r.item_id)] = r
+        except (TypeError, ValueError):
+            continue
+    return by_id
+
+
+def classify_page(
+    by_id: dict[int, Result], assigned: set[int]
+) -> tuple[list[int], dict[int | None, list[int]], list[int]]:
+    """Which results of a page count (pure): those of items still assigned to its job,
+    in page order; the successes by HTTP status; the failures (their items need the
+    item-error policy, `fail_item`)."""
+    mine = [i for i in by_id if i in assigned]
+    ok: dict[int | None, list[int]] = defaultdict(list)
+    failed: list[int] = []
+    for item_id in mine:
+        r = by_id[item_id]
+        if r.status == "ok":
+            ok[r.http_status].append(item_id)
+        else:
+            failed.append(item_id)
+    return mine, dict(ok), failed
+
+
+def fail_item(
+    item: MissionItem,
+    r: Result,
+    session: BrowserSession,
+    max_attempts: int,
+    now: dt.datetime,
+) -> ItemOutcome:
+    """Apply a failed result to its item (in memory; the caller writes it): the code,
+    the message, the proxy that failed it, and back to pending or failed for good."""
+    outcome = classify_item_error(r.error_code, r.http_status, item.attempts, max_attempts)
+    item.error_code = outcome.code.value
+    item.error_message = (r.error_message or r.error_code or "")[:2000]
+    item.http_status = r.http_status
+    proxy = session.proxy_external_id
+    if outcome.code in PROXY_FAULT_CODES and proxy and proxy not in item.failed_proxies:
+        item.failed_proxies = [*item.failed_proxies, proxy]
+    if outcome.retry:
+        item.status = ItemStatus.PENDING
+        item.session = None
+        item.job_key = ""
+    else:
+        item.status = ItemStatus.FAILED
+        item.finished_at = now
+    return outcome
+
+
+def _by_pk(values: dict[int, int]) -> Any:
+    """A per-row integer for an UPDATE of several rows (a constant for one)."""
+    if len(set(values.values())) == 1:
+        return Value(next(iter(values.values())))
+    return Case(
+        *(When(pk=pk, then=Value(n)) for pk, n in values.items()),
+        default=Value(0),
+        output_field=IntegerField(),
+    )
