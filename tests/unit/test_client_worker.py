@@ -367,3 +367,19 @@ def test_for_worker_builds_from_a_registry_row() -> None:
     assert rec.requests[0].headers["Authorization"] == f"Bearer {KEY}"
     assert str(rec.requests[0].url) == "http://w1.test/api/v1/health"
     assert WorkerClient.for_worker(row).settings == ClientSettings()
+
+
+def test_provider_error_outside_post_sessions_is_a_transient_fault_of_the_worker() -> None:
+    # Issue #15: the contract defines provider_error for POST /sessions only; elsewhere
+    # a 502 is transient (the worker's fault), never a permanent rejection of a mission.
+    for call in (
+        lambda c: c.list_sessions(),
+        lambda c: c.get_job("j-1"),
+        lambda c: c.close_session("s-1"),
+    ):
+        rec = Recorder(*[error(502, "provider_error", "upstream")] * 3)
+        with pytest.raises(ServiceError) as info:
+            call(client(rec))
+        assert info.value.code == "provider_error"
+        assert info.value.transient
+        assert info.value.infrastructure
