@@ -392,8 +392,15 @@ def _mark_closing(missions: Q, now: dt.datetime) -> int:
     live = BrowserSession.objects.filter(missions, status__in=states.SESSION_LIVE).exclude(
         status=SessionStatus.CLOSING
     )
+    # The lease is dropped with the token bump: the fenced-out holder could not release
+    # it, and the close claim would wait for it to expire (issue #15: ~60 s late).
     return update_in_id_order(
-        live, status=SessionStatus.CLOSING, updated_at=now, lease_token=F("lease_token") + 1
+        live,
+        status=SessionStatus.CLOSING,
+        updated_at=now,
+        lease_token=F("lease_token") + 1,
+        locked_by="",
+        locked_until=None,
     )
 
 

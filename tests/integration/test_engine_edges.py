@@ -1,0 +1,64 @@
+"""Issue #15, case 7: small edges of the engine, each seen in an outside run."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from orchestrator import actions
+from orchestrator.clients.worker import WorkerClient
+from orchestrator.managers.base import close_mission_sessions
+from orchestrator.managers.workers import WorkerManager
+from orchestrator.models import BrowserSession
+from orchestrator.states import SessionStatus
+from registry import config
+from registry.config import Config
+from registry.models import Worker, Writer
+from tests.fakes.worker import FakeWorker
+from tests.fakes.writer import FakeWriter
+from tests.integration.engine_helpers import build_fleet
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("worker_answers", [True, False])
+def test_a_worker_deleted_while_its_health_probe_runs_does_not_fail_the_tick(
+    fake_worker: FakeWorker, fake_writer: FakeWriter, worker_answers: bool
+) -> None:
+    build_fleet(fake_worker, fake_writer)
+    if not worker_answers:
+        fake_worker.down()
+
+    def deleting_client(worker: Worker, cfg: Config) -> WorkerClient:
+        Worker.objects.filter(pk=worker.pk).delete()  # through the API, meanwhile
+        return WorkerClient.for_worker(worker, cfg)
+
+    manager = WorkerManager("edges", worker_client=deleting_client)
+
+    checked = manager.check_health(timezone.now(), config.load())
+
+    assert not Worker.objects.exists()
+    assert checked >= 1
+    assert Writer.objects.get().last_checked_at is not None  # the rest of the tick ran
+
+
+def test_the_sessions_of_a_finished_mission_are_closed_at_once_despite_a_live_lease(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    fleet = build_fleet(fake_worker, fake_writer)
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(name="Lease", urls=["https://example.com/a"])
+    fleet.drive(lambda: BrowserSession.objects.filter(job_status="running").exists())
+    session = BrowserSession.objects.get(mission=mission, job_status="running")
+    # Another process holds the session's lease for a minute (collecting its results).
+    BrowserSession.objects.filter(pk=session.pk).update(
+        locked_by="other-process", locked_until=timezone.now() + timezone.timedelta(seconds=60)
+    )
+
+    close_mission_sessions(mission.pk, timezone.now())
+    fleet.orchestrator.managers["sessions"].close_sessions(timezone.now(), config.load())
+
+    session.refresh_from_db()
+    assert session.status == SessionStatus.CLOSED
+    assert not session.holds_slot
+    assert fake_worker.sessions[session.remote_id].status == "closed"
