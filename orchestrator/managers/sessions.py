@@ -394,8 +394,12 @@ class SessionManager(BaseManager):
             )
             return end(status, code, f"worker: {detail}")
         last_activity = remote.last_activity_at or session.last_activity_at
+        # Inactivity counts only while the worker itself says a job runs: a session it
+        # lists `ready` has finished its job, and results we have not read yet are our
+        # own stall, never the session's (issue #15, case 2).
         if remote.status == "stuck" or (
             session.status == SessionStatus.BUSY
+            and remote.status == "busy"
             and last_activity is not None
             and now - last_activity > stuck_after
         ):

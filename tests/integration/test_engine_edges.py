@@ -62,3 +62,43 @@ def test_the_sessions_of_a_finished_mission_are_closed_at_once_despite_a_live_le
     assert session.status == SessionStatus.CLOSED
     assert not session.holds_slot
     assert fake_worker.sessions[session.remote_id].status == "closed"
+
+
+def test_a_session_the_worker_lists_ready_with_its_job_finished_is_never_stuck(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    # Issue #15, case 2: our collection stalled (a killed process holds the session's
+    # lease) while the worker finished the job; the session is not to blame.
+    fleet = build_fleet(fake_worker, fake_writer, overrides={"session_stuck_after_s": 5})
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(name="Lenta", urls=["https://example.com/a"])
+    fleet.drive(lambda: BrowserSession.objects.filter(job_status="running").exists())
+    session = BrowserSession.objects.get(mission=mission, job_status="running")
+    BrowserSession.objects.filter(pk=session.pk).update(
+        locked_by="killed-process", locked_until=timezone.now() + timezone.timedelta(seconds=60)
+    )
+    fake_worker.advance_job(fake_worker.sessions[session.remote_id].job_id or "")
+    assert fake_worker.session_json(session.remote_id)["status"] == "ready"
+
+    later = timezone.now() + timezone.timedelta(seconds=120)  # far past stuck_after
+    fleet.orchestrator.managers["sessions"].poll_workers(later, config.load())
+
+    session.refresh_from_db()
+    assert session.status == SessionStatus.BUSY
+    assert session.error_code == ""
+
+
+def test_a_busy_session_without_activity_is_still_stuck(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    fleet = build_fleet(fake_worker, fake_writer, overrides={"session_stuck_after_s": 5})
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(name="Parada", urls=["https://example.com/a"])
+    fleet.drive(lambda: BrowserSession.objects.filter(job_status="running").exists())
+    session = BrowserSession.objects.get(mission=mission, job_status="running")
+
+    later = timezone.now() + timezone.timedelta(seconds=120)
+    fleet.orchestrator.managers["sessions"].poll_workers(later, config.load())
+
+    session.refresh_from_db()
+    assert session.status == SessionStatus.STUCK
