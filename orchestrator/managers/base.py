@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from orchestrator import allocation, events, pgbatch, states
+from orchestrator import allocation, events, fault_blame, pgbatch, states
 from orchestrator.clients import breaker
 from orchestrator.clients.base import ServiceError
 from orchestrator.clients.worker import WorkerClient
@@ -135,6 +135,7 @@ def end_session(
     cfg: Config,
     infra: bool = False,
     remote_holds_slot: bool = False,
+    remote_code: str = "",
 ) -> bool:
     """A session failed, got stuck or disconnected: give its unfinished items back,
     rest its proxy (unless the fault is the infrastructure's), count a rotation and
@@ -190,6 +191,7 @@ def end_session(
                 "session": session.session_key,
                 "proxy": session.proxy_external_id,
                 "infra": infra,
+                "fault": fault_blame.session_fault(code, remote_code, infra=infra),
             },
             created_at=now,
         )

@@ -369,6 +369,7 @@ class SessionManager(BaseManager):
                     now=now,
                     cfg=cfg,
                     remote_holds_slot=holds,
+                    remote_code=(remote.error_code or "") if remote else "",
                 )
             )
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from orchestrator import actions
+from orchestrator import actions, site_breaker
 from orchestrator.clients.worker import WorkerClient
 from orchestrator.managers.base import close_mission_sessions
 from orchestrator.managers.workers import WorkerManager
-from orchestrator.models import BrowserSession
+from orchestrator.models import BrowserSession, DomainBreaker, MissionEvent
 from orchestrator.states import SessionStatus
 from registry import config
 from registry.config import Config
@@ -102,3 +102,44 @@ def test_a_busy_session_without_activity_is_still_stuck(
 
     session.refresh_from_db()
     assert session.status == SessionStatus.STUCK
+
+
+def test_sessions_failed_by_their_proxy_never_pause_the_site(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    # Issue #15, case 3: proxy_connect_failed is the proxy's fault, not the site's.
+    fleet = build_fleet(fake_worker, fake_writer, overrides={"site_breaker_failed_sessions": 2})
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(name="Proxy ruim", urls=["https://example.com/a"])
+    for _ in range(3):
+        fleet.drive(lambda: BrowserSession.objects.filter(job_status="running").exists())
+        session = BrowserSession.objects.get(mission=mission, job_status="running")
+        fake_worker.fail_session(session.remote_id, "proxy_connect_failed")
+        fleet.orchestrator.managers["sessions"].poll_workers(timezone.now(), config.load())
+        session.refresh_from_db()
+        assert session.status == SessionStatus.FAILED
+
+    faults = set(
+        MissionEvent.objects.filter(mission=mission, error_code="SESSION_FAILED").values_list(
+            "data__fault", flat=True
+        )
+    )
+    assert faults == {"proxy"}
+    assert site_breaker.session_failed("example.com", timezone.now(), config.load()) is None
+    assert not DomainBreaker.objects.filter(state="open").exists()
+
+
+def test_sessions_the_site_fails_still_pause_it(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    fleet = build_fleet(fake_worker, fake_writer, overrides={"site_breaker_failed_sessions": 2})
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(name="Site ruim", urls=["https://example.com/a"])
+    for _ in range(2):
+        fleet.drive(lambda: BrowserSession.objects.filter(job_status="running").exists())
+        session = BrowserSession.objects.get(mission=mission, job_status="running")
+        fake_worker.fail_session(session.remote_id, "browser_crashed")
+        fleet.orchestrator.managers["sessions"].poll_workers(timezone.now(), config.load())
+
+    row = site_breaker.session_failed("example.com", timezone.now(), config.load())
+    assert row is not None and row.state == "open"
