@@ -17,8 +17,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from orchestrator import counting, events, states
-from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionItem
-from orchestrator.states import ItemStatus, MissionStatus, SessionStatus
+from orchestrator.managers.base import close_mission_sessions, lock_live_sessions
+from orchestrator.models import Mission, MissionEvent, MissionItem
+from orchestrator.states import ItemStatus, MissionStatus
 from registry import config
 from registry.models import Writer, normalize_domain
 
@@ -165,6 +166,8 @@ def cancel_mission(mission: Mission, *, actor: str = "", now: dt.datetime | None
     """Cancel a queued or running mission; its sessions are closed on the workers."""
     now = now or timezone.now()
     with transaction.atomic():
+        # The documented lock order: its sessions (in id order), then the mission.
+        lock_live_sessions([mission.pk])
         mission.refresh_from_db()
         if mission.status not in states.CANCELLABLE:
             raise ActionError(
@@ -180,15 +183,13 @@ def cancel_mission(mission: Mission, *, actor: str = "", now: dt.datetime | None
             wait_reason="",
         ):
             raise ActionError("conflict", "The mission changed state meanwhile; try again.")
-        # The SessionManager deletes them on their workers and releases slots.
-        BrowserSession.objects.filter(mission=mission, status__in=states.SESSION_LIVE).exclude(
-            status=SessionStatus.CLOSING
-        ).update(status=SessionStatus.CLOSING, updated_at=now)
+        # The SessionManager deletes them on their workers and releases slots; their
+        # lease tokens are bumped, so no job is handed out on them after the cancel.
+        close_mission_sessions(mission.pk, now)
         # Items in flight go back to pending so a later retry resumes them.
         MissionItem.objects.filter(mission=mission, status=ItemStatus.ASSIGNED).update(
             status=ItemStatus.PENDING, session=None, job_key=""
         )
-        events.publish("session.closing", mission_id=mission.pk)
     return mission
 
 

@@ -143,3 +143,30 @@ def test_sessions_the_site_fails_still_pause_it(
 
     row = site_breaker.session_failed("example.com", timezone.now(), config.load())
     assert row is not None and row.state == "open"
+
+
+def test_cancel_fences_out_the_lease_holders_of_its_sessions(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    # Issue #15, case 5: cancel bumps the sessions' lease tokens (a holder can write
+    # nothing more) and drops their leases, so they are closed on the worker at once.
+    fleet = build_fleet(fake_worker, fake_writer)
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(name="Cancelar", urls=["https://example.com/a"])
+    fleet.drive(lambda: BrowserSession.objects.filter(job_status="running").exists())
+    session = BrowserSession.objects.get(mission=mission, job_status="running")
+    BrowserSession.objects.filter(pk=session.pk).update(
+        locked_by="other-process", locked_until=timezone.now() + timezone.timedelta(seconds=60)
+    )
+    token = BrowserSession.objects.get(pk=session.pk).lease_token
+
+    actions.cancel_mission(mission)
+    fleet.orchestrator.managers["sessions"].close_sessions(timezone.now(), config.load())
+
+    session.refresh_from_db()
+    assert session.lease_token > token
+    assert session.status == SessionStatus.CLOSED
+    assert fake_worker.sessions[session.remote_id].status == "closed"
+    jobs = len(fake_worker.jobs)
+    fleet.step(2)
+    assert len(fake_worker.jobs) == jobs  # no job handed out after the cancel
