@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from django.utils import timezone
 
 from orchestrator import actions
 from orchestrator.clients.worker import WorkerClient
@@ -22,6 +23,7 @@ from orchestrator.models import BrowserSession, Mission
 from orchestrator.open_backoff import OpenBackoff, admit
 from orchestrator.runner import MANAGER_CLASSES, Orchestrator
 from orchestrator.states import MissionStatus, SessionStatus
+from registry import config
 from registry.config import Config
 from registry.models import Proxy, Worker
 from tests.fakes.worker import FakeWorker
@@ -143,11 +145,21 @@ def test_a_full_worker_keeps_the_session_requested_and_is_probed_with_backoff(
     fake_worker.max_sessions = 0  # full with sessions we do not know about
     mission = actions.create_mission(name="Cheio", urls=["https://example.com/a"])
 
-    fleet.step(10)
+    fleet.drive(lambda: fake_worker.route_counts["POST /sessions"] >= 1, what="a refused open")
+    manager = fleet.orchestrator.managers["sessions"]
+    refused = fake_worker.route_counts["POST /sessions"]
 
-    # One refused open, then the worker waits out its backoff: no churn of sessions.
-    assert fake_worker.route_counts["POST /sessions"] <= 2
-    assert transport.opens <= 2
+    # The clock is injected (past any wait, cap 30 s): one probe, refused...
+    now = timezone.now() + dt.timedelta(seconds=60)
+    for _ in range(10):
+        manager.open_requested(now, config.load())
+    assert fake_worker.route_counts["POST /sessions"] == refused + 1
+    # ...then nothing until the next wait is over, and one probe again.
+    later = now + dt.timedelta(seconds=60)
+    for _ in range(10):
+        manager.open_requested(later, config.load())
+    assert fake_worker.route_counts["POST /sessions"] == refused + 2
+    assert transport.opens == refused + 2
     session = BrowserSession.objects.get(mission=mission)
     assert session.status == SessionStatus.REQUESTED
     mission.refresh_from_db()
