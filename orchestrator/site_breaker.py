@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from orchestrator import events, pgbatch
+from orchestrator import events, fault_blame, pgbatch
 from orchestrator.models import DomainBreaker, Mission, MissionEvent
 from orchestrator.states import ErrorCode
 from registry import config
@@ -226,6 +226,8 @@ def session_failed(domain: str, now: dt.datetime, cfg: Config) -> DomainBreaker 
             mission__domain=d,
         )
         .exclude(data__infra=True)
+        # Events written before `fault` existed count as before.
+        .exclude(data__has_key="fault", data__fault__in=fault_blame.NOT_THE_SITES)
         .count()
     )
     if failed < cfg.site_breaker_failed_sessions:

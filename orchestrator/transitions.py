@@ -17,7 +17,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F, Q
 
-from orchestrator import events, pgbatch, states
+from orchestrator import events, fault_blame, pgbatch, states
 from orchestrator.leases import hold, update_in_id_order
 from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionItem
 from orchestrator.slots import release_slot
@@ -48,6 +48,7 @@ def end_session(
     cfg: Config,
     infra: bool = False,
     remote_holds_slot: bool = False,
+    remote_code: str = "",
 ) -> bool:
     """A session failed, got stuck or disconnected: give its unfinished items back,
     rest its proxy (unless the fault is the infrastructure's), count a rotation and
@@ -103,6 +104,7 @@ def end_session(
                 "session": session.session_key,
                 "proxy": session.proxy_external_id,
                 "infra": infra,
+                "fault": fault_blame.session_fault(code, remote_code, infra=infra),
             },
             created_at=now,
         )
@@ -296,5 +298,10 @@ def _mark_closing(missions: Q, now: dt.datetime) -> int:
         status=SessionStatus.CLOSING
     )
     return update_in_id_order(
-        live, status=SessionStatus.CLOSING, updated_at=now, lease_token=F("lease_token") + 1
+        live,
+        status=SessionStatus.CLOSING,
+        updated_at=now,
+        lease_token=F("lease_token") + 1,
+        locked_by="",
+        locked_until=None,
     )

@@ -99,8 +99,8 @@ class ServiceError(Exception):
     def infrastructure(self) -> bool:
         """The service is at fault (unreachable, slow, 5xx/429, refuses our key, answers
         garbage): record it on the circuit breaker and never blame a mission for it."""
-        if self.code in NOT_TRANSIENT_5XX_CODES:
-            return False
+        if self.code in NOT_TRANSIENT_5XX_CODES and not self.transient:
+            return False  # POST /sessions: the session failed, not the worker
         if self.code in ("invalid_response", "invalid_url"):
             return True
         return self.transient or self.status in (401, 403)

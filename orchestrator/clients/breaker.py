@@ -106,8 +106,8 @@ def record_success(
     if latency_ms is not None:
         values["last_latency_ms"] = max(0, int(latency_ms))
     _manager(service).filter(pk=service.pk).update(**values)
-    service.refresh_from_db(fields=_BREAKER_FIELDS)
-    _last_success[key] = now
+    if _refresh(service):
+        _last_success[key] = now
 
 
 # (model label, pk) -> `now` of the last success this process wrote for the service.
@@ -136,6 +136,15 @@ def _already_recorded(
     return True
 
 
+def _refresh(service: Service) -> bool:
+    """Re-read the breaker fields; False when the row is gone."""
+    try:
+        service.refresh_from_db(fields=_BREAKER_FIELDS)
+    except type(service).DoesNotExist:
+        return False
+    return True
+
+
 def record_failure(
     service: Service, now: dt.datetime, error: str, *, threshold: int, open_s: float
 ) -> FailureRecord:
@@ -161,7 +170,9 @@ def record_failure(
         last_error=redact(error or "")[:LAST_ERROR_LIMIT],
         last_checked_at=now,
     )
-    service.refresh_from_db(fields=_BREAKER_FIELDS)
+    if not _refresh(service):
+        # Deleted meanwhile (e.g. through the API while its probe ran): nothing to count.
+        return FailureRecord(consecutive_failures=0, opened=False, just_opened=False)
     count = service.consecutive_failures
     if count == threshold:  # just went offline: tell the bus once (webhooks listen)
         service_offline.send(sender=type(service), service=service)

@@ -10,6 +10,7 @@ from urllib.parse import quote
 import httpx
 
 from orchestrator.clients.base import (
+    NOT_TRANSIENT_5XX_CODES,
     BaseClient,
     ClientSettings,
     ServiceError,
@@ -198,6 +199,17 @@ def _seg(value: str) -> str:
 
 class WorkerClient(BaseClient):
     service_name = "worker"
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Every call but POST /sessions (`open_session`): there a 502 `provider_error`
+        is the session's failure; anywhere else the contract calls a 5xx transient,
+        a fault of the worker that costs no mission anything."""
+        try:
+            return super()._request(method, path, **kwargs)
+        except ServiceError as exc:
+            if exc.code in NOT_TRANSIENT_5XX_CODES and (exc.status or 0) >= 500:
+                exc.transient = True
+            raise
 
     @classmethod
     def for_worker(

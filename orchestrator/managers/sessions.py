@@ -7,11 +7,12 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
 
-from orchestrator import allocation, events, pgbatch, proxy_health
+from orchestrator import allocation, events, pgbatch, proxy_health, worker_capacity
 from orchestrator.clients import breaker
 from orchestrator.clients.base import ServiceError
 from orchestrator.clients.pool import call_all
@@ -24,9 +25,11 @@ from orchestrator.managers.base import (
     end_session,
     leases_q,
     logger,
+    release_many,
     site_configs,
 )
 from orchestrator.models import BrowserSession
+from orchestrator.open_backoff import OpenBackoff, admit
 from orchestrator.states import ErrorCode, SessionStatus
 from registry.config import Config
 from registry.models import Worker
@@ -55,6 +58,10 @@ CREATING_POLL_S = 0.5
 
 class SessionManager(BaseManager):
     name = "sessions"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.open_backoff = OpenBackoff()
 
     def tick(self) -> TickResult:
         now, cfg = self.load()
@@ -105,6 +112,7 @@ class SessionManager(BaseManager):
                     now=now,
                     cfg=cfg,
                     infra=True,
+                    remote_holds_slot=True,  # an earlier open may have reached it
                 )
                 continue
             site = sites[session.mission.domain]
@@ -126,6 +134,7 @@ class SessionManager(BaseManager):
                 labels={"mission_id": str(session.mission_id)},
             )
             calls.append((session, call))
+        calls = self._admit_opens(calls, tokens, now)
         # The opens of the batch at once (no database in them); their outcomes here.
         answered: list[tuple[BrowserSession, allocation.Lease, RemoteSession]] = []
         for session, outcome in zip(
@@ -139,6 +148,7 @@ class SessionManager(BaseManager):
             remote, _created = outcome.value
             crashpoint("after_session_open")
             breaker.record_success(session.worker, now)
+            self.open_backoff.succeeded(session.worker_id)
             answered.append((session, lease, remote))
         # Recorded together: one transaction (and one wake-up) for the batch.
         opened += self._record_opened(answered, now)
@@ -165,22 +175,18 @@ class SessionManager(BaseManager):
                 cfg=cfg,
             )
         elif exc.code == "capacity_exhausted":
-            # The worker is fuller than we counted: not the mission's fault.
+            # The worker is full (fuller than we counted): not the mission's fault, nor
+            # a failed session. It stays requested and waits for a slot there, the
+            # worker's opens backed off meanwhile.
             breaker.record_success(worker, now)
-            end_session(
-                session,
-                expected_status=SessionStatus.REQUESTED,
-                status=SessionStatus.FAILED,
-                code=ErrorCode.SESSION_OPEN_FAILED,
-                message=f"worker {worker.name} sem capacidade",
-                now=now,
-                cfg=cfg,
-                infra=True,
-            )
+            self.open_backoff.failed(worker.pk, now)
+            allocation.release(BrowserSession, lease, self.owner)
         elif exc.infrastructure:
             # Unreachable, overloaded or refusing our key: the worker's fault. The
-            # session stays requested and is tried again (same session_key).
+            # session stays requested and is tried again (same session_key) after the
+            # worker's backoff.
             self.service_failed(worker, exc, now, cfg)
+            self.open_backoff.failed(worker.pk, now)
             allocation.release(BrowserSession, lease, self.owner)
         else:
             end_session(
@@ -192,6 +198,18 @@ class SessionManager(BaseManager):
                 now=now,
                 cfg=cfg,
             )
+
+    def _admit_opens(
+        self,
+        calls: list[tuple[BrowserSession, Callable[[], tuple[RemoteSession, bool]]]],
+        tokens: dict[int, allocation.Lease],
+        now: dt.datetime,
+    ) -> list[tuple[BrowserSession, Callable[[], tuple[RemoteSession, bool]]]]:
+        """The opens that may go now: a backed-off worker gets one probe at most; the
+        other sessions stay requested (their lease dropped) for a later tick."""
+        go, wait = admit(self.open_backoff, [s.worker_id for s, _ in calls], now)
+        release_many(BrowserSession, [tokens[calls[i][0].pk] for i in wait], self.owner)
+        return [calls[i] for i in go]
 
     def _record_opened(
         self,
@@ -277,6 +295,7 @@ class SessionManager(BaseManager):
                         now=now,
                         cfg=cfg,
                         infra=True,
+                        remote_holds_slot=True,  # closed on the worker when it answers
                     )
                 continue
             try:
@@ -345,6 +364,7 @@ class SessionManager(BaseManager):
                     now=now,
                     cfg=cfg,
                     remote_holds_slot=holds,
+                    remote_code=(remote.error_code or "") if remote else "",
                 )
             )
 
@@ -370,8 +390,12 @@ class SessionManager(BaseManager):
             )
             return end(status, code, f"worker: {detail}")
         last_activity = remote.last_activity_at or session.last_activity_at
+        # Inactivity counts only while the worker itself says a job runs: a session it
+        # lists `ready` has finished its job, and results we have not read yet are our
+        # own stall, never the session's (issue #15, case 2).
         if remote.status == "stuck" or (
             session.status == SessionStatus.BUSY
+            and remote.status == "busy"
             and last_activity is not None
             and now - last_activity > stuck_after
         ):
@@ -405,10 +429,11 @@ class SessionManager(BaseManager):
     # ------------------------------------------------------------------ close
 
     def close_sessions(self, now: dt.datetime, cfg: Config) -> int:
-        """DELETE closing and stuck sessions on their workers, then free their slots."""
+        """DELETE the sessions we gave up on (closing, stuck, disconnected, failed while
+        holding a slot) on their workers, then free their slots (`worker_capacity`)."""
         leases = allocation.claim(
             BrowserSession,
-            Q(holds_slot=True, status__in=[SessionStatus.CLOSING, SessionStatus.STUCK]),
+            worker_capacity.awaiting_close_q(now),
             owner=self.owner,
             lease_s=cfg.lease_s,
             limit=cfg.claim_batch_size * 2,
@@ -419,7 +444,8 @@ class SessionManager(BaseManager):
         sessions = list(
             BrowserSession.objects.filter(id__in=tokens).select_related("worker").order_by("id")
         )
-        # Worker offline: its sessions died with it, nothing to call.
+        # Worker unreachable: the DELETE waits for it (the slot stays held), unless the
+        # worker's own idle timeout closed the session long ago.
         calling = [s for s in sessions if breaker.allow_call(s.worker, now)]
         outcomes = call_all([partial(self._delete_remote, s, s.worker, cfg) for s in calling])
         errors = {s.pk: o.error for s, o in zip(calling, outcomes, strict=True)}
@@ -435,6 +461,9 @@ class SessionManager(BaseManager):
                     self.service_failed(session.worker, exc, now, cfg)
                     allocation.release(BrowserSession, lease, self.owner)
                     continue
+            elif not worker_capacity.worker_closed_it_itself(session, now):
+                allocation.release(BrowserSession, lease, self.owner)
+                continue
             closing.append(session)
         if not closing:
             return 0

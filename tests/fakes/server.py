@@ -171,6 +171,9 @@ class FakeServer:
         self._fail_next: list[int] = []  # statuses for the next requests
         self._hang_next: list[float] = []  # seconds to hang for the next requests
         self._garbage_next = 0
+        # An outage that still counts what the client tried: every request is logged,
+        # then its connection is dropped unanswered (the client sees the worker gone).
+        self.unreachable = False
         # (method, path regex) of requests to hold unanswered until release_held().
         self._hold_rules: list[tuple[str, re.Pattern[str]]] = []
         self._released = threading.Event()
@@ -391,6 +394,9 @@ class FakeServer:
             if fail is None and hang is None and self._garbage_next:
                 self._garbage_next -= 1
                 garbage = True
+            if self.unreachable:
+                self.faults_served["unreachable"] += 1
+                return -1, b"", {}
             latency = self.latency
             hold = fail is None and not garbage and self._take_hold(h.command, route_path)
             if hold:

@@ -373,3 +373,19 @@ def test_start_job_sends_the_site_selectors_in_options() -> None:
     rec = Recorder(httpx.Response(202, json=job_json()))
     client(rec).start_job("s-9f2c", "k", [("1", "https://e.com/")], selectors={"price": ".p"})
     assert body(rec.requests[0])["options"]["selectors"] == {"price": ".p"}
+
+
+def test_provider_error_outside_post_sessions_is_a_transient_fault_of_the_worker() -> None:
+    # Issue #15: the contract defines provider_error for POST /sessions only; elsewhere
+    # a 502 is transient (the worker's fault), never a permanent rejection of a mission.
+    for call in (
+        lambda c: c.list_sessions(),
+        lambda c: c.get_job("j-1"),
+        lambda c: c.close_session("s-1"),
+    ):
+        rec = Recorder(*[error(502, "provider_error", "upstream")] * 3)
+        with pytest.raises(ServiceError) as info:
+            call(client(rec))
+        assert info.value.code == "provider_error"
+        assert info.value.transient
+        assert info.value.infrastructure

@@ -1,0 +1,172 @@
+"""Issue #15, case 7: small edges of the engine, each seen in an outside run."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from orchestrator import actions, site_breaker
+from orchestrator.clients.worker import WorkerClient
+from orchestrator.managers.base import close_mission_sessions
+from orchestrator.managers.workers import WorkerManager
+from orchestrator.models import BrowserSession, DomainBreaker, MissionEvent
+from orchestrator.states import SessionStatus
+from registry import config
+from registry.config import Config
+from registry.models import Worker, Writer
+from tests.fakes.worker import FakeWorker
+from tests.fakes.writer import FakeWriter
+from tests.integration.engine_helpers import build_fleet
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("worker_answers", [True, False])
+def test_a_worker_deleted_while_its_health_probe_runs_does_not_fail_the_tick(
+    fake_worker: FakeWorker, fake_writer: FakeWriter, worker_answers: bool
+) -> None:
+    build_fleet(fake_worker, fake_writer)
+    if not worker_answers:
+        fake_worker.down()
+
+    def deleting_client(worker: Worker, cfg: Config) -> WorkerClient:
+        Worker.objects.filter(pk=worker.pk).delete()  # through the API, meanwhile
+        return WorkerClient.for_worker(worker, cfg)
+
+    manager = WorkerManager("edges", worker_client=deleting_client)
+
+    checked = manager.check_health(timezone.now(), config.load())
+
+    assert not Worker.objects.exists()
+    assert checked >= 1
+    assert Writer.objects.get().last_checked_at is not None  # the rest of the tick ran
+
+
+def test_the_sessions_of_a_finished_mission_are_closed_at_once_despite_a_live_lease(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    fleet = build_fleet(fake_worker, fake_writer)
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(name="Lease", urls=["https://example.com/a"])
+    fleet.drive(lambda: BrowserSession.objects.filter(job_status="running").exists())
+    session = BrowserSession.objects.get(mission=mission, job_status="running")
+    # Another process holds the session's lease for a minute (collecting its results).
+    BrowserSession.objects.filter(pk=session.pk).update(
+        locked_by="other-process", locked_until=timezone.now() + timezone.timedelta(seconds=60)
+    )
+
+    close_mission_sessions(mission.pk, timezone.now())
+    fleet.orchestrator.managers["sessions"].close_sessions(timezone.now(), config.load())
+
+    session.refresh_from_db()
+    assert session.status == SessionStatus.CLOSED
+    assert not session.holds_slot
+    assert fake_worker.sessions[session.remote_id].status == "closed"
+
+
+def test_a_session_the_worker_lists_ready_with_its_job_finished_is_never_stuck(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    # Issue #15, case 2: our collection stalled (a killed process holds the session's
+    # lease) while the worker finished the job; the session is not to blame.
+    fleet = build_fleet(fake_worker, fake_writer, overrides={"session_stuck_after_s": 5})
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(name="Lenta", urls=["https://example.com/a"])
+    fleet.drive(lambda: BrowserSession.objects.filter(job_status="running").exists())
+    session = BrowserSession.objects.get(mission=mission, job_status="running")
+    BrowserSession.objects.filter(pk=session.pk).update(
+        locked_by="killed-process", locked_until=timezone.now() + timezone.timedelta(seconds=60)
+    )
+    fake_worker.advance_job(fake_worker.sessions[session.remote_id].job_id or "")
+    assert fake_worker.session_json(session.remote_id)["status"] == "ready"
+
+    later = timezone.now() + timezone.timedelta(seconds=120)  # far past stuck_after
+    fleet.orchestrator.managers["sessions"].poll_workers(later, config.load())
+
+    session.refresh_from_db()
+    assert session.status == SessionStatus.BUSY
+    assert session.error_code == ""
+
+
+def test_a_busy_session_without_activity_is_still_stuck(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    fleet = build_fleet(fake_worker, fake_writer, overrides={"session_stuck_after_s": 5})
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(name="Parada", urls=["https://example.com/a"])
+    fleet.drive(lambda: BrowserSession.objects.filter(job_status="running").exists())
+    session = BrowserSession.objects.get(mission=mission, job_status="running")
+
+    later = timezone.now() + timezone.timedelta(seconds=120)
+    fleet.orchestrator.managers["sessions"].poll_workers(later, config.load())
+
+    session.refresh_from_db()
+    assert session.status == SessionStatus.STUCK
+
+
+def test_sessions_failed_by_their_proxy_never_pause_the_site(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    # Issue #15, case 3: proxy_connect_failed is the proxy's fault, not the site's.
+    fleet = build_fleet(fake_worker, fake_writer, overrides={"site_breaker_failed_sessions": 2})
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(name="Proxy ruim", urls=["https://example.com/a"])
+    for _ in range(3):
+        fleet.drive(lambda: BrowserSession.objects.filter(job_status="running").exists())
+        session = BrowserSession.objects.get(mission=mission, job_status="running")
+        fake_worker.fail_session(session.remote_id, "proxy_connect_failed")
+        fleet.orchestrator.managers["sessions"].poll_workers(timezone.now(), config.load())
+        session.refresh_from_db()
+        assert session.status == SessionStatus.FAILED
+
+    faults = set(
+        MissionEvent.objects.filter(mission=mission, error_code="SESSION_FAILED").values_list(
+            "data__fault", flat=True
+        )
+    )
+    assert faults == {"proxy"}
+    assert site_breaker.session_failed("example.com", timezone.now(), config.load()) is None
+    assert not DomainBreaker.objects.filter(state="open").exists()
+
+
+def test_sessions_the_site_fails_still_pause_it(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    fleet = build_fleet(fake_worker, fake_writer, overrides={"site_breaker_failed_sessions": 2})
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(name="Site ruim", urls=["https://example.com/a"])
+    for _ in range(2):
+        fleet.drive(lambda: BrowserSession.objects.filter(job_status="running").exists())
+        session = BrowserSession.objects.get(mission=mission, job_status="running")
+        fake_worker.fail_session(session.remote_id, "browser_crashed")
+        fleet.orchestrator.managers["sessions"].poll_workers(timezone.now(), config.load())
+
+    row = site_breaker.session_failed("example.com", timezone.now(), config.load())
+    assert row is not None and row.state == "open"
+
+
+def test_cancel_fences_out_the_lease_holders_of_its_sessions(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    # Issue #15, case 5: cancel bumps the sessions' lease tokens (a holder can write
+    # nothing more) and drops their leases, so they are closed on the worker at once.
+    fleet = build_fleet(fake_worker, fake_writer)
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(name="Cancelar", urls=["https://example.com/a"])
+    fleet.drive(lambda: BrowserSession.objects.filter(job_status="running").exists())
+    session = BrowserSession.objects.get(mission=mission, job_status="running")
+    BrowserSession.objects.filter(pk=session.pk).update(
+        locked_by="other-process", locked_until=timezone.now() + timezone.timedelta(seconds=60)
+    )
+    token = BrowserSession.objects.get(pk=session.pk).lease_token
+
+    actions.cancel_mission(mission)
+    fleet.orchestrator.managers["sessions"].close_sessions(timezone.now(), config.load())
+
+    session.refresh_from_db()
+    assert session.lease_token > token
+    assert session.status == SessionStatus.CLOSED
+    assert fake_worker.sessions[session.remote_id].status == "closed"
+    jobs = len(fake_worker.jobs)
+    fleet.step(2)
+    assert len(fake_worker.jobs) == jobs  # no job handed out after the cancel
