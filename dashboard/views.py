@@ -38,7 +38,7 @@ from dashboard.forms import (
     to_pt,
 )
 from mission_control.permissions import ADMIN, OPERATOR, VIEWER, has_role
-from orchestrator import actions, explain, proxy_health, site_breaker, webhooks
+from orchestrator import actions, etl_outbox, explain, proxy_health, site_breaker, webhooks
 from orchestrator.models import (
     DomainBreaker,
     Mission,
@@ -205,6 +205,8 @@ def mission_new(request: HttpRequest) -> HttpResponse:
             )
         except ValidationError as exc:
             add_domain_errors(form, exc, default_field="urls")
+        except etl_outbox.EtlRefused as exc:
+            form.add_error(None, exc.message)
         else:
             messages.success(
                 request,

@@ -171,6 +171,9 @@ class Mission(models.Model):
                 data=data or {},
                 created_at=now,
             )
+            from orchestrator import etl_outbox  # (it imports us)
+
+            etl_outbox.record_transition([self], to, now)
         for key, value in updates.items():
             setattr(self, key, value)
         from orchestrator import events
@@ -732,3 +735,8 @@ class ItemThroughput(models.Model):
 
     def __str__(self) -> str:
         return f"{self.minute:%Y-%m-%d %H:%M} #{self.shard}: {self.n}"
+
+
+# The ETL link and outbox (orchestrator/etl_outbox.py).
+from orchestrator.etl_models import EtlRun as EtlRun  # noqa: E402
+from orchestrator.etl_models import EtlStep as EtlStep  # noqa: E402

@@ -202,8 +202,20 @@ class MissionCreateSerializer(serializers.Serializer):
         help_text="Derived from the URLs (most common host) when absent.",
     )
     urls = UrlListField(
+        required=False,
+        default=list,
         help_text=f"Absolute http(s) URLs; duplicates are dropped; at most "
-        f"{actions.MAX_URLS_PER_MISSION} distinct."
+        f"{actions.MAX_URLS_PER_MISSION} distinct. Absent (with a domain and an ETL "
+        "configured): resume the domain's latest unfinished ETL run.",
+    )
+    etl_run = serializers.CharField(
+        required=False,
+        allow_null=True,
+        default=None,
+        max_length=100,
+        help_text='ETL run to resume: "latest" (of the domain) or a run id; its pending '
+        "items become the mission's URLs (409 when it is finished or owned by a live "
+        "mission, 503 when the ETL is down).",
     )
     priority = serializers.IntegerField(
         required=False, default=0, min_value=-1_000_000, max_value=1_000_000
@@ -220,6 +232,8 @@ class MissionCreateSerializer(serializers.Serializer):
         return clean_domain(value)
 
     def validate_urls(self, value: list[Any]) -> list[str]:
+        if not value:
+            return []
         try:
             return actions.clean_urls(value).urls
         except DjangoValidationError as exc:

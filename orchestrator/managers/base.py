@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from orchestrator import allocation, events, pgbatch, states
+from orchestrator import allocation, etl_outbox, events, pgbatch, states
 from orchestrator.clients import breaker
 from orchestrator.clients.base import ServiceError
 from orchestrator.clients.worker import WorkerClient
@@ -351,6 +351,7 @@ def transition_many(
             )
             for mission in won
         )
+        etl_outbox.record_transition(won, to, now)
     for mission in won:
         events.publish(f"mission.{to.lower()}", mission_id=mission.pk)
     return won

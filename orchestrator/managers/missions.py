@@ -9,7 +9,7 @@ from functools import partial
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q
 
-from orchestrator import allocation, etl, quality
+from orchestrator import allocation, quality
 from orchestrator.clients import breaker
 from orchestrator.clients.pool import call_all
 from orchestrator.crashpoints import crashpoint
@@ -44,7 +44,6 @@ class MissionManager(BaseManager):
             if claimed:
                 crashpoint("after_mission_claim")
             result.add("allocated", sum(1 for _, a in claimed if a.sessions))
-            result.add("etl_runs", etl.start_runs([m for m, a in claimed if a.sessions]))
         result.add("advanced", self.advance_running(now, cfg))
         result.add("finalized", self.finalize(now, cfg))
         return result
@@ -221,7 +220,6 @@ class MissionManager(BaseManager):
                     extra={"mission_id": mission.pk},
                 )
                 continue
-            etl.finalize_run(mission)
             logger.info(
                 "mission %s finalized with %s records",
                 mission.pk,

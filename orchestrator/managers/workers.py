@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import chain
 from typing import Any, Protocol, TypeVar
 
 from django.db import connection, transaction
@@ -26,7 +27,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Greatest, RowNumber
 
-from orchestrator import allocation, events, pgbatch, proxy_health, quality
+from orchestrator import allocation, etl_outbox, events, pgbatch, proxy_health, quality
 from orchestrator.clients import breaker
 from orchestrator.clients.base import ServiceError
 from orchestrator.clients.pool import call_all
@@ -847,6 +848,7 @@ class WorkerManager(BaseManager):
                     ],
                 )
             self._add_counts(saved, now)
+            etl_outbox.record_items([*chain(*done.values()), *(i.pk for i in to_update)], now)
             proxy_health.record_many(
                 [(p.session, p.session.mission.domain, p.page.results) for p in saved], now, cfg
             )
