@@ -252,6 +252,7 @@ def _mission_live_context(mission: Mission) -> dict[str, Any]:
         "explanation": None if mission.is_terminal else explain.explain_mission(mission),
         "can_cancel": mission.status in CANCELLABLE,
         "can_retry": mission.status in RETRYABLE_BY_OPERATOR,
+        "etl": etl_outbox.panel(mission),
     }
 
 

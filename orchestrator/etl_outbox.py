@@ -86,8 +86,8 @@ def _key(mission_id: int, kind: str) -> str:
 
 
 def wants_resume(urls: Sequence[Any], etl_run: str | None) -> bool:
-    """Resuming is asked for: a run named, or no URLs while an ETL is configured."""
-    return bool(etl_run) or (not urls and enabled())
+    """Resuming is asked for: a run named, or no URLs."""
+    return bool(etl_run) or not urls
 
 
 def resolve_resume(domain: str, etl_run: str | None) -> Resume:
@@ -95,13 +95,17 @@ def resolve_resume(domain: str, etl_run: str | None) -> Resume:
     `domain` (`etl_run` None or "latest") or the run `etl_run`; refused unless it is
     unfinished, has pending items and no live mission owns it."""
     if not enabled():
-        raise EtlRefused(400, "etl_not_configured", "Sem ETL configurado: informe as URLs.")
+        raise EtlRefused(
+            409,
+            "etl_not_configured",
+            "Informe as URLs: sem ETL configurado não há execução a retomar.",
+        )
     client = get_etl_client()
     assert client is not None
     try:
         if etl_run in (None, "", "latest"):
             if not domain:
-                raise EtlRefused(400, "invalid_request", "Informe o domínio ou as URLs.")
+                raise EtlRefused(409, "etl_domain_required", "Informe o domínio ou as URLs.")
             latest = client.get_latest_run_for_domain(domain)
             run = client.fetch_scrape_run(latest.id) if latest is not None else None
         else:
@@ -517,14 +521,33 @@ def _recovered(link: RunLink, now: dt.datetime) -> None:
     )
 
 
-def sync_state(link: RunLink | None, now: dt.datetime) -> str:
-    """In pt-BR for the console: em dia, atrasado desde …, com erro …."""
+FINAL_LABELS = {"completed": "concluída", "failed": "com falha", "cancelled": "cancelada"}
+
+
+def panel(mission: Mission) -> dict[str, Any] | None:
+    """What the mission page shows of its ETL run (pt-BR), or None without one."""
+    link = RunLink.objects.filter(mission=mission).first()
     if link is None:
-        return ""
+        return None
+    pending = EtlStep.objects.filter(mission=mission).count()
     if link.failing_since is not None:
-        return f"atrasado desde {timezone.localtime(link.failing_since):%d/%m %H:%M:%S}"
-    if link.last_error:
-        return f"com erro: {link.last_error}"
-    if EtlStep.objects.filter(mission_id=link.mission_id).exists():
-        return "envio pendente"
-    return "em dia"
+        state, tone = (
+            f"atrasado desde {timezone.localtime(link.failing_since):%d/%m %H:%M:%S}",
+            "warn",
+        )
+    elif link.last_error:
+        state, tone = f"com erro: {link.last_error}", "error"
+    elif pending:
+        state, tone = "envio pendente", "info"
+    else:
+        state, tone = "em dia", "ok"
+    return {
+        "run_id": link.run_id or "ainda não criada",
+        "origin": link.get_origin_display(),
+        "state": state,
+        "tone": tone,
+        "pending": pending,
+        "last_ok_at": link.last_ok_at,
+        "final": FINAL_LABELS.get(link.finalized_status, ""),
+        "last_error": link.last_error,
+    }

@@ -208,7 +208,8 @@ class MissionCreateSerializer(serializers.Serializer):
         f"{actions.MAX_URLS_PER_MISSION} distinct. Absent (with a domain and an ETL "
         "configured): resume the domain's latest unfinished ETL run.",
     )
-    etl_run = serializers.CharField(
+    etl_run = serializers.RegexField(
+        r"^[A-Za-z0-9._:-]{1,100}$",
         required=False,
         allow_null=True,
         default=None,

@@ -257,3 +257,46 @@ def test_no_etl_configured_records_nothing(fleet: Fleet) -> None:
     mission = actions.create_mission(name="Sem ETL", urls=urls(2))
     fleet.drive_to(mission, MissionStatus.FINALIZADO)
     assert not EtlRun.objects.exists() and not EtlStep.objects.exists()
+
+
+def test_the_mission_page_shows_the_run_and_its_sync_state(
+    fleet: Fleet,
+    etl: FakeEtl,
+    login,  # type: ignore[no-untyped-def]
+) -> None:
+    etl.down()
+    mission = actions.create_mission(name="Painel", urls=urls(2))
+    fleet.step()
+    body = login("viewer").get(f"/missoes/{mission.pk}/").content.decode()
+    assert "Execução ETL" in body and "ainda não criada" in body and "atrasado desde" in body
+
+    etl.up()
+    fleet.drive_to(mission, MissionStatus.FINALIZADO)
+    drain(fleet)
+    body = login("viewer").get(f"/missoes/{mission.pk}/").content.decode()
+    assert run_of(mission).run_id in body and "(criada)" in body
+    assert "em dia" in body and "Finalizada no ETL: concluída" in body
+
+
+def test_the_api_creates_a_resuming_mission_and_refuses_clearly(
+    etl: FakeEtl,
+    admin_api,  # type: ignore[no-untyped-def]
+) -> None:
+    run = etl.add_run("example.com", urls(3), status="running", done=1)
+
+    created = admin_api.post(
+        "/api/missions/", {"name": "API", "domain": "example.com"}, format="json"
+    )
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert body["counters"]["total_items"] == 2 and body["etl_run_id"] == run.id
+
+    owned = admin_api.post("/api/missions/", {"name": "API 2", "etl_run": run.id}, format="json")
+    assert owned.status_code == 409
+    assert owned.json()["error"]["code"] == "etl_run_owned"
+
+    etl.down()
+    down = admin_api.post(
+        "/api/missions/", {"name": "API 3", "etl_run": "latest", "domain": "x.com"}, format="json"
+    )
+    assert down.status_code == 503 and down.json()["error"]["code"] == "etl_unavailable"
