@@ -5,7 +5,9 @@ progress from the durable outbox, every end finalized once with its status."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
+import time
 
 import pytest
 from django.utils import timezone
@@ -300,3 +302,99 @@ def test_the_api_creates_a_resuming_mission_and_refuses_clearly(
         "/api/missions/", {"name": "API 3", "etl_run": "latest", "domain": "x.com"}, format="json"
     )
     assert down.status_code == 503 and down.json()["error"]["code"] == "etl_unavailable"
+
+
+def test_an_etl_outage_during_20_missions_loses_and_repeats_nothing(
+    fleet: Fleet, etl: FakeEtl
+) -> None:
+    """ETL down (connection refused) for ETL_OUTAGE_S seconds (3 by default; 60 for the
+    figures in docs/reliability.md, with ETL_DEFAULT_BACKOFF=1 for the shipped retry
+    settings) while 20 missions run and end: 15 FINALIZADO on two domains, 3 CANCELADO,
+    2 ERRO. Once it is back every run ends with its mission's counts and status, each
+    step applied once."""
+    outage = float(os.environ.get("ETL_OUTAGE_S", "3"))
+    if os.environ.get("ETL_DEFAULT_BACKOFF"):
+        for key in FAST_ETL:
+            config.set_value(key, config.KEYS[key].default)
+    config.set_value("max_retries", 0)
+    started = time.monotonic()
+    etl.down()
+    missions = [
+        actions.create_mission(
+            name=f"Lote {n}",
+            urls=[
+                *urls(6, f"https://{'example.com' if n % 2 else 'shop.example'}/m{n}/"),
+                f"https://example.com/status/404?m={n}",
+            ],
+        )
+        for n in range(15)
+    ]
+    doomed = [
+        actions.create_mission(
+            name=f"Erro {n}", urls=[f"https://example.com/status/404?e={n}&i={i}" for i in range(3)]
+        )
+        for n in range(2)
+    ]
+    cancelled = [
+        actions.create_mission(name=f"Cancelar {n}", urls=urls(4, f"https://example.com/c{n}/"))
+        for n in range(3)
+    ]
+    fleet.step()
+    for mission in cancelled:
+        actions.cancel_mission(mission)
+    everyone = [*missions, *doomed, *cancelled]
+    fleet.drive(
+        lambda: (
+            not Mission.objects.exclude(
+                status__in=[MissionStatus.FINALIZADO, MissionStatus.ERRO, MissionStatus.CANCELADO]
+            ).exists()
+        ),
+        200,
+        "every mission ended",
+    )
+    ended_s = time.monotonic() - started
+    while time.monotonic() - started < outage:
+        fleet.step()  # the outbox keeps failing meanwhile
+        time.sleep(0.2)
+    backlog = EtlStep.objects.count()
+    failures = MissionEvent.objects.filter(data__etl="failed").count()
+    etl.up()
+    back = time.monotonic()
+    rounds = 0
+    while EtlStep.objects.exists():
+        rounds += 1
+        assert rounds < 5000, "outbox never drained"
+        fleet.step()
+        time.sleep(0.05)
+    caught_up_s = time.monotonic() - back
+
+    expected = {
+        MissionStatus.FINALIZADO: "completed",
+        MissionStatus.ERRO: "failed",
+        MissionStatus.CANCELADO: "cancelled",
+    }
+    for mission in everyone:
+        mission.refresh_from_db()
+        run_id = run_of(mission).run_id
+        stats = etl.finalized[run_id]
+        assert etl.finalize_count[run_id] == 1, mission
+        assert (stats["total"], stats["done"], stats["failed"], stats["status"]) == (
+            mission.total_items,
+            mission.done_items,
+            mission.failed_items,
+            expected[mission.status],
+        ), mission
+        items = {i["url"]: i for i in etl.runs[run_id].items}
+        for item in mission.items.all():
+            assert items[item.url]["done"] == (item.status == "done"), item.url
+    assert {m.status for m in missions} == {MissionStatus.FINALIZADO}
+    assert {m.status for m in doomed} == {MissionStatus.ERRO}
+    assert_applied_once(etl)
+    assert len(etl.runs) == 20
+    print(
+        f"\nETL outage figures: outage {outage:.0f} s, missions ended after {ended_s:.1f} s, "
+        f"backlog {backlog} steps, {failures} failed attempts recorded, "
+        f"caught up {caught_up_s:.1f} s after the ETL returned ({rounds} passes), "
+        f"{len(etl.applied)} steps applied, {etl.replays} replays, "
+        f"{len(etl.key_conflicts)} key conflicts, {sum(etl.finalize_count.values())} finalizes"
+    )
