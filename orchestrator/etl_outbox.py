@@ -52,6 +52,8 @@ FINAL_STATUS = {
 STEPS_PER_MISSION = 200
 MISSIONS_PER_SYNC = 100
 LEASE_S = 120
+# Marks a step whose retry time the service set (Retry-After): kept, never pulled forward.
+RATE_LIMITED = " [Retry-After]"
 
 
 class EtlRefused(exceptions.APIException):
@@ -308,7 +310,19 @@ def sync(
             RunLink.objects.filter(mission_id=mission_id, locked_by=owner).update(
                 locked_by="", locked_until=None
             )
-    return dict(counts)
+    if any(n for name, n in counts.items() if name != "failed"):
+        counts["released"] = _release_backoffs(now)
+    return {name: n for name, n in counts.items() if n}
+
+
+def _release_backoffs(now: dt.datetime) -> int:
+    """The ETL answered: steps waiting out an outage's backoff go at the next sync
+    instead of each waiting up to `etl_retry_cap_s` (a Retry-After is still honoured)."""
+    return (
+        EtlStep.objects.filter(next_attempt_at__gt=now)
+        .exclude(last_error__contains=RATE_LIMITED)
+        .update(next_attempt_at=now)
+    )
 
 
 def _client(cfg: Config) -> EtlClient | None:
@@ -465,7 +479,7 @@ def _failed(
     cfg: Config,
     rng: random.Random,
 ) -> None:
-    error = f"{exc.code}: {exc.message}"[:500]
+    error = (f"{exc.code}: {exc.message}" + (RATE_LIMITED if exc.retry_after else ""))[:500]
     if not (exc.transient or exc.infrastructure):
         # The ETL refused the step itself: trying it again cannot help.
         with transaction.atomic():

@@ -398,3 +398,59 @@ def test_an_etl_outage_during_20_missions_loses_and_repeats_nothing(
         f"{len(etl.applied)} steps applied, {etl.replays} replays, "
         f"{len(etl.key_conflicts)} key conflicts, {sum(etl.finalize_count.values())} finalizes"
     )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_missions_of_one_domain_at_once_on_postgres(etl: FakeEtl) -> None:
+    """Created from two threads at the same time: two runs, no shared item. Two
+    resumes of one run at the same time: one owns it, the other gets a clear 409."""
+    import threading
+
+    from django.db import connection
+
+    from orchestrator.managers.etl import EtlManager
+
+    barrier = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def create(name: str, **kwargs: object) -> None:
+        try:
+            barrier.wait()
+            outcomes.append(actions.create_mission(name=name, **kwargs))  # type: ignore[arg-type]
+        except etl_outbox.EtlRefused as exc:
+            outcomes.append(exc)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(
+            target=create, args=(n,), kwargs={"urls": urls(3, f"https://example.com/{n}/")}
+        )
+        for n in ("a", "b")
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    EtlManager("pg-test").tick()
+    runs = {run_of(m).run_id for m in outcomes if isinstance(m, Mission)}
+    assert len(runs) == 2 and "" not in runs
+    items = [i["url"] for r in runs for i in etl.runs[r].items]
+    assert len(items) == len(set(items)) == 6
+
+    run = etl.add_run("resume.example", urls(3, "https://resume.example/"), status="running")
+    outcomes.clear()
+    threads = [
+        threading.Thread(target=create, args=(n,), kwargs={"urls": [], "etl_run": run.id})
+        for n in ("r1", "r2")
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    owners = [m for m in outcomes if isinstance(m, Mission)]
+    refused = [e for e in outcomes if isinstance(e, etl_outbox.EtlRefused)]
+    assert len(owners) == 1 and len(refused) == 1
+    assert (refused[0].status_code, refused[0].code) == (409, "etl_run_owned")
+    assert EtlRun.objects.filter(run_id=run.id, live=True).count() == 1
