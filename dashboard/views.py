@@ -196,9 +196,12 @@ def mission_new(request: HttpRequest) -> HttpResponse:
     form = MissionForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         try:
+            urls = form.url_list()
             mission = actions.create_mission(
                 name=form.cleaned_data["name"],
-                urls=form.url_list(),
+                urls=urls,
+                domain="" if urls else form.cleaned_data.get("etl_domain") or "",
+                etl_run=form.cleaned_data.get("etl_run") or None,
                 priority=form.cleaned_data["priority"],
                 writer=form.cleaned_data["writer"],
                 user=request.user,

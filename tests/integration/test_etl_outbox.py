@@ -454,3 +454,24 @@ def test_two_missions_of_one_domain_at_once_on_postgres(etl: FakeEtl) -> None:
     assert len(owners) == 1 and len(refused) == 1
     assert (refused[0].status_code, refused[0].code) == (409, "etl_run_owned")
     assert EtlRun.objects.filter(run_id=run.id, live=True).count() == 1
+
+
+def test_the_dashboard_form_resumes_a_domains_run_or_says_why_not(
+    etl: FakeEtl,
+    login,  # type: ignore[no-untyped-def]
+) -> None:
+    run = etl.add_run("example.com", urls(3), status="running", done=2)
+    operator = login("operator")
+
+    created = operator.post(
+        "/missoes/nova/", {"name": "Painel", "etl_domain": "example.com", "priority": 0}
+    )
+    assert created.status_code == 302
+    mission = Mission.objects.get()
+    assert (mission.total_items, run_of(mission).run_id) == (1, run.id)
+
+    refused = operator.post(
+        "/missoes/nova/", {"name": "De novo", "etl_domain": "example.com", "priority": 0}
+    )
+    assert refused.status_code == 200
+    assert f"pertence à missão #{mission.pk}" in refused.content.decode()
