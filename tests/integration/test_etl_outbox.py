@@ -368,7 +368,7 @@ def test_an_etl_outage_during_20_missions_loses_and_repeats_nothing(
         time.sleep(0.05)
     caught_up_s = time.monotonic() - back
 
-    expected = {
+    expected: dict[str, str] = {
         MissionStatus.FINALIZADO: "completed",
         MissionStatus.ERRO: "failed",
         MissionStatus.CANCELADO: "cancelled",
