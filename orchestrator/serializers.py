@@ -192,8 +192,14 @@ class TimezoneField(RequestSchema, serializers.CharField):
     request_schema: ClassVar = {"type": "string", "enum": sorted(zoneinfo.available_timezones())}
 
 
+class NonBlankNameField(RequestSchema, serializers.CharField):
+    """A name with at least one visible character (it is stored stripped)."""
+
+    request_schema: ClassVar = {"type": "string", "pattern": TEXT_PATTERN, "maxLength": 200}
+
+
 class MissionCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
+    name = NonBlankNameField(max_length=200)
     domain = OptionalDomainField(
         max_length=253,
         required=False,
@@ -411,12 +417,6 @@ class BulkResultSerializer(serializers.Serializer):
     action = serializers.CharField()
     count = serializers.IntegerField()
     results = MissionSerializer(many=True)
-
-
-class NonBlankNameField(RequestSchema, serializers.CharField):
-    """A name with at least one visible character (it is stored stripped)."""
-
-    request_schema: ClassVar = {"type": "string", "pattern": TEXT_PATTERN, "maxLength": 200}
 
 
 class RecurringMissionSerializer(serializers.ModelSerializer):
