@@ -58,8 +58,9 @@ RATE_LIMITED = " [Retry-After]"
 
 class EtlRefused(exceptions.APIException):
     """A mission creation the ETL link cannot honour, answered by the API in the one
-    error shape: 400 bad request, 409 no run to resume / owned by another mission,
-    503 ETL down (the dashboard shows `message`)."""
+    error shape: 409 (no ETL configured, no unfinished run to resume, run owned by
+    mission N, run with no pending item, run not found) or 503 (the ETL could not be
+    asked); the dashboard shows `message`."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message, code)
