@@ -100,6 +100,19 @@ class MissionForm(Styled, forms.Form):
         required=False,
         help_text="TXT com uma URL por linha, ou CSV com as URLs na primeira coluna (ou na coluna url).",
     )
+    etl_domain = forms.CharField(
+        label="Ou retome a execução ETL do domínio",
+        required=False,
+        max_length=253,
+        help_text="Sem URLs: a missão recebe os itens pendentes da última execução ETL "
+        "não concluída deste domínio.",
+    )
+    etl_run = forms.RegexField(
+        label="Execução ETL a retomar (opcional)",
+        regex=r"^[A-Za-z0-9._:-]{1,100}$",
+        required=False,
+        help_text="O id de uma execução ETL, em vez da última do domínio.",
+    )
     priority = forms.IntegerField(
         label="Prioridade",
         initial=0,
@@ -147,8 +160,14 @@ class MissionForm(Styled, forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if not self.errors and not (data.get("urls") or "").strip() and not data.get("file"):
-            self.add_error("urls", "Cole as URLs ou envie um arquivo.")
+        resume = data.get("etl_domain") or data.get("etl_run")
+        if (
+            not self.errors
+            and not (data.get("urls") or "").strip()
+            and not data.get("file")
+            and not resume
+        ):
+            self.add_error("urls", "Cole as URLs, envie um arquivo ou retome uma execução ETL.")
         return data
 
 

@@ -39,7 +39,7 @@ from dashboard.forms import (
     to_pt,
 )
 from mission_control.permissions import ADMIN, OPERATOR, VIEWER, has_role
-from orchestrator import actions, explain, proxy_health, site_breaker, webhooks
+from orchestrator import actions, etl_outbox, explain, proxy_health, site_breaker, webhooks
 from orchestrator.models import (
     DomainBreaker,
     Mission,
@@ -204,15 +204,20 @@ def mission_new(request: HttpRequest) -> HttpResponse:
         ].help_text = f"Uma URL por linha. Catálogo de demonstração local: {demo}1/ até {demo}300/."
     if request.method == "POST" and form.is_valid():
         try:
+            urls = form.url_list()
             mission = actions.create_mission(
                 name=form.cleaned_data["name"],
-                urls=form.url_list(),
+                urls=urls,
+                domain="" if urls else form.cleaned_data.get("etl_domain") or "",
+                etl_run=form.cleaned_data.get("etl_run") or None,
                 priority=form.cleaned_data["priority"],
                 writer=form.cleaned_data["writer"],
                 user=request.user,
             )
         except ValidationError as exc:
             add_domain_errors(form, exc, default_field="urls")
+        except etl_outbox.EtlRefused as exc:
+            form.add_error(None, exc.message)
         else:
             messages.success(
                 request,
@@ -258,6 +263,7 @@ def _mission_live_context(mission: Mission) -> dict[str, Any]:
         "explanation": None if mission.is_terminal else explain.explain_mission(mission),
         "can_cancel": mission.status in CANCELLABLE,
         "can_retry": mission.status in RETRYABLE_BY_OPERATOR,
+        "etl": etl_outbox.panel(mission),
     }
 
 

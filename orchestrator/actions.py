@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from orchestrator import counting, events, states, transitions
+from orchestrator import counting, etl_outbox, events, states, transitions
 from orchestrator.models import Mission, MissionEvent, MissionItem
 from orchestrator.states import ItemStatus, MissionStatus
 from registry import config
@@ -109,8 +109,16 @@ def create_mission(
     user: Any = None,
     schedule: Any = None,
     now: dt.datetime | None = None,
+    etl_run: str | None = None,
 ) -> Mission:
+    """A QUEUED mission of `urls`; with no URLs (or `etl_run`: "latest" or a run id) it
+    resumes the ETL run's pending items instead (etl_outbox.EtlRefused when it cannot)."""
     now = now or timezone.now()
+    urls = list(urls)
+    resume = None
+    if etl_outbox.wants_resume(urls, etl_run):
+        resume = etl_outbox.resolve_resume(normalize_domain(domain) if domain else "", etl_run)
+        urls = resume.urls
     cleaned = clean_urls(urls)
     domain = normalize_domain(domain) if domain else derive_domain(cleaned.urls)
     if not name.strip():
@@ -126,6 +134,7 @@ def create_mission(
             total_items=len(cleaned.urls),
         )
         _insert_items(mission, cleaned.urls)
+        etl_outbox.record_created(mission, resume, now)
         MissionEvent.objects.create(
             mission=mission,
             kind=MissionEvent.Kind.TRANSITION,

@@ -241,7 +241,13 @@ class MissionViewSet(
         return get_object_or_404(Mission.objects.all(), pk=pk)
 
     @extend_schema(
-        request=MissionCreateSerializer, responses={201: MissionSerializer, 400: ErrorSerializer}
+        request=MissionCreateSerializer,
+        responses={
+            201: MissionSerializer,
+            400: ErrorSerializer,
+            409: ErrorSerializer,
+            503: ErrorSerializer,
+        },
     )
     def create(self, request: Request) -> Response:
         serializer = MissionCreateSerializer(data=request.data)

@@ -14,7 +14,9 @@ class OrchestratorConfig(AppConfig):
         from mission_control import extensions
         from orchestrator import (
             checks,  # noqa: F401  (registers system checks)
+            etl_outbox,
             metrics,
+            models,
             site_breaker,  # noqa: F401  (counts failed sessions per site)
             status,
             webhooks,  # noqa: F401  (subscribes to the event bus)
@@ -25,6 +27,8 @@ class OrchestratorConfig(AppConfig):
         extensions.register("metrics", metrics.collect)
         extensions.register("orchestrator_fresh", status.heartbeat_fresh)
         extensions.register("mission_exists", _mission_exists)
+        if etl_outbox.record_transition not in models.TRANSITION_HOOKS:
+            models.TRANSITION_HOOKS.append(etl_outbox.record_transition)
 
 
 def _publish_offline(sender: type, service: Any, **kwargs: Any) -> None:

@@ -4,6 +4,7 @@ log and the orchestrator processes."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -17,6 +18,11 @@ from orchestrator.states import (
     MissionStatus,
     SessionStatus,
 )
+
+# Called inside `Mission.transition`'s transaction with ([missions], to, now); filled in
+# `OrchestratorConfig.ready` (the ETL outbox records the transition with the state it
+# reports), so the model does not import the modules built on it.
+TRANSITION_HOOKS: list[Callable[[list[Mission], str, dt.datetime], None]] = []
 
 
 class Leased(models.Model):
@@ -179,6 +185,8 @@ class Mission(Leased):
                 data=data or {},
                 created_at=now,
             )
+            for hook in TRANSITION_HOOKS:
+                hook([self], to, now)
         for key, value in updates.items():
             setattr(self, key, value)
         from orchestrator import events
@@ -728,3 +736,8 @@ class ItemThroughput(models.Model):
 
     def __str__(self) -> str:
         return f"{self.minute:%Y-%m-%d %H:%M} #{self.shard}: {self.n}"
+
+
+# The ETL link and outbox (orchestrator/etl_outbox.py).
+from orchestrator.etl_models import EtlRun as EtlRun  # noqa: E402
+from orchestrator.etl_models import EtlStep as EtlStep  # noqa: E402

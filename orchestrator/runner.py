@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from orchestrator import events, webhooks
 from orchestrator.managers.base import BaseManager, TickResult
+from orchestrator.managers.etl import EtlManager
 from orchestrator.managers.missions import MissionManager
 from orchestrator.managers.sessions import SessionManager
 from orchestrator.managers.workers import WorkerManager
@@ -39,11 +40,13 @@ MANAGER_CLASSES: dict[str, type[BaseManager]] = {
     "sessions": SessionManager,
     "workers": WorkerManager,
     "missions": MissionManager,
+    "etl": EtlManager,
 }
 INTERVAL_KEYS = {
     "sessions": "session_tick_s",
     "workers": "worker_tick_s",
     "missions": "mission_tick_s",
+    "etl": "etl_tick_s",
 }
 HEARTBEAT_EVERY_S = 2.0
 MAX_SLEEP_S = 1.0
@@ -284,7 +287,7 @@ class Orchestrator:
 
     def run_once(self) -> dict[str, TickResult]:
         """One tick of each manager (missions first, so new work flows through)."""
-        order = [k for k in ("missions", "sessions", "workers") if k in self.managers]
+        order = [k for k in ("missions", "sessions", "workers", "etl") if k in self.managers]
         return {kind: self.run_tick(kind) for kind in order}
 
     def run(self, *, once: bool = False, max_seconds: float | None = None) -> None:

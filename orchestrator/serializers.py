@@ -192,8 +192,14 @@ class TimezoneField(RequestSchema, serializers.CharField):
     request_schema: ClassVar = {"type": "string", "enum": sorted(zoneinfo.available_timezones())}
 
 
+class NonBlankNameField(RequestSchema, serializers.CharField):
+    """A name with at least one visible character (it is stored stripped)."""
+
+    request_schema: ClassVar = {"type": "string", "pattern": TEXT_PATTERN, "maxLength": 200}
+
+
 class MissionCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
+    name = NonBlankNameField(max_length=200)
     domain = OptionalDomainField(
         max_length=253,
         required=False,
@@ -202,8 +208,21 @@ class MissionCreateSerializer(serializers.Serializer):
         help_text="Derived from the URLs (most common host) when absent.",
     )
     urls = UrlListField(
+        required=False,
+        default=list,
         help_text=f"Absolute http(s) URLs; duplicates are dropped; at most "
-        f"{actions.MAX_URLS_PER_MISSION} distinct."
+        f"{actions.MAX_URLS_PER_MISSION} distinct. Absent (with a domain and an ETL "
+        "configured): resume the domain's latest unfinished ETL run.",
+    )
+    etl_run = serializers.RegexField(
+        r"^[A-Za-z0-9._:-]{1,100}$",
+        required=False,
+        allow_null=True,
+        default=None,
+        max_length=100,
+        help_text='ETL run to resume: "latest" (of the domain) or a run id; its pending '
+        "items become the mission's URLs (409 when it is finished or owned by a live "
+        "mission, 503 when the ETL is down).",
     )
     priority = serializers.IntegerField(
         required=False, default=0, min_value=-1_000_000, max_value=1_000_000
@@ -220,6 +239,8 @@ class MissionCreateSerializer(serializers.Serializer):
         return clean_domain(value)
 
     def validate_urls(self, value: list[Any]) -> list[str]:
+        if not value:
+            return []
         try:
             return actions.clean_urls(value).urls
         except DjangoValidationError as exc:
@@ -396,12 +417,6 @@ class BulkResultSerializer(serializers.Serializer):
     action = serializers.CharField()
     count = serializers.IntegerField()
     results = MissionSerializer(many=True)
-
-
-class NonBlankNameField(RequestSchema, serializers.CharField):
-    """A name with at least one visible character (it is stored stripped)."""
-
-    request_schema: ClassVar = {"type": "string", "pattern": TEXT_PATTERN, "maxLength": 200}
 
 
 class RecurringMissionSerializer(serializers.ModelSerializer):

@@ -40,7 +40,8 @@ def recompute_counters() -> dict[str, Any]:
     return recompute()
 
 
-def etl_sync() -> int:
-    from orchestrator.etl import sync_pending
+def etl_sync() -> dict[str, int]:
+    """Send the ETL outbox (also sent by the EtlManager of run_orchestrator)."""
+    from orchestrator.etl_outbox import sync
 
-    return sync_pending()
+    return sync(owner=f"q:{instance_name()}")

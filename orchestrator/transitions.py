@@ -17,7 +17,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F, Q
 
-from orchestrator import events, fault_blame, pgbatch, states
+from orchestrator import etl_outbox, events, fault_blame, pgbatch, states
 from orchestrator.leases import hold, update_in_id_order
 from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionItem
 from orchestrator.slots import release_slot
@@ -261,6 +261,7 @@ def transition_many(
             )
             for mission in won
         )
+        etl_outbox.record_transition(won, to, now)
     for mission in won:
         events.publish(f"mission.{to.lower()}", mission_id=mission.pk)
     return won

@@ -63,6 +63,11 @@ KEYS: dict[str, ConfigKey] = {
         ConfigKey("session_tick_s", float, 5.0, "SessionManager poll interval (s).", 0.1, 3600),
         ConfigKey("worker_tick_s", float, 10.0, "WorkerManager poll interval (s).", 0.1, 3600),
         ConfigKey("mission_tick_s", float, 10.0, "MissionManager poll interval (s).", 0.1, 3600),
+        ConfigKey("etl_tick_s", float, 5.0, "EtlManager outbox poll interval (s).", 0.1, 3600),
+        ConfigKey("etl_retry_base_s", float, 2.0, "ETL outbox: first retry delay (s).", 0.01, 3600),
+        ConfigKey(
+            "etl_retry_cap_s", float, 30.0, "ETL outbox: longest retry delay (s).", 0.01, 86400
+        ),
         ConfigKey("max_retries", int, 2, "Mission retries after the first attempt.", 0, 10),
         ConfigKey("max_item_attempts", int, 3, "Attempts per item before it fails.", 1, 20),
         ConfigKey(

@@ -327,6 +327,7 @@ class BaseClient:
         idempotent: bool,
         secrets: Iterable[str] = (),
         deadline: float | None = None,
+        idempotency_key: str | None = None,
     ) -> Any:
         """Send one logical call and return its parsed JSON (None for an empty body)."""
         return self._call(
@@ -337,6 +338,7 @@ class BaseClient:
             idempotent=idempotent,
             secrets=secrets,
             deadline=deadline,
+            idempotency_key=idempotency_key,
         ).data
 
     def _call(
@@ -349,6 +351,7 @@ class BaseClient:
         idempotent: bool,
         secrets: Iterable[str] = (),
         deadline: float | None = None,
+        idempotency_key: str | None = None,
     ) -> ApiResponse:
         """Send one logical call; raise `ServiceError` on any failure.
 
@@ -367,6 +370,10 @@ class BaseClient:
             headers["Content-Type"] = "application/json"
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
+        if idempotency_key:
+            # The same on every attempt: the service applies the call once.
+            headers["Idempotency-Key"] = idempotency_key
+            idempotent = True
         clean_params = {k: v for k, v in (params or {}).items() if v is not None}
 
         total = self.settings.deadline if deadline is None else deadline

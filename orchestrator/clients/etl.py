@@ -53,7 +53,7 @@ class EtlRun:
 
     @property
     def finished(self) -> bool:
-        return self.status in ("completed", "failed")
+        return self.status in ("completed", "failed", "cancelled")
 
     def pending_items(self) -> list[EtlItem]:
         return [item for item in self.items if not item.done]
@@ -173,13 +173,19 @@ def _update_json(update: Mapping[str, Any] | EtlItemUpdate) -> dict[str, Any]:
 class EtlClient(BaseClient):
     service_name = "etl"
 
-    def create_scrape_run(self, domain: str, urls: Sequence[str] | None = None) -> EtlRun:
-        # No idempotency key exists in this API: a retry after the request was sent
-        # could create a second run, so only connect errors are retried (base rule).
+    def create_scrape_run(
+        self, domain: str, urls: Sequence[str] | None = None, *, key: str | None = None
+    ) -> EtlRun:
+        # Without an idempotency key a retry after the request was sent could create a
+        # second run, so only connect errors are retried then (base rule).
         payload: dict[str, Any] = {"domain": domain}
         if urls is not None:
             payload["urls"] = list(urls)
-        return normalize_run(self._request("POST", "/scrape-runs", json=payload, idempotent=False))
+        return normalize_run(
+            self._request(
+                "POST", "/scrape-runs", json=payload, idempotent=False, idempotency_key=key
+            )
+        )
 
     def fetch_scrape_run(self, run_id: str) -> EtlRun:
         return normalize_run(
@@ -214,15 +220,20 @@ class EtlClient(BaseClient):
         updates: Sequence[Mapping[str, Any] | EtlItemUpdate],
         *,
         batch_size: int = ITEM_UPDATE_BATCH,
+        key: str | None = None,
     ) -> int:
         """Send item updates in batches of `batch_size` (one request per batch, never
         per item); return how many the service says it updated. Setting an item's
         state is idempotent, so every batch is retried on transient failures."""
         path = f"/scrape-runs/{quote(str(run_id), safe='')}/items"
         updated = 0
-        for batch in _chunks(list(updates), max(1, batch_size)):
+        for n, batch in enumerate(_chunks(list(updates), max(1, batch_size))):
             data = self._request(
-                "PATCH", path, json=[_update_json(u) for u in batch], idempotent=True
+                "PATCH",
+                path,
+                json=[_update_json(u) for u in batch],
+                idempotent=True,
+                idempotency_key=f"{key}:{n}" if key else None,
             )
             count = data.get("updated") if isinstance(data, dict) else None
             updated += (
@@ -230,13 +241,16 @@ class EtlClient(BaseClient):
             )
         return updated
 
-    def finalize_scrape_run(self, run_id: str, stats: EtlRunStats | Mapping[str, Any]) -> EtlRun:
+    def finalize_scrape_run(
+        self, run_id: str, stats: EtlRunStats | Mapping[str, Any], *, key: str | None = None
+    ) -> EtlRun:
         payload = dataclasses.asdict(stats) if isinstance(stats, EtlRunStats) else dict(stats)
         data = self._request(
             "POST",
             f"/scrape-runs/{quote(str(run_id), safe='')}/finalize",
             json=payload,
             idempotent=True,
+            idempotency_key=key,
         )
         if data is None:
             # An empty answer is a success; its status is unknown ("") to us.

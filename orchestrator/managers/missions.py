@@ -9,7 +9,7 @@ from functools import partial
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q
 
-from orchestrator import allocation, etl, leases, quality
+from orchestrator import allocation, leases, quality
 from orchestrator.clients import breaker
 from orchestrator.clients.pool import call_all
 from orchestrator.crashpoints import crashpoint
@@ -44,7 +44,6 @@ class MissionManager(BaseManager):
             if claimed:
                 crashpoint("after_mission_claim")
             result.add("allocated", sum(1 for _, a in claimed if a.sessions))
-            result.add("etl_runs", etl.start_runs([m for m, a in claimed if a.sessions]))
         result.add("advanced", self.advance_running(now, cfg))
         result.add("finalized", self.finalize(now, cfg))
         return result
@@ -217,7 +216,6 @@ class MissionManager(BaseManager):
             if mission.pk not in finalized:
                 leases.stale(f"mission {mission.pk}", "finalization", mission.pk)
                 continue
-            etl.finalize_run(mission)
             logger.info(
                 "mission %s finalized with %s records",
                 mission.pk,

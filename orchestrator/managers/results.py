@@ -8,6 +8,7 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import chain
 from typing import Any
 
 from django.db import transaction
@@ -23,7 +24,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Greatest
 
-from orchestrator import events, leases, pgbatch, proxy_health, quality
+from orchestrator import etl_outbox, events, leases, pgbatch, proxy_health, quality
 from orchestrator.clients import breaker
 from orchestrator.clients.base import ServiceError
 from orchestrator.clients.pool import call_all
@@ -383,6 +384,7 @@ class ResultDelivery(BaseManager):
                     ],
                 )
             self._add_counts(saved, now)
+            etl_outbox.record_items([*chain(*done.values()), *(i.pk for i in to_update)], now)
             proxy_health.record_many(
                 [(p.session, p.session.mission.domain, p.page.results) for p in saved], now, cfg
             )

@@ -5,17 +5,29 @@ Switches for the field-name variants the real service answers with:
   ``runId`` (otherwise ``id``, ``created_at``, ``updated_at``, ``run_id``);
 - ``list_wrapper``: ``None`` answers lists as ``[...]``, ``"runs"`` or ``"items"`` wraps
   them as ``{"runs": [...]}`` / ``{"items": [...]}``.
-Fault switches come from ``FakeServer`` (``fail_next_requests``, ``hang_next``, ...).
+Fault switches come from ``FakeServer`` (``fail_next_requests``, ``hang_next``, ``down``,
+...), plus ``throttle_next(n, retry_after)``: 429 with a ``Retry-After`` header.
+
+Revised contract, strictly: item updates must carry ``id``, ``done`` (bool) and ``status``;
+finalize must carry ``total``, ``done``, ``failed``, ``duration_s`` and a ``status`` of
+``completed``/``failed``/``cancelled``. A POST or PATCH with an ``Idempotency-Key`` is
+applied once: the same key with the same body replays the first answer (counted in
+``replays``), with another body it is refused with 422 (``key_conflicts``).
+``applied`` lists every (method, path, key) that changed state, so a test can prove no
+step was applied twice.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from tests.fakes.server import ApiError, FakeServer, Request, Response, invalid_request, iso
 
-RUN_STATUSES = ("pending", "running", "completed", "failed")
+RUN_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+FINAL_STATUSES = ("completed", "failed", "cancelled")
 
 
 @dataclass
@@ -40,13 +52,60 @@ class FakeEtl(FakeServer):
         self.runs: dict[str, FakeRun] = {}
         self.item_updates: list[list[dict[str, Any]]] = []  # every PATCH body, in order
         self.finalized: dict[str, dict[str, Any]] = {}  # run id → finalize payload
+        self.finalize_count: dict[str, int] = {}  # run id → finalizes applied
+        self.applied: list[tuple[str, str, str]] = []  # (method, path, key) applied
+        self.replays = 0
+        self.key_conflicts: list[str] = []
+        self._idem: dict[str, tuple[str, Response]] = {}
+        self._throttle: list[float] = []
         self._seq = 0
 
-        self.route("POST", "/scrape-runs", self._create, body=True)
-        self.route("GET", "/scrape-runs", self._list)
-        self.route("GET", "/scrape-runs/{id}", self._get)
-        self.route("PATCH", "/scrape-runs/{id}/items", self._update_items, body=True)
-        self.route("POST", "/scrape-runs/{id}/finalize", self._finalize, body=True)
+        self.route("POST", "/scrape-runs", self._keyed(self._create), body=True)
+        self.route("GET", "/scrape-runs", self._gated(self._list))
+        self.route("GET", "/scrape-runs/{id}", self._gated(self._get))
+        self.route("PATCH", "/scrape-runs/{id}/items", self._keyed(self._update_items), body=True)
+        self.route("POST", "/scrape-runs/{id}/finalize", self._keyed(self._finalize), body=True)
+
+    def throttle_next(self, n: int, retry_after: float) -> None:
+        """The next ``n`` requests get 429 with ``Retry-After: retry_after``."""
+        with self.lock:
+            self._throttle.extend([retry_after] * n)
+
+    def _gated(self, handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        def gated(req: Request) -> Response:
+            if self._throttle:
+                after = self._throttle.pop(0)
+                self.faults_served["429"] += 1
+                return Response(
+                    429,
+                    ApiError(429, "rate_limited", "slow down").body(),
+                    {"Retry-After": str(int(after))},
+                )
+            return handler(req)
+
+        return gated
+
+    def _keyed(self, handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        """Idempotency-Key: applied once; replayed for the same body, 422 for another."""
+
+        def keyed(req: Request) -> Response:
+            key = req.headers.get("Idempotency-Key") or ""
+            body = json.dumps(req.body, sort_keys=True)
+            if key and key in self._idem:
+                seen_body, answer = self._idem[key]
+                if seen_body != body:
+                    self.key_conflicts.append(key)
+                    raise ApiError(422, "idempotency_key_reused", "key reused for another body")
+                self.replays += 1
+                return answer
+            answer = self._gated(handler)(req)
+            if answer.status < 300:
+                self.applied.append((req.method, req.path, key))
+                if key:
+                    self._idem[key] = (body, answer)
+            return answer
+
+        return keyed
 
     # ------------------------------------------------------------ test controls
     def add_run(
@@ -140,7 +199,11 @@ class FakeEtl(FakeServer):
         run = self._run(req.params["id"])
         updates = req.body
         if not isinstance(updates, list) or not all(
-            isinstance(u, dict) and isinstance(u.get("id") or u.get("_id"), str) for u in updates
+            isinstance(u, dict)
+            and isinstance(u.get("id") or u.get("_id"), str)
+            and isinstance(u.get("done"), bool)
+            and isinstance(u.get("status"), str)
+            for u in updates
         ):
             raise invalid_request({"body": "a list of {id, done, status, error?}"})
         self.item_updates.append(updates)
@@ -164,9 +227,18 @@ class FakeEtl(FakeServer):
         body = req.body
         if not isinstance(body, dict):
             raise invalid_request({"body": "must be a JSON object"})
+        errors = {
+            name: "a number"
+            for name in ("total", "done", "failed", "duration_s")
+            if not isinstance(body.get(name), int | float) or isinstance(body.get(name), bool)
+        }
+        if "status" in body and body["status"] not in FINAL_STATUSES:
+            errors["status"] = "completed, failed or cancelled"
+        if errors:
+            raise invalid_request(errors)
         self.finalized[run.id] = body
+        self.finalize_count[run.id] = self.finalize_count.get(run.id, 0) + 1
         run.stats = body
-        status = body.get("status")
-        run.status = status if status in RUN_STATUSES else "completed"
+        run.status = body.get("status") or "completed"
         run.updated_t = self.now()
         return Response(200, self._run_body(run))

@@ -116,8 +116,6 @@ def test_create_rejects_bad_urls_naming_each_bad_index(operator_api: APIClient) 
     ("payload", "field"),
     [
         ({"name": "x", "urls": "https://a.com/"}, "urls"),
-        ({"name": "x", "urls": []}, "urls"),
-        ({"name": "x"}, "urls"),
         ({"name": "  ", "urls": ["https://a.com/"]}, "name"),
         ({"name": "x", "urls": ["https://a.com/"], "writer": 999_999}, "writer"),
         ({"name": "x", "urls": ["https://a.com/"], "priority": 10**12}, "priority"),
@@ -131,6 +129,20 @@ def test_create_rejects_invalid_input_with_the_field_named(
 
     assert response.status_code == 400
     assert field in response.data["error"]["fields"]
+    assert Mission.objects.count() == 0
+
+
+@pytest.mark.parametrize("payload", [{"name": "x", "urls": []}, {"name": "x"}])
+def test_no_urls_asks_to_resume_an_etl_run_refused_without_an_etl(
+    operator_api: APIClient, payload: dict[str, Any]
+) -> None:
+    """No URLs means "resume the domain's ETL run" (contracts/etl-api.md): without an
+    ETL configured that is a clear 409 naming what to send instead."""
+    response = operator_api.post(URL, payload, format="json")
+
+    assert response.status_code == 409
+    assert response.data["error"]["code"] == "etl_not_configured"
+    assert "URLs" in response.data["error"]["message"]
     assert Mission.objects.count() == 0
 
 

@@ -208,7 +208,7 @@ def test_missing_fields_show_portuguese_errors(login: Callable[..., Client]) -> 
         .post("/missoes/nova/", {"name": "a", "urls": "", "priority": 0})
         .content.decode()
     )
-    assert "Cole as URLs ou envie um arquivo." in body
+    assert "Cole as URLs, envie um arquivo ou retome uma execução ETL." in body
     upload = SimpleUploadedFile("urls.pdf", b"x")
     body = (
         login("operator")

@@ -20,7 +20,7 @@ from orchestrator.runner import Orchestrator
 from registry import config
 from tests import factories
 
-KINDS = ("sessions", "workers", "missions")
+KINDS = ("sessions", "workers", "missions", "etl")
 Script = Callable[[int], TickResult]
 
 
@@ -136,6 +136,7 @@ def test_a_wake_up_ticks_only_the_managers_it_names_at_once(recorder: Recorder) 
         "sessions": 1,
         "workers": 2,
         "missions": 1,
+        "etl": 1,
     }
     assert orch.stats_snapshot()["workers"]["ticks"] == 2
 

@@ -69,8 +69,45 @@ def test_setup_schedules_is_idempotent() -> None:
     call_command("setup_schedules")
     call_command("setup_schedules")
     names = list(Schedule.objects.values_list("name", flat=True))
-    assert len(names) == len(set(names)) >= 5
-    assert Schedule.objects.filter(func="orchestrator.tasks.tick_sessions").exists()
+    assert len(names) == len(set(names))
+    from django.conf import settings
+
+    localnode = {"localnode.tasks.run_pending_jobs"} if settings.LOCALNODE_ENABLED else set()
+    assert set(Schedule.objects.values_list("func", flat=True)) == PERIODIC_TASKS | localnode
+
+
+# Every periodic task the code and docs rely on (docs/deploy.md lists them): an
+# unscheduled one (orchestrator.tasks.etl_sync was, issue #16) fails this test.
+PERIODIC_TASKS = {
+    "orchestrator.tasks.tick_sessions",
+    "orchestrator.tasks.tick_workers",
+    "orchestrator.tasks.tick_missions",
+    "orchestrator.tasks.run_due_schedules",
+    "orchestrator.tasks.recompute_counters",
+    "orchestrator.tasks.etl_sync",
+    "orchestrator.webhooks.deliver_due_task",
+    "orchestrator.retention.prune_task",
+}
+
+
+def test_every_task_of_orchestrator_tasks_is_scheduled_and_importable() -> None:
+    """The exact set: each public function of orchestrator.tasks is scheduled (none
+    left out), and each scheduled path imports to a callable."""
+    import importlib
+    import inspect
+
+    from orchestrator import tasks
+
+    defined = {
+        f"orchestrator.tasks.{name}"
+        for name, fn in inspect.getmembers(tasks, inspect.isfunction)
+        if fn.__module__ == tasks.__name__ and not name.startswith("_")
+    }
+    assert defined <= PERIODIC_TASKS
+    call_command("setup_schedules")
+    for path in Schedule.objects.values_list("func", flat=True):
+        module, _, name = path.rpartition(".")
+        assert callable(getattr(importlib.import_module(module), name))
 
 
 def test_events_wake_the_managers_they_concern_in_process() -> None:
@@ -89,7 +126,7 @@ def test_run_once_records_each_manager_tick_on_the_instance() -> None:
 
     instance = OrchestratorInstance.objects.get(name="once-test")
     assert instance.stopped_at is not None
-    assert set(instance.stats) == {"sessions", "workers", "missions"}
+    assert set(instance.stats) == {"sessions", "workers", "missions", "etl"}
     assert all(s["ticks"] == 1 and "duration_ms" in s for s in instance.stats.values())
 
 

@@ -317,3 +317,25 @@ def test_etl_errors_are_service_errors_without_the_key() -> None:
     assert not info.value.transient
     assert info.value.infrastructure
     assert KEY not in str(info.value)
+
+
+def test_every_state_changing_call_carries_its_idempotency_key_and_retries_with_it() -> None:
+    """With a key a create is safe to send again: retried on a 503, the same key on
+    every attempt; item batches get one key each (`<key>:<n>`)."""
+    rec = Recorder(error(503, "unavailable"), httpx.Response(201, json=run_json()))
+    client(rec).create_scrape_run("example.com", ["https://example.com/1"], key="k-create")
+    assert [r.headers["Idempotency-Key"] for r in rec.requests] == ["k-create", "k-create"]
+
+    rec = Recorder(httpx.Response(200, json={"updated": 1}))
+    updates = [EtlItemUpdate(id=f"i-{n}", done=True, status="done") for n in range(3)]
+    client(rec).update_scrape_run_items("r-5", updates, batch_size=2, key="k-items")
+    assert [r.headers["Idempotency-Key"] for r in rec.requests] == ["k-items:0", "k-items:1"]
+
+    rec = Recorder(httpx.Response(200, json=run_json(status="failed")))
+    client(rec).finalize_scrape_run(
+        "r-5",
+        {"total": 2, "done": 0, "failed": 2, "duration_s": 1.0, "status": "failed"},
+        key="k-final",
+    )
+    assert rec.requests[0].headers["Idempotency-Key"] == "k-final"
+    assert json.loads(rec.requests[0].content)["status"] == "failed"

@@ -1,4 +1,4 @@
-"""Run the three managers in one process."""
+"""Run the four managers (sessions, workers, missions, ETL outbox) in one process."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from orchestrator.runner import MANAGER_CLASSES, Orchestrator
 
 class Command(BaseCommand):
     help = (
-        "Run the session, worker and mission managers in a loop (SIGTERM/SIGINT stop "
+        "Run the session, worker, mission and ETL managers in a loop (SIGTERM/SIGINT stop "
         "gracefully after the current tick; a second signal exits at once)."
     )
 
@@ -25,7 +25,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--managers",
             default=",".join(MANAGER_CLASSES),
-            help="Comma-separated subset of: sessions,workers,missions.",
+            help="Comma-separated subset of: sessions,workers,missions,etl.",
         )
         parser.add_argument("--name", default="", help="Instance name (default host:pid:random).")
         parser.add_argument("--no-notify", action="store_true", help="Poll only; ignore NOTIFY.")

@@ -15,6 +15,7 @@ SCHEDULES = [
     ("mc: recompute counters", "orchestrator.tasks.recompute_counters"),
     ("mc: webhook deliveries", "orchestrator.webhooks.deliver_due_task"),
     ("mc: prune old rows", "orchestrator.retention.prune_task"),
+    ("mc: ETL outbox", "orchestrator.tasks.etl_sync"),
 ]
 # Every minute unless listed here.
 MINUTES = {"mc: recompute counters": 10, "mc: prune old rows": 60}
