@@ -26,10 +26,9 @@ from django.utils import timezone
 from orchestrator import events, proxy_health, site_breaker, states
 from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionItem
 from orchestrator.states import ErrorCode, ItemStatus, MissionStatus, SessionStatus
-from registry import geo
+from registry import geo, site_rules
 from registry.config import Config
 from registry.models import (
-    DEFAULT_DOMAIN,
     HealthStatus,
     Proxy,
     ProxyStatus,
@@ -261,12 +260,7 @@ class SiteCache:
         wanted = {normalize_domain(d) for d in domains} - set(self.configs)
         if not wanted:
             return
-        rows = {
-            c.domain: c for c in SiteConfig.objects.filter(domain__in=[*wanted, DEFAULT_DOMAIN])
-        }
-        default = rows.get(DEFAULT_DOMAIN) or SiteConfig(domain=DEFAULT_DOMAIN)
-        for key in wanted:
-            self.configs[key] = rows.get(key) or default
+        self.configs.update(site_rules.resolve(wanted))
 
 
 @dataclass

@@ -32,10 +32,9 @@ from orchestrator.models import (
     ProxyDomainHealth,
 )
 from orchestrator.states import ItemStatus, MissionStatus
-from registry import config, geo
+from registry import config, geo, site_rules
 from registry.config import Config
 from registry.models import (
-    DEFAULT_DOMAIN,
     HealthStatus,
     Proxy,
     ProxyStatus,
@@ -209,12 +208,9 @@ class Explainer:
         wanted = {normalize_domain(d) for d in domains} - set(self._sites)
         if not wanted:
             return
-        configs = {
-            c.domain: c for c in SiteConfig.objects.filter(domain__in=[*wanted, DEFAULT_DOMAIN])
-        }
-        default = configs.get(DEFAULT_DOMAIN) or SiteConfig(domain=DEFAULT_DOMAIN)
+        resolved = site_rules.resolve(wanted)
         for d in wanted:
-            self._sites[d] = configs.get(d) or default
+            self._sites[d] = resolved[d]
             self._health_blocked.setdefault(d, set())
         for d in wanted:
             self._paused[d] = ""

@@ -29,7 +29,8 @@ from django.utils import timezone
 from orchestrator import events
 from orchestrator.models import Mission, MissionEvent, QualityFieldCount
 from orchestrator.states import MissionStatus
-from registry.models import DEFAULT_DOMAIN, SiteConfig, normalize_domain
+from registry import site_rules
+from registry.models import SiteConfig, normalize_domain
 
 logger = logging.getLogger(__name__)
 
@@ -104,12 +105,8 @@ def rules_for_domains(domains: Iterable[str]) -> dict[str, Rules]:
     wanted = {d: normalize_domain(d) for d in domains}
     if not wanted:
         return {}
-    configs = {
-        c.domain: c
-        for c in SiteConfig.objects.filter(domain__in=[*set(wanted.values()), DEFAULT_DOMAIN])
-    }
-    default = configs.get(DEFAULT_DOMAIN) or SiteConfig(domain=DEFAULT_DOMAIN)
-    return {d: _parse_rules(d, configs.get(n) or default) for d, n in wanted.items()}
+    resolved = site_rules.resolve(wanted.values())
+    return {d: _parse_rules(d, resolved[n]) for d, n in wanted.items()}
 
 
 def _parse_rules(domain: str, site: SiteConfig) -> Rules:

@@ -278,6 +278,36 @@ class SiteConfig(models.Model):
     require_verified_geo = models.BooleanField(
         default=False, help_text="Use only proxies whose country a connection test verified."
     )
+    # Load control for the whole domain across every mission (registry/site_rules.py).
+    # Null means "inherit": from the parent domain's rule, then from `*`, then the code
+    # default (`site_rules.DEFAULTS`).
+    max_concurrent_sessions = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(10_000)],
+        help_text="Live sessions on this domain across all missions; empty inherits.",
+    )
+    min_delay_ms = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(600_000)],
+        help_text="Minimum pause between two requests of one session (ms); empty inherits.",
+    )
+    max_requests_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(100_000)],
+        help_text="Requests per minute to this domain, all sessions together; empty inherits.",
+    )
+    respect_robots = models.BooleanField(
+        null=True, blank=True, help_text="Honour robots.txt and Crawl-delay; empty inherits."
+    )
+    user_agent = models.CharField(
+        max_length=500, blank=True, default="", help_text="User-Agent header; empty inherits."
+    )
+    headers = models.JSONField(
+        null=True, blank=True, help_text='Extra request headers, e.g. {"Accept-Language": "pt-BR"}.'
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -298,10 +328,11 @@ class SiteConfig(models.Model):
 
     @classmethod
     def for_domain(cls, domain: str) -> SiteConfig:
-        """The config of `domain`, else `*`, else an unsaved default."""
-        wanted = normalize_domain(domain)
-        configs = {c.domain: c for c in cls.objects.filter(domain__in=[wanted, DEFAULT_DOMAIN])}
-        return configs.get(wanted) or configs.get(DEFAULT_DOMAIN) or cls(domain=DEFAULT_DOMAIN)
+        """The rule of `domain` resolved field by field: its own row, else its parent
+        domain's, else `*`'s, else the code default (`registry.site_rules`)."""
+        from registry import site_rules
+
+        return site_rules.resolve([domain])[normalize_domain(domain)]
 
 
 class ConfigEntry(models.Model):

@@ -22,9 +22,9 @@ from orchestrator.clients.worker import WorkerClient
 from orchestrator.clients.writer import WriterClient
 from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionItem
 from orchestrator.states import ErrorCode, ItemStatus, MissionStatus, RetryPolicy, SessionStatus
-from registry import config
+from registry import config, site_rules
 from registry.config import Config
-from registry.models import DEFAULT_DOMAIN, Proxy, SiteConfig, Worker, Writer, normalize_domain
+from registry.models import Proxy, SiteConfig, Worker, Writer, normalize_domain
 
 logger = logging.getLogger("orchestrator")
 
@@ -400,12 +400,8 @@ def _mark_closing(missions: Q, now: dt.datetime) -> int:
 def site_configs(domains: set[str]) -> dict[str, SiteConfig]:
     """`SiteConfig.for_domain` of every domain of a batch in one query."""
     wanted = {d: normalize_domain(d) for d in domains}
-    rows = {
-        c.domain: c
-        for c in SiteConfig.objects.filter(domain__in=[*set(wanted.values()), DEFAULT_DOMAIN])
-    }
-    default = rows.get(DEFAULT_DOMAIN) or SiteConfig(domain=DEFAULT_DOMAIN)
-    return {d: rows.get(n) or default for d, n in wanted.items()}
+    resolved = site_rules.resolve(wanted.values())
+    return {d: resolved[n] for d, n in wanted.items()}
 
 
 def writers_for(missions: list[Mission]) -> dict[int, Writer | None]:

@@ -1,0 +1,108 @@
+"""Which site rule applies to a domain, resolved field by field.
+
+A domain's rule is its own `SiteConfig` row, else its parent domain's (`shop.example.com`
+falls back to `example.com`), else `*`'s. The load-control fields (`INHERITED`) are
+nullable: a null falls back, field by field, to the next rule up the chain, then to
+`DEFAULTS` (an empty `user_agent` inherits too). The resolved config is an unsaved copy carrying where each value came from
+(`rule_domain`, `sources`), so a mission can record which rule applied.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from registry.models import DEFAULT_DOMAIN, SiteConfig, normalize_domain
+
+# Field -> value when no rule in the chain sets it.
+DEFAULTS: dict[str, Any] = {
+    "max_concurrent_sessions": None,  # no domain-wide cap
+    "min_delay_ms": 0,
+    "max_requests_per_minute": None,  # no per-minute budget
+    "respect_robots": True,
+    "user_agent": "",
+    "headers": {},
+}
+INHERITED = tuple(DEFAULTS)
+CODE_DEFAULT = "padrão"
+
+
+def chain(domain: str) -> list[str]:
+    """The rule names consulted for `domain`, most specific first:
+    `a.shop.example.com`, `shop.example.com`, `example.com`, `*` (never a bare TLD)."""
+    name = normalize_domain(domain)
+    if name == DEFAULT_DOMAIN or not name:
+        return [DEFAULT_DOMAIN]
+    labels = name.split(".")
+    names = [".".join(labels[i:]) for i in range(max(1, len(labels) - 1))]
+    return [*names, DEFAULT_DOMAIN]
+
+
+def resolve(domains: Iterable[str]) -> dict[str, SiteConfig]:
+    """The resolved rule of each domain (keyed by its normalized name), in one query."""
+    wanted = {normalize_domain(d) for d in domains}
+    chains = {d: chain(d) for d in wanted}
+    names = {n for c in chains.values() for n in c}
+    rows = {c.domain: c for c in SiteConfig.objects.filter(domain__in=names)}
+    return {d: resolve_from_rows(d, rows, chains[d]) for d in wanted}
+
+
+def resolve_from_rows(
+    domain: str, rows: dict[str, SiteConfig], names: list[str] | None = None
+) -> SiteConfig:
+    """`resolve` for one domain given the rule rows by name (pure: no query)."""
+    found = [rows[n] for n in (names or chain(domain)) if n in rows]
+    base = found[0] if found else SiteConfig(domain=DEFAULT_DOMAIN)
+    resolved = copy.copy(base)
+    sources: dict[str, str] = {}
+    for name in INHERITED:
+        source = next((r for r in found if getattr(r, name) not in (None, "")), None)
+        value = getattr(source, name) if source else DEFAULTS[name]
+        setattr(resolved, name, copy.deepcopy(value))
+        sources[name] = source.domain if source else CODE_DEFAULT
+    resolved.rule_domain = base.domain if found else CODE_DEFAULT  # type: ignore[attr-defined]
+    resolved.sources = sources  # type: ignore[attr-defined]
+    return resolved
+
+
+def rule_of(site: SiteConfig) -> dict[str, Any]:
+    """What an ATRIBUIDO event records about the rule that applied."""
+    return {
+        "rule": getattr(site, "rule_domain", site.domain),
+        "inherited": dict(getattr(site, "sources", {})),
+        "max_concurrent_sessions": site.max_concurrent_sessions,
+        "min_delay_ms": site.min_delay_ms,
+        "max_requests_per_minute": site.max_requests_per_minute,
+        "respect_robots": site.respect_robots,
+    }
+
+
+def describe(site: SiteConfig) -> str:
+    """pt-BR, e.g. "regra example.com (limite do domínio herdado de *)"."""
+    rule = getattr(site, "rule_domain", site.domain)
+    sources = getattr(site, "sources", {})
+    cap_from = sources.get("max_concurrent_sessions", rule)
+    text = f"regra {rule}"
+    if cap_from != rule:
+        text += f" (limite do domínio herdado de {cap_from})"
+    return text
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
+
+
+def clean_headers(value: Any) -> dict[str, str] | None:
+    """Validate extra request headers: None (inherit) or `{"Name": "value"}` of at most
+    30 entries, token names, values without control characters. Raises ValueError."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or len(value) > 30:
+        raise ValueError('must be an object of at most 30 headers, e.g. {"Accept": "*/*"}.')
+    for name, text in value.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"invalid header name {name!r}.")
+        if not isinstance(text, str) or len(text) > 2000 or any(ord(c) < 32 for c in text):
+            raise ValueError(f"invalid value for header {name!r}.")
+    return dict(value)
