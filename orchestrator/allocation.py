@@ -23,7 +23,7 @@ from django.db.models import Case, Count, Exists, F, OuterRef, Q, Value, When
 from django.db.models.functions import Greatest, Now
 from django.utils import timezone
 
-from orchestrator import events, proxy_health, site_breaker, states
+from orchestrator import domain_slots, events, proxy_health, site_breaker, states
 from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionItem
 from orchestrator.states import ErrorCode, ItemStatus, MissionStatus, SessionStatus
 from registry import geo, site_rules
@@ -404,6 +404,7 @@ def allocate_many(
             )
             candidates_of[key] = [proxy_by_pk.setdefault(p.pk, p).pk for p in rows]
     proxy_slots = free_slots("proxy", {pk: p.max_sessions for pk, p in proxy_by_pk.items()})
+    domains = domain_slots.DomainSlots.reserve([requests[i] for i in wanted])
     room = {pk: p.max_sessions - p.active_sessions for pk, p in proxy_by_pk.items()}
     used_here = dict.fromkeys(room, 0)
 
@@ -422,10 +423,13 @@ def allocate_many(
         if paused[r.mission.domain]:
             results[i] = Allocation([], site_breaker.WAIT_CODE, paused[r.mission.domain])
             continue
+        if not domains.allowed(r.mission, r.n):
+            results[i] = Allocation([], domain_slots.WAIT_CODE, domains.wait_reason(r.mission))
+            continue
         want_direct = not r.site.proxy_types and not r.site.countries
         candidates = [proxy_by_pk[pk] for pk in candidates_of.get(filter_key[i], [])]
         slots: list[tuple[Worker, int, Proxy | None, int | None]] = []
-        for _ in range(r.n):
+        for _ in range(domains.allowed(r.mission, r.n)):
             open_workers = free_workers()
             if not open_workers:
                 break
@@ -484,6 +488,8 @@ def allocate_many(
                 holds_slot=True,
                 worker_slot=worker_slot,
                 proxy_slot=proxy_slot,
+                domain=normalize_domain(mission.domain),
+                domain_slot=domains.take(mission),
             )
             for k, (worker, worker_slot, proxy, proxy_slot) in enumerate(slots)
         ]
@@ -640,7 +646,10 @@ def claim_due_missions(
                 Move(
                     mission,
                     f"{len(allocation.sessions)} sessões alocadas",
-                    data={"sessions": [s.session_key for s in allocation.sessions]},
+                    data={
+                        "sessions": [s.session_key for s in allocation.sessions],
+                        "site_rule": site_rules.rule_of(request.site),
+                    },
                     fields={"wait_reason": "", "session_rotations": 0},
                 )
             )
