@@ -10,6 +10,7 @@ nullable: a null falls back, field by field, to the next rule up the chain, then
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -106,3 +107,24 @@ def clean_headers(value: Any) -> dict[str, str] | None:
         if not isinstance(text, str) or len(text) > 2000 or any(ord(c) < 32 for c in text):
             raise ValueError(f"invalid value for header {name!r}.")
     return dict(value)
+
+
+def job_options(site: SiteConfig) -> dict[str, Any]:
+    """The worker-api v1.1 job options of a resolved rule.
+
+    `delay_ms` is the larger of `min_delay_ms` and the spacing that keeps the domain
+    within `max_requests_per_minute` when every session it may have runs at once (the
+    domain cap, else the mission's `max_sessions`): the budget is shared by the sessions
+    through their pace, without the worker needing to know about the others."""
+    delay = site.min_delay_ms or 0
+    if site.max_requests_per_minute:
+        sessions = site.max_concurrent_sessions or site.max_sessions or 1
+        delay = max(delay, math.ceil(60_000 * sessions / site.max_requests_per_minute))
+    headers = dict(site.headers or {})
+    if site.user_agent:
+        headers["User-Agent"] = site.user_agent
+    return {
+        "delay_ms": delay,
+        "respect_robots": site.respect_robots is not False,
+        "headers": headers,
+    }

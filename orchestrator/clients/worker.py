@@ -273,13 +273,15 @@ class WorkerClient(BaseClient):
         *,
         timeout_s: int = 60,
         wait_until: str = "load",
+        options: dict[str, Any] | None = None,
     ) -> RemoteJob:
-        """Start (or find, by `job_key`) a job of `(item_id, url)` items. Raises
-        ServiceError `session_busy`/`session_not_ready` (409), `session_not_found`."""
+        """Start (or find, by `job_key`) a job of `(item_id, url)` items; `options` adds
+        the v1.1 options (`delay_ms`, `respect_robots`, `headers`). Raises ServiceError
+        `session_busy`/`session_not_ready` (409), `session_not_found`."""
         payload = {
             "job_key": job_key,
             "items": [{"item_id": str(item_id), "url": url} for item_id, url in items],
-            "options": {"timeout_s": timeout_s, "wait_until": wait_until},
+            "options": {**(options or {}), "timeout_s": timeout_s, "wait_until": wait_until},
         }
         data = self._request(
             "POST", f"/sessions/{_seg(session_id)}/jobs", json=payload, idempotent=True

@@ -56,6 +56,7 @@ from orchestrator.states import (
     SessionStatus,
     classify_item_error,
 )
+from registry import site_rules
 from registry.config import Config
 from registry.models import HealthStatus, Proxy, SiteConfig, Worker, Writer
 
@@ -402,6 +403,7 @@ class WorkerManager(BaseManager):
                     session.job_key,
                     [(str(i), u) for i, u in job_items],
                     timeout_s=sites[session.mission.domain].job_timeout_s,
+                    options=site_rules.job_options(sites[session.mission.domain]),
                 )
                 for session, job_items in calls
             ]

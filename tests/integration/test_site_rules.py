@@ -149,3 +149,18 @@ def test_the_form_validates_headers() -> None:
     )
     assert not form.is_valid()
     assert "headers" in form.errors
+
+
+def test_job_options_carry_pace_robots_and_headers() -> None:
+    SiteConfig.objects.create(domain="*", user_agent="MC/1", headers={"Accept-Language": "pt-BR"})
+    SiteConfig.objects.create(domain="a.com", min_delay_ms=200, respect_robots=False)
+    assert site_rules.job_options(SiteConfig.for_domain("a.com")) == {
+        "delay_ms": 200,
+        "respect_robots": False,
+        "headers": {"Accept-Language": "pt-BR", "User-Agent": "MC/1"},
+    }
+    # 3 sessions at most on the domain, 60 requests a minute in all: 3 s between two
+    # requests of one session keeps the domain within its budget.
+    SiteConfig.objects.create(domain="b.com", max_concurrent_sessions=3, max_requests_per_minute=60)
+    options = site_rules.job_options(SiteConfig.for_domain("b.com"))
+    assert (options["delay_ms"], options["respect_robots"]) == (3000, True)

@@ -367,3 +367,20 @@ def test_for_worker_builds_from_a_registry_row() -> None:
     assert rec.requests[0].headers["Authorization"] == f"Bearer {KEY}"
     assert str(rec.requests[0].url) == "http://w1.test/api/v1/health"
     assert WorkerClient.for_worker(row).settings == ClientSettings()
+
+
+def test_start_job_sends_the_pacing_and_robots_options() -> None:
+    rec = Recorder(httpx.Response(202, json=job_json()))
+    client(rec).start_job(
+        "s-1",
+        "m1-s1-j1",
+        [("1", "https://example.com/p/1")],
+        options={"delay_ms": 500, "respect_robots": True, "headers": {"User-Agent": "MC"}},
+    )
+    assert body(rec.requests[0])["options"] == {
+        "delay_ms": 500,
+        "respect_robots": True,
+        "headers": {"User-Agent": "MC"},
+        "timeout_s": 60,
+        "wait_until": "load",
+    }
