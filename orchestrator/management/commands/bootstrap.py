@@ -68,9 +68,11 @@ class Command(BaseCommand):
     def _demo(self, base: str) -> None:
         if ConfigEntry.objects.filter(key=DEMO_MARKER).exists():
             return
-        from localnode.demo import demo_urls
+        from localnode.demo import demo_urls, private_urls
 
         urls = demo_urls(base, 120)
+        # A few pages the demo's robots.txt disallows: they end robots_disallowed.
+        urls[-3:] = private_urls(base, 3)
         for n, chunk in enumerate((urls[:40], urls[40:80], urls[80:]), start=1):
             actions.create_mission(name=f"Demonstração {n}: catálogo", urls=chunk, priority=n)
         ConfigEntry.objects.create(key=DEMO_MARKER, value=True)
