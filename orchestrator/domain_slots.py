@@ -195,3 +195,66 @@ def usage(domains: Iterable[str]) -> dict[str, tuple[int, int]]:
 
 def cap_of(site: SiteConfig) -> int | None:
     return site.max_concurrent_sessions or None
+
+
+@dataclass(frozen=True)
+class DomainLoad:
+    """One row of the dashboard's per-domain view."""
+
+    domain: str
+    rule: str
+    live: int
+    missions: int
+    cap: int | None
+    delay_ms: int
+    min_delay_ms: int
+    max_requests_per_minute: int | None
+    respect_robots: bool
+    breaker: str  # pt-BR state of the site breaker
+
+    @property
+    def full(self) -> bool:
+        return self.cap is not None and self.live >= self.cap
+
+
+def overview(limit: int = 50) -> list[DomainLoad]:
+    """Domains with sessions holding slots, and domains with a cap of their own: live
+    sessions against the cap, pace, robots and breaker state (read only)."""
+    from orchestrator.models import DomainBreaker
+    from registry import site_rules
+
+    rows = (
+        BrowserSession.objects.filter(holds_slot=True)
+        .exclude(domain="")
+        .values_list("domain", "mission_id")
+    )
+    live: Counter[str] = Counter()
+    missions: dict[str, set[int]] = defaultdict(set)
+    for domain, mission_id in rows:
+        live[domain] += 1
+        missions[domain].add(mission_id)
+    capped = SiteConfig.objects.filter(max_concurrent_sessions__isnull=False).exclude(domain="*")
+    domains = sorted(set(live) | set(capped.values_list("domain", flat=True)))[:limit]
+    sites = site_rules.resolve(domains)
+    breakers = {
+        b.domain: str(b.get_state_display())
+        for b in DomainBreaker.objects.filter(domain__in=domains)
+    }
+    out = []
+    for domain in domains:
+        site = sites[domain]
+        out.append(
+            DomainLoad(
+                domain=domain,
+                rule=site_rules.describe(site),
+                live=live.get(domain, 0),
+                missions=len(missions.get(domain, ())),
+                cap=site.max_concurrent_sessions,
+                delay_ms=int(site_rules.job_options(site)["delay_ms"]),
+                min_delay_ms=site.min_delay_ms or 0,
+                max_requests_per_minute=site.max_requests_per_minute,
+                respect_robots=site.respect_robots is not False,
+                breaker=breakers.get(domain, "Normal"),
+            )
+        )
+    return out

@@ -4,16 +4,17 @@ database backstop, the fair share and the explanation in pt-BR."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from django.db import IntegrityError, transaction
+from django.test import Client
 from django.utils import timezone
 
 from orchestrator import allocation, domain_slots, events
 from orchestrator.allocation import Request, allocate_many
 from orchestrator.explain import Explainer
-from orchestrator.models import BrowserSession, MissionEvent
+from orchestrator.models import BrowserSession, DomainBreaker, MissionEvent
 from registry import config
 from registry.models import SiteConfig
 from tests import factories
@@ -130,3 +131,31 @@ def test_the_explanation_and_the_dry_run_name_the_domain_cap() -> None:
     dry = Explainer().hypothetical(domain="shop.com", url_count=10)
     assert dry.waiting
     assert "limite do domínio, 2 de 2 sessões" in dry.summary
+
+
+def test_the_dashboard_shows_each_domain_against_its_cap(
+    login: Callable[[str | None], Client],
+) -> None:
+    SiteConfig.objects.create(
+        domain="shop.com",
+        max_concurrent_sessions=2,
+        min_delay_ms=500,
+        max_requests_per_minute=30,
+        respect_robots=False,
+    )
+    DomainBreaker.objects.create(
+        domain="shop.com", state=DomainBreaker.State.OPEN, reason="bloqueios", updated_at=NOW
+    )
+    for i in range(2):
+        mission = factories.MissionFactory(domain="shop.com", status="EXTRAINDO")
+        factories.BrowserSessionFactory(
+            mission=mission, domain="shop.com", domain_slot=i, holds_slot=True, status="busy"
+        )
+    html = login("viewer").get("/execucao/parcial/").content.decode()
+    assert "Carga por domínio" in html
+    row = html.split("data-domain-load", 1)[1]
+    assert "shop.com" in row
+    assert "2 de 2 (no limite)" in row
+    assert "4000 ms entre requisições por sessão; até 30/min no domínio" in row
+    assert "ignorado" in row
+    assert "Pausado" in row
