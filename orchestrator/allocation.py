@@ -404,7 +404,7 @@ def allocate_many(
             )
             candidates_of[key] = [proxy_by_pk.setdefault(p.pk, p).pk for p in rows]
     proxy_slots = free_slots("proxy", {pk: p.max_sessions for pk, p in proxy_by_pk.items()})
-    domains = domain_slots.DomainSlots.reserve([requests[i] for i in wanted])
+    domain_caps = domain_slots.DomainSlots.reserve([requests[i] for i in wanted])
     room = {pk: p.max_sessions - p.active_sessions for pk, p in proxy_by_pk.items()}
     used_here = dict.fromkeys(room, 0)
 
@@ -423,13 +423,13 @@ def allocate_many(
         if paused[r.mission.domain]:
             results[i] = Allocation([], site_breaker.WAIT_CODE, paused[r.mission.domain])
             continue
-        if not domains.allowed(r.mission, r.n):
-            results[i] = Allocation([], domain_slots.WAIT_CODE, domains.wait_reason(r.mission))
+        if not domain_caps.allowed(r.mission, r.n):
+            results[i] = Allocation([], domain_slots.WAIT_CODE, domain_caps.wait_reason(r.mission))
             continue
         want_direct = not r.site.proxy_types and not r.site.countries
         candidates = [proxy_by_pk[pk] for pk in candidates_of.get(filter_key[i], [])]
         slots: list[tuple[Worker, int, Proxy | None, int | None]] = []
-        for _ in range(domains.allowed(r.mission, r.n)):
+        for _ in range(domain_caps.allowed(r.mission, r.n)):
             open_workers = free_workers()
             if not open_workers:
                 break
@@ -489,7 +489,7 @@ def allocate_many(
                 worker_slot=worker_slot,
                 proxy_slot=proxy_slot,
                 domain=normalize_domain(mission.domain),
-                domain_slot=domains.take(mission),
+                domain_slot=domain_caps.take(mission),
             )
             for k, (worker, worker_slot, proxy, proxy_slot) in enumerate(slots)
         ]
