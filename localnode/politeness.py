@@ -41,8 +41,10 @@ class Pacer:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wait_turn(self, session: str, delay_s: float) -> float:
-        """Sleep until `delay_s` has passed since this session's last request; record
-        this one. Returns how long it slept."""
+        """Sleep until `delay_s` has passed since this session's last request ended.
+        Returns how long it slept. Counting from the end (not the start) of the last
+        request means the site sees at least `delay_s` between two arrivals, whatever
+        the network's jitter."""
         with self._lock:
             last = self._last.get(session)
         waited = 0.0
@@ -50,9 +52,12 @@ class Pacer:
             waited = max(0.0, last + delay_s - self.clock())
             if waited:
                 self.sleep(waited)
+        return waited
+
+    def done(self, session: str) -> None:
+        """Record that a request of `session` just ended."""
         with self._lock:
             self._last[session] = self.clock()
-        return waited
 
     def forget(self, session: str) -> None:
         with self._lock:

@@ -187,7 +187,10 @@ def polite_fetch(
             )
         delay = max(delay, min(crawl_delay, politeness.MAX_DELAY_S))
     politeness.PACER.wait_turn(str(session.pk), delay)
-    return engine.fetch(url, timeout_s=timeout_s, wait_until=wait_until)
+    try:
+        return engine.fetch(url, timeout_s=timeout_s, wait_until=wait_until)
+    finally:
+        politeness.PACER.done(str(session.pk))
 
 
 class JobRun:
