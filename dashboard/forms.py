@@ -11,6 +11,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+from registry import site_rules
 from registry.models import Proxy, SiteConfig, Uploader, Worker, Writer
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -394,9 +395,20 @@ class SiteConfigForm(Styled, forms.ModelForm):
             "session_timeout_s",
             "engine",
             "selectors",
+            "max_concurrent_sessions",
+            "min_delay_ms",
+            "max_requests_per_minute",
+            "respect_robots",
+            "user_agent",
+            "headers",
             "enabled",
         ]
         labels = {
+            "max_concurrent_sessions": "Máx. de sessões no domínio (todas as missões)",
+            "min_delay_ms": "Pausa mínima entre requisições de uma sessão (ms)",
+            "max_requests_per_minute": "Máx. de requisições por minuto no domínio",
+            "respect_robots": "Respeitar robots.txt",
+            "user_agent": "User-Agent",
             "domain": "Domínio",
             "max_sessions": "Máx. de sessões",
             "items_per_job": "Itens por job",
@@ -405,7 +417,14 @@ class SiteConfigForm(Styled, forms.ModelForm):
             "engine": "Motor",
             "enabled": "Ativa",
         }
-        help_texts = {"domain": "Use * para a estratégia padrão."}
+        help_texts = {
+            "domain": "Use * para a estratégia padrão.",
+            "max_concurrent_sessions": "Vazio: herda do domínio pai, depois de *.",
+            "min_delay_ms": "Vazio: herda do domínio pai, depois de *.",
+            "max_requests_per_minute": "Vazio: herda; sem valor em lugar nenhum, sem limite.",
+            "respect_robots": "Desconhecido: herda (padrão: sim).",
+            "user_agent": "Vazio: herda.",
+        }
         error_messages = {"domain": {"unique": "Já existe uma estratégia para este domínio."}}
 
     def clean_countries(self) -> list[str]:
@@ -414,6 +433,12 @@ class SiteConfigForm(Styled, forms.ModelForm):
         if bad:
             raise ValidationError(f"Códigos de país inválidos: {', '.join(bad)}.")
         return values
+
+    def clean_headers(self) -> dict[str, str] | None:
+        try:
+            return site_rules.clean_headers(self.cleaned_data.get("headers"))
+        except ValueError as exc:
+            raise ValidationError(f"Cabeçalhos inválidos: {exc}") from None
 
     def clean_selectors(self) -> dict[str, Any]:
         value = self.cleaned_data.get("selectors") or {}

@@ -39,7 +39,15 @@ from dashboard.forms import (
     to_pt,
 )
 from mission_control.permissions import ADMIN, OPERATOR, VIEWER, has_role
-from orchestrator import actions, etl_outbox, explain, proxy_health, site_breaker, webhooks
+from orchestrator import (
+    actions,
+    domain_slots,
+    etl_outbox,
+    explain,
+    proxy_health,
+    site_breaker,
+    webhooks,
+)
 from orchestrator.models import (
     DomainBreaker,
     Mission,
@@ -353,6 +361,7 @@ def _execution_context() -> dict[str, Any]:
         "site_breakers": list(
             DomainBreaker.objects.exclude(state=DomainBreaker.State.CLOSED).order_by("domain")[:50]
         ),
+        "domain_load": domain_slots.overview(),
         "now": now,
     }
 

@@ -12,3 +12,4 @@ class LocalnodeConfig(AppConfig):
         from mission_control import extensions
 
         extensions.register("demo_urls", demo.demo_urls)
+        extensions.register("demo_private_urls", demo.private_urls)

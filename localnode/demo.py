@@ -4,6 +4,9 @@ or fail, so a mission can run end to end on one machine without touching the Int
 - `/local/demo/` lists the catalogue; `/local/demo/p/<n>/` is product n (1..300).
 - every 37th product answers after 1-2 s; every 97th answers 429, every 89th 403.
 - `/local/demo/status/<code>/` answers that status; `/local/demo/captcha/` a challenge.
+- `/robots.txt` disallows `/local/demo/privado/` (products 1..300 again, "private"):
+  a worker that honours robots.txt never requests them. `ROBOTS_CRAWL_DELAY` adds a
+  `Crawl-delay` line. Every demo request is counted in `HITS` (path, monotonic time).
 - `/local/demo/hold/<token>/?s=10` answers after `s` seconds (at most 60) or as soon as
   `release(token)` is called in this process, whichever is first: a page that keeps a
   job running for exactly as long as a test needs.
@@ -31,6 +34,38 @@ HOLD_DEFAULT_S = 10.0
 HOLD_MAX_S = 60.0
 _hold = threading.Condition()
 _released: set[str] = set()
+
+
+PRIVATE_PREFIX = "/local/demo/privado/"
+ROBOTS_CRAWL_DELAY: float | None = None
+# (path, time.monotonic()) of every request the demo answered, for tests and the demo.
+HITS: list[tuple[str, float]] = []
+_hits_lock = threading.Lock()
+
+
+def _count(request: HttpRequest) -> None:
+    with _hits_lock:
+        HITS.append((request.path, time.monotonic()))
+
+
+def hits(prefix: str = "") -> list[float]:
+    """Times of the requests whose path starts with `prefix`."""
+    with _hits_lock:
+        return [t for path, t in HITS if path.startswith(prefix)]
+
+
+def robots_txt(request: HttpRequest) -> HttpResponse:
+    _count(request)
+    lines = ["User-agent: *", f"Disallow: {PRIVATE_PREFIX}"]
+    if ROBOTS_CRAWL_DELAY:
+        lines.append(f"Crawl-delay: {ROBOTS_CRAWL_DELAY:g}")
+    return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; charset=utf-8")
+
+
+def private_urls(base_url: str, n: int) -> list[str]:
+    """`n` demo URLs robots.txt disallows."""
+    base = base_url.rstrip("/")
+    return [f"{base}{PRIVATE_PREFIX}{i % CATALOGUE_SIZE + 1}/" for i in range(n)]
 
 
 def release(token: str) -> None:
@@ -91,6 +126,7 @@ def index(request: HttpRequest) -> HttpResponse:
 
 
 def product_page(request: HttpRequest, n: int) -> HttpResponse:
+    _count(request)
     if not 1 <= n <= CATALOGUE_SIZE:
         return _page("Não encontrado", "<h1>Produto não encontrado</h1>", status=404)
     if n % THROTTLED_EVERY == 0:

@@ -95,14 +95,18 @@ def classify_network_error(url: str, message: str, *, via_proxy: bool) -> Fetch:
 
 class HttpEngine:
     def __init__(
-        self, proxy_url: str | None = None, *, transport: httpx.BaseTransport | None = None
+        self,
+        proxy_url: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        headers: dict[str, str] | None = None,
     ):
         self.via_proxy = bool(proxy_url)
         try:
             self.client = httpx.Client(
                 proxy=proxy_url or None,
                 transport=transport,
-                headers=DEFAULT_HEADERS,
+                headers={**DEFAULT_HEADERS, **(headers or {})},
                 follow_redirects=True,
                 max_redirects=10,
                 # The session's proxy (or a direct connection) is the only route.
@@ -169,19 +173,19 @@ class BrowserEngine:
     a private thread of the engine and the caller's thread stays free for the ORM.
     """
 
-    def __init__(self, proxy_url: str | None = None):
+    def __init__(self, proxy_url: str | None = None, headers: dict[str, str] | None = None):
         reason = browser_unavailable_reason()
         if reason:
             raise EngineUnavailable(reason)
         self.via_proxy = bool(proxy_url)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="localnode-browser")
         try:
-            self._thread.submit(self._start, proxy_url).result()
+            self._thread.submit(self._start, proxy_url, headers or {}).result()
         except BaseException:
             self._thread.shutdown(wait=True)
             raise
 
-    def _start(self, proxy_url: str | None) -> None:
+    def _start(self, proxy_url: str | None, headers: dict[str, str]) -> None:
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
 
@@ -190,7 +194,11 @@ class BrowserEngine:
             self._browser = self._playwright.chromium.launch(
                 executable_path=CHROMIUM_PATH, headless=True, args=CHROMIUM_ARGS
             )
-            context_options: dict[str, Any] = {"user_agent": USER_AGENT, "locale": "pt-BR"}
+            extra = {k: v for k, v in headers.items() if k.lower() != "user-agent"}
+            agent = next((v for k, v in headers.items() if k.lower() == "user-agent"), USER_AGENT)
+            context_options: dict[str, Any] = {"user_agent": agent, "locale": "pt-BR"}
+            if extra:
+                context_options["extra_http_headers"] = extra
             if proxy_url:
                 context_options["proxy"] = playwright_proxy(proxy_url)
             self._context = self._browser.new_context(**context_options)
@@ -237,7 +245,9 @@ class BrowserEngine:
             self._playwright.stop()
 
 
-def open_engine(engine: str, proxy_url: str | None) -> Engine:
+def open_engine(
+    engine: str, proxy_url: str | None, headers: dict[str, str] | None = None
+) -> Engine:
     if engine == "browser":
-        return BrowserEngine(proxy_url)
-    return HttpEngine(proxy_url)
+        return BrowserEngine(proxy_url, headers)
+    return HttpEngine(proxy_url, headers=headers)

@@ -5,9 +5,12 @@ may be off (it defaults to off on PostgreSQL)."""
 
 from __future__ import annotations
 
-from django.urls import URLResolver, include, path
+from django.urls import URLPattern, URLResolver, include, path
 
-urlpatterns: list[URLResolver] = [
+from localnode import demo
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("robots.txt", demo.robots_txt, name="robots-txt"),
     path("local/", include("localnode.urls")),
     path("api/", include("localnode.api_urls")),
 ]

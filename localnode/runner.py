@@ -35,7 +35,7 @@ from django.db.models import F, Max
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from localnode import engines
+from localnode import engines, politeness
 from localnode.extract import ParseError, extract
 from localnode.models import (
     LocalJob,
@@ -164,6 +164,34 @@ def heartbeat(name: str, now: dt.datetime) -> None:
 # ---------------------------------------------------------------- one job
 
 
+def polite_fetch(
+    engine: engines.Engine,
+    url: str,
+    session: LocalSession,
+    manners: politeness.Manners,
+    *,
+    timeout_s: float,
+    wait_until: str,
+) -> engines.Fetch:
+    """Fetch `url` as the job's options ask: robots.txt first (a disallowed URL is never
+    requested), then the session's pause (`delay_ms`, or the site's Crawl-delay when
+    larger), then the page."""
+    delay = manners.delay_s
+    if manners.respect_robots:
+        headers = {"User-Agent": engines.USER_AGENT, **manners.headers}
+        allowed, crawl_delay = politeness.ROBOTS.check(url, session.proxy_url or None, headers)
+        if not allowed:
+            return engines.Fetch(
+                url, url, error_code="robots_disallowed", error_message="robots.txt disallows it"
+            )
+        delay = max(delay, min(crawl_delay, politeness.MAX_DELAY_S))
+    politeness.PACER.wait_turn(str(session.pk), delay)
+    try:
+        return engine.fetch(url, timeout_s=timeout_s, wait_until=wait_until)
+    finally:
+        politeness.PACER.done(str(session.pk))
+
+
 class JobRun:
     """Executes one claimed job on the current thread."""
 
@@ -195,8 +223,9 @@ class JobRun:
         options = job.options or {}
         timeout_s = float(options.get("timeout_s") or DEFAULT_ITEM_TIMEOUT_S)
         wait_until = str(options.get("wait_until") or "load")
+        manners = politeness.Manners.from_options(options)
         try:
-            engine = engines.open_engine(session.engine, session.proxy_url or None)
+            engine = engines.open_engine(session.engine, session.proxy_url or None, manners.headers)
         except engines.EngineUnavailable as exc:
             self._fail_session(str(exc))
             return "failed"
@@ -208,7 +237,14 @@ class JobRun:
                     self._release()
                     return "released"
                 self._start_item(timeout_s)
-                fetched = engine.fetch(item["url"], timeout_s=timeout_s, wait_until=wait_until)
+                fetched = polite_fetch(
+                    engine,
+                    item["url"],
+                    session,
+                    manners,
+                    timeout_s=timeout_s,
+                    wait_until=wait_until,
+                )
                 sequence += 1
                 self._record(item, fetched, sequence, options)
         except LeaseLost:

@@ -43,6 +43,7 @@ demo_patterns = [
     path("status/<int:code>/", demo.status_page, name="demo-status"),
     path("captcha/", demo.captcha, name="demo-captcha"),
     path("hold/<slug:token>/", demo.hold_page, name="demo-hold"),
+    path("privado/<int:n>/", demo.product_page, name="demo-private"),
 ]
 
 app_name = "localnode"

@@ -196,6 +196,20 @@ def validate_job_request(payload: dict[str, Any]) -> dict[str, Any]:
         errors["options.timeout_s"] = "a number of seconds between 0 and 3600"
     if "wait_until" in options and not isinstance(options["wait_until"], str):
         errors["options.wait_until"] = "must be a string"
+    if "delay_ms" in options and not (
+        isinstance(options["delay_ms"], int)
+        and not isinstance(options["delay_ms"], bool)
+        and 0 <= options["delay_ms"] <= 600_000
+    ):
+        errors["options.delay_ms"] = "an integer of milliseconds between 0 and 600000"
+    if "respect_robots" in options and not isinstance(options["respect_robots"], bool):
+        errors["options.respect_robots"] = "must be a boolean"
+    headers = options.get("headers")
+    if headers is not None and not (
+        isinstance(headers, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
+    ):
+        errors["options.headers"] = "an object of header name -> value"
     selectors = options.get("selectors")
     if selectors is not None and not (
         isinstance(selectors, dict) and all(isinstance(v, str) for v in selectors.values())

@@ -9,6 +9,7 @@ Hooks used today:
   fresh (``mission_control.health``);
 - ``mission_exists``: ``fn(mission_id) -> bool`` (the built-in writer's export);
 - ``demo_urls``: ``fn(base_url, n) -> list[str]``, pages the demo missions scrape.
+- ``demo_private_urls``: ``fn(base_url, n) -> list[str]``, demo pages robots.txt disallows.
 """
 
 from __future__ import annotations

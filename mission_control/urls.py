@@ -32,7 +32,11 @@ urlpatterns = [
 ]
 
 if settings.LOCALNODE_ENABLED:
+    from localnode import demo
+
     urlpatterns.insert(0, path("local/", include("localnode.urls")))
+    # The demo shop's robots.txt (it disallows /local/demo/privado/).
+    urlpatterns.insert(0, path("robots.txt", demo.robots_txt, name="robots-txt"))
 
 
 def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef, Q
 from django.db.models.functions import Now
 
-from orchestrator import events, proxy_health, site_breaker, states
+from orchestrator import domain_slots, events, proxy_health, site_breaker, states
 from orchestrator.leases import (  # noqa: F401  (re-exported: callers and tests name them here)
     Lease,
     claim,
@@ -39,7 +39,7 @@ from orchestrator.slots import (  # noqa: F401  (re-exported: callers and tests 
 )
 from orchestrator.states import ErrorCode, ItemStatus, MissionStatus, SessionStatus
 from orchestrator.transitions import Move, transition_many
-from registry import geo
+from registry import geo, site_rules
 from registry.config import Config
 from registry.models import (
     HealthStatus,
@@ -201,10 +201,12 @@ def allocate_many(
     )
     candidates = _lock_candidate_proxies(requests, paused, blocked, now) if has_free_worker else {}
     proxies = {p.pk: p for group in candidates.values() for p in group}
+    domain_caps = domain_slots.DomainSlots.reserve([r for r in requests if r.n > 0])
+    allowed = [domain_caps.allowed(r.mission, r.n) if r.n > 0 else 0 for r in requests]
     plan = plan_sessions(
         [
             PlanRequest(
-                n=r.n,
+                n=allowed[i],
                 paused=paused.get(r.mission.domain, ""),
                 direct_ok=not r.site.proxy_types and not r.site.countries,
                 candidates=candidates.get(i, []),
@@ -220,13 +222,19 @@ def allocate_many(
         worker.active_sessions = plan.worker_active[worker.pk]
     for pk, left in plan.worker_slots.items():
         worker_slots[pk][:] = left
-    results = [Allocation([]) for _ in requests]
+    results = [
+        Allocation([], domain_slots.WAIT_CODE, domain_caps.wait_reason(r.mission))
+        if r.n > 0 and not allowed[i]
+        else Allocation([])
+        for i, r in enumerate(requests)
+    ]
     for i, (code, reason) in plan.waits.items():
         r = requests[i]
         if code == ErrorCode.ALLOC_NO_PROXY:
             reason = _no_proxy_reason(r.site, r.mission.domain, now)
         results[i] = Allocation([], code, reason)
-    for i, sessions in _create_sessions(requests, plan.chosen, now, prefetched).items():
+    created = _create_sessions(requests, plan.chosen, now, prefetched, domain_caps)
+    for i, sessions in created.items():
         results[i] = Allocation(sessions)
         events.publish("session.requested", mission_id=requests[i].mission.pk)
     return results
@@ -381,6 +389,7 @@ def _create_sessions(
     chosen: dict[int, list[Slot]],
     now: dt.datetime,
     prefetched: Prefetched | None,
+    domain_caps: domain_slots.DomainSlots,
 ) -> dict[int, list[BrowserSession]]:
     """Insert the planned sessions (one INSERT) and count the slots they took."""
     if not chosen:
@@ -397,7 +406,12 @@ def _create_sessions(
         )
     created = {
         i: [
-            _new_session(requests[i], bases.get(requests[i].mission.pk, 0) + k + 1, slot)
+            _new_session(
+                requests[i],
+                bases.get(requests[i].mission.pk, 0) + k + 1,
+                slot,
+                domain_caps.take(requests[i].mission),
+            )
             for k, slot in enumerate(slots)
         ]
         for i, slots in chosen.items()
@@ -407,7 +421,7 @@ def _create_sessions(
     return created
 
 
-def _new_session(r: Request, n: int, slot: Slot) -> BrowserSession:
+def _new_session(r: Request, n: int, slot: Slot, domain_slot: int | None) -> BrowserSession:
     mission, proxy = r.mission, slot.proxy
     return BrowserSession(
         mission=mission,
@@ -424,6 +438,8 @@ def _new_session(r: Request, n: int, slot: Slot) -> BrowserSession:
         holds_slot=True,
         worker_slot=slot.worker_slot,
         proxy_slot=slot.proxy_slot,
+        domain=normalize_domain(mission.domain),
+        domain_slot=domain_slot,
     )
 
 
@@ -556,7 +572,10 @@ def claim_due_missions(
                 Move(
                     mission,
                     f"{len(allocation.sessions)} sessões alocadas",
-                    data={"sessions": [s.session_key for s in allocation.sessions]},
+                    data={
+                        "sessions": [s.session_key for s in allocation.sessions],
+                        "site_rule": site_rules.rule_of(request.site),
+                    },
                     fields={"wait_reason": "", "session_rotations": 0},
                 )
             )

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 from django.utils import timezone
 
-from orchestrator import distributor, site_breaker, states
+from orchestrator import distributor, domain_slots, site_breaker, states
 from orchestrator.models import (
     BrowserSession,
     DomainBreaker,
@@ -32,7 +32,7 @@ from orchestrator.models import (
     ProxyDomainHealth,
 )
 from orchestrator.states import ItemStatus, MissionStatus
-from registry import config, geo
+from registry import config, geo, site_rules
 from registry.config import Config
 from registry.models import (
     HealthStatus,
@@ -127,6 +127,7 @@ class Explainer:
         self._health_blocked: dict[str, set[int]] = {}
         self._proxy_cache: list[_ProxyRow] | None = None
         self._paused: dict[str, str] = {}
+        self._domain_usage: dict[str, tuple[int, int]] = {}
         self._proxy_answers: dict[tuple[Any, ...], tuple[Constraint, int]] = {}
 
     # ------------------------------------------------------------------ pieces
@@ -221,6 +222,22 @@ class Explainer:
             domain__in=wanted, blocked_until__gt=self.now
         ).values_list("proxy_id", "domain"):
             self._health_blocked[d].add(proxy_id)
+
+    def domain_cap(self, site: SiteConfig, domain: str) -> tuple[Constraint | None, int]:
+        """The domain-wide cap (`max_concurrent_sessions`) and the room it leaves."""
+        cap = site.max_concurrent_sessions
+        if not cap:
+            return None, 10**6
+        key = normalize_domain(domain)
+        if key not in self._domain_usage:
+            self._domain_usage[key] = domain_slots.usage([key]).get(key, (0, 0))
+        held, missions = self._domain_usage[key]
+        rule = site_rules.describe(site)
+        if held >= cap:
+            words = f"{domain_slots.wait_words(cap, held, missions)} ({rule})"
+            return Constraint("domain_cap", False, words), 0
+        words = f"limite do domínio: {held} de {cap} sessões em uso ({rule})"
+        return Constraint("domain_cap", True, words), cap - held
 
     def paused(self, domain: str) -> str:
         """Why the per-site breaker keeps new sessions off `domain` ("" if it does not)."""
@@ -355,8 +372,11 @@ class Explainer:
         paused = self.paused(domain)
         if paused:
             group.constraints.append(Constraint("site_breaker", False, paused))
-        ok = workers.ok and proxies.ok and not paused
-        possible = min(wanted, self.free_slots(), room) if ok else 0
+        cap, cap_room = self.domain_cap(site, domain)
+        if cap is not None:
+            group.constraints.append(cap)
+        ok = workers.ok and proxies.ok and not paused and cap_room > 0
+        possible = min(wanted, self.free_slots(), room, cap_room) if ok else 0
         return group, possible
 
     def mission(self, mission: Mission) -> Explanation:

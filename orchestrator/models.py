@@ -292,6 +292,10 @@ class BrowserSession(Leased):
     # out beyond its limit, whatever the counters say.
     worker_slot = models.PositiveSmallIntegerField(null=True, blank=True)
     proxy_slot = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The mission's domain and which of its `max_concurrent_sessions` slots the session
+    # holds (orchestrator/domain_slots.py); null when the domain has no cap.
+    domain = models.CharField(max_length=253, blank=True, default="")
+    domain_slot = models.PositiveSmallIntegerField(null=True, blank=True)
 
     # The current job (one at a time per session).
     job_seq = models.PositiveIntegerField(default=0)
@@ -347,6 +351,13 @@ class BrowserSession(Leased):
                 fields=["proxy", "proxy_slot"],
                 condition=Q(holds_slot=True),
                 name="session_one_per_proxy_slot",
+            ),
+            # domain_slots.DomainSlots.load: the slots held on a domain (this unique
+            # index also serves that lookup).
+            models.UniqueConstraint(
+                fields=["domain", "domain_slot"],
+                condition=Q(holds_slot=True),
+                name="session_one_per_domain_slot",
             ),
             models.CheckConstraint(
                 condition=Q(holds_slot=False) | Q(worker_slot__isnull=False),

@@ -100,6 +100,8 @@ class ErrorCode(enum.StrEnum):
     SCRAPE_HTTP_ERROR = "SCRAPE_HTTP_ERROR"
     SCRAPE_DNS_ERROR = "SCRAPE_DNS_ERROR"
     SCRAPE_PARSE_ERROR = "SCRAPE_PARSE_ERROR"
+    # robots.txt disallows the URL: not a proxy fault, never retried.
+    SCRAPE_ROBOTS_DISALLOWED = "SCRAPE_ROBOTS_DISALLOWED"
     SCRAPE_JOB_REJECTED = "SCRAPE_JOB_REJECTED"
     SCRAPE_JOB_FAILED = "SCRAPE_JOB_FAILED"
     SCRAPE_ALL_ITEMS_FAILED = "SCRAPE_ALL_ITEMS_FAILED"
@@ -129,6 +131,7 @@ _NOT_RECOVERABLE = frozenset(
     {
         ErrorCode.SCRAPE_DNS_ERROR,
         ErrorCode.SCRAPE_PARSE_ERROR,
+        ErrorCode.SCRAPE_ROBOTS_DISALLOWED,
         ErrorCode.SCRAPE_ALL_ITEMS_FAILED,
         ErrorCode.WRITER_NOT_CONFIGURED,
         ErrorCode.ETL_REJECTED,
@@ -146,6 +149,7 @@ ITEM_ERRORS: dict[str, tuple[ErrorCode, bool]] = {
     "http_error": (ErrorCode.SCRAPE_HTTP_ERROR, True),
     "dns_error": (ErrorCode.SCRAPE_DNS_ERROR, False),
     "parse_error": (ErrorCode.SCRAPE_PARSE_ERROR, False),
+    "robots_disallowed": (ErrorCode.SCRAPE_ROBOTS_DISALLOWED, False),
 }
 FINAL_HTTP_STATUSES = frozenset({404, 410})
 # The one list of codes that blame the proxy (not the page) for a failed item: blocked,

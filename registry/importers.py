@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from django.db import transaction
 
+from registry import site_rules
 from registry.models import DEFAULT_DOMAIN, Engine, Proxy, ProxyScheme, ProxyType, SiteConfig
 from registry.serializers import clean_country, clean_domain
 
@@ -372,6 +373,13 @@ def _selectors(value: Any) -> dict[str, str]:
     return value
 
 
+def _headers(value: Any) -> dict[str, str] | None:
+    try:
+        return site_rules.clean_headers(value)
+    except ValueError as exc:
+        raise EntryInvalid({"headers": str(exc)}) from None
+
+
 def parse_strategy(domain: str, entry: Any) -> SiteConfigRow:
     if not isinstance(entry, dict):
         raise EntryInvalid({"entry": "must be an object."})
@@ -395,6 +403,12 @@ def parse_strategy(domain: str, entry: Any) -> SiteConfigRow:
         "engine": lambda v: _choice(v, "engine", Engine.values),
         "selectors": _selectors,
         "enabled": lambda v: _bool(v, "enabled"),
+        "max_concurrent_sessions": lambda v: _int(v, "maxConcurrentSessions", 1, 10_000),
+        "min_delay_ms": lambda v: _int(v, "minDelayMs", 0, 600_000),
+        "max_requests_per_minute": lambda v: _int(v, "maxRequestsPerMinute", 1, 100_000),
+        "respect_robots": lambda v: _bool(v, "respectRobots"),
+        "user_agent": lambda v: _text(v, "userAgent", 500),
+        "headers": _headers,
     }
     for name, check in optional.items():
         if entry.get(name) is not None:

@@ -3,6 +3,7 @@ per-domain proxy strategies and key-value configuration."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Iterable
 from typing import Any
@@ -274,6 +275,36 @@ class SiteConfig(models.Model):
     require_verified_geo = models.BooleanField(
         default=False, help_text="Use only proxies whose country a connection test verified."
     )
+    # Load control for the whole domain across every mission (registry/site_rules.py).
+    # Null means "inherit": from the parent domain's rule, then from `*`, then the code
+    # default (`site_rules.DEFAULTS`).
+    max_concurrent_sessions = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(10_000)],
+        help_text="Live sessions on this domain across all missions; empty inherits.",
+    )
+    min_delay_ms = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(600_000)],
+        help_text="Minimum pause between two requests of one session (ms); empty inherits.",
+    )
+    max_requests_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(100_000)],
+        help_text="Requests per minute to this domain, all sessions together; empty inherits.",
+    )
+    respect_robots = models.BooleanField(
+        null=True, blank=True, help_text="Honour robots.txt and Crawl-delay; empty inherits."
+    )
+    user_agent = models.CharField(
+        max_length=500, blank=True, default="", help_text="User-Agent header; empty inherits."
+    )
+    headers = models.JSONField(
+        null=True, blank=True, help_text='Extra request headers, e.g. {"Accept-Language": "pt-BR"}.'
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -294,28 +325,76 @@ class SiteConfig(models.Model):
 
     @classmethod
     def for_domain(cls, domain: str) -> SiteConfig:
-        """The config of `domain`, else `*`, else an unsaved default (`for_domains`)."""
+        """The config of `domain`, resolved (`for_domains`)."""
         return cls.for_domains([domain])[domain]
 
     @classmethod
     def for_domains(cls, domains: Iterable[str]) -> dict[str, SiteConfig]:
-        """The one site-config lookup: each domain (keyed as given) gets its own
-        strategy, else `*`'s, else an unsaved default; one query for the batch.
+        """The one site-config lookup: each domain (keyed as given) gets its rule
+        resolved field by field: its own row, else its parent domain's, else `*`'s, else
+        the code default (`resolve_rules`); one query for the batch.
 
-        A disabled strategy (`enabled=False`) is set aside: its domain falls back to
-        `*` (and a disabled `*` to the defaults). Allocation, the explainer and the
-        quality gate all read it here, so they agree."""
+        A disabled strategy (`enabled=False`) is set aside: its domain falls back to the
+        next rule up (and a disabled `*` to the defaults). Allocation, the explainer and
+        the quality gate all read it here, so they agree."""
         wanted = {d: normalize_domain(d) for d in domains}
         if not wanted:
             return {}
-        rows = {
-            c.domain: c
-            for c in cls.objects.filter(
-                domain__in=[*set(wanted.values()), DEFAULT_DOMAIN], enabled=True
-            )
-        }
-        default = rows.get(DEFAULT_DOMAIN) or cls(domain=DEFAULT_DOMAIN)
-        return {d: rows.get(n) or default for d, n in wanted.items()}
+        resolved = resolve_rules(wanted.values())
+        return {d: resolved[n] for d, n in wanted.items()}
+
+
+# --- Site rules resolved field by field (`registry.site_rules` documents them) ---
+
+# Field -> value when no rule in the chain sets it.
+RULE_DEFAULTS: dict[str, Any] = {
+    "max_concurrent_sessions": None,  # no domain-wide cap
+    "min_delay_ms": 0,
+    "max_requests_per_minute": None,  # no per-minute budget
+    "respect_robots": True,
+    "user_agent": "",
+    "headers": {},
+}
+RULE_INHERITED = tuple(RULE_DEFAULTS)
+RULE_CODE_DEFAULT = "padrão"
+
+
+def rule_chain(domain: str) -> list[str]:
+    """The rule names consulted for `domain`, most specific first:
+    `a.shop.example.com`, `shop.example.com`, `example.com`, `*` (never a bare TLD)."""
+    name = normalize_domain(domain)
+    if name == DEFAULT_DOMAIN or not name:
+        return [DEFAULT_DOMAIN]
+    labels = name.split(".")
+    names = [".".join(labels[i:]) for i in range(max(1, len(labels) - 1))]
+    return [*names, DEFAULT_DOMAIN]
+
+
+def resolve_rules(domains: Iterable[str]) -> dict[str, SiteConfig]:
+    """The resolved rule of each domain (keyed by its normalized name), in one query."""
+    wanted = {normalize_domain(d) for d in domains}
+    chains = {d: rule_chain(d) for d in wanted}
+    names = {n for c in chains.values() for n in c}
+    rows = {c.domain: c for c in SiteConfig.objects.filter(domain__in=names, enabled=True)}
+    return {d: resolve_rule_from_rows(d, rows, chains[d]) for d in wanted}
+
+
+def resolve_rule_from_rows(
+    domain: str, rows: dict[str, SiteConfig], names: list[str] | None = None
+) -> SiteConfig:
+    """`resolve` for one domain given the rule rows by name (pure: no query)."""
+    found = [rows[n] for n in (names or rule_chain(domain)) if n in rows]
+    base = found[0] if found else SiteConfig(domain=DEFAULT_DOMAIN)
+    resolved = copy.copy(base)
+    sources: dict[str, str] = {}
+    for name in RULE_INHERITED:
+        source = next((r for r in found if getattr(r, name) not in (None, "")), None)
+        value = getattr(source, name) if source else RULE_DEFAULTS[name]
+        setattr(resolved, name, copy.deepcopy(value))
+        sources[name] = source.domain if source else RULE_CODE_DEFAULT
+    resolved.rule_domain = base.domain if found else RULE_CODE_DEFAULT  # type: ignore[attr-defined]
+    resolved.sources = sources  # type: ignore[attr-defined]
+    return resolved
 
 
 class ConfigEntry(models.Model):

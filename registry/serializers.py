@@ -19,7 +19,7 @@ from drf_spectacular.serializers import PolymorphicProxySerializerExtension
 from drf_spectacular.utils import Direction, PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
-from registry import config
+from registry import config, site_rules
 from registry.models import (
     DEFAULT_DOMAIN,
     Proxy,
@@ -475,11 +475,23 @@ class SiteConfigSerializer(serializers.ModelSerializer):
             "selectors",
             "quality_rules",
             "require_verified_geo",
+            "max_concurrent_sessions",
+            "min_delay_ms",
+            "max_requests_per_minute",
+            "respect_robots",
+            "user_agent",
+            "headers",
             "enabled",
             "created_at",
             "updated_at",
         ]
         read_only_fields = ("created_at", "updated_at")
+
+    def validate_headers(self, value: Any) -> dict[str, str] | None:
+        try:
+            return site_rules.clean_headers(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
     def validate_domain(self, value: str) -> str:
         try:

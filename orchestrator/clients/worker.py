@@ -286,17 +286,20 @@ class WorkerClient(BaseClient):
         timeout_s: int = 60,
         wait_until: str = "load",
         selectors: dict[str, str] | None = None,
+        options: dict[str, Any] | None = None,
     ) -> RemoteJob:
-        """Start (or find, by `job_key`) a job of `(item_id, url)` items; `selectors`
-        (the site's extraction rules) travel in `options` (worker API v1.1). Raises
+        """Start (or find, by `job_key`) a job of `(item_id, url)` items; `options` adds
+        the v1.1 options (`delay_ms`, `respect_robots`, `headers`) and `selectors` (the
+        site's extraction rules) travel in them too (worker API v1.1). Raises
         ServiceError `session_busy`/`session_not_ready` (409), `session_not_found`."""
-        options: dict[str, Any] = {"timeout_s": timeout_s, "wait_until": wait_until}
+        merged: dict[str, Any] = {**(options or {}), "timeout_s": timeout_s}
+        merged["wait_until"] = wait_until
         if selectors:
-            options["selectors"] = dict(selectors)
+            merged["selectors"] = dict(selectors)
         payload = {
             "job_key": job_key,
             "items": [{"item_id": str(item_id), "url": url} for item_id, url in items],
-            "options": options,
+            "options": merged,
         }
         data = self._request(
             "POST", f"/sessions/{_seg(session_id)}/jobs", json=payload, idempotent=True

@@ -44,6 +44,7 @@ from orchestrator.states import (
     MissionStatus,
     SessionStatus,
 )
+from registry import site_rules
 from registry.config import Config
 from registry.models import SiteConfig
 
@@ -273,6 +274,7 @@ class JobDispatch(BaseManager):
                     [(str(i), u) for i, u in job_items],
                     timeout_s=sites[session.mission.domain].job_timeout_s,
                     selectors=sites[session.mission.domain].selectors or None,
+                    options=site_rules.job_options(sites[session.mission.domain]),
                 )
                 for session, job_items in calls
             ]

@@ -389,3 +389,20 @@ def test_provider_error_outside_post_sessions_is_a_transient_fault_of_the_worker
         assert info.value.code == "provider_error"
         assert info.value.transient
         assert info.value.infrastructure
+
+
+def test_start_job_sends_the_pacing_and_robots_options() -> None:
+    rec = Recorder(httpx.Response(202, json=job_json()))
+    client(rec).start_job(
+        "s-1",
+        "m1-s1-j1",
+        [("1", "https://example.com/p/1")],
+        options={"delay_ms": 500, "respect_robots": True, "headers": {"User-Agent": "MC"}},
+    )
+    assert body(rec.requests[0])["options"] == {
+        "delay_ms": 500,
+        "respect_robots": True,
+        "headers": {"User-Agent": "MC"},
+        "timeout_s": 60,
+        "wait_until": "load",
+    }

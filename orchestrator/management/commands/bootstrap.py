@@ -97,6 +97,8 @@ class Command(BaseCommand):
         if ConfigEntry.objects.filter(key=DEMO_MARKER).exists():
             return
         urls = extensions.first("demo_urls")(base, 120)
+        # A few pages the demo's robots.txt disallows: they end robots_disallowed.
+        urls[-3:] = extensions.first("demo_private_urls")(base, 3)
         for n, chunk in enumerate((urls[:40], urls[40:80], urls[80:]), start=1):
             actions.create_mission(name=f"Demonstração {n}: catálogo", urls=chunk, priority=n)
         ConfigEntry.objects.create(key=DEMO_MARKER, value=True)

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("orchestrator", "0006_item_throughput"),
+        ("orchestrator", "0008_robots_disallowed_code"),
     ]
 
     operations = [

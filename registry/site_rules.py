@@ -1,0 +1,88 @@
+"""Which site rule applies to a domain, resolved field by field.
+
+A domain's rule is its own `SiteConfig` row, else its parent domain's (`shop.example.com`
+falls back to `example.com`), else `*`'s. The load-control fields (`INHERITED`) are
+nullable: a null falls back, field by field, to the next rule up the chain, then to
+`DEFAULTS` (an empty `user_agent` inherits too). The resolved config is an unsaved copy carrying where each value came from
+(`rule_domain`, `sources`), so a mission can record which rule applied.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from registry.models import RULE_CODE_DEFAULT as CODE_DEFAULT
+from registry.models import RULE_DEFAULTS as DEFAULTS
+from registry.models import RULE_INHERITED as INHERITED
+from registry.models import SiteConfig
+from registry.models import resolve_rule_from_rows as resolve_from_rows
+from registry.models import resolve_rules as resolve
+from registry.models import rule_chain as chain
+
+# The resolution itself lives beside the model (`SiteConfig.for_domains`), so the model
+# needs no import of this module; these names are its public face.
+__all__ = ["CODE_DEFAULT", "DEFAULTS", "INHERITED", "chain", "resolve", "resolve_from_rows"]
+
+
+def rule_of(site: SiteConfig) -> dict[str, Any]:
+    """What an ATRIBUIDO event records about the rule that applied."""
+    return {
+        "rule": getattr(site, "rule_domain", site.domain),
+        "inherited": dict(getattr(site, "sources", {})),
+        "max_concurrent_sessions": site.max_concurrent_sessions,
+        "min_delay_ms": site.min_delay_ms,
+        "max_requests_per_minute": site.max_requests_per_minute,
+        "respect_robots": site.respect_robots,
+    }
+
+
+def describe(site: SiteConfig) -> str:
+    """pt-BR, e.g. "regra example.com (limite do domínio herdado de *)"."""
+    rule = getattr(site, "rule_domain", site.domain)
+    sources = getattr(site, "sources", {})
+    cap_from = sources.get("max_concurrent_sessions", rule)
+    text = f"regra {rule}"
+    if cap_from != rule:
+        text += f" (limite do domínio herdado de {cap_from})"
+    return text
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
+
+
+def clean_headers(value: Any) -> dict[str, str] | None:
+    """Validate extra request headers: None (inherit) or `{"Name": "value"}` of at most
+    30 entries, token names, values without control characters. Raises ValueError."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or len(value) > 30:
+        raise ValueError('must be an object of at most 30 headers, e.g. {"Accept": "*/*"}.')
+    for name, text in value.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"invalid header name {name!r}.")
+        if not isinstance(text, str) or len(text) > 2000 or any(ord(c) < 32 for c in text):
+            raise ValueError(f"invalid value for header {name!r}.")
+    return dict(value)
+
+
+def job_options(site: SiteConfig) -> dict[str, Any]:
+    """The worker-api v1.1 job options of a resolved rule.
+
+    `delay_ms` is the larger of `min_delay_ms` and the spacing that keeps the domain
+    within `max_requests_per_minute` when every session it may have runs at once (the
+    domain cap, else the mission's `max_sessions`): the budget is shared by the sessions
+    through their pace, without the worker needing to know about the others."""
+    delay = site.min_delay_ms or 0
+    if site.max_requests_per_minute:
+        sessions = site.max_concurrent_sessions or site.max_sessions or 1
+        delay = max(delay, math.ceil(60_000 * sessions / site.max_requests_per_minute))
+    headers = dict(site.headers or {})
+    if site.user_agent:
+        headers["User-Agent"] = site.user_agent
+    return {
+        "delay_ms": delay,
+        "respect_robots": site.respect_robots is not False,
+        "headers": headers,
+    }
