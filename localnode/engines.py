@@ -237,7 +237,45 @@ class BrowserEngine:
             self._playwright.stop()
 
 
-def open_engine(engine: str, proxy_url: str | None) -> Engine:
+class RemoteBrowserEngine(BrowserEngine):
+    """A browser somewhere else (a Browserbase session), reached over CDP at
+    `connect_url`. Its proxy is the remote side's business; the pages are fetched and
+    classified exactly as with the local Chromium. Closing only disconnects: the
+    remote session lives on until the worker releases it."""
+
+    def __init__(self, connect_url: str):
+        self.connect_url = connect_url
+        super().__init__(None)
+
+    def _start(self, proxy_url: str | None) -> None:
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+
+        self._playwright = sync_playwright().start()
+        try:
+            self._browser = self._playwright.chromium.connect_over_cdp(
+                self.connect_url, timeout=30_000
+            )
+            contexts = self._browser.contexts
+            self._context = contexts[0] if contexts else self._browser.new_context()
+        except PlaywrightError as exc:
+            self._playwright.stop()
+            # The signed connect URL is a secret: the message names no URL.
+            raise EngineUnavailable(f"cannot connect to the remote browser: {exc.name}") from None
+        except BaseException:
+            self._playwright.stop()
+            raise
+
+    def _close(self) -> None:
+        try:
+            self._browser.close()
+        finally:
+            self._playwright.stop()
+
+
+def open_engine(engine: str, proxy_url: str | None, *, connect_url: str = "") -> Engine:
+    if connect_url:
+        return RemoteBrowserEngine(connect_url)
     if engine == "browser":
         return BrowserEngine(proxy_url)
     return HttpEngine(proxy_url)

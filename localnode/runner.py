@@ -36,7 +36,7 @@ from django.db.models import F, Max
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from localnode import engines
+from localnode import engines, remote
 from localnode.extract import ParseError, extract
 from localnode.models import (
     LocalJob,
@@ -202,7 +202,9 @@ class JobRun:
         timeout_s = float(options.get("timeout_s") or DEFAULT_ITEM_TIMEOUT_S)
         wait_until = str(options.get("wait_until") or "load")
         try:
-            engine = engines.open_engine(session.engine, session.proxy_url or None)
+            engine = engines.open_engine(
+                session.engine, session.proxy_url or None, connect_url=session.connect_url
+            )
         except engines.EngineUnavailable as exc:
             self._fail_session(str(exc))
             return "failed"
@@ -365,6 +367,7 @@ class Runner:
         self.pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="localnode")
         self.running: dict[int, Future[str]] = {}
         self.housekeeping_due = timezone.now()
+        self.reconciled = False
 
     def _done(self, future: Future[str]) -> None:
         self.wakeup.set()
@@ -378,9 +381,14 @@ class Runner:
         now = timezone.now()
         self.running = {k: f for k, f in self.running.items() if not f.done()}
         heartbeat(self.name, now)
+        if not self.reconciled:
+            # Once per start: remote sessions this worker lost track of stop billing.
+            self.reconciled = True
+            remote.reconcile(now)
         requeue_expired(now)
         if now >= self.housekeeping_due:
             close_idle_sessions(now)
+            remote.release_ended(now)
             purge_old(now)
             self.housekeeping_due = now + HOUSEKEEPING_EVERY
         if self.stopping.is_set():
