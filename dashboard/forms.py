@@ -344,6 +344,7 @@ class SiteConfigForm(Styled, forms.ModelForm):
             ("residential", "Residencial"),
             ("mobile", "Móvel"),
             ("isp", "ISP"),
+            ("browserbase", "Browserbase (gerenciado)"),
         ],
         widget=forms.CheckboxSelectMultiple,
         required=False,
@@ -354,6 +355,13 @@ class SiteConfigForm(Styled, forms.ModelForm):
     )
     blocked_proxies = ListField(
         label="Proxies bloqueados", help_text="IDs externos, separados por vírgula."
+    )
+    providers = forms.MultipleChoiceField(
+        label="Provedores de navegador aceitos",
+        choices=[("local", "Local"), ("browserbase", "Browserbase")],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="Nenhum marcado: qualquer provedor.",
     )
     selectors = forms.JSONField(
         label="Seletores CSS (JSON)",
@@ -374,6 +382,7 @@ class SiteConfigForm(Styled, forms.ModelForm):
             "job_timeout_s",
             "session_timeout_s",
             "engine",
+            "providers",
             "selectors",
             "enabled",
         ]

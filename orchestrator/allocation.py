@@ -23,7 +23,7 @@ from django.db.models import Case, Count, Exists, F, OuterRef, Q, Value, When
 from django.db.models.functions import Greatest, Now
 from django.utils import timezone
 
-from orchestrator import events, proxy_health, site_breaker, states
+from orchestrator import events, providers, proxy_health, site_breaker, states
 from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionItem
 from orchestrator.states import ErrorCode, ItemStatus, MissionStatus, SessionStatus
 from registry import geo
@@ -428,11 +428,14 @@ def allocate_many(
         if paused[r.mission.domain]:
             results[i] = Allocation([], site_breaker.WAIT_CODE, paused[r.mission.domain])
             continue
+        if not providers.fitting(free, r.site):
+            results[i] = Allocation([], *providers.shortfall(r.site, worker_pool))
+            continue
         want_direct = not r.site.proxy_types and not r.site.countries
         candidates = [proxy_by_pk[pk] for pk in candidates_of.get(filter_key[i], [])]
         slots: list[tuple[Worker, int, Proxy | None, int | None]] = []
         for _ in range(r.n):
-            open_workers = free_workers()
+            open_workers = providers.fitting(free_workers(), r.site)
             if not open_workers:
                 break
             # Spread over workers: the one with the most free slots (ties: lowest id).
@@ -482,7 +485,7 @@ def allocate_many(
                 attempt=mission.attempt,
                 session_key=f"m{mission.pk}-a{mission.attempt}-s{base + k + 1}",
                 status=SessionStatus.REQUESTED,
-                provider=(worker.providers or ["local"])[0],
+                provider=providers.pick(worker, r.site),
                 engine=r.site.engine,
                 proxy_external_id=proxy.external_id if proxy else "",
                 proxy_type=proxy.type if proxy else "",

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 from django.utils import timezone
 
-from orchestrator import distributor, site_breaker, states
+from orchestrator import distributor, providers, site_breaker, states
 from orchestrator.models import (
     BrowserSession,
     DomainBreaker,
@@ -361,10 +361,13 @@ class Explainer:
         workers = self.workers()
         proxies, room = self.proxies(site, domain, exclude)
         group.constraints += [workers, proxies]
+        no_provider = providers.unavailable_reason(site)
+        if no_provider:
+            group.constraints.append(Constraint("provider", False, no_provider))
         paused = self.paused(domain)
         if paused:
             group.constraints.append(Constraint("site_breaker", False, paused))
-        ok = workers.ok and proxies.ok and not paused
+        ok = workers.ok and proxies.ok and not paused and not no_provider
         possible = min(wanted, self.free_slots(), room) if ok else 0
         return group, possible
 

@@ -132,6 +132,7 @@ class WorkerManager(BaseManager):
                     reported_active_sessions=health.active_sessions,
                     reported_max_sessions=health.max_sessions,
                     version=(health.version or "")[:50],
+                    **({"providers": health.providers} if health.providers else {}),
                 )
                 checked += 1
         for writer in Writer.objects.filter(enabled=True):
