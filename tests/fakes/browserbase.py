@@ -80,6 +80,7 @@ class FakeBrowserbase(FakeServer):
         self.created: list[dict[str, Any]] = []  # create bodies, in order
         self.released: list[str] = []  # ids, in order of release
         self.limit: int | None = None  # concurrent RUNNING sessions before 429
+        self.refused = 0  # creates answered 429 because of `limit`
         self._ids = itertools.count(1)
         self.route("POST", "/sessions", self.create, body=True)
         self.route("GET", "/sessions", self.list)
@@ -106,6 +107,7 @@ class FakeBrowserbase(FakeServer):
         if body.get("projectId") != self.project_id:
             raise ApiError(400, "bad_request", "projectId does not match the key")
         if self.limit is not None and len(self.running) >= self.limit:
+            self.refused += 1
             raise ApiError(429, "too_many_requests", "concurrency limit reached")
         now = iso(self.now())
         session_id = f"bb-{next(self._ids):04d}"
