@@ -238,6 +238,7 @@ def usable_proxies_q(site: SiteConfig, now: dt.datetime, exclude: Iterable[str] 
         q &= Q(country__in=[c.upper() for c in site.countries])
     if site.require_verified_geo:
         q &= geo.verified_q()
+    q &= providers.proxy_q(site)
     blocked = set(site.blocked_proxies or ()) | set(exclude)
     if blocked:
         q &= ~Q(external_id__in=blocked)

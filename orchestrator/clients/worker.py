@@ -58,6 +58,7 @@ class RemoteSession:
     last_activity_at: dt.datetime | None
     error_code: str | None
     error_message: str | None
+    provider_session_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ def parse_session(data: Any) -> RemoteSession:
         last_activity_at=parse_datetime(data.get("last_activity_at")),
         error_code=code,
         error_message=message,
+        provider_session_id=_str(data.get("provider_session_id"))[:128],
     )
 
 

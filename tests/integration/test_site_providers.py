@@ -68,3 +68,16 @@ def test_the_explainer_says_no_worker_offers_the_provider() -> None:
     exp = explain.explain_mission(mission)
     assert exp.waiting
     assert "nenhum worker oferece browserbase" in exp.summary
+
+
+def test_managed_browserbase_proxies_serve_only_browserbase_sites() -> None:
+    factories.WorkerFactory(providers=["local", "browserbase"])
+    managed = factories.ProxyFactory(type="browserbase", country="BR", max_sessions=4)
+    mission = factories.MissionFactory()
+    any_site = SiteConfig(domain="*", max_sessions=1)
+    assert allocate(mission, 1, any_site).sessions[0].proxy is None
+    bb_site = SiteConfig(
+        domain="*", providers=["browserbase"], proxy_types=["browserbase"], max_sessions=1
+    )
+    session = allocate(mission, 1, bb_site).sessions[0]
+    assert (session.proxy, session.provider) == (managed, "browserbase")
