@@ -1,9 +1,10 @@
 """The `browserbase` provider of the local worker: remote Chromium sessions rented from
 Browserbase (https://docs.browserbase.com), driven through the official SDK.
 
-Configured by the environment only: `BROWSERBASE_API_KEY` (a secret: never logged,
-never in an answer), `BROWSERBASE_PROJECT_ID`, and `BROWSERBASE_BASE_URL` (default: the
-real service; tests point it at a fake on loopback). Every failure of Browserbase turns
+Configured by settings read from the environment: `BROWSERBASE_API_KEY` (a secret:
+never logged, never in an answer; or `BROWSERBASE_API_KEY_FILE`), `BROWSERBASE_PROJECT_ID`,
+`BROWSERBASE_REGION` and `BROWSERBASE_BASE_URL` (default: the real service; tests point
+it at a fake on loopback). Every failure of Browserbase turns
 into one `ProviderFault` whose `kind` says what it means for us: `capacity` (429, plan
 limits: a full worker, never a mission's fault), `auth` (a wrong key: the worker is
 degraded), `unavailable` (5xx, timeouts, connect errors: transient infrastructure).
@@ -11,12 +12,12 @@ degraded), `unavailable` (5xx, timeouts, connect errors: transient infrastructur
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
+from django.conf import settings as django_settings
 
 NAME = "browserbase"
 # A proxy of this type is one of Browserbase's own managed residential proxies.
@@ -50,15 +51,15 @@ class RemoteSession:
 
 def settings() -> Settings | None:
     """The provider's settings, or None when the key or the project is missing."""
-    key = os.environ.get("BROWSERBASE_API_KEY", "").strip()
-    project = os.environ.get("BROWSERBASE_PROJECT_ID", "").strip()
+    key = (getattr(django_settings, "BROWSERBASE_API_KEY", "") or "").strip()
+    project = (getattr(django_settings, "BROWSERBASE_PROJECT_ID", "") or "").strip()
     if not key or not project:
         return None
     return Settings(
         api_key=key,
         project_id=project,
-        base_url=os.environ.get("BROWSERBASE_BASE_URL", "").strip() or None,
-        region=os.environ.get("BROWSERBASE_REGION", "").strip() or None,
+        base_url=(getattr(django_settings, "BROWSERBASE_BASE_URL", "") or "").strip() or None,
+        region=(getattr(django_settings, "BROWSERBASE_REGION", "") or "").strip() or None,
     )
 
 

@@ -39,12 +39,12 @@ def chromium() -> Iterator[LocalChromium]:
 
 
 @pytest.fixture
-def fake(chromium: LocalChromium, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBrowserbase]:
+def fake(chromium: LocalChromium, settings: Any) -> Iterator[FakeBrowserbase]:
     server = FakeBrowserbase(api_key=BB_KEY, project_id=PROJECT, connect_url=chromium.ws_url)
     server.start()
-    monkeypatch.setenv("BROWSERBASE_API_KEY", BB_KEY)
-    monkeypatch.setenv("BROWSERBASE_PROJECT_ID", PROJECT)
-    monkeypatch.setenv("BROWSERBASE_BASE_URL", server.root_url)
+    settings.BROWSERBASE_API_KEY = BB_KEY
+    settings.BROWSERBASE_PROJECT_ID = PROJECT
+    settings.BROWSERBASE_BASE_URL = server.root_url
     yield server
     server.stop()
 
@@ -59,10 +59,10 @@ def open_bb(key: str = "m1-a1-s1", **extra: Any) -> Any:
 
 @pytest.mark.django_db
 def test_health_offers_browserbase_only_when_configured(
-    fake: FakeBrowserbase, monkeypatch: pytest.MonkeyPatch
+    fake: FakeBrowserbase, settings: Any
 ) -> None:
     assert Client().get(BASE + "/health").json()["providers"] == ["local", "browserbase"]
-    monkeypatch.delenv("BROWSERBASE_PROJECT_ID")
+    settings.BROWSERBASE_PROJECT_ID = ""
     assert Client().get(BASE + "/health").json()["providers"] == ["local"]
     refused = open_bb()
     assert refused.status_code == 422 and "provider" in refused.json()["error"]["fields"]
@@ -133,9 +133,9 @@ def test_browserbase_down_is_a_transient_503(fake: FakeBrowserbase) -> None:
 
 @pytest.mark.django_db
 def test_a_wrong_key_degrades_the_worker_without_telling_the_key(
-    fake: FakeBrowserbase, monkeypatch: pytest.MonkeyPatch
+    fake: FakeBrowserbase, settings: Any
 ) -> None:
-    monkeypatch.setenv("BROWSERBASE_API_KEY", "bb_live_wrong_key_999")
+    settings.BROWSERBASE_API_KEY = "bb_live_wrong_key_999"
     refused = open_bb()
     assert refused.status_code == 503
     health = Client().get(BASE + "/health")
@@ -143,7 +143,7 @@ def test_a_wrong_key_degrades_the_worker_without_telling_the_key(
     assert "401" in health.json()["error"]["message"]
     for body in (refused.content, health.content):
         assert b"wrong_key" not in body and BB_KEY.encode() not in body
-    monkeypatch.setenv("BROWSERBASE_API_KEY", BB_KEY)
+    settings.BROWSERBASE_API_KEY = BB_KEY
     assert open_bb().status_code == 201
     assert Client().get(BASE + "/health").json()["status"] == "ok"
 
