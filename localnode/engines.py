@@ -170,7 +170,7 @@ class BrowserEngine:
     """
 
     def __init__(self, proxy_url: str | None = None):
-        reason = browser_unavailable_reason()
+        reason = self.unavailable_reason()
         if reason:
             raise EngineUnavailable(reason)
         self.via_proxy = bool(proxy_url)
@@ -180,6 +180,10 @@ class BrowserEngine:
         except BaseException:
             self._thread.shutdown(wait=True)
             raise
+
+    @staticmethod
+    def unavailable_reason() -> str | None:
+        return browser_unavailable_reason()
 
     def _start(self, proxy_url: str | None) -> None:
         from playwright.sync_api import Error as PlaywrightError
@@ -246,6 +250,13 @@ class RemoteBrowserEngine(BrowserEngine):
     def __init__(self, connect_url: str):
         self.connect_url = connect_url
         super().__init__(None)
+
+    @staticmethod
+    def unavailable_reason() -> str | None:
+        # Only Playwright is needed here: the browser runs at the provider.
+        if importlib.util.find_spec("playwright") is None:
+            return "the playwright package is not installed"
+        return None
 
     def _start(self, proxy_url: str | None) -> None:
         from playwright.sync_api import Error as PlaywrightError

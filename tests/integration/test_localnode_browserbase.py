@@ -166,3 +166,17 @@ def test_ended_sessions_are_released_and_orphans_reconciled(fake: FakeBrowserbas
     assert remote.reconcile(now) == 1
     assert fake.released[-1] == orphan["provider_session_id"]
     assert fake.running == ["bb-0002"]
+
+
+@pytest.mark.django_db
+def test_cancelling_a_session_with_a_queued_job_releases_it(fake: FakeBrowserbase) -> None:
+    session = open_bb().json()
+    items = [{"item_id": "1", "url": "https://example.com/p/1"}]
+    assert (
+        post(f"/sessions/{session['id']}/jobs", {"job_key": "j1", "items": items}).status_code
+        == 202
+    )
+    assert Client().delete(f"{BASE}/sessions/{session['id']}").status_code == 204
+    assert fake.released == [session["provider_session_id"]] and fake.running == []
+    closed = Client().get(f"{BASE}/sessions/{session['id']}").json()
+    assert closed["status"] == "closed"
