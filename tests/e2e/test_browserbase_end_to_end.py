@@ -1,7 +1,7 @@
 """A `browserbase`-only site and a `local` site side by side: run_orchestrator, the
 built-in worker and writer over real HTTP, and a fake Browserbase on loopback whose
 sessions are a real Chromium reached over CDP. Browserbase's concurrency limit (429)
-makes a mission wait, never fail; every Browserbase session ends released."""
+and its 5xx make a mission wait, never fail; every Browserbase session ends released."""
 
 from __future__ import annotations
 
@@ -67,6 +67,7 @@ def test_browserbase_and_local_sites_finish_side_by_side(
         "BROWSERBASE_BASE_URL": fake.root_url,
     }
     fake.limit = 1  # a second concurrent session is refused with 429
+    fake.fail_creates = [503, 500]  # and Browserbase starts with two server errors
     web = spawn("runserver", f"127.0.0.1:{port}", "--noreload", log=tmp_path / "web.log", **env)
     runner = spawn("run_localnode", log=tmp_path / "localnode.log", **env)
     orchestrator = None
@@ -129,7 +130,7 @@ def test_browserbase_and_local_sites_finish_side_by_side(
     }
     assert Worker.objects.get(pk=worker.pk).providers == ["local", "browserbase"]
     # Browserbase's 429 was a full worker to the orchestrator, not a fault of the mission.
-    assert fake.refused >= 1
+    assert fake.refused >= 1 and fake.fail_creates == []
     assert remote.attempt == 1 and remote.failed_items == 0
     assert fake.created and fake.released and not fake.running
     assert {c["userMetadata"]["mc_session_key"] for c in fake.created} <= set(

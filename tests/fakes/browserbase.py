@@ -81,6 +81,7 @@ class FakeBrowserbase(FakeServer):
         self.released: list[str] = []  # ids, in order of release
         self.limit: int | None = None  # concurrent RUNNING sessions before 429
         self.refused = 0  # creates answered 429 because of `limit`
+        self.fail_creates: list[int] = []  # statuses answered to the next creates
         self._ids = itertools.count(1)
         self.route("POST", "/sessions", self.create, body=True)
         self.route("GET", "/sessions", self.list)
@@ -106,6 +107,9 @@ class FakeBrowserbase(FakeServer):
         body = request.body if isinstance(request.body, dict) else {}
         if body.get("projectId") != self.project_id:
             raise ApiError(400, "bad_request", "projectId does not match the key")
+        if self.fail_creates:
+            status = self.fail_creates.pop(0)
+            raise ApiError(status, "injected_failure", "injected failure")
         if self.limit is not None and len(self.running) >= self.limit:
             self.refused += 1
             raise ApiError(429, "too_many_requests", "concurrency limit reached")
