@@ -30,6 +30,7 @@ class WorkerHealth:
     providers: list[str]
     max_sessions: int | None
     active_sessions: int | None
+    message: str = ""  # why the worker says it is degraded, when it says
 
 
 @dataclass(frozen=True)
@@ -223,6 +224,7 @@ class WorkerClient(BaseClient):
             providers=[_str(p) for p in providers] if isinstance(providers, list) else [],
             max_sessions=_opt_int(capacity.get("max_sessions")),
             active_sessions=_opt_int(capacity.get("active_sessions")),
+            message=_error(data.get("error"))[1] or "",
         )
 
     def open_session(

@@ -15,6 +15,10 @@ from django.utils import timezone
 from localnode import engines, remote, runner
 from localnode.demo import demo_urls
 from localnode.models import LocalResult, LocalSession
+from orchestrator.managers.workers import WorkerManager
+from registry import config
+from registry.models import Worker
+from tests import factories
 from tests.fakes.browserbase import FakeBrowserbase, LocalChromium
 
 pytestmark = [
@@ -180,3 +184,19 @@ def test_cancelling_a_session_with_a_queued_job_releases_it(fake: FakeBrowserbas
     assert fake.released == [session["provider_session_id"]] and fake.running == []
     closed = Client().get(f"{BASE}/sessions/{session['id']}").json()
     assert closed["status"] == "closed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_orchestrator_sees_the_wrong_key_as_a_degraded_worker(
+    fake: FakeBrowserbase, settings: Any, live_server: Any
+) -> None:
+    settings.BROWSERBASE_API_KEY = "bb_live_wrong_key_999"
+    worker = factories.WorkerFactory(
+        base_url=f"{live_server.url}{BASE}", api_key="", providers=["local"]
+    )
+    assert open_bb().status_code == 503
+    WorkerManager("test").check_health(timezone.now(), config.load())
+    worker = Worker.objects.get(pk=worker.pk)
+    assert worker.health_status == "degraded"
+    assert worker.providers == ["local", "browserbase"]
+    assert "refused the API key" in worker.last_error and "wrong_key" not in worker.last_error
