@@ -143,7 +143,8 @@ def create_session(
     if proxies:
         params["proxies"] = proxies
     try:
-        created = _client(cfg).sessions.create(**params)
+        with _client(cfg) as client:
+            created = client.sessions.create(**params)
     except Exception as exc:
         raise _fault(exc) from None
     return RemoteSession(id=created.id, connect_url=created.connect_url, status=created.status)
@@ -155,7 +156,8 @@ def release_session(remote_id: str) -> None:
     if cfg is None:
         raise ProviderFault("auth", "Browserbase is not configured on this worker.")
     try:
-        _client(cfg).sessions.update(remote_id, status="REQUEST_RELEASE", project_id=cfg.project_id)
+        with _client(cfg) as client:
+            client.sessions.update(remote_id, status="REQUEST_RELEASE", project_id=cfg.project_id)
     except Exception as exc:
         raise _fault(exc) from None
 
@@ -166,7 +168,8 @@ def running_sessions() -> list[tuple[str, str]]:
     if cfg is None:
         return []
     try:
-        listed = _client(cfg).sessions.list(status="RUNNING")
+        with _client(cfg) as client:
+            listed = client.sessions.list(status="RUNNING")
     except Exception as exc:
         raise _fault(exc) from None
     found = []

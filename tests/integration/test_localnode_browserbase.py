@@ -191,12 +191,12 @@ def test_the_orchestrator_sees_the_wrong_key_as_a_degraded_worker(
     fake: FakeBrowserbase, settings: Any, live_server: Any
 ) -> None:
     settings.BROWSERBASE_API_KEY = "bb_live_wrong_key_999"
-    worker = factories.WorkerFactory(
+    row = factories.WorkerFactory(
         base_url=f"{live_server.url}{BASE}", api_key="", providers=["local"]
     )
     assert open_bb().status_code == 503
     WorkerManager("test").check_health(timezone.now(), config.load())
-    worker = Worker.objects.get(pk=worker.pk)
+    worker = Worker.objects.get(pk=row.pk)
     assert worker.health_status == "degraded"
     assert worker.providers == ["local", "browserbase"]
     assert "refused the API key" in worker.last_error and "wrong_key" not in worker.last_error
