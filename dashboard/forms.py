@@ -364,6 +364,7 @@ class SiteConfigForm(Styled, forms.ModelForm):
             ("residential", "Residencial"),
             ("mobile", "Móvel"),
             ("isp", "ISP"),
+            ("browserbase", "Browserbase (gerenciado)"),
         ],
         widget=forms.CheckboxSelectMultiple,
         required=False,
@@ -374,6 +375,13 @@ class SiteConfigForm(Styled, forms.ModelForm):
     )
     blocked_proxies = ListField(
         label="Proxies bloqueados", help_text="IDs externos, separados por vírgula."
+    )
+    providers = forms.MultipleChoiceField(
+        label="Provedores de navegador aceitos",
+        choices=[("local", "Local"), ("browserbase", "Browserbase")],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="Nenhum marcado: qualquer provedor.",
     )
     selectors = forms.JSONField(
         label="Seletores CSS (JSON)",
@@ -394,6 +402,7 @@ class SiteConfigForm(Styled, forms.ModelForm):
             "job_timeout_s",
             "session_timeout_s",
             "engine",
+            "providers",
             "selectors",
             "max_concurrent_sessions",
             "min_delay_ms",

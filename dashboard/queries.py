@@ -392,6 +392,8 @@ def mission_sessions(mission: Mission) -> list[BrowserSession]:
             "session_key",
             "status",
             "phase",
+            "provider",
+            "provider_session_id",
             "proxy_type",
             "proxy_country",
             "proxy_external_id",

@@ -174,7 +174,7 @@ class BrowserEngine:
     """
 
     def __init__(self, proxy_url: str | None = None, headers: dict[str, str] | None = None):
-        reason = browser_unavailable_reason()
+        reason = self.unavailable_reason()
         if reason:
             raise EngineUnavailable(reason)
         self.via_proxy = bool(proxy_url)
@@ -184,6 +184,10 @@ class BrowserEngine:
         except BaseException:
             self._thread.shutdown(wait=True)
             raise
+
+    @staticmethod
+    def unavailable_reason() -> str | None:
+        return browser_unavailable_reason()
 
     def _start(self, proxy_url: str | None, headers: dict[str, str]) -> None:
         from playwright.sync_api import Error as PlaywrightError
@@ -245,9 +249,60 @@ class BrowserEngine:
             self._playwright.stop()
 
 
+class RemoteBrowserEngine(BrowserEngine):
+    """A browser somewhere else (a Browserbase session), reached over CDP at
+    `connect_url`. Its proxy is the remote side's business; the pages are fetched and
+    classified exactly as with the local Chromium. Closing only disconnects: the
+    remote session lives on until the worker releases it."""
+
+    def __init__(self, connect_url: str, headers: dict[str, str] | None = None):
+        self.connect_url = connect_url
+        super().__init__(None, headers)
+
+    @staticmethod
+    def unavailable_reason() -> str | None:
+        # Only Playwright is needed here: the browser runs at the provider.
+        if importlib.util.find_spec("playwright") is None:
+            return "the playwright package is not installed"
+        return None
+
+    def _start(self, proxy_url: str | None, headers: dict[str, str]) -> None:
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+
+        self._playwright = sync_playwright().start()
+        try:
+            self._browser = self._playwright.chromium.connect_over_cdp(
+                self.connect_url, timeout=30_000
+            )
+            contexts = self._browser.contexts
+            self._context = contexts[0] if contexts else self._browser.new_context()
+            if headers:
+                self._context.set_extra_http_headers(headers)
+        except PlaywrightError as exc:
+            self._playwright.stop()
+            # The signed connect URL is a secret: the message names no URL.
+            raise EngineUnavailable(f"cannot connect to the remote browser: {exc.name}") from None
+        except BaseException:
+            self._playwright.stop()
+            raise
+
+    def _close(self) -> None:
+        try:
+            self._browser.close()
+        finally:
+            self._playwright.stop()
+
+
 def open_engine(
-    engine: str, proxy_url: str | None, headers: dict[str, str] | None = None
+    engine: str,
+    proxy_url: str | None,
+    headers: dict[str, str] | None = None,
+    *,
+    connect_url: str = "",
 ) -> Engine:
+    if connect_url:
+        return RemoteBrowserEngine(connect_url, headers)
     if engine == "browser":
         return BrowserEngine(proxy_url, headers)
     return HttpEngine(proxy_url, headers=headers)

@@ -26,6 +26,9 @@ class LocalWorkerState(models.Model):
     max_sessions = models.PositiveIntegerField(default=DEFAULT_MAX_SESSIONS)
     runner_name = models.CharField(max_length=200, blank=True, default="")
     runner_seen_at = models.DateTimeField(null=True, blank=True)
+    # The last refusal of a provider's credentials (e.g. Browserbase 401): the worker
+    # answers `degraded` on /health while it is set. Never holds a secret.
+    provider_error = models.CharField(max_length=300, blank=True, default="")
 
     class Meta:
         verbose_name = "estado do worker local"
@@ -66,6 +69,11 @@ class LocalSession(models.Model):
     proxy_country = models.CharField(max_length=2, blank=True, default="")
     timeout_s = models.PositiveIntegerField(default=900)
     labels = models.JSONField(default=dict, blank=True)
+    # Remote browser (provider `browserbase`): its id there, where to connect (secret:
+    # signed URL, never returned), and when it was released (None: still billing).
+    remote_id = models.CharField(max_length=100, blank=True, default="")
+    connect_url = models.CharField(max_length=2000, blank=True, default="")
+    remote_released_at = models.DateTimeField(null=True, blank=True)
     current_job = models.ForeignKey(
         "LocalJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

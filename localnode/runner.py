@@ -35,7 +35,7 @@ from django.db.models import F, Max
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from localnode import engines, politeness
+from localnode import engines, politeness, remote
 from localnode.extract import ParseError, extract
 from localnode.models import (
     LocalJob,
@@ -225,7 +225,12 @@ class JobRun:
         wait_until = str(options.get("wait_until") or "load")
         manners = politeness.Manners.from_options(options)
         try:
-            engine = engines.open_engine(session.engine, session.proxy_url or None, manners.headers)
+            engine = engines.open_engine(
+                session.engine,
+                session.proxy_url or None,
+                manners.headers,
+                connect_url=session.connect_url,
+            )
         except engines.EngineUnavailable as exc:
             self._fail_session(str(exc))
             return "failed"
@@ -393,6 +398,7 @@ class Runner:
         self.pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="localnode")
         self.running: dict[int, Future[str]] = {}
         self.housekeeping_due = timezone.now()
+        self.reconciled = False
 
     def _done(self, future: Future[str]) -> None:
         self.wakeup.set()
@@ -406,9 +412,14 @@ class Runner:
         now = timezone.now()
         self.running = {k: f for k, f in self.running.items() if not f.done()}
         heartbeat(self.name, now)
+        if not self.reconciled:
+            # Once per start: remote sessions this worker lost track of stop billing.
+            self.reconciled = True
+            remote.reconcile(now)
         requeue_expired(now)
         if now >= self.housekeeping_due:
             close_idle_sessions(now)
+            remote.release_ended(now)
             purge_old(now)
             self.housekeeping_due = now + HOUSEKEEPING_EVERY
         if self.stopping.is_set():

@@ -17,12 +17,12 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
-from localnode import engines
+from localnode import engines, remote
 from localnode.http import KEY_RE, ApiError, api_view, as_int, invalid, json_body
 from localnode.models import LocalJob, LocalResult, LocalSession, LocalWorkerState, recent_cutoff
 
 VERSION = "1.4.0"
-PROVIDERS = ["local"]
+PROVIDERS = ["local", "browserbase"]  # known; `remote.providers()` says which run now
 ENGINES = ("http", "browser")
 MAX_JOB_ITEMS = 1000
 MAX_PAGE = 1000
@@ -45,6 +45,7 @@ def session_json(session: LocalSession) -> dict[str, Any]:
         "provider": session.provider,
         "engine": session.engine,
         "proxy_id": session.proxy_id or None,
+        "provider_session_id": session.remote_id or None,
         "job_id": f"j-{session.current_job_id}" if session.current_job_id else None,
         "created_at": _iso(session.created_at),
         "last_activity_at": _iso(session.last_activity_at),
@@ -110,8 +111,8 @@ def validate_session_request(payload: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(key, str) or not KEY_RE.fullmatch(key):
         errors["session_key"] = "required: 1-128 characters of A-Za-z0-9._:-"
     provider = payload.get("provider") or "local"
-    if provider not in PROVIDERS:
-        errors["provider"] = f"unsupported provider; this worker offers {PROVIDERS}"
+    if provider not in remote.providers():
+        errors["provider"] = f"unsupported provider; this worker offers {remote.providers()}"
     engine = payload.get("engine") or "http"
     if engine not in ENGINES:
         errors["engine"] = "must be http or browser"
@@ -233,7 +234,7 @@ def create_session(data: dict[str, Any], now: dt.datetime) -> tuple[LocalSession
     existing = LocalSession.objects.filter(session_key=data["session_key"]).first()
     if existing is not None:
         return existing, False
-    if data["engine"] == "browser":
+    if data["engine"] == "browser" and data["provider"] == "local":
         reason = engines.browser_unavailable_reason()
         if reason:
             raise ApiError(502, "provider_error", f"Cannot start a browser: {reason}.")
@@ -252,16 +253,21 @@ def create_session(data: dict[str, Any], now: dt.datetime) -> tuple[LocalSession
                     "capacity_exhausted",
                     f"All {state.max_sessions} session slots are in use.",
                 )
+            remote_browser = data["provider"] != "local"
             session = LocalSession.objects.create(
                 **data,
-                status=LocalSession.Status.READY,
-                phase="idle",
+                status=LocalSession.Status.CREATING
+                if remote_browser
+                else LocalSession.Status.READY,
+                phase="creating" if remote_browser else "idle",
                 created_at=now,
                 last_activity_at=now,
             )
     except IntegrityError:
         # A concurrent request with the same key won the insert.
         return LocalSession.objects.get(session_key=data["session_key"]), False
+    if session.status == LocalSession.Status.CREATING:
+        session = remote.open_remote(session, now)  # outside the transaction
     return session, True
 
 
@@ -291,6 +297,9 @@ def close_session(public_id: str, now: dt.datetime) -> None:
                 closed_at=now,
                 last_activity_at=now,
             )
+    if session.remote_id:
+        session.refresh_from_db()
+        remote.release(session, now)
 
 
 def get_session(public_id: str) -> LocalSession:
@@ -394,11 +403,14 @@ def results_page(job: LocalJob, cursor: str | None, limit: int) -> dict[str, Any
 @api_view(("GET",))
 def health(request: HttpRequest) -> HttpResponse:
     state = LocalWorkerState.get()
+    answer: dict[str, Any] = {"status": "degraded" if state.provider_error else "ok"}
+    if state.provider_error:
+        answer["error"] = {"code": "provider_unavailable", "message": state.provider_error}
     return JsonResponse(
         {
-            "status": "ok",
+            **answer,
             "version": VERSION,
-            "providers": PROVIDERS,
+            "providers": remote.providers(),
             "engines": [
                 e for e in ENGINES if e == "http" or engines.browser_unavailable_reason() is None
             ],

@@ -86,6 +86,12 @@ ETL_API_KEY = _secret("ETL_API_KEY")
 REDIS_URL = env.str("REDIS_URL", default="")
 LOCALNODE_ENABLED = env.bool("LOCALNODE_ENABLED", default=not IS_POSTGRES)
 LOCALNODE_API_KEY = _secret("LOCALNODE_API_KEY")
+# The built-in worker's `browserbase` provider (localnode/browserbase.py): offered only
+# when both the key and the project are set. The key is a secret: never logged.
+BROWSERBASE_API_KEY = _secret("BROWSERBASE_API_KEY")
+BROWSERBASE_PROJECT_ID = env.str("BROWSERBASE_PROJECT_ID", default="")
+BROWSERBASE_BASE_URL = env.str("BROWSERBASE_BASE_URL", default="")
+BROWSERBASE_REGION = env.str("BROWSERBASE_REGION", default="")
 PROXY_CHECK_URL = env.str("PROXY_CHECK_URL", default="https://httpbin.org/ip")
 # Off by default in production (deploy check mission_control.W003): list the networks
 # of your services in CONNECTION_TEST_ALLOWED_NETWORKS instead.

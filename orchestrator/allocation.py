@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef, Q
 from django.db.models.functions import Now
 
-from orchestrator import domain_slots, events, proxy_health, site_breaker, states
+from orchestrator import domain_slots, events, providers, proxy_health, site_breaker, states
 from orchestrator.leases import (  # noqa: F401  (re-exported: callers and tests name them here)
     Lease,
     claim,
@@ -76,6 +76,7 @@ def usable_proxies_q(site: SiteConfig, now: dt.datetime, exclude: Iterable[str] 
         q &= Q(country__in=[c.upper() for c in site.countries])
     if site.require_verified_geo:
         q &= geo.verified_q()
+    q &= providers.proxy_q(site)
     blocked = set(site.blocked_proxies or ()) | set(exclude)
     if blocked:
         q &= ~Q(external_id__in=blocked)
@@ -210,6 +211,7 @@ def allocate_many(
                 paused=paused.get(r.mission.domain, ""),
                 direct_ok=not r.site.proxy_types and not r.site.countries,
                 candidates=candidates.get(i, []),
+                site=r.site,
             )
             for i, r in enumerate(requests)
         ],
@@ -299,6 +301,7 @@ class PlanRequest:
     paused: str = ""
     direct_ok: bool = True
     candidates: Sequence[Proxy] = ()
+    site: SiteConfig | None = None  # its providers (`orchestrator.providers`); None: any
 
 
 @dataclass(frozen=True)
@@ -351,9 +354,14 @@ def plan_sessions(
         if r.paused:
             plan.waits[i] = (site_breaker.WAIT_CODE, r.paused)
             continue
+        if r.site is not None and not providers.fitting(open_workers(), r.site):
+            plan.waits[i] = providers.shortfall(r.site, workers)
+            continue
         slots: list[Slot] = []
         for _ in range(r.n):
             choices = open_workers()
+            if r.site is not None:
+                choices = providers.fitting(choices, r.site)
             if not choices:
                 break
             worker = max(choices, key=lambda w: (w.max_sessions - active[w.pk], -w.pk))
@@ -430,7 +438,7 @@ def _new_session(r: Request, n: int, slot: Slot, domain_slot: int | None) -> Bro
         attempt=mission.attempt,
         session_key=f"m{mission.pk}-a{mission.attempt}-s{n}",
         status=SessionStatus.REQUESTED,
-        provider=(slot.worker.providers or ["local"])[0],
+        provider=providers.pick(slot.worker, r.site),
         engine=r.site.engine,
         proxy_external_id=proxy.external_id if proxy else "",
         proxy_type=proxy.type if proxy else "",

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 from django.utils import timezone
 
-from orchestrator import distributor, domain_slots, site_breaker, states
+from orchestrator import distributor, domain_slots, providers, site_breaker, states
 from orchestrator.models import (
     BrowserSession,
     DomainBreaker,
@@ -369,13 +369,16 @@ class Explainer:
         workers = self.workers()
         proxies, room = self.proxies(site, domain, exclude)
         group.constraints += [workers, proxies]
+        no_provider = providers.unavailable_reason(site)
+        if no_provider:
+            group.constraints.append(Constraint("provider", False, no_provider))
         paused = self.paused(domain)
         if paused:
             group.constraints.append(Constraint("site_breaker", False, paused))
         cap, cap_room = self.domain_cap(site, domain)
         if cap is not None:
             group.constraints.append(cap)
-        ok = workers.ok and proxies.ok and not paused and cap_room > 0
+        ok = workers.ok and proxies.ok and not paused and cap_room > 0 and not no_provider
         possible = min(wanted, self.free_slots(), room, cap_room) if ok else 0
         return group, possible
 

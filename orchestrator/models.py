@@ -274,6 +274,8 @@ class BrowserSession(Leased):
     attempt = models.PositiveIntegerField(default=1, help_text="Mission attempt it serves.")
     session_key = models.CharField(max_length=128, unique=True)
     remote_id = models.CharField(max_length=128, blank=True, default="")
+    # The provider's own id of the browser (e.g. a Browserbase session id), when remote.
+    provider_session_id = models.CharField(max_length=128, blank=True, default="")
     status = models.CharField(
         max_length=16, choices=SessionStatus.choices, default=SessionStatus.REQUESTED
     )

@@ -308,6 +308,7 @@ class BrowserSessionSerializer(serializers.ModelSerializer):
             "status",
             "phase",
             "provider",
+            "provider_session_id",
             "engine",
             "holds_slot",
             "job_seq",

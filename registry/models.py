@@ -116,6 +116,9 @@ class ProxyType(models.TextChoices):
     RESIDENTIAL = "residential", "Residencial"
     MOBILE = "mobile", "Móvel"
     ISP = "isp", "ISP"
+    # Browserbase's own managed residential proxies: no credentials of ours; the country
+    # is asked of Browserbase. Only a `browserbase` session can use it.
+    BROWSERBASE = "browserbase", "Browserbase (gerenciado)"
 
 
 class ProxyScheme(models.TextChoices):
@@ -262,6 +265,13 @@ class SiteConfig(models.Model):
     job_timeout_s = models.PositiveIntegerField(default=60)
     session_timeout_s = models.PositiveIntegerField(default=900)
     engine = models.CharField(max_length=10, choices=Engine.choices, default=Engine.HTTP)
+    # Browser providers this site may use, first choice first (e.g. ["browserbase"] for
+    # a site that needs a real browser elsewhere); empty or ["*"] allows any.
+    providers = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Provedores aceitos, em ordem; vazio ou ["*"] = qualquer.',
+    )
     selectors = models.JSONField(
         default=dict, blank=True, help_text='CSS selectors to extract, e.g. {"price": ".price"}.'
     )

@@ -458,6 +458,12 @@ class SiteConfigSerializer(serializers.ModelSerializer):
         child=SelectorField(max_length=1000, allow_blank=False), required=False
     )
     quality_rules = QualityRulesField(required=False)
+    providers = serializers.ListField(
+        child=serializers.ChoiceField(choices=[*WorkerProvider.choices, ("*", "any")]),
+        required=False,
+        max_length=len(WorkerProvider.choices) + 1,
+        help_text='Browser providers the site may use, first choice first; [] or ["*"]: any.',
+    )
 
     class Meta:
         model = SiteConfig
@@ -472,6 +478,7 @@ class SiteConfigSerializer(serializers.ModelSerializer):
             "job_timeout_s",
             "session_timeout_s",
             "engine",
+            "providers",
             "selectors",
             "quality_rules",
             "require_verified_geo",

@@ -31,6 +31,7 @@ class WorkerHealth:
     providers: list[str]
     max_sessions: int | None
     active_sessions: int | None
+    message: str = ""  # why the worker says it is degraded, when it says
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class RemoteSession:
     last_activity_at: dt.datetime | None
     error_code: str | None
     error_message: str | None
+    provider_session_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ def parse_session(data: Any) -> RemoteSession:
         last_activity_at=parse_datetime(data.get("last_activity_at")),
         error_code=code,
         error_message=message,
+        provider_session_id=_str(data.get("provider_session_id"))[:128],
     )
 
 
@@ -233,6 +236,7 @@ class WorkerClient(BaseClient):
             providers=[_str(p) for p in providers] if isinstance(providers, list) else [],
             max_sessions=_opt_int(capacity.get("max_sessions")),
             active_sessions=_opt_int(capacity.get("active_sessions")),
+            message=_error(data.get("error"))[1] or "",
         )
 
     def open_session(

@@ -44,6 +44,7 @@ DISAPPEAR_GRACE = dt.timedelta(seconds=10)
 # What recording an opened session writes.
 OPENED_FIELDS = [
     "remote_id",
+    "provider_session_id",
     "status",
     "phase",
     "opened_at",
@@ -237,6 +238,7 @@ class SessionManager(BaseManager):
                     allocation.release(BrowserSession, lease, self.owner)
                     continue
                 session.remote_id = remote.id
+                session.provider_session_id = remote.provider_session_id
                 session.status = REMOTE_STATUS.get(remote.status, SessionStatus.CREATING)
                 session.phase = remote.phase or ""
                 session.opened_at = now

@@ -38,6 +38,8 @@ class WorkerHealth(BaseManager):
                     reported_active_sessions=health.active_sessions,
                     reported_max_sessions=health.max_sessions,
                     version=(health.version or "")[:50],
+                    **({"providers": health.providers} if health.providers else {}),
+                    **({"last_error": health.message[:500]} if health.message else {}),
                 )
                 checked += 1
         for writer in Writer.objects.filter(enabled=True):
