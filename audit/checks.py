@@ -34,13 +34,13 @@ def localnode_key_configured(app_configs: Any = None, **kwargs: Any) -> list[che
 
 
 def connection_tests_private(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    if not settings.CONNECTION_TEST_ALLOW_PRIVATE:
+    if not settings.OUTBOUND_ALLOW_PRIVATE:
         return []
     return [
         checks.Warning(
-            "Connection tests may reach every private and loopback address.",
-            hint="Set CONNECTION_TEST_ALLOW_PRIVATE=false and list the networks of your "
-            "workers in CONNECTION_TEST_ALLOWED_NETWORKS.",
+            "Outbound calls (connection tests, webhooks, the built-in worker) may reach every private and loopback address.",
+            hint="Set OUTBOUND_ALLOW_PRIVATE=false and list the networks of your "
+            "workers in OUTBOUND_ALLOWED_NETWORKS.",
             id="mission_control.W003",
         )
     ]

@@ -79,9 +79,16 @@ REDIS_URL = env.str("REDIS_URL", default="")
 LOCALNODE_ENABLED = env.bool("LOCALNODE_ENABLED", default=not IS_POSTGRES)
 LOCALNODE_API_KEY = _secret("LOCALNODE_API_KEY")
 PROXY_CHECK_URL = env.str("PROXY_CHECK_URL", default="https://httpbin.org/ip")
-# Off by default in production (deploy check mission_control.W003): list the networks
-# of your services in CONNECTION_TEST_ALLOWED_NETWORKS instead.
-CONNECTION_TEST_ALLOW_PRIVATE = env.bool("CONNECTION_TEST_ALLOW_PRIVATE", default=DEBUG or TESTING)
+# The outbound policy (mission_control.outbound) of every address dialed for a user:
+# connection tests, webhooks, the built-in worker. Loopback and private addresses are
+# off by default in production (deploy check mission_control.W003): list the networks
+# of your services in OUTBOUND_ALLOWED_NETWORKS, or name exact hosts (`host` or
+# `host:port`) in OUTBOUND_ALLOWED_HOSTS. CONNECTION_TEST_* are the former names.
+OUTBOUND_ALLOW_PRIVATE = env.bool(
+    "OUTBOUND_ALLOW_PRIVATE",
+    default=env.bool("CONNECTION_TEST_ALLOW_PRIVATE", default=DEBUG or TESTING),
+)
+OUTBOUND_ALLOWED_HOSTS = env.list("OUTBOUND_ALLOWED_HOSTS", default=[])
 ORCHESTRATOR_INSTANCE_NAME = env.str("ORCHESTRATOR_INSTANCE_NAME", default="")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 
@@ -89,8 +96,11 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 # Fernet keys for secrets at rest, newest first (rotate: prepend, run
 # `manage.py rotate_secret_keys`, then drop the old key). Empty only with DEBUG/tests.
 SECRETS_ENCRYPTION_KEYS = [k for k in _secret("SECRETS_ENCRYPTION_KEYS").split(",") if k.strip()]
-# Private networks (CIDR) connection tests may reach even when private ranges are off.
-CONNECTION_TEST_ALLOWED_NETWORKS = env.list("CONNECTION_TEST_ALLOWED_NETWORKS", default=[])
+# Private networks (CIDR) the server may dial even when private ranges are off.
+OUTBOUND_ALLOWED_NETWORKS = env.list(
+    "OUTBOUND_ALLOWED_NETWORKS",
+    default=env.list("CONNECTION_TEST_ALLOWED_NETWORKS", default=[]),
+)
 CONNECTION_TEST_RATE = env.str("CONNECTION_TEST_RATE", default="30/min")
 # /metrics: a bearer token for Prometheus (or a staff session); empty = staff only.
 METRICS_TOKEN = _secret("METRICS_TOKEN")
