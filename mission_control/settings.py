@@ -111,7 +111,13 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG or TESTING else "jso
 # django-axes: lock a username+address pair out after repeated failed logins.
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Locked per username+address and per address (spraying many usernames from one
+# address is locked too). The address is mission_control.clientip.client_ip.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "mission_control.clientip.client_ip"
+# Reverse proxies in front of the app that append to X-Forwarded-For (the TLS proxy
+# of docs/deploy.md is 1). 0: REMOTE_ADDR is the client and the header is ignored.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 AXES_RESET_ON_SUCCESS = True
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_SENSITIVE_PARAMETERS = ["password", "api_key", "token"]
@@ -281,6 +287,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "mission_control.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_THROTTLE_RATES": {"login": "10/min", "connection_test": "30/min"},
+    # Throttles key on the same client address as the audit log and axes.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -288,7 +296,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Orchestrates web-scraping missions over workers, writers and proxies.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # The schema and the docs page need the viewer role, like the API itself.
+    "SERVE_PERMISSIONS": ["mission_control.permissions.ViewerRole"],
     # Swagger UI from drf-spectacular-sidecar's static files, not a CDN (CSP: 'self').
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -238,3 +238,45 @@ def test_the_transport_pins_the_address_it_checked(monkeypatch: Any, internal: _
     with outbound.guarded_client(policy=policy, transport=httpx.MockTransport(handler)) as c:
         c.get(f"http://localhost:{internal.port}/")
     assert seen == [("127.0.0.1", f"localhost:{internal.port}")] or seen[0][0] == "::1"
+
+
+# --- smaller items of issue #18 (point 4/8): checked here, beside the policy tests.
+
+
+@pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/"])
+def test_schema_and_docs_need_a_role(make_api_client: Any, path: str) -> None:
+    no_role = make_api_client("")
+    assert no_role.get(path).status_code == 403
+    assert make_api_client("viewer").get(path).status_code == 200
+
+
+def test_service_urls_with_credentials_are_refused(admin_api: APIClient) -> None:
+    response = admin_api.post(
+        "/api/workers/",
+        {"name": "w", "base_url": "https://u:pw@w.example.com/api/v1"},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "base_url" in response.json()["error"]["fields"]
+
+
+@pytest.mark.parametrize(
+    ("count", "forwarded", "expected"),
+    [
+        (0, "1.1.1.1", "10.0.0.5"),  # no trusted proxy: the header is ignored
+        (1, "6.6.6.6, 2.2.2.2", "2.2.2.2"),  # the proxy appended the client; 6.6.6.6 is forged
+        (2, "6.6.6.6, 3.3.3.3, 10.0.0.9", "3.3.3.3"),
+        (1, "", "10.0.0.5"),  # not through the proxy
+        (1, "garbage", "10.0.0.5"),
+    ],
+)
+def test_the_client_address_honours_trusted_proxy_count(
+    settings: Any, count: int, forwarded: str, expected: str
+) -> None:
+    from django.test import RequestFactory
+
+    from mission_control.clientip import client_ip
+
+    settings.TRUSTED_PROXY_COUNT = count
+    request = RequestFactory().get("/", REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR=forwarded)
+    assert client_ip(request) == expected
