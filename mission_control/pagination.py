@@ -36,7 +36,7 @@ class CursorPagination(pagination.CursorPagination):
     def decode_cursor(self, request: Any) -> Any:
         cursor = super().decode_cursor(request)
         if cursor is not None and cursor.position is not None:
-            self._check_position(cursor.position)
+            self._check_position(str(cursor.position))
         return cursor
 
     def _check_position(self, position: str) -> None:
