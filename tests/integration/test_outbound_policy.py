@@ -280,3 +280,11 @@ def test_the_client_address_honours_trusted_proxy_count(
     settings.TRUSTED_PROXY_COUNT = count
     request = RequestFactory().get("/", REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR=forwarded)
     assert client_ip(request) == expected
+
+
+@pytest.mark.parametrize("text", ["=HYPERLINK(1)", "+1", "-2+3", "@SUM(A1)", "\tx"])
+def test_csv_export_cells_never_start_a_formula(text: str) -> None:
+    from localnode.export import cell
+
+    assert cell(text) == "'" + text
+    assert cell("Produto 1") == "Produto 1" and cell(42) == 42
