@@ -12,11 +12,12 @@ def secrets_key_configured(app_configs: Any = None, **kwargs: Any) -> list[check
     if settings.SECRETS_ENCRYPTION_KEYS:
         return []
     return [
-        checks.Warning(
-            "SECRETS_ENCRYPTION_KEYS is empty: API keys and proxy passwords are encrypted "
-            "with a key derived from SECRET_KEY.",
+        # An error, not a warning: `check --deploy` refuses a production without it.
+        checks.Error(
+            "SECRETS_ENCRYPTION_KEYS is empty: stored secrets would be encrypted with a "
+            "key derived from SECRET_KEY.",
             hint="Set SECRETS_ENCRYPTION_KEYS (or SECRETS_ENCRYPTION_KEYS_FILE) to a Fernet key.",
-            id="mission_control.W001",
+            id="mission_control.E001",
         )
     ]
 

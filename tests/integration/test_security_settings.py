@@ -82,7 +82,7 @@ def test_check_deploy_flags_a_missing_encryption_key(tmp_path: Path) -> None:
     )
 
     assert result.returncode != 0
-    for check in ("mission_control.W001", "mission_control.W002", "mission_control.W003"):
+    for check in ("mission_control.E001", "mission_control.W002", "mission_control.W003"):
         assert check in result.stderr, check
 
 
