@@ -12,11 +12,12 @@ def secrets_key_configured(app_configs: Any = None, **kwargs: Any) -> list[check
     if settings.SECRETS_ENCRYPTION_KEYS:
         return []
     return [
-        checks.Warning(
-            "SECRETS_ENCRYPTION_KEYS is empty: API keys and proxy passwords are encrypted "
-            "with a key derived from SECRET_KEY.",
+        # An error, not a warning: `check --deploy` refuses a production without it.
+        checks.Error(
+            "SECRETS_ENCRYPTION_KEYS is empty: stored secrets would be encrypted with a "
+            "key derived from SECRET_KEY.",
             hint="Set SECRETS_ENCRYPTION_KEYS (or SECRETS_ENCRYPTION_KEYS_FILE) to a Fernet key.",
-            id="mission_control.W001",
+            id="mission_control.E001",
         )
     ]
 
@@ -34,13 +35,13 @@ def localnode_key_configured(app_configs: Any = None, **kwargs: Any) -> list[che
 
 
 def connection_tests_private(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    if not settings.CONNECTION_TEST_ALLOW_PRIVATE:
+    if not settings.OUTBOUND_ALLOW_PRIVATE:
         return []
     return [
         checks.Warning(
-            "Connection tests may reach every private and loopback address.",
-            hint="Set CONNECTION_TEST_ALLOW_PRIVATE=false and list the networks of your "
-            "workers in CONNECTION_TEST_ALLOWED_NETWORKS.",
+            "Outbound calls (connection tests, webhooks, the built-in worker) may reach every private and loopback address.",
+            hint="Set OUTBOUND_ALLOW_PRIVATE=false and list the networks of your "
+            "workers in OUTBOUND_ALLOWED_NETWORKS.",
             id="mission_control.W003",
         )
     ]

@@ -9,6 +9,8 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from mission_control.clientip import client_ip
+
 _request: ContextVar[HttpRequest | None] = ContextVar("audit_request", default=None)
 
 SYSTEM = "system"
@@ -41,7 +43,7 @@ def current_actor() -> Actor:
     request = _request.get()
     if request is None:
         return Actor(SYSTEM, None, None)
-    ip = request.META.get("REMOTE_ADDR") or None
+    ip = client_ip(request)
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return Actor("anonymous", None, ip)

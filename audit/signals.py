@@ -18,6 +18,7 @@ from django.http import HttpRequest
 from audit.context import Actor, current_actor
 from audit.log import record
 from audit.models import AuditLog
+from mission_control.clientip import client_ip
 
 AUDITED = (
     "registry.Worker",
@@ -101,7 +102,7 @@ def groups_changed(
 
 
 def _login_actor(request: HttpRequest | None, name: str, user_id: int | None) -> Actor:
-    ip = request.META.get("REMOTE_ADDR") if request is not None else None
+    ip = client_ip(request) if request is not None else None
     return Actor(name, user_id, ip or None)
 
 

@@ -14,6 +14,8 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from mission_control import outbound
+
 CHROMIUM_PATH = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -103,9 +105,10 @@ class HttpEngine:
     ):
         self.via_proxy = bool(proxy_url)
         try:
+            inner = transport or httpx.HTTPTransport(proxy=proxy_url or None, trust_env=False)
             self.client = httpx.Client(
-                proxy=proxy_url or None,
-                transport=transport,
+                # The outbound policy checks and pins every request and every redirect hop.
+                transport=outbound.GuardedTransport(inner, via_proxy=self.via_proxy),
                 headers={**DEFAULT_HEADERS, **(headers or {})},
                 follow_redirects=True,
                 max_redirects=10,
@@ -120,6 +123,12 @@ class HttpEngine:
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 15.0))
         try:
             response = self.client.get(url, timeout=timeout)
+        except outbound.Unresolved as exc:
+            return Fetch(url, url, error_code="dns_error", error_message=str(exc))
+        except outbound.Refused as exc:
+            return Fetch(url, url, error_code="http_error", error_message=f"refused: {exc}")
+        except httpx.InvalidURL:
+            return Fetch(url, url, error_code="http_error", error_message="refused: invalid URL")
         except httpx.TimeoutException as exc:
             return Fetch(url, url, error_code="timeout", error_message=str(exc) or "timed out")
         except httpx.ProxyError as exc:
@@ -206,6 +215,9 @@ class BrowserEngine:
             if proxy_url:
                 context_options["proxy"] = playwright_proxy(proxy_url)
             self._context = self._browser.new_context(**context_options)
+            # Every request of the page (navigations, redirects, subresources) obeys the
+            # outbound policy; Chromium resolves names itself, so this checks, not pins.
+            self._context.route("**/*", _guard_route)
         except PlaywrightError as exc:
             self._playwright.stop()
             raise EngineUnavailable(f"cannot start Chromium: {exc}") from exc
@@ -292,6 +304,20 @@ class RemoteBrowserEngine(BrowserEngine):
             self._browser.close()
         finally:
             self._playwright.stop()
+
+
+def _guard_route(route: Any) -> None:
+    url = route.request.url
+    scheme = url.partition(":")[0].lower()
+    if scheme in ("data", "blob", "about"):
+        route.continue_()
+        return
+    try:
+        outbound.check_url(url)
+    except outbound.Refused:
+        route.abort("blockedbyclient")
+        return
+    route.continue_()
 
 
 def open_engine(

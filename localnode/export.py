@@ -73,6 +73,17 @@ def jsonl_lines(mission_id: int) -> Iterator[str]:
         )
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(value: object) -> object:
+    """A scraped text cell a spreadsheet will not run: a leading =, +, -, @, tab or CR
+    gets a ' in front (OWASP CSV injection). Numbers are left as they are."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def csv_lines(mission_id: int) -> Iterator[str]:
     writer = csv.writer(_Echo())
     yield writer.writerow(CSV_COLUMNS)
@@ -81,12 +92,12 @@ def csv_lines(mission_id: int) -> Iterator[str]:
         yield writer.writerow(
             [
                 record.mission_id,
-                record.item_id,
-                record.url,
+                cell(record.item_id),
+                cell(record.url),
                 record.http_status if record.http_status is not None else "",
                 record.fetched_at.isoformat() if record.fetched_at else "",
-                data.get("title") or "",
-                json.dumps(data, ensure_ascii=False),
+                cell(data.get("title") or ""),
+                cell(json.dumps(data, ensure_ascii=False)),
             ]
         )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import hmac
-import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +12,8 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+
+from mission_control import hardening
 
 KEY_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # use fullmatch
 BATCH_KEY_RE = re.compile(r"[A-Za-z0-9._:-]{1,200}")  # use fullmatch
@@ -58,7 +59,9 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
         raise ApiError(413, "payload_too_large", f"Body larger than {MAX_BODY_BYTES} bytes.")
     raw = request.read(MAX_BODY_BYTES + 1) if length else b""
     try:
-        payload = json.loads(raw.decode("utf-8"))
+        payload = hardening.loads(raw.decode("utf-8"))
+    except hardening.BadInput as exc:
+        raise ApiError(400, "invalid_json", exc.message, {exc.field: exc.message}) from None
     except (UnicodeDecodeError, ValueError):
         raise ApiError(400, "invalid_json", "The body is not valid UTF-8 JSON.") from None
     if not isinstance(payload, dict):

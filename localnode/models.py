@@ -12,6 +12,8 @@ import datetime as dt
 from django.db import models
 from django.db.models import Q
 
+from mission_control.crypto import EncryptedTextField
+
 DEFAULT_MAX_SESSIONS = 8
 MAX_BATCH_RECORDS = 500
 
@@ -63,8 +65,8 @@ class LocalSession(models.Model):
     provider = models.CharField(max_length=32, default="local")
     engine = models.CharField(max_length=10, default="http")
     proxy_id = models.CharField(max_length=100, blank=True, default="")
-    # Secret (may carry credentials): never logged, never returned by the API.
-    proxy_url = models.CharField(max_length=1000, blank=True, default="")
+    # Secret (may carry credentials): encrypted at rest, never logged, never returned.
+    proxy_url = EncryptedTextField(max_length=1000, blank=True, default="")
     proxy_type = models.CharField(max_length=16, blank=True, default="")
     proxy_country = models.CharField(max_length=2, blank=True, default="")
     timeout_s = models.PositiveIntegerField(default=900)

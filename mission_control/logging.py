@@ -10,10 +10,17 @@ import time
 # Credentials inside URLs (scheme://user:pass@host) and bearer tokens.
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@", re.I)
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
+# Secrets in query strings (?token=..., &api_key=...).
+_QUERY_SECRET = re.compile(
+    r"([?&](?:token|access_token|auth|api_key|apikey|key|password|passwd|secret|sig|signature)=)"
+    r"[^&#\s\"']+",
+    re.I,
+)
 
 
 def redact(text: str) -> str:
     text = _URL_CREDENTIALS.sub(r"\g<scheme>***:***@", text)
+    text = _QUERY_SECRET.sub(r"\1***", text)
     return _BEARER.sub(r"\1***", text)
 
 

@@ -54,3 +54,11 @@ class RolePermission(permissions.BasePermission):
                 else getattr(view, "write_role", ADMIN)
             )
         return has_role(request.user, role)
+
+
+class ViewerRole(permissions.BasePermission):
+    """Any role at all (viewer or above): the API schema and docs page."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and has_role(user, VIEWER))

@@ -93,9 +93,16 @@ BROWSERBASE_PROJECT_ID = env.str("BROWSERBASE_PROJECT_ID", default="")
 BROWSERBASE_BASE_URL = env.str("BROWSERBASE_BASE_URL", default="")
 BROWSERBASE_REGION = env.str("BROWSERBASE_REGION", default="")
 PROXY_CHECK_URL = env.str("PROXY_CHECK_URL", default="https://httpbin.org/ip")
-# Off by default in production (deploy check mission_control.W003): list the networks
-# of your services in CONNECTION_TEST_ALLOWED_NETWORKS instead.
-CONNECTION_TEST_ALLOW_PRIVATE = env.bool("CONNECTION_TEST_ALLOW_PRIVATE", default=DEBUG or TESTING)
+# The outbound policy (mission_control.outbound) of every address dialed for a user:
+# connection tests, webhooks, the built-in worker. Loopback and private addresses are
+# off by default in production (deploy check mission_control.W003): list the networks
+# of your services in OUTBOUND_ALLOWED_NETWORKS, or name exact hosts (`host` or
+# `host:port`) in OUTBOUND_ALLOWED_HOSTS. CONNECTION_TEST_* are the former names.
+OUTBOUND_ALLOW_PRIVATE = env.bool(
+    "OUTBOUND_ALLOW_PRIVATE",
+    default=env.bool("CONNECTION_TEST_ALLOW_PRIVATE", default=DEBUG or TESTING),
+)
+OUTBOUND_ALLOWED_HOSTS = env.list("OUTBOUND_ALLOWED_HOSTS", default=[])
 ORCHESTRATOR_INSTANCE_NAME = env.str("ORCHESTRATOR_INSTANCE_NAME", default="")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 
@@ -103,8 +110,11 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 # Fernet keys for secrets at rest, newest first (rotate: prepend, run
 # `manage.py rotate_secret_keys`, then drop the old key). Empty only with DEBUG/tests.
 SECRETS_ENCRYPTION_KEYS = [k for k in _secret("SECRETS_ENCRYPTION_KEYS").split(",") if k.strip()]
-# Private networks (CIDR) connection tests may reach even when private ranges are off.
-CONNECTION_TEST_ALLOWED_NETWORKS = env.list("CONNECTION_TEST_ALLOWED_NETWORKS", default=[])
+# Private networks (CIDR) the server may dial even when private ranges are off.
+OUTBOUND_ALLOWED_NETWORKS = env.list(
+    "OUTBOUND_ALLOWED_NETWORKS",
+    default=env.list("CONNECTION_TEST_ALLOWED_NETWORKS", default=[]),
+)
 CONNECTION_TEST_RATE = env.str("CONNECTION_TEST_RATE", default="30/min")
 # /metrics: a bearer token for Prometheus (or a staff session); empty = staff only.
 METRICS_TOKEN = _secret("METRICS_TOKEN")
@@ -115,7 +125,13 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG or TESTING else "jso
 # django-axes: lock a username+address pair out after repeated failed logins.
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
 AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.25)
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Locked per username+address and per address (spraying many usernames from one
+# address is locked too). The address is mission_control.clientip.client_ip.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "mission_control.clientip.client_ip"
+# Reverse proxies in front of the app that append to X-Forwarded-For (the TLS proxy
+# of docs/deploy.md is 1). 0: REMOTE_ADDR is the client and the header is ignored.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 AXES_RESET_ON_SUCCESS = True
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_SENSITIVE_PARAMETERS = ["password", "api_key", "token"]
@@ -153,6 +169,8 @@ AUTHENTICATION_BACKENDS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Hostile input (oversized bodies, NUL bytes, lone surrogates) is a 4xx, never a 500.
+    "mission_control.hardening.InputGuardMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -274,9 +292,17 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON with a depth limit and NUL/surrogate/number-range checks (mission_control.hardening).
+    "DEFAULT_PARSER_CLASSES": [
+        "mission_control.hardening.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "mission_control.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_THROTTLE_RATES": {"login": "10/min", "connection_test": "30/min"},
+    # Throttles key on the same client address as the audit log and axes.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -284,7 +310,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Orchestrates web-scraping missions over workers, writers and proxies.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # The schema and the docs page need the viewer role, like the API itself.
+    "SERVE_PERMISSIONS": ["mission_control.permissions.ViewerRole"],
     # Swagger UI from drf-spectacular-sidecar's static files, not a CDN (CSP: 'self').
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -294,7 +321,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Request bodies are documented as JSON (the form parsers stay on for the browsable
     # API): nested fields such as `urls` have no faithful form encoding.
-    "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
+    "PARSER_WHITELIST": ["mission_control.hardening.JSONParser"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "mission_control.openapi.add_error_responses",

@@ -41,7 +41,8 @@ if settings.LOCALNODE_ENABLED:
 
 def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """Unmatched API paths answer in the API's error shape, not an HTML page."""
-    if request.path.startswith("/api/"):
+    path = request.path
+    if path.startswith("/api/") or (path.startswith("/local/") and "/demo/" not in path):
         return JsonResponse(error_body("not_found", "Not found."), status=404)
     response: Any = defaults.page_not_found(request, exception or Exception())
     return response

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.db.models import F, Q
 
+from mission_control.crypto import EncryptedTextField
 from orchestrator import states
 from orchestrator.states import (
     ERROR_CODE_CHOICES,
@@ -530,8 +531,8 @@ class WebhookEndpoint(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     url = models.URLField(max_length=2048)
-    # Secret: write-only in the API, masked in admin, never logged.
-    secret = models.CharField(max_length=200)
+    # Secret: encrypted at rest, write-only in the API, masked in admin, never logged.
+    secret = EncryptedTextField(max_length=200)
     # Event names or prefixes ending in "*" ("mission.*", "*").
     events = models.JSONField(default=list, blank=True)
     enabled = models.BooleanField(default=True)

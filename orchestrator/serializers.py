@@ -11,6 +11,9 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from rest_framework import serializers
 
+from mission_control import outbound
+from mission_control.logging import redact
+from mission_control.permissions import ADMIN, has_role
 from orchestrator import actions
 from orchestrator.models import (
     BrowserSession,
@@ -736,6 +739,26 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
 
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["url"] = redact(data.get("url") or "")  # rows from before credentials were refused
+        return data
+
+    def validate_url(self, value: str) -> str:
+        """The outbound policy, now: a name that resolves to an internal address is
+        refused here (and again at each delivery, where it is pinned)."""
+        problem = outbound.url_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        try:
+            outbound.check_url(value)
+        except outbound.Refused as exc:
+            if str(exc) != "cannot resolve host":  # may resolve later; checked then
+                raise serializers.ValidationError(
+                    f"Endereço não permitido pela política de saída: {exc}."
+                ) from None
+        return value
+
     def validate_events(self, value: list[str]) -> list[str]:
         from orchestrator.webhooks import EVENTS
 
@@ -767,9 +790,33 @@ class WebhookAttemptSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        """What the receiver answered is for admins only (it may be an internal page)."""
+        data = super().to_representation(instance)
+        if not _is_admin(self.context):
+            data["response_body"] = ""
+            data["error"] = _coarse(data.get("error") or "")
+        return data
+
+
+def _is_admin(context: dict[str, Any]) -> bool:
+    request = context.get("request")
+    return request is not None and has_role(request.user, ADMIN)
+
+
+def _coarse(error: str) -> str:
+    """An attempt's error as a viewer sees it: the HTTP status, or just "falhou"."""
+    return error if not error or error.startswith("HTTP ") else "falhou"
+
 
 class WebhookDeliverySerializer(serializers.ModelSerializer):
     attempt_log = WebhookAttemptSerializer(many=True, read_only=True)
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if not _is_admin(self.context):
+            data["last_error"] = _coarse(data.get("last_error") or "")
+        return data
 
     class Meta:
         model = WebhookDelivery

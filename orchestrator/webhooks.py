@@ -7,6 +7,9 @@
   deliveries with a short fenced lease, POSTs them outside any transaction, records
   every attempt and reschedules failures with capped exponential backoff until the
   delivery is `webhook_max_age_s` (a day) old.
+- Every request obeys the outbound policy (mission_control.outbound): the URL is
+  resolved once and pinned, internal addresses are refused, redirects are not followed.
+  Reply bodies and errors are kept short and shown to admins only.
 - Each request carries `Idempotency-Key` (the same on every attempt and replay),
   `X-MC-Event`, `X-MC-Delivery`, `X-MC-Timestamp` and `X-MC-Signature:
   t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the endpoint's secret>`.
@@ -33,6 +36,7 @@ from django.db.models import F, Q
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
+from mission_control import outbound
 from orchestrator import events, leases
 from orchestrator.models import Mission, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from registry import config
@@ -243,15 +247,44 @@ def _send(
         SIGNATURE_HEADER: sign(endpoint.secret, timestamp, body),
     }
     try:
-        response = client.post(
-            endpoint.url, content=body, headers=headers, timeout=cfg.webhook_timeout_s
-        )
+        with client.stream(
+            "POST", endpoint.url, content=body, headers=headers, timeout=cfg.webhook_timeout_s
+        ) as response:
+            text = _read_text(response)
+    except outbound.Refused as exc:
+        return None, f"refused: {exc}", ""
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+        return None, "refused: invalid URL", ""
     except httpx.HTTPError as exc:
-        return None, f"{type(exc).__name__}: {exc}"[:2000], ""
-    text = response.text[:RESPONSE_BODY_LIMIT]
+        # Coarse on purpose: details (refused vs reset, resolver messages) would make
+        # deliveries a probe of the network behind Mission Control.
+        return None, _failure(exc), ""
     if 200 <= response.status_code < 300:
         return response.status_code, "", text
     return response.status_code, f"HTTP {response.status_code}", text
+
+
+def _read_text(response: httpx.Response) -> str:
+    """At most RESPONSE_BODY_LIMIT bytes of the reply, decoded leniently."""
+    data = b""
+    for chunk in response.iter_bytes():
+        data += chunk
+        if len(data) >= RESPONSE_BODY_LIMIT:
+            break
+    return data[:RESPONSE_BODY_LIMIT].decode(response.encoding or "utf-8", "replace")
+
+
+def _failure(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        return "connection failed"
+    return "request failed"
+
+
+def http_client() -> httpx.Client:
+    """The deliveries' client: the outbound policy on every request, no redirects."""
+    return outbound.guarded_client(follow_redirects=False)
 
 
 def deliver_due(
@@ -278,7 +311,7 @@ def deliver_due(
         [lease.id for lease in claimed]
     )
     attempted = 0
-    with client_factory() if client_factory else httpx.Client(follow_redirects=False) as client:
+    with (client_factory or http_client)() as client:
         for lease in claimed:
             delivery = deliveries[lease.id]
             _deliver_one(delivery, lease, owner, now, cfg, client)

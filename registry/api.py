@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from audit.log import record_updates
+from mission_control import hardening
 from mission_control.api import Conflict
 from registry import config, connection, importers
 from registry.models import ConfigEntry, Proxy, SiteConfig, Uploader, Worker, Writer
@@ -63,6 +64,7 @@ class TokenView(ObtainAuthToken):
 
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
+    parser_classes = [hardening.JSONParser, parsers.FormParser, parsers.MultiPartParser]
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "login"
 
@@ -327,7 +329,7 @@ class ProxyViewSet(ConnectionTestMixin, RegistryViewSet):
         detail=False,
         methods=["post"],
         url_path="import",
-        parser_classes=[parsers.JSONParser, CSVTextParser, parsers.MultiPartParser],
+        parser_classes=[hardening.JSONParser, CSVTextParser, parsers.MultiPartParser],
     )
     def import_(self, request: Request) -> Response:
         """Upsert proxies by external id from proxies.json or CSV; all or nothing
@@ -366,7 +368,9 @@ class SiteConfigViewSet(RegistryViewSet):
         request={"application/json": {"type": "object"}},
         responses=RegistryImportResultSerializer,
     )
-    @action(detail=False, methods=["post"], url_path="import", parser_classes=[parsers.JSONParser])
+    @action(
+        detail=False, methods=["post"], url_path="import", parser_classes=[hardening.JSONParser]
+    )
     def import_(self, request: Request) -> Response:
         """Upsert site configs by domain from proxy-strategies.json (`default` is `*`)."""
         parsed = importers.parse_strategies(request.data)

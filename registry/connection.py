@@ -1,11 +1,9 @@
 """Connection tests of services (`GET {base_url}/health`) and proxies (a GET of
 settings.PROXY_CHECK_URL through the proxy).
 
-Guarded against SSRF: only http(s) targets, no redirects, and the host is resolved
-first and refused when any address is link-local or a cloud metadata address
-(numeric and IPv4-mapped forms included); private and loopback addresses only while
-settings.CONNECTION_TEST_ALLOW_PRIVATE is true. The request then goes to the address
-that was checked, so a second DNS answer cannot point it elsewhere.
+Guarded against SSRF by the one outbound policy (mission_control.outbound): only
+http(s) targets, no redirects, the host resolved once and checked, and the request
+sent to the address that was checked, so a second DNS answer cannot point it elsewhere.
 
 Results are recorded on the row; the error text never carries a secret. Every test
 is written to the audit log (who, what, ok/status class/latency) and tests started by
@@ -16,7 +14,6 @@ point (API, admin, dashboard) started them.
 from __future__ import annotations
 
 import ipaddress
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +29,7 @@ from django.utils import timezone
 from audit.context import current_actor, current_user
 from audit.log import record as audit_record
 from audit.models import AuditLog
+from mission_control import outbound
 from mission_control.logging import redact
 from mission_control.permissions import ADMIN, has_role
 from registry import geo
@@ -40,19 +38,9 @@ from registry.models import HealthStatus, Proxy, Service
 CONNECT_TIMEOUT_S = 3.0
 DEADLINE_S = 10.0
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-# Metadata services outside 169.254.0.0/16 (AWS IPv6, Alibaba, Oracle).
-METADATA_ADDRESSES = {
-    ipaddress.ip_address("fd00:ec2::254"),
-    ipaddress.ip_address("100.100.100.200"),
-    ipaddress.ip_address("192.0.0.192"),
-}
-_METADATA_HOSTS = {"metadata", "metadata.google.internal", "metadata.goog"}
-
-
-class TargetRefused(Exception):
-    """The target is not allowed (scheme, address or name)."""
+IPAddress = outbound.IPAddress
+METADATA_ADDRESSES = outbound.METADATA_ADDRESSES
+TargetRefused = outbound.Refused
 
 
 @dataclass(frozen=True)
@@ -75,80 +63,23 @@ class Result:
         return data
 
 
-# IPv6 prefixes that embed an IPv4 address in their last 32 bits (NAT64).
-_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
-
-
-def _as_ipv4(ip: IPAddress) -> IPAddress:
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return ip.ipv4_mapped
-        if int(ip) >> 32 == 0 and int(ip) > 1:  # deprecated IPv4-compatible ::a.b.c.d
-            return ipaddress.IPv4Address(int(ip))
-        if ip.sixtofour is not None:
-            return ip.sixtofour
-        if any(ip in net for net in _NAT64):
-            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if ip.teredo is not None:
-            return ip.teredo[1]
-    return ip
-
-
-def _allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    return [
-        ipaddress.ip_network(n.strip(), strict=False)
-        for n in getattr(settings, "CONNECTION_TEST_ALLOWED_NETWORKS", [])
-        if n.strip()
-    ]
-
-
 def check_address(
     ip: IPAddress,
     *,
     allow_private: bool,
     allowed_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None = None,
 ) -> None:
-    """Raise TargetRefused unless a connection test may reach `ip`.
-
-    Link-local and metadata addresses are refused whatever the settings say;
-    private and loopback ones need `allow_private` or an allow-listed network."""
-    ip = _as_ipv4(ip)
-    if ip in METADATA_ADDRESSES or ip.is_link_local:
-        raise TargetRefused("link-local or cloud metadata address")
-    if ip.is_multicast or ip.is_unspecified or (ip.is_reserved and not ip.is_loopback):
-        raise TargetRefused("address cannot be tested")
-    if not ip.is_global and not allow_private:
-        listed = any(ip.version == net.version and ip in net for net in allowed_networks or ())
-        if not listed:
-            raise TargetRefused("private or loopback address")
+    """Raise TargetRefused unless a connection test may reach `ip` (the outbound policy)."""
+    policy = outbound.Policy(allow_private, tuple(allowed_networks or ()))
+    outbound.check_address(ip, policy)
 
 
 def resolve(host: str, port: int, *, allow_private: bool) -> IPAddress:
-    """Resolve `host` and check every address; return the first one to connect to.
-
-    getaddrinfo also parses numeric forms (2852039166, 0xa9.0xfe.0xa9.0xfe,
-    169.254.43518), so they are checked as the addresses they really are."""
-    name = host.strip("[]").rstrip(".").lower()
-    if not name:
-        raise TargetRefused("no host")
-    if name in _METADATA_HOSTS:
-        raise TargetRefused("cloud metadata host")
-    try:
-        infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        raise TargetRefused("cannot resolve host") from None
-    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-    if not addresses:
-        raise TargetRefused("cannot resolve host")
-    networks = _allowed_networks()
-    for ip in addresses:
-        check_address(ip, allow_private=allow_private, allowed_networks=networks)
-    return addresses[0]
+    """Resolve `host` once under the outbound policy; the address to connect to."""
+    return outbound.resolve(host, port, outbound.current_policy(allow_private=allow_private))
 
 
-def _netloc(ip: IPAddress, port: int | None) -> str:
-    host = f"[{ip}]" if ip.version == 6 else str(ip)
-    return f"{host}:{port}" if port else host
+_netloc = outbound.netloc
 
 
 def _pinned(url: str, *, allow_private: bool) -> tuple[str, str, str]:
@@ -260,7 +191,7 @@ def check_service(
     deadline_s: float = DEADLINE_S,
 ) -> Result:
     """GET {base_url}/health with the service's bearer key and record the outcome."""
-    allow_private = settings.CONNECTION_TEST_ALLOW_PRIVATE
+    allow_private = settings.OUTBOUND_ALLOW_PRIVATE
     secrets = [service.api_key]
     try:
         url, host, sni = _pinned(
@@ -311,7 +242,7 @@ def check_proxy(
     deadline_s: float = DEADLINE_S,
 ) -> Result:
     """GET settings.PROXY_CHECK_URL through the proxy and record the outcome."""
-    allow_private = settings.CONNECTION_TEST_ALLOW_PRIVATE
+    allow_private = settings.OUTBOUND_ALLOW_PRIVATE
     secrets = [proxy.password, proxy.url(with_credentials=True)]
     check_url = settings.PROXY_CHECK_URL
     try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,11 +21,14 @@ from urllib.parse import unquote, urlsplit
 
 from django.db import transaction
 
+from mission_control import hardening
 from registry import site_rules
 from registry.models import DEFAULT_DOMAIN, Engine, Proxy, ProxyScheme, ProxyType, SiteConfig
 from registry.serializers import clean_country, clean_domain
 
 CHUNK = 1000
+# Entries per import (JSON, CSV, multipart, dashboard): more is a clear error.
+MAX_IMPORT_ROWS = 200_000
 CSV_COLUMNS = (
     "id",
     "type",
@@ -119,6 +121,8 @@ def _text(value: Any, name: str, max_length: int, *, required: bool = False) -> 
         value = str(value)
     if not isinstance(value, str):
         raise EntryInvalid({name: "must be a string."})
+    if problem := hardening.text_problem(value):
+        raise EntryInvalid({name: f"{problem}."})
     value = value.strip()
     if required and not value:
         raise EntryInvalid({name: "is required."})
@@ -253,7 +257,10 @@ def parse_proxies(data: Any) -> Parsed:
 
 def parse_proxies_csv(text: str) -> Parsed:
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = [(h or "").strip().lower() for h in reader.fieldnames or []]
+    try:
+        header = [(h or "").strip().lower() for h in reader.fieldnames or []]
+    except csv.Error as exc:
+        return Parsed(errors=[EntryError(0, "", {"file": f"CSV: {exc}."})])
     missing = {"id", "type"} - set(header)
     if missing or not ({"host", "port"} <= set(header) or "server" in header):
         return Parsed(
@@ -281,28 +288,42 @@ def parse_proxies_text(text: str, filename: str = "") -> Parsed:
     else CSV. Raises ValueError when JSON does not decode."""
     text = text.lstrip("\ufeff")
     if not filename.lower().endswith(".csv") and text.lstrip()[:1] in ("[", "{"):
-        return parse_proxies(json.loads(text))
+        return parse_proxies(hardening.loads(text))
     return parse_proxies_csv(text)
 
 
 def _parse_entries(entries: Iterable[tuple[int, Any]], parse: Callable[[Any], Any]) -> Parsed:
     parsed = Parsed()
     seen: set[str] = set()
-    for index, entry in entries:
-        key = ""
-        if isinstance(entry, dict):
-            key = str(entry.get("id") or entry.get("_id") or "")
-        try:
-            row = parse(entry)
-        except EntryInvalid as exc:
-            parsed.errors.append(EntryError(index, key, exc.errors))
-            continue
-        if row.external_id in seen:
-            parsed.errors.append(EntryError(index, key, {"id": "appears more than once."}))
-            continue
-        seen.add(row.external_id)
-        parsed.rows.append(row)
+    try:
+        for index, entry in entries:
+            if index >= MAX_IMPORT_ROWS:
+                parsed.errors.append(
+                    EntryError(index, "", {"file": f"more than {MAX_IMPORT_ROWS} entries."})
+                )
+                break
+            _parse_entry(parsed, seen, index, entry, parse)
+    except csv.Error as exc:  # a field over the CSV limit, a NUL byte, a broken quote
+        parsed.errors.append(EntryError(len(parsed.rows), "", {"file": f"CSV: {exc}."}))
     return parsed
+
+
+def _parse_entry(
+    parsed: Parsed, seen: set[str], index: int, entry: Any, parse: Callable[[Any], Any]
+) -> None:
+    key = ""
+    if isinstance(entry, dict):
+        key = str(entry.get("id") or entry.get("_id") or "")
+    try:
+        row = parse(entry)
+    except EntryInvalid as exc:
+        parsed.errors.append(EntryError(index, key, exc.errors))
+        return
+    if row.external_id in seen:
+        parsed.errors.append(EntryError(index, key, {"id": "appears more than once."}))
+        return
+    seen.add(row.external_id)
+    parsed.rows.append(row)
 
 
 _PROXY_FIELDS = ("type", "scheme", "host", "port", "username", "password", "country", "provider")

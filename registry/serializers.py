@@ -19,6 +19,7 @@ from drf_spectacular.serializers import PolymorphicProxySerializerExtension
 from drf_spectacular.utils import Direction, PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
+from mission_control.logging import redact
 from registry import config, site_rules
 from registry.models import (
     DEFAULT_DOMAIN,
@@ -142,6 +143,8 @@ def clean_base_url(value: str) -> str:
         raise ValueError("Only http and https URLs are allowed.")
     if not parts.hostname or any(c.isspace() for c in value) or parts.fragment:
         raise ValueError("Enter a valid URL with a host, e.g. http://worker:8000/api/v1.")
+    if parts.username or parts.password:
+        raise ValueError("No credentials inside the URL: put the key in api_key.")
     return value.rstrip("/")
 
 
@@ -265,6 +268,12 @@ class ServiceSerializer(serializers.ModelSerializer):
         extra_kwargs: dict[str, Any] = {
             "name": {"help_text": "Unique; a name already taken is refused with 400."}
         }
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        # Rows from before credentials were refused: never shown, to anyone.
+        data["base_url"] = redact(data.get("base_url") or "")
+        return data
 
     def validate_base_url(self, value: str) -> str:
         try:

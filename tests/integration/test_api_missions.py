@@ -147,12 +147,16 @@ def test_no_urls_asks_to_resume_an_etl_run_refused_without_an_etl(
 
 
 def test_create_rejects_urls_with_nul_characters_or_broken_hosts(operator_api: APIClient) -> None:
+    # A NUL is refused by the API's JSON parser, before the serializer, naming the item.
     response = operator_api.post(
-        URL,
-        {"name": "x", "urls": ["https://a.com/ok", "https://a.com/\x00", "http://[::1/x"]},
-        format="json",
+        URL, {"name": "x", "urls": ["https://a.com/ok", "https://a.com/\x00"]}, format="json"
     )
+    assert response.status_code == 400
+    assert set(response.data["error"]["fields"]["urls"]) == {"1"}
 
+    response = operator_api.post(
+        URL, {"name": "x", "urls": ["https://a.com/ok", "x", "http://[::1/x"]}, format="json"
+    )
     assert response.status_code == 400
     assert set(response.data["error"]["fields"]["urls"]) == {"1", "2"}
 
@@ -210,7 +214,7 @@ def test_a_body_over_the_upload_limit_is_a_413_not_a_crash(
     response = operator_api.post(URL, {"name": "x", "urls": urls}, format="json")
 
     assert response.status_code == 413
-    assert response.data["error"]["code"] == "payload_too_large"
+    assert response.json()["error"]["code"] == "payload_too_large"
 
 
 # Permissions

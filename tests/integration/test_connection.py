@@ -253,9 +253,9 @@ def test_it_refuses_loopback_unless_private_targets_are_allowed(
 ) -> None:
     worker = factories.WorkerFactory.create(base_url=service.url, api_key=KEY)
 
-    settings.CONNECTION_TEST_ALLOW_PRIVATE = False
+    settings.OUTBOUND_ALLOW_PRIVATE = False
     refused = connection.check_service(worker)
-    settings.CONNECTION_TEST_ALLOW_PRIVATE = True
+    settings.OUTBOUND_ALLOW_PRIVATE = True
     allowed = connection.check_service(worker)
 
     assert refused.error.startswith("refused")

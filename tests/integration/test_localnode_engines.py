@@ -3,6 +3,7 @@ httpx.MockTransport) and the browser engine (a real Chromium, when installed).""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import httpx
@@ -12,6 +13,21 @@ from localnode import engines
 from localnode.demo import demo_urls
 
 pytestmark = [pytest.mark.urls("localnode.root_urls")]
+
+_real_getaddrinfo = socket.getaddrinfo
+
+
+@pytest.fixture(autouse=True)
+def _public_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mock sites (*.example) resolve to a public address, as real shops would:
+    the outbound policy resolves every target before the (mock) transport sees it."""
+
+    def getaddrinfo(host: str, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(host).endswith(".example"):
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", port))]
+        return _real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
 @pytest.mark.parametrize(
@@ -71,9 +87,10 @@ def test_the_http_engine_follows_redirects_with_a_browser_user_agent() -> None:
 
 def test_the_http_engine_turns_exceptions_into_error_codes() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.host == "slow.example":
+        host = request.headers["Host"]  # the URL carries the pinned address
+        if host == "slow.example":
             raise httpx.ReadTimeout("read timed out", request=request)
-        if request.url.host == "proxy.example":
+        if host == "proxy.example":
             raise httpx.ProxyError("502 Bad Gateway from proxy", request=request)
         raise httpx.ConnectError("[Errno -2] Name or service not known", request=request)
 

@@ -69,7 +69,7 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path: Path) -> None:
 def test_check_deploy_flags_a_missing_encryption_key(tmp_path: Path) -> None:
     env = production_env(tmp_path)
     del env["SECRETS_ENCRYPTION_KEYS"]
-    env["CONNECTION_TEST_ALLOW_PRIVATE"] = "true"
+    env["OUTBOUND_ALLOW_PRIVATE"] = "true"
     del env["LOCALNODE_API_KEY"]
     env["LOCALNODE_ENABLED"] = "true"
 
@@ -83,7 +83,7 @@ def test_check_deploy_flags_a_missing_encryption_key(tmp_path: Path) -> None:
     )
 
     assert result.returncode != 0
-    for check in ("mission_control.W001", "mission_control.W002", "mission_control.W003"):
+    for check in ("mission_control.E001", "mission_control.W002", "mission_control.W003"):
         assert check in result.stderr, check
 
 

@@ -50,8 +50,8 @@ def service() -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def _fresh(settings: Any) -> Iterator[None]:
-    settings.CONNECTION_TEST_ALLOW_PRIVATE = True
-    settings.CONNECTION_TEST_ALLOWED_NETWORKS = []
+    settings.OUTBOUND_ALLOW_PRIVATE = True
+    settings.OUTBOUND_ALLOWED_NETWORKS = []
     cache.clear()
     yield
     cache.clear()
@@ -90,15 +90,15 @@ def test_numeric_forms_resolve_to_what_they_are(host: str) -> None:
 
 
 def test_private_ranges_need_the_switch_or_an_allow_listed_network(settings: Any) -> None:
-    settings.CONNECTION_TEST_ALLOW_PRIVATE = False
+    settings.OUTBOUND_ALLOW_PRIVATE = False
     with pytest.raises(connection.TargetRefused, match="private or loopback"):
         connection.resolve("10.1.2.3", 80, allow_private=False)
 
-    settings.CONNECTION_TEST_ALLOWED_NETWORKS = ["10.1.0.0/16"]
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["10.1.0.0/16"]
     assert str(connection.resolve("10.1.2.3", 80, allow_private=False)) == "10.1.2.3"
     with pytest.raises(connection.TargetRefused):
         connection.resolve("10.2.0.1", 80, allow_private=False)
-    settings.CONNECTION_TEST_ALLOWED_NETWORKS = ["169.254.0.0/16"]
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["169.254.0.0/16"]
     with pytest.raises(connection.TargetRefused, match="link-local"):
         connection.resolve("169.254.169.254", 80, allow_private=False)
 
@@ -128,16 +128,16 @@ def test_it_connects_to_the_address_it_checked(
 
 
 def test_the_caller_learns_only_a_coarse_reason(settings: Any) -> None:
-    settings.CONNECTION_TEST_ALLOW_PRIVATE = False
+    settings.OUTBOUND_ALLOW_PRIVATE = False
     hidden = factories.WorkerFactory(base_url="http://10.9.8.7:8000", api_key="")
     unresolvable = factories.WorkerFactory(base_url="http://no-such-host.invalid", api_key="")
-    settings.CONNECTION_TEST_ALLOW_PRIVATE = True
+    settings.OUTBOUND_ALLOW_PRIVATE = True
     closed = factories.WorkerFactory(base_url=f"http://127.0.0.1:{_unused_port()}", api_key="")
 
-    settings.CONNECTION_TEST_ALLOW_PRIVATE = False
+    settings.OUTBOUND_ALLOW_PRIVATE = False
     refused = connection.check_service(hidden)
     unknown = connection.check_service(unresolvable)
-    settings.CONNECTION_TEST_ALLOW_PRIVATE = True
+    settings.OUTBOUND_ALLOW_PRIVATE = True
     failed = connection.check_service(closed)
 
     assert refused.error == "refused: private or loopback address"

@@ -177,7 +177,7 @@ def test_an_unreachable_endpoint_is_an_attempt_with_the_error(receiver: Receiver
 
     attempt = WebhookAttempt.objects.get()
     assert attempt.status_code is None and not attempt.ok
-    assert "ConnectError" in attempt.error
+    assert attempt.error == "connection failed"  # coarse: never a port scanner
     assert WebhookDelivery.objects.get().status == WebhookDelivery.Status.PENDING
 
 
