@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from django import forms
+from django.apps import apps
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -100,6 +101,9 @@ def _actor(request: HttpRequest) -> str:
     return request.user.get_username()
 
 
+# htmx stops polling an element whose request is answered with this status.
+STOP_POLLING = 286
+
 ACTION_ERRORS = {
     "invalid_state": "A missão #{id} está em “{state}” e não permite esta ação.",
     "conflict": "A missão #{id} mudou de estado enquanto isso; tente novamente.",
@@ -117,7 +121,11 @@ def _action_error(mission: Mission, exc: actions.ActionError) -> str:
 @require_GET
 @role_required(VIEWER)
 def overview(request: HttpRequest) -> HttpResponse:
-    return page(request, "dashboard/overview.html", {"o": queries.overview(timezone.now())})
+    return page(
+        request,
+        "dashboard/overview.html",
+        {"o": queries.overview(timezone.now()), "polling": True},
+    )
 
 
 @require_GET
@@ -147,7 +155,7 @@ def _missions_context(request: HttpRequest) -> dict[str, Any]:
 @require_GET
 @role_required(VIEWER)
 def missions(request: HttpRequest) -> HttpResponse:
-    return page(request, "dashboard/missions.html", _missions_context(request))
+    return page(request, "dashboard/missions.html", {**_missions_context(request), "polling": True})
 
 
 @require_GET
@@ -231,13 +239,18 @@ def _mission_live_context(mission: Mission) -> dict[str, Any]:
         mission.finalizado_at,
     ]
     current = order.index(mission.status) if mission.status in order else -1  # type: ignore[arg-type]
+    reached = [i for i, at in enumerate(stamps) if at is not None]
+    # ERRO: the last step reached is where it failed; it is marked failed, not done.
+    failed_at = reached[-1] if mission.status == MissionStatus.ERRO and reached else -1
     for i, (state, at) in enumerate(zip(order, stamps, strict=True)):
         steps.append(
             {
                 "label": state.label,
                 "at": at,
+                "failed": i == failed_at,
                 # Ended in ERRO/CANCELADO (current == -1): every stamped step was reached.
                 "done": at is not None
+                and i != failed_at
                 and (current == -1 or i < current or mission.status == MissionStatus.FINALIZADO),
                 "current": i == current and mission.status != MissionStatus.FINALIZADO,
             }
@@ -260,6 +273,22 @@ def _get_mission(pk: int) -> Mission:
 @require_GET
 @role_required(VIEWER)
 def mission_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return page(request, "dashboard/mission_detail.html", _mission_page_context(request, pk))
+
+
+@require_GET
+@role_required(VIEWER)
+def mission_live(request: HttpRequest, pk: int) -> HttpResponse:
+    """The whole mission page body. Once the mission has ended, answer 286: htmx swaps
+    this last state in and stops polling."""
+    ctx = _mission_page_context(request, pk)
+    response = live(request, "dashboard/partials/mission_live.html", ctx)
+    if not ctx["polling"] and response.status_code == 200:
+        response.status_code = STOP_POLLING
+    return response
+
+
+def _mission_page_context(request: HttpRequest, pk: int) -> dict[str, Any]:
     mission = _get_mission(pk)
     item_status = request.GET.get("items", "")
     item_status = item_status if item_status in ItemStatus.values else ""
@@ -268,18 +297,21 @@ def mission_detail(request: HttpRequest, pk: int) -> HttpResponse:
         items=queries.mission_items(mission, item_status, request.GET),
         item_status=item_status,
         item_statuses=ItemStatus.choices,
+        polling=not mission.is_terminal,
+        local_records=_has_local_records(mission),
         export_jsonl=f"/api/missions/{mission.pk}/records/?format=jsonl",
         export_csv=f"/api/missions/{mission.pk}/records/?format=csv",
     )
-    return page(request, "dashboard/mission_detail.html", ctx)
+    return ctx
 
 
-@require_GET
-@role_required(VIEWER)
-def mission_live(request: HttpRequest, pk: int) -> HttpResponse:
-    return live(
-        request, "dashboard/partials/mission_live.html", _mission_live_context(_get_mission(pk))
-    )
+def _has_local_records(mission: Mission) -> bool:
+    """Export streams what the built-in writer stored; other writers keep their own."""
+    try:
+        model = apps.get_model("localnode", "LocalRecord")
+    except LookupError:
+        return False
+    return bool(model.objects.filter(mission_id=mission.pk).exists())
 
 
 @require_POST
@@ -346,7 +378,7 @@ def _execution_context() -> dict[str, Any]:
 @require_GET
 @role_required(VIEWER)
 def execution(request: HttpRequest) -> HttpResponse:
-    return page(request, "dashboard/execution.html", _execution_context())
+    return page(request, "dashboard/execution.html", {**_execution_context(), "polling": True})
 
 
 @require_GET

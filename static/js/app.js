@@ -86,6 +86,33 @@
       var etag = xhr.getResponseHeader("ETag");
       if (etag) event.detail.elt.setAttribute("data-etag", etag);
     }
+    if (event.detail.elt.hasAttribute && event.detail.elt.hasAttribute("data-poll")) pollResult(event.detail.elt, xhr);
+  });
+
+  // The header's live indicator says what the polls do: live while they succeed,
+  // stale (with the time of the last good answer) when one fails, ended on 286.
+  var lastGood = new Date();
+  function setLive(state, text) {
+    var el = document.querySelector("[data-live-indicator]");
+    if (!el) return;
+    el.setAttribute("data-live-indicator", state);
+    el.querySelector("[data-live-text]").textContent = text;
+  }
+  function pollResult(elt, xhr) {
+    var status = xhr ? xhr.status : 0;
+    if (status === 286) {
+      elt.removeAttribute("data-poll");
+      if (!document.querySelector("[data-poll]")) setLive("ended", "Atualização encerrada");
+    } else if (status === 200 || status === 304) {
+      lastGood = new Date();
+      setLive("live", "Ao vivo");
+    } else {
+      var hhmm = lastGood.toLocaleTimeString("pt-BR", { hour: "2-digit", minute: "2-digit" });
+      setLive("stale", "Dados desatualizados desde " + hhmm);
+    }
+  }
+  document.addEventListener("htmx:sendError", function (event) {
+    if (event.detail.elt.hasAttribute("data-poll")) pollResult(event.detail.elt, null);
   });
   document.addEventListener("htmx:afterSwap", updateBulk);
 
@@ -95,8 +122,10 @@
   document.addEventListener("htmx:beforeRequest", function (event) {
     var elt = event.detail.elt;
     if (!elt.hasAttribute || !elt.hasAttribute("data-poll")) return;
-    var busy = elt.getAttribute("data-poll") === "unless-selected" &&
-      document.querySelector('input[name="ids"]:checked');
+    // An open dialog (a confirmation) must not be swapped away under the pointer.
+    var busy = document.querySelector("dialog[open]") ||
+      (elt.getAttribute("data-poll") === "unless-selected" &&
+        document.querySelector('input[name="ids"]:checked'));
     if (document.visibilityState !== "visible" || busy) event.preventDefault();
   });
 

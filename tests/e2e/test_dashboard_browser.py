@@ -327,3 +327,55 @@ def test_test_connection_shows_a_result(
     assert result.get_attribute("data-connection-result") == "fail"
     assert "Falha" in result.inner_text()
     assert not w.problems()
+
+
+def test_mission_page_follows_the_live_state_then_stops_polling(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    running = data["running"]
+    w = open_page(data["admin"])
+    page = w.page
+    page.goto(live_server.url + f"/missoes/{running.pk}/")
+    indicator = page.locator("[data-live-indicator]")
+    assert indicator.get_attribute("data-live-indicator") == "live"
+    assert page.get_by_role("button", name="Cancelar").is_visible()
+    Mission.objects.filter(pk=running.pk).update(
+        status=MissionStatus.FINALIZADO,
+        done_items=running.total_items,
+        finalizado_at=timezone.now(),
+    )
+    MissionItem.objects.filter(mission=running).update(status="done")
+    _wait_until(lambda: indicator.get_attribute("data-live-indicator") == "ended", 30)
+    assert page.get_by_role("button", name="Cancelar").count() == 0
+    statuses = page.locator("#itens tbody [data-status]").evaluate_all(
+        "els => els.map(e => e.getAttribute('data-status'))"
+    )
+    assert statuses and set(statuses) == {"done"}
+    assert page.locator("#mission-live[data-poll]").count() == 0
+    assert not w.problems()
+
+
+def test_pages_that_do_not_poll_show_no_live_indicator(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    page = open_page(data["admin"]).page
+    page.goto(live_server.url + "/recursos/workers/")
+    assert page.locator("[data-live-indicator]").count() == 0
+    page.goto(live_server.url + "/")
+    assert page.locator("[data-live-indicator]").is_visible()
+
+
+def test_live_indicator_says_stale_when_a_poll_fails(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    page = open_page(data["admin"]).page
+    page.goto(live_server.url + "/")
+    page.route("**/visao-geral/parcial/", lambda route: route.abort())
+    indicator = page.locator("[data-live-indicator]")
+    _wait_until(lambda: indicator.get_attribute("data-live-indicator") == "stale", 30)
+    assert "Dados desatualizados desde" in indicator.inner_text()
+    page.unroute("**/visao-geral/parcial/")
+    _wait_until(lambda: indicator.get_attribute("data-live-indicator") == "live", 30)

@@ -1,0 +1,105 @@
+"""Issue #19: the console's states never contradict each other. View-level checks
+(the browser-level ones are in tests/e2e/test_dashboard_browser.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from localnode.models import LocalBatch, LocalRecord
+from orchestrator.models import Mission, MissionItem
+from orchestrator.states import MissionStatus
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+# --- the live mission page ------------------------------------------------------------
+
+
+def test_mission_live_partial_carries_items_and_actions(login: Callable[..., Client]) -> None:
+    m = factories.MissionFactory(status=MissionStatus.EXTRAINDO, n_items=2)
+    client = login("operator")
+    body = client.get(f"/missoes/{m.pk}/parcial/").content.decode()
+    assert 'id="items-title"' in body and "Cancelar missão" in body
+    Mission.objects.filter(pk=m.pk).update(
+        status=MissionStatus.FINALIZADO, done_items=2, finalizado_at=timezone.now()
+    )
+    MissionItem.objects.filter(mission=m).update(status="done")
+    last = client.get(f"/missoes/{m.pk}/parcial/")
+    text = last.content.decode()
+    assert last.status_code == 286  # htmx swaps this last state in and stops polling
+    assert "Cancelar missão" not in text
+    table = text.split("<tbody>")[-1]
+    assert 'data-status="done"' in table and 'data-status="pending"' not in table
+
+
+def test_items_filter_and_page_are_kept_in_the_poll_url(login: Callable[..., Client]) -> None:
+    m = factories.MissionFactory(status=MissionStatus.EXTRAINDO, n_items=3)
+    body = login("viewer").get(f"/missoes/{m.pk}/?items=failed").content.decode()
+    assert f'hx-get="/missoes/{m.pk}/parcial/?items=failed"' in body
+
+
+def test_only_polling_pages_show_the_live_indicator(login: Callable[..., Client]) -> None:
+    running = factories.MissionFactory(status=MissionStatus.EXTRAINDO)
+    ended = factories.MissionFactory(status=MissionStatus.FINALIZADO)
+    client = login("admin")
+    for url in ["/", "/missoes/", "/execucao/", f"/missoes/{running.pk}/"]:
+        body = client.get(url).content.decode()
+        assert "data-live-indicator" in body and "hx-trigger" in body, url
+    for url in ["/recursos/workers/", "/configuracoes/", "/estrategias/", f"/missoes/{ended.pk}/"]:
+        body = client.get(url).content.decode()
+        assert "data-live-indicator" not in body and "every 5s" not in body, url
+
+
+# --- progress: done and failed apart ----------------------------------------------------
+
+
+def test_progress_shows_done_and_failed_apart(login: Callable[..., Client]) -> None:
+    m = factories.MissionFactory(status=MissionStatus.ERRO, n_items=40)
+    Mission.objects.filter(pk=m.pk).update(done_items=0, failed_items=40)
+    client = login("viewer")
+    detail = client.get(f"/missoes/{m.pk}/").content.decode()
+    assert 'class="bar-done" data-bar="0.00"' in detail
+    assert 'class="bar-failed" data-bar="100.00"' in detail
+    assert "0 concluídos" in detail and "40 falhos" in detail
+    rows = client.get("/missoes/").content.decode()
+    assert 'class="bar-failed" data-bar="100.00"' in rows and "40 falharam" in rows
+
+
+def test_failed_mission_stepper_marks_the_failing_step(login: Callable[..., Client]) -> None:
+    now = timezone.now()
+    m = factories.MissionFactory(
+        status=MissionStatus.ERRO, atribuido_at=now, extraindo_at=now, error_code="X"
+    )
+    body = login("viewer").get(f"/missoes/{m.pk}/").content.decode()
+    failed = body.split("data-step-failed")
+    assert len(failed) == 2 and "Extraindo" in failed[1][:1200]
+    assert "falhou aqui" in body
+
+
+# --- export only where records exist ------------------------------------------------------
+
+
+def test_export_offered_only_when_the_local_writer_holds_records(
+    login: Callable[..., Client],
+) -> None:
+    writer = factories.WriterFactory(name="writer-externo")
+    empty = factories.MissionFactory(status=MissionStatus.FINALIZADO)
+    elsewhere = factories.MissionFactory(status=MissionStatus.FINALIZADO, writer=writer)
+    Mission.objects.filter(pk=elsewhere.pk).update(records_delivered=7)
+    local = factories.MissionFactory(status=MissionStatus.FINALIZADO)
+    now = timezone.now()
+    batch = LocalBatch.objects.create(batch_key="b19", mission_id=local.pk, created_at=now)
+    LocalRecord.objects.create(
+        mission_id=local.pk, item_id="1", batch=batch, data={}, created_at=now
+    )
+    client = login("viewer")
+    assert "data-export" not in client.get(f"/missoes/{empty.pk}/").content.decode()
+    other = client.get(f"/missoes/{elsewhere.pk}/").content.decode()
+    assert "data-export" not in other
+    assert "7 registros no writer" in other and "writer-externo" in other
+    assert "data-export" in client.get(f"/missoes/{local.pk}/").content.decode()
