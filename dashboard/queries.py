@@ -22,7 +22,7 @@ from orchestrator.models import (
     MissionItem,
 )
 from orchestrator.states import RUNNING, SESSION_LIVE, MissionStatus
-from registry.models import Proxy, ProxyStatus, ProxyType, Worker
+from registry.models import HealthStatus, Proxy, ProxyStatus, ProxyType, Worker
 
 PAGE_SIZE = 50
 PERIODS: dict[str, tuple[str, dt.timedelta]] = {
@@ -155,6 +155,7 @@ class Overview:
     throughput_total: int
     capacity_used: int
     capacity_total: int
+    offline_slots: int  # sessions of enabled workers that are offline (not counted)
     workers_online: int
     workers_total: int
     proxy_rows: list[dict[str, Any]]
@@ -205,18 +206,23 @@ def overview(now: dt.datetime, cap: int | None = None) -> Overview:
         for i, (h, n) in enumerate(zip(hours, series, strict=True))
     ]
 
+    # An offline worker's slots are not capacity: the allocator skips offline workers.
+    up = ~Q(health_status=HealthStatus.OFFLINE)
     cap_row = Worker.objects.filter(enabled=True).aggregate(
-        used=Sum("active_sessions"),
-        total=Sum("max_sessions"),
-        online=Count("id", filter=Q(health_status="ok")),
+        used=Sum("active_sessions", filter=up),
+        total=Sum("max_sessions", filter=up),
+        offline_slots=Sum("max_sessions", filter=~up),
+        online=Count("id", filter=Q(health_status=HealthStatus.OK)),
         n=Count("id"),
     )
     proxies: dict[tuple[str, str], dict[str, Any]] = {}
-    for ptype, country, status, n in (
-        Proxy.objects.values_list("type", "country", "status")
+    for ptype, country, status, enabled, n in (
+        Proxy.objects.values_list("type", "country", "status", "enabled")
         .annotate(n=Count("id"))
         .order_by("type", "country")
     ):
+        # A proxy switched off is not available, whatever its last status says.
+        status = status if enabled else ProxyStatus.DISABLED
         row = proxies.setdefault(
             (ptype, country),
             {
@@ -261,6 +267,7 @@ def overview(now: dt.datetime, cap: int | None = None) -> Overview:
         throughput_total=sum(series),
         capacity_used=cap_row["used"] or 0,
         capacity_total=cap_row["total"] or 0,
+        offline_slots=cap_row["offline_slots"] or 0,
         workers_online=cap_row["online"] or 0,
         workers_total=cap_row["n"] or 0,
         proxy_rows=list(proxies.values()),

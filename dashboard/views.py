@@ -115,6 +115,19 @@ def _action_error(mission: Mission, exc: actions.ActionError) -> str:
     return template.format(id=mission.pk, state=MissionStatus(mission.status).label)
 
 
+def _usable_capacity(capacity: dict[str, Any]) -> dict[str, Any]:
+    """Sessions in use of workers that can take them: an offline worker's slots are
+    listed apart, never counted as capacity (the allocator skips offline workers)."""
+    workers = capacity.get("workers", [])
+    up = [w for w in workers if w.get("health_status") != "offline"]
+    return {
+        **capacity,
+        "used": sum(w["active_sessions"] for w in up),
+        "total": sum(w["max_sessions"] for w in up),
+        "offline_slots": sum(w["max_sessions"] for w in workers if w not in up),
+    }
+
+
 # --- Visão geral ----------------------------------------------------------------------
 
 
@@ -359,7 +372,7 @@ def _execution_context() -> dict[str, Any]:
         }
         for inst in status.get("instances", [])
     ]
-    capacity = status.get("capacity") or {}
+    capacity = _usable_capacity(status.get("capacity") or {})
     return {
         "status": status,
         "instances": instances,

@@ -103,3 +103,37 @@ def test_export_offered_only_when_the_local_writer_holds_records(
     assert "data-export" not in other
     assert "7 registros no writer" in other and "writer-externo" in other
     assert "data-export" in client.get(f"/missoes/{local.pk}/").content.decode()
+
+
+# --- badges and counts agree ---------------------------------------------------------------
+
+
+def test_switched_off_proxy_is_disabled_everywhere(login: Callable[..., Client]) -> None:
+    factories.ProxyFactory(external_id="px-off", enabled=False, status="available")
+    factories.ProxyFactory(external_id="px-on", status="available")
+    client = login("admin")
+    rows = client.get("/recursos/proxies/").content.decode()
+    off_row = rows.split('data-resource-id="')[1:]
+    off = next(r for r in off_row if "px-off" in r)
+    assert 'data-status="disabled"' in off and 'data-status="available"' not in off
+    overview = client.get("/").content.decode()
+    assert 'data-bar="50.00"' in overview  # pool health: 1 of 2 available, not 100 %
+
+
+def test_offline_worker_slots_are_not_capacity(login: Callable[..., Client]) -> None:
+    factories.WorkerFactory(name="w-up", max_sessions=8, active_sessions=2, health_status="ok")
+    factories.WorkerFactory(
+        name="w-down", max_sessions=6, active_sessions=0, health_status="offline"
+    )
+    client = login("admin")
+    for url in ["/", "/execucao/"]:
+        body = client.get(url).content.decode()
+        assert 'de <span class="mono">8</span> sessões em uso' in body, url
+        assert "data-offline-slots" in body and "6" in body, url
+
+
+def test_healthy_worker_hides_a_stale_error(login: Callable[..., Client]) -> None:
+    factories.WorkerFactory(name="w-ok", health_status="ok", last_error="connect_error")
+    factories.WorkerFactory(name="w-bad", health_status="offline", last_error="timeout antigo")
+    body = login("admin").get("/recursos/workers/").content.decode()
+    assert "connect_error" not in body and "timeout antigo" in body
