@@ -159,7 +159,8 @@ class Overview:
     workers_online: int
     workers_total: int
     proxy_rows: list[dict[str, Any]]
-    latest_errors: list[MissionEvent]
+    latest_errors: list[ErrorGroup]
+    item_failures: ItemFailures
     # (value, label, count, approximate) per mission state.
     states: list[tuple[str, str, int, bool]] = field(default_factory=list)
     # The figures above that are estimates: "queued", "running", "finished_today",
@@ -177,8 +178,66 @@ class Overview:
         return {key: key in self.approximate for key in keys}
 
 
+ERROR_WINDOW = 100  # newest error events read for "Erros recentes", grouped
+ERROR_GROUPS = 8
+
+
+@dataclass
+class ErrorGroup:
+    """Repeated errors of one code in one mission, newest first, with how many."""
+
+    first: MissionEvent
+    count: int = 1
+
+    @property
+    def error_code(self) -> str:
+        return self.first.error_code
+
+
+def group_errors(events: Iterable[MissionEvent]) -> list[ErrorGroup]:
+    groups: dict[tuple[str, int], ErrorGroup] = {}
+    for event in events:
+        key = (event.error_code, event.mission_id)
+        if key in groups:
+            groups[key].count += 1
+        elif len(groups) < ERROR_GROUPS:
+            groups[key] = ErrorGroup(event)
+    return list(groups.values())
+
+
+@dataclass
+class ItemFailures:
+    """Items that ended with an error code in a window: per code and per domain."""
+
+    total: int = 0
+    by_code: list[tuple[str, int]] = field(default_factory=list)
+    by_domain: list[tuple[str, int]] = field(default_factory=list)
+
+
+def item_failures_since(since: dt.datetime, limit: int = 500) -> ItemFailures:
+    """One query over the finished-items index; at most `limit` (code, domain) pairs."""
+    rows = list(
+        MissionItem.objects.filter(finished_at__gte=since)
+        .exclude(error_code="")
+        .values_list("error_code", "mission__domain")
+        .annotate(n=Count("id"))
+        .order_by("-n")[:limit]
+    )
+    codes: dict[str, int] = {}
+    domains: dict[str, int] = {}
+    for code, domain, n in rows:
+        codes[code] = codes.get(code, 0) + n
+        domains[domain] = domains.get(domain, 0) + n
+    top = sorted
+    return ItemFailures(
+        total=sum(codes.values()),
+        by_code=top(codes.items(), key=lambda kv: -kv[1])[:6],
+        by_domain=top(domains.items(), key=lambda kv: -kv[1])[:6],
+    )
+
+
 def overview(now: dt.datetime, cap: int | None = None) -> Overview:
-    """Six queries (seven when a state count passes `cap` and is estimated), none
+    """Seven queries (seven when a state count passes `cap` and is estimated), none
     reading more than `cap + 1` rows of the mission or event tables."""
     status_counts = actions.mission_counts_by_status(cap=cap)
     counts = status_counts.counts
@@ -237,13 +296,14 @@ def overview(now: dt.datetime, cap: int | None = None) -> Overview:
         row["total"] += n
     for row in proxies.values():
         row["health"] = 100 * row[ProxyStatus.AVAILABLE] / row["total"] if row["total"] else 0
-    latest_errors = list(
+    latest_errors = group_errors(
         MissionEvent.objects.exclude(error_code="")
         .select_related("mission")
         .only("id", "created_at", "error_code", "message", "kind", "mission__id", "mission__name")[
-            :8
+            :ERROR_WINDOW
         ]
     )
+    item_failures = item_failures_since(now - dt.timedelta(hours=24))
     approximate = {
         key
         for key, flag in (
@@ -272,6 +332,7 @@ def overview(now: dt.datetime, cap: int | None = None) -> Overview:
         workers_total=cap_row["n"] or 0,
         proxy_rows=list(proxies.values()),
         latest_errors=latest_errors,
+        item_failures=item_failures,
         states=[
             (s.value, s.label, counts.get(s.value, 0), s.value in status_counts.approximate)
             for s in MissionStatus

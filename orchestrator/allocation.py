@@ -645,7 +645,7 @@ def claim_due_missions(
             moves.append(
                 Move(
                     mission,
-                    f"{len(allocation.sessions)} sessões alocadas",
+                    f"{len(allocation.sessions)} sess{'ão alocada' if len(allocation.sessions) == 1 else 'ões alocadas'}",
                     data={"sessions": [s.session_key for s in allocation.sessions]},
                     fields={"wait_reason": "", "session_rotations": 0},
                 )

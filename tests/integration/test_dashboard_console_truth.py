@@ -137,3 +137,66 @@ def test_healthy_worker_hides_a_stale_error(login: Callable[..., Client]) -> Non
     factories.WorkerFactory(name="w-bad", health_status="offline", last_error="timeout antigo")
     body = login("admin").get("/recursos/workers/").content.decode()
     assert "connect_error" not in body and "timeout antigo" in body
+
+
+# --- item-level failures and repeated errors ----------------------------------------------
+
+
+def test_overview_shows_item_failures_per_code_and_domain(login: Callable[..., Client]) -> None:
+    m = factories.MissionFactory(status=MissionStatus.FINALIZADO, domain="demo.com.br", n_items=3)
+    now = timezone.now()
+    items = list(MissionItem.objects.filter(mission=m).order_by("id"))
+    for item, code, http in [(items[0], "SCRAPE_BLOCKED", 403), (items[1], "SCRAPE_BLOCKED", 429)]:
+        MissionItem.objects.filter(pk=item.pk).update(
+            status="failed", error_code=code, http_status=http, finished_at=now
+        )
+    body = login("viewer").get("/").content.decode()
+    assert 'data-item-failures="2"' in body
+    assert "Página bloqueada pelo site" in body and "demo.com.br" in body
+
+
+def test_overview_groups_repeated_errors(login: Callable[..., Client]) -> None:
+    m = factories.MissionFactory()
+    for _ in range(8):
+        factories.MissionEventFactory(mission=m, error_code="SESSION_OPEN_FAILED", message="x")
+    body = login("viewer").get("/").content.decode()
+    assert body.count("data-error-group=") == 1 and 'data-error-group="8"' in body
+    assert "8\u00d7" in body and "Não foi possível abrir a sessão" in body
+
+
+# --- operator text ---------------------------------------------------------------------
+
+
+def test_codes_phases_durations_and_cron_read_as_sentences() -> None:
+    from dashboard import texts
+
+    assert texts.duration_text(1065) == "1,1 s" and texts.duration_text(84) == "84 ms"
+    assert texts.cron_text("0 6 * * *") == "todo dia às 06:00"
+    assert texts.phase_text("navigating") == "navegando"
+    assert texts.tick_text({"replenished": 8, "polled": 1}) == (
+        "8 sessões repostas · 1 sessão consultada"
+    )
+    assert texts.error_line("WRITER_UNAVAILABLE: w1 não respondeu") == (
+        "Writer indisponível: w1 não respondeu"
+    )
+
+
+def test_mission_page_humanizes_codes_and_phases(login: Callable[..., Client]) -> None:
+    m = factories.MissionFactory(status=MissionStatus.ERRO, error_code="SCRAPE_ALL_ITEMS_FAILED")
+    factories.BrowserSessionFactory(mission=m, status="busy", phase="navigating")
+    body = login("viewer").get(f"/missoes/{m.pk}/").content.decode()
+    assert "Todos os itens falharam" in body and "navegando" in body
+    assert ">navigating<" not in body
+
+
+def test_locale_is_pinned_to_pt_br_whatever_the_browser(login: Callable[..., Client]) -> None:
+    m = factories.MissionFactory(n_items=2)
+    Mission.objects.filter(pk=m.pk).update(done_items=1)
+    client = login("viewer")
+    body = client.get("/", HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9").content.decode()
+    assert '<html lang="pt-BR"' in body
+    login_page = Client().post(
+        "/login/", {"username": "x", "password": "y"}, HTTP_ACCEPT_LANGUAGE="en-US"
+    )
+    text = login_page.content.decode()
+    assert "Please enter a correct" not in text and "Por favor" in text

@@ -234,7 +234,7 @@ def test_detail_shows_stepper_counters_sessions_items_events(login: Callable[...
         "Finalizado",
         "SCRAPE_ALL_ITEMS_FAILED",
         "todos falharam",
-        "navigating",
+        "navegando",
         "Sessão aberta",
         "SCRAPE_BLOCKED",
         "Tentar novamente",
@@ -258,7 +258,7 @@ def test_items_filter_by_status_and_page(login: Callable[..., Client]) -> None:
     )
     client = login("viewer")
     body = client.get(f"/missoes/{m.pk}/?items=failed").content.decode()
-    assert body.count("SCRAPE_TIMEOUT") == 1 and "/p/7<" in body
+    assert body.count('data-error-code="SCRAPE_TIMEOUT"') == 1 and "/p/7<" in body
     assert "próximos →" in client.get(f"/missoes/{m.pk}/").content.decode()
 
 
