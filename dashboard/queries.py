@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Min, Q, QuerySet, Sum
+from django.db.models import Count, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -451,9 +451,32 @@ def missions_page(filters: MissionFilters, data: Any, now: dt.datetime) -> Keyse
 # --- Detalhe da missão ----------------------------------------------------------------
 
 
-def mission_sessions(mission: Mission) -> list[BrowserSession]:
-    return list(
-        BrowserSession.objects.filter(mission=mission)
+LIVE_SESSION_ROWS = 50
+ENDED_SESSION_GROUPS = 20
+
+
+@dataclass
+class SessionGroup:
+    """Ended sessions of one mission with the same state and error, counted."""
+
+    status: str
+    error_code: str
+    count: int
+    last_activity_at: dt.datetime | None
+
+
+@dataclass
+class MissionSessions:
+    live: list[BrowserSession]
+    live_more: bool
+    ended: list[SessionGroup]
+
+
+def mission_sessions(mission: Mission) -> MissionSessions:
+    """Live sessions one by one (at most LIVE_SESSION_ROWS); ended ones grouped by state
+    and error with counts, so the page stays the same size however many rotations."""
+    live = list(
+        BrowserSession.objects.filter(mission=mission, status__in=SESSION_LIVE)
         .select_related("worker")
         .only(
             "id",
@@ -471,8 +494,17 @@ def mission_sessions(mission: Mission) -> list[BrowserSession]:
             "worker__id",
             "worker__name",
         )
-        .order_by("-id")[:100]
+        .order_by("-id")[: LIVE_SESSION_ROWS + 1]
     )
+    ended = [
+        SessionGroup(status, code, n, last)
+        for status, code, n, last in BrowserSession.objects.filter(mission=mission)
+        .exclude(status__in=SESSION_LIVE)
+        .values_list("status", "error_code")
+        .annotate(n=Count("id"), last=Max("last_activity_at"))
+        .order_by("-n")[:ENDED_SESSION_GROUPS]
+    ]
+    return MissionSessions(live[:LIVE_SESSION_ROWS], len(live) > LIVE_SESSION_ROWS, ended)
 
 
 def mission_items(mission: Mission, status: str, data: Any) -> KeysetPage:
@@ -486,8 +518,21 @@ def mission_items(mission: Mission, status: str, data: Any) -> KeysetPage:
     )
 
 
-def mission_events(mission: Mission, limit: int = 40) -> list[MissionEvent]:
-    return list(MissionEvent.objects.filter(mission=mission).order_by("-id")[:limit])
+@dataclass
+class EventPage:
+    rows: list[MissionEvent]
+    older: int | None  # id to pass as `eventos_antes` for the next (older) page
+
+
+def mission_events(mission: Mission, data: Any = None, limit: int = 40) -> EventPage:
+    """Newest first, `limit` a page; `?eventos_antes=<id>` walks older pages."""
+    qs = MissionEvent.objects.filter(mission=mission)
+    before = str((data or {}).get("eventos_antes", ""))
+    if before.isdigit():
+        qs = qs.filter(id__lt=int(before))
+    rows = list(qs.order_by("-id")[: limit + 1])
+    older = rows[limit - 1].pk if len(rows) > limit else None
+    return EventPage(rows[:limit], older)
 
 
 def live_sessions(limit: int = 100) -> list[BrowserSession]:

@@ -272,7 +272,6 @@ def _mission_live_context(mission: Mission) -> dict[str, Any]:
         "mission": mission,
         "steps": steps,
         "sessions": queries.mission_sessions(mission),
-        "events": queries.mission_events(mission),
         "explanation": None if mission.is_terminal else explain.explain_mission(mission),
         "can_cancel": mission.status in CANCELLABLE,
         "can_retry": mission.status in RETRYABLE_BY_OPERATOR,
@@ -308,6 +307,7 @@ def _mission_page_context(request: HttpRequest, pk: int) -> dict[str, Any]:
     ctx = _mission_live_context(mission)
     ctx.update(
         items=queries.mission_items(mission, item_status, request.GET),
+        events=queries.mission_events(mission, request.GET),
         item_status=item_status,
         item_statuses=ItemStatus.choices,
         polling=not mission.is_terminal,

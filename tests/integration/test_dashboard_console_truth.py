@@ -200,3 +200,32 @@ def test_locale_is_pinned_to_pt_br_whatever_the_browser(login: Callable[..., Cli
     )
     text = login_page.content.decode()
     assert "Please enter a correct" not in text and "Por favor" in text
+
+
+# --- a long day: bounded pages --------------------------------------------------------------
+
+
+def test_ended_sessions_are_grouped_and_the_page_stays_bounded(
+    login: Callable[..., Client],
+) -> None:
+    m = factories.MissionFactory(status=MissionStatus.EXTRAINDO)
+    factories.BrowserSessionFactory(mission=m, status="busy", phase="extracting")
+    client = login("viewer")
+    small = len(client.get(f"/missoes/{m.pk}/").content)
+    factories.BrowserSessionFactory.create_batch(
+        126, mission=m, status="failed", error_code="SESSION_OPEN_FAILED"
+    )
+    body = client.get(f"/missoes/{m.pk}/").content.decode()
+    assert body.count("data-session-row") == 1  # the live one
+    assert 'data-session-group="126"' in body and "126</span> sessões" in body
+    assert len(body) - small < 2000  # one grouped row, not 126
+
+
+def test_events_are_paginated(login: Callable[..., Client]) -> None:
+    m = factories.MissionFactory()
+    events = [factories.MissionEventFactory(mission=m, message=f"evento {i}") for i in range(45)]
+    client = login("viewer")
+    first = client.get(f"/missoes/{m.pk}/").content.decode()
+    assert "evento 44" in first and "evento 4<" not in first and "mais antigos" in first
+    older = client.get(f"/missoes/{m.pk}/?eventos_antes={events[5].pk}").content.decode()
+    assert "evento 4<" in older and "evento 44" not in older and "mais recentes" in older
