@@ -223,7 +223,7 @@ def test_detail_shows_stepper_counters_sessions_items_events(login: Callable[...
         wait_reason="",
     )
     MissionItem.objects.filter(mission=m).update(status="failed", error_code="SCRAPE_BLOCKED")
-    factories.BrowserSessionFactory(mission=m, status="failed", phase="navigating")
+    factories.BrowserSessionFactory(mission=m, status="busy", phase="navigating")
     factories.MissionEventFactory(mission=m, message="Sessão aberta", kind="session")
     body = login("operator").get(f"/missoes/{m.pk}/").content.decode()
     for text in [
