@@ -17,6 +17,7 @@
       var bar = el.closest("[data-bulk-bar]");
       if (bar) bar.toggleAttribute("data-active", n > 0);
       document.querySelectorAll('[data-bulk-action][form="' + form + '"]').forEach(function (b) { b.disabled = n === 0; });
+      document.querySelectorAll('[data-bulk-hint="' + form + '"]').forEach(function (h) { h.hidden = n > 0; });
     });
   }
 
@@ -33,9 +34,9 @@
       store("mc-sidebar", collapsed ? "collapsed" : "expanded");
       target.setAttribute("aria-expanded", String(!collapsed));
     } else if (action === "sidebar-open") {
-      root.classList.add("sidebar-open");
+      openDrawer(target);
     } else if (action === "sidebar-close") {
-      root.classList.remove("sidebar-open");
+      closeDrawer();
     } else if (action === "dialog-open") {
       var dialog = document.getElementById(target.getAttribute("data-target"));
       if (dialog && dialog.showModal) dialog.showModal();
@@ -49,8 +50,39 @@
   });
 
   document.addEventListener("keydown", function (event) {
-    if (event.key === "Escape") root.classList.remove("sidebar-open");
+    if (event.key === "Escape" && root.classList.contains("sidebar-open")) closeDrawer();
   });
+
+  // Mobile drawer: closed means inert (out of the tab order and the accessibility
+  // tree); opening moves focus in, closing (button, overlay, Esc) gives it back.
+  var mobileQuery = window.matchMedia("(max-width: 1023.98px)");
+  var drawerOpener = null;
+  function syncDrawer() {
+    var sidebar = document.getElementById("sidebar");
+    if (!sidebar) return;
+    var closed = mobileQuery.matches && !root.classList.contains("sidebar-open");
+    sidebar.inert = closed;
+    document.querySelectorAll('[data-action="sidebar-open"]').forEach(function (b) {
+      b.setAttribute("aria-expanded", String(!closed && mobileQuery.matches));
+    });
+    var collapse = document.querySelector('[data-action="sidebar-collapse"]');
+    if (collapse) collapse.setAttribute("aria-expanded", String(!root.classList.contains("sidebar-collapsed")));
+  }
+  function openDrawer(opener) {
+    drawerOpener = opener;
+    root.classList.add("sidebar-open");
+    syncDrawer();
+    var first = document.querySelector('#sidebar [data-action="sidebar-close"]') || document.querySelector("#sidebar a");
+    if (first) first.focus();
+  }
+  function closeDrawer() {
+    root.classList.remove("sidebar-open");
+    syncDrawer();
+    if (drawerOpener && mobileQuery.matches) drawerOpener.focus();
+    drawerOpener = null;
+  }
+  syncDrawer();
+  if (mobileQuery.addEventListener) mobileQuery.addEventListener("change", syncDrawer);
 
   document.addEventListener("change", function (event) {
     var t = event.target;

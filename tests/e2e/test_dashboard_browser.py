@@ -379,3 +379,96 @@ def test_live_indicator_says_stale_when_a_poll_fails(
     assert "Dados desatualizados desde" in indicator.inner_text()
     page.unroute("**/visao-geral/parcial/")
     _wait_until(lambda: indicator.get_attribute("data-live-indicator") == "live", 30)
+
+
+def test_mobile_drawer_is_inert_when_closed_and_moves_focus(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    w = open_page(data["admin"], MOBILE)
+    page = w.page
+    page.goto(live_server.url + "/")
+    assert page.evaluate("document.getElementById('sidebar').inert") is True
+    # No invisible tab stops: tabbing from the menu button never lands in the drawer.
+    opener = page.get_by_role("button", name="Abrir menu")
+    assert opener.get_attribute("aria-expanded") == "false"
+    opener.focus()
+    for _ in range(4):
+        page.keyboard.press("Tab")
+        assert not page.evaluate(
+            "document.getElementById('sidebar').contains(document.activeElement)"
+        )
+    opener.click()
+    _wait_until(
+        lambda: page.evaluate(
+            "document.getElementById('sidebar').contains(document.activeElement)"
+        ),
+        5,
+    )
+    assert opener.get_attribute("aria-expanded") == "true"
+    page.keyboard.press("Escape")
+    _wait_until(lambda: page.evaluate("document.getElementById('sidebar').inert") is True, 5)
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Abrir menu"
+    assert not w.problems()
+
+
+def test_collapsed_sidebar_says_so_after_a_reload(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    page = open_page(data["admin"], DESKTOP).page
+    page.goto(live_server.url + "/")
+    page.get_by_role("button", name="Recolher menu").click()
+    page.reload()
+    button = page.locator('[data-action="sidebar-collapse"]')
+    assert button.get_attribute("aria-expanded") == "false"
+    assert page.evaluate("document.getElementById('sidebar').inert") is False
+
+
+def test_disabled_bulk_buttons_look_disabled_and_say_why(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    page = open_page(data["admin"]).page
+    page.goto(live_server.url + "/missoes/")
+    cancel = page.locator('button[form="bulk-missions"][value="cancel"]')
+    assert cancel.is_disabled()
+    style = cancel.evaluate(
+        "b => { const s = getComputedStyle(b); return [s.cursor, s.backgroundColor, s.opacity]; }"
+    )
+    assert style[0] == "not-allowed" and style[2] == "1"
+    r, g, b = (int(x.strip(" )")) for x in style[1][style[1].index("(") + 1 :].split(",")[:3])
+    assert max(r, g, b) - min(r, g, b) < 30  # neutral grey, not a saturated red
+    hint = page.locator("#bulk-missions-hint")
+    assert hint.is_visible() and "Marque missões" in hint.inner_text()
+    assert cancel.get_attribute("aria-describedby") == "bulk-missions-hint"
+
+
+def _contrast(page: Any, selector: str, against: str) -> float:
+    return page.evaluate(
+        """([sel, bg]) => {
+          const parse = c => { const ctx = document.createElement('canvas').getContext('2d');
+            ctx.fillStyle = c; ctx.fillRect(0, 0, 1, 1);
+            return Array.from(ctx.getImageData(0, 0, 1, 1).data).slice(0, 3); };
+          const lum = rgb => { const f = v => { v /= 255;
+            return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+            return 0.2126 * f(rgb[0]) + 0.7152 * f(rgb[1]) + 0.0722 * f(rgb[2]); };
+          const el = document.querySelector(sel);
+          const s = getComputedStyle(el);
+          const fg = parse(el.tagName === 'rect' ? s.fill : s.backgroundColor);
+          const a = lum(fg), b = lum(parse(bg));
+          return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+        }""",
+        [selector, against],
+    )
+
+
+def test_yellow_graphics_reach_3_to_1_in_light_mode(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    page = open_page(data["admin"]).page
+    page.goto(live_server.url + "/")
+    _set_theme(page, "light")
+    assert _contrast(page, "#overview-live rect.fill-primary-fill", "#ffffff") >= 3
+    assert _contrast(page, "#overview-live .progress > span", "#ffffff") >= 3
