@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.log import record_updates
-from dashboard import adapters, queries
+from dashboard import adapters, queries, settings_catalog
 from dashboard.forms import (
     ConfigValueForm,
     MissionForm,
@@ -610,32 +610,6 @@ def strategy_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 # The keys' descriptions in Portuguese (registry.config keeps them in English).
-CONFIG_DESCRIPTIONS = {
-    "paused": "Enquanto ativo, os gerenciadores não assumem trabalho novo.",
-    "session_tick_s": "Intervalo do SessionManager (s).",
-    "worker_tick_s": "Intervalo do WorkerManager (s).",
-    "mission_tick_s": "Intervalo do MissionManager (s).",
-    "max_retries": "Novas tentativas da missão após a primeira.",
-    "max_item_attempts": "Tentativas por item antes de falhar.",
-    "max_session_rotations": "Sessões substitutas por tentativa da missão.",
-    "session_stuck_after_s": "Sem atividade por este tempo, a sessão está travada (s).",
-    "session_open_timeout_s": "Sessão ainda criando após este tempo falhou (s).",
-    "retry_backoff_base_s": "Base do backoff entre tentativas da missão (s).",
-    "retry_backoff_cap_s": "Teto do backoff entre tentativas da missão (s).",
-    "retry_jitter": "Fração de variação aleatória aplicada ao backoff.",
-    "proxy_cooldown_s": "Descanso de um proxy após uma falha (s).",
-    "lease_s": "Duração da reserva de uma linha assumida (s).",
-    "claim_batch_size": "Linhas assumidas por comando.",
-    "results_page_size": "Resultados buscados por página de um job.",
-    "circuit_failure_threshold": "Falhas seguidas que abrem o disjuntor.",
-    "circuit_open_s": "Quanto tempo o disjuntor aberto espera para sondar (s).",
-    "http_connect_timeout_s": "Timeout de conexão das chamadas externas (s).",
-    "http_read_timeout_s": "Timeout de leitura das chamadas externas (s).",
-    "http_deadline_s": "Prazo total de uma chamada externa, com novas tentativas (s).",
-    "http_max_attempts": "Tentativas de uma chamada externa em falhas transitórias.",
-    "uploads_enabled": "Usar uploaders (desativados no início).",
-    "heartbeat_stale_after_s": "Instância em silêncio por este tempo é considerada parada (s).",
-}
 
 
 def _settings_context(
@@ -643,17 +617,27 @@ def _settings_context(
 ) -> dict[str, Any]:
     current = config.load()
     overridden = set(ConfigEntry.objects.values_list("key", flat=True))
-    rows = [
-        {
+
+    def row(key: str) -> dict[str, Any]:
+        spec = config.KEYS[key]
+        return {
             "key": spec,
-            "description": CONFIG_DESCRIPTIONS.get(spec.key, spec.description),
-            "value": (posted or {}).get(spec.key, current[spec.key]),
-            "overridden": spec.key in overridden,
-            "error": (errors or {}).get(spec.key, ""),
+            "description": settings_catalog.DESCRIPTIONS.get(key, spec.description),
+            "unit": settings_catalog.unit(key),
+            "value": (posted or {}).get(key, current[key]),
+            "overridden": key in overridden,
+            "error": (errors or {}).get(key, ""),
         }
-        for spec in config.KEYS.values()
+
+    groups = [
+        {"title": title, "desc": desc, "rows": [row(k) for k, _ in keys if k in config.KEYS]}
+        for title, desc, keys in settings_catalog.GROUPS
     ]
-    return {"rows": rows}
+    grouped = {k for _, _, keys in settings_catalog.GROUPS for k, _ in keys}
+    rest = [row(k) for k in config.KEYS if k not in grouped]
+    if rest:
+        groups.append({"title": "Outras", "desc": "", "rows": rest})
+    return {"groups": groups}
 
 
 @require_GET

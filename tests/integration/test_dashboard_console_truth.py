@@ -229,3 +229,23 @@ def test_events_are_paginated(login: Callable[..., Client]) -> None:
     assert "evento 44" in first and "evento 4<" not in first and "mais antigos" in first
     older = client.get(f"/missoes/{m.pk}/?eventos_antes={events[5].pk}").content.decode()
     assert "evento 4<" in older and "evento 44" not in older and "mais recentes" in older
+
+
+# --- Configurações ---------------------------------------------------------------------
+
+
+def test_every_setting_is_grouped_and_described_in_portuguese(
+    login: Callable[..., Client],
+) -> None:
+    from dashboard import settings_catalog
+    from registry import config
+
+    grouped = [k for _, _, keys in settings_catalog.GROUPS for k, _ in keys]
+    assert sorted(grouped) == sorted(config.KEYS)  # each key once, none left out
+    body = login("admin").get("/configuracoes/").content.decode()
+    for title in ["Agendamento", "Retentativas", "Sessões e proxies", "Webhooks", "Retenção"]:
+        assert f">{title}</h2>" in body
+    assert ">Disjuntores</h2>" in body and body.count("data-settings-group") == 6
+    for _key, spec in config.KEYS.items():
+        assert spec.description not in body  # the English text never shows
+    assert "Espera máxima entre tentativas da missão." in body and "900 s" in body
