@@ -472,3 +472,42 @@ def test_yellow_graphics_reach_3_to_1_in_light_mode(
     _set_theme(page, "light")
     assert _contrast(page, "#overview-live rect.fill-primary-fill", "#ffffff") >= 3
     assert _contrast(page, "#overview-live .progress > span", "#ffffff") >= 3
+
+
+TABLE_PAGES = ["/missoes/", "/recursos/workers/", "/recursos/writers/", "/recursos/proxies/"]
+
+
+def test_tables_become_cards_with_the_state_first_on_a_phone(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    factories.WriterFactory(name="writer-secundario")
+    page = open_page(data["admin"], MOBILE).page
+    for url in TABLE_PAGES:
+        page.goto(live_server.url + url)
+        page.wait_for_load_state("networkidle")
+        wrap = page.locator(".table-wrap").first
+        assert wrap.evaluate("w => w.scrollWidth <= w.clientWidth + 1"), url  # no sideways scroll
+        first = page.locator(".table tbody tr").first.evaluate(
+            """tr => { const cells = Array.from(tr.children).filter(td => td.offsetHeight > 0);
+                 cells.sort((a, b) => a.getBoundingClientRect().top - b.getBoundingClientRect().top);
+                 return cells.map(td => td.getAttribute('data-label')); }"""
+        )
+        state = [x for x in first if x][0]
+        assert state.lower() in ("estado", "saúde"), (url, first)
+
+
+def test_nothing_clips_in_tables_at_1280_px(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    page = open_page(data["admin"], {"width": 1280, "height": 800}).page
+    for url in TABLE_PAGES:
+        page.goto(live_server.url + url)
+        page.wait_for_load_state("networkidle")
+        clipped = page.evaluate(
+            """() => Array.from(document.querySelectorAll('.table .btn, .table-wrap, input[placeholder]'))
+                 .filter(el => el.scrollWidth > el.clientWidth + 1)
+                 .map(el => el.className + ' ' + (el.textContent || el.placeholder).trim().slice(0, 30))"""
+        )
+        assert not clipped, (url, clipped)
