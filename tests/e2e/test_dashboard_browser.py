@@ -493,7 +493,7 @@ def test_tables_become_cards_with_the_state_first_on_a_phone(
                  cells.sort((a, b) => a.getBoundingClientRect().top - b.getBoundingClientRect().top);
                  return cells.map(td => td.getAttribute('data-label')); }"""
         )
-        state = [x for x in first if x][0]
+        state = next(x for x in first if x)
         assert state.lower() in ("estado", "saúde"), (url, first)
 
 
