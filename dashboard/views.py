@@ -798,3 +798,64 @@ def recurring(request: HttpRequest) -> HttpResponse:
         .order_by("-id")[:50]
     )
     return page(request, "dashboard/recurring.html", {"schedules": schedules, "runs": runs})
+
+
+WEBHOOK_FIELD_ERRORS = {
+    "min_length": "Use pelo menos 16 caracteres.",
+    "required": "Campo obrigatório.",
+    "blank": "Campo obrigatório.",
+    "invalid": "Valor inválido.",
+    "unique": "Já existe um webhook com este nome.",
+}
+
+
+def _serializer_errors_pt(errors: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for field, problems in errors.items():
+        first = problems[0] if isinstance(problems, list) and problems else problems
+        code = getattr(first, "code", "")
+        name = "non_field" if field == "non_field_errors" else field
+        out[name] = WEBHOOK_FIELD_ERRORS.get(code) or to_pt(str(first))
+    return out
+
+
+@role_required(ADMIN)
+def webhook_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    """Create or edit a webhook endpoint (admin, as in the API); validated by the API's
+    serializer, errors shown in pt-BR."""
+    from orchestrator.serializers import WebhookEndpointSerializer
+
+    endpoint = get_object_or_404(WebhookEndpoint, pk=pk) if pk else None
+    values: dict[str, Any] = {
+        "name": endpoint.name if endpoint else "",
+        "url": endpoint.url if endpoint else "",
+        "events": endpoint.events if endpoint else [],
+        "enabled": endpoint.enabled if endpoint else True,
+    }
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        data: dict[str, Any] = {
+            "name": request.POST.get("name", "").strip(),
+            "url": request.POST.get("url", "").strip(),
+            "events": request.POST.getlist("events"),
+            "enabled": request.POST.get("enabled") == "on",
+        }
+        if request.POST.get("secret") or endpoint is None:
+            data["secret"] = request.POST.get("secret", "")
+        serializer = WebhookEndpointSerializer(endpoint, data=data, partial=endpoint is not None)
+        if serializer.is_valid():
+            saved = serializer.save()
+            messages.success(request, f"Webhook “{saved.name}” salvo.")
+            return redirect("dashboard:webhooks")
+        values = data
+        errors = _serializer_errors_pt(serializer.errors)
+        if "events" in errors and not data["events"]:
+            errors["events"] = "Escolha pelo menos um evento."
+    ctx = {
+        "endpoint": endpoint,
+        "title": "Editar webhook" if endpoint else "Novo webhook",
+        "values": values,
+        "errors": errors,
+        "events": sorted(webhooks.EVENTS.items()),
+    }
+    return page(request, "dashboard/webhook_form.html", ctx, status=400 if errors else 200)

@@ -249,3 +249,40 @@ def test_every_setting_is_grouped_and_described_in_portuguese(
     for _key, spec in config.KEYS.items():
         assert spec.description not in body  # the English text never shows
     assert "Espera máxima entre tentativas da missão." in body and "900 s" in body
+
+
+# --- webhooks in the console ------------------------------------------------------------
+
+
+def test_admin_creates_and_edits_a_webhook_in_the_console(
+    login: Callable[..., Client],
+) -> None:
+    from orchestrator.models import WebhookEndpoint
+
+    client = login("admin")
+    assert "Novo webhook" in client.get("/webhooks/").content.decode()
+    bad = client.post("/webhooks/novo/", {"name": "crm", "url": "ftp://x", "secret": "curto"})
+    text = bad.content.decode()
+    assert bad.status_code == 400 and "Use pelo menos 16 caracteres." in text
+    assert "Escolha pelo menos um evento." in text
+    ok = client.post(
+        "/webhooks/novo/",
+        {
+            "name": "crm",
+            "url": "https://crm.example.com/hook",
+            "secret": "s" * 20,
+            "events": ["mission.finalizado", "mission.erro"],
+            "enabled": "on",
+        },
+    )
+    assert ok.status_code == 302
+    hook = WebhookEndpoint.objects.get(name="crm")
+    assert hook.events == ["mission.erro", "mission.finalizado"] and hook.secret == "s" * 20
+    edit = client.post(
+        f"/webhooks/{hook.pk}/editar/",
+        {"name": "crm", "url": "https://crm.example.com/v2", "events": ["mission.erro"]},
+    )
+    assert edit.status_code == 302
+    hook.refresh_from_db()
+    assert hook.url.endswith("/v2") and hook.secret == "s" * 20 and not hook.enabled
+    assert login("operator").get("/webhooks/novo/").status_code == 403  # admin, as the API
