@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.log import record_updates
-from dashboard import adapters, queries, settings_catalog
+from dashboard import adapters, queries, settings_catalog, texts
 from dashboard.forms import (
     ConfigValueForm,
     MissionForm,
@@ -859,3 +859,88 @@ def webhook_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         "events": sorted(webhooks.EVENTS.items()),
     }
     return page(request, "dashboard/webhook_form.html", ctx, status=400 if errors else 200)
+
+
+@role_required(OPERATOR)
+def recurring_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    """Create or edit a recurring mission (operator, as in the API); validated by the
+    API's serializer, errors shown in pt-BR."""
+    from orchestrator.serializers import RecurringMissionSerializer
+
+    schedule = get_object_or_404(RecurringMission, pk=pk) if pk else None
+    values: dict[str, Any] = {
+        "name": schedule.name if schedule else "",
+        "cron": schedule.cron if schedule else "0 6 * * *",
+        "timezone": schedule.timezone if schedule else "America/Sao_Paulo",
+        "urls": "\n".join(schedule.urls) if schedule else "",
+        "priority": schedule.priority if schedule else 0,
+        "overlap_policy": schedule.overlap_policy if schedule else "skip",
+        "writer": schedule.writer_id if schedule and schedule.writer_id else "",
+    }
+    enabled = schedule.enabled if schedule else True
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        values = {k: request.POST.get(k, "").strip() for k in values}
+        enabled = request.POST.get("enabled") == "on"
+        data = {
+            **values,
+            "urls": [u.strip() for u in values["urls"].splitlines() if u.strip()],
+            "writer": values["writer"] or None,
+            "priority": values["priority"] or 0,
+            "enabled": enabled,
+        }
+        serializer = RecurringMissionSerializer(schedule, data=data)
+        if serializer.is_valid():
+            saved = serializer.save()
+            messages.success(request, f"Missão recorrente “{saved.name}” salva.")
+            return redirect("dashboard:recurring")
+        errors = _serializer_errors_pt(serializer.errors)
+    return page(
+        request,
+        "dashboard/recurring_form.html",
+        {
+            "schedule": schedule,
+            "title": "Editar missão recorrente" if schedule else "Nova missão recorrente",
+            "fields": _recurring_fields(values, errors),
+            "enabled": enabled,
+            "errors": errors,
+        },
+        status=400 if errors else 200,
+    )
+
+
+def _recurring_fields(values: dict[str, Any], errors: dict[str, str]) -> list[dict[str, Any]]:
+    from orchestrator.models import OverlapPolicy
+
+    writers = [("", "Writer padrão")] + [
+        (w.pk, w.name) for w in Writer.objects.filter(enabled=True).only("id", "name")
+    ]
+    spec = [
+        ("name", "Nome", "", False, False, None),
+        ("cron", "Cron", texts.cron_text(str(values["cron"])), True, False, None),
+        ("timezone", "Fuso horário", "Ex.: America/Sao_Paulo", True, False, None),
+        ("priority", "Prioridade", "Maior sai antes da fila.", True, False, None),
+        (
+            "overlap_policy",
+            "Se a anterior ainda estiver ativa",
+            "",
+            False,
+            False,
+            OverlapPolicy.choices,
+        ),
+        ("writer", "Writer", "", False, False, writers),
+        ("urls", "URLs (uma por linha)", "", True, True, None),
+    ]
+    return [
+        {
+            "name": name,
+            "label": label,
+            "help": help_text,
+            "mono": mono,
+            "wide": wide,
+            "choices": choices,
+            "value": values.get(name, ""),
+            "error": errors.get(name, ""),
+        }
+        for name, label, help_text, mono, wide, choices in spec
+    ]

@@ -286,3 +286,47 @@ def test_admin_creates_and_edits_a_webhook_in_the_console(
     hook.refresh_from_db()
     assert hook.url.endswith("/v2") and hook.secret == "s" * 20 and not hook.enabled
     assert login("operator").get("/webhooks/novo/").status_code == 403  # admin, as the API
+
+
+def test_operator_creates_and_edits_a_recurring_mission_in_the_console(
+    login: Callable[..., Client],
+) -> None:
+    from orchestrator.models import RecurringMission
+
+    client = login("operator")
+    page = client.get("/recorrentes/nova/").content.decode()
+    assert "todo dia às 06:00" in page  # the default cron, read aloud
+    bad = client.post("/recorrentes/nova/", {"name": "diária", "cron": "nunca", "urls": ""})
+    assert bad.status_code == 400 and 'id="rm-cron-e"' in bad.content.decode()
+    ok = client.post(
+        "/recorrentes/nova/",
+        {
+            "name": "diária",
+            "cron": "0 6 * * *",
+            "timezone": "America/Sao_Paulo",
+            "urls": "https://loja.com.br/a\nhttps://loja.com.br/b",
+            "priority": "1",
+            "overlap_policy": "skip",
+            "enabled": "on",
+        },
+    )
+    assert ok.status_code == 302, ok.content.decode()[:2000]
+    rm = RecurringMission.objects.get(name="diária")
+    assert len(rm.urls) == 2 and rm.enabled
+    listing = client.get("/recorrentes/").content.decode()
+    assert "todo dia às 06:00" in listing and f"/recorrentes/{rm.pk}/editar/" in listing
+    edit = client.post(
+        f"/recorrentes/{rm.pk}/editar/",
+        {
+            "name": "diária",
+            "cron": "30 8 * * 1-5",
+            "timezone": "America/Sao_Paulo",
+            "urls": "https://loja.com.br/a",
+            "priority": "0",
+            "overlap_policy": "queue",
+        },
+    )
+    assert edit.status_code == 302
+    rm.refresh_from_db()
+    assert rm.cron == "30 8 * * 1-5" and rm.urls == ["https://loja.com.br/a"] and not rm.enabled
+    assert login("viewer").get("/recorrentes/nova/").status_code == 403
