@@ -254,7 +254,7 @@ def error_label(code: str, cls: str = "") -> SafeString:
         return mark_safe('<span class="text-muted-foreground">—</span>')
     return format_html(
         '<span class="error-label {}" data-error-code="{}"><span class="font-medium">{}</span>'
-        ' <span class="mono text-[11px] opacity-75">{}</span></span>',
+        ' <span class="mono text-[11px]">{}</span></span>',
         cls,
         code,
         texts.error_text(code),

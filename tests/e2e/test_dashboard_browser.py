@@ -470,8 +470,9 @@ def test_yellow_graphics_reach_3_to_1_in_light_mode(
     page = open_page(data["admin"]).page
     page.goto(live_server.url + "/")
     _set_theme(page, "light")
-    assert _contrast(page, "#overview-live rect.fill-primary-fill", "#ffffff") >= 3
-    assert _contrast(page, "#overview-live .progress > span", "#ffffff") >= 3
+    # Colours transition when the theme switches: wait for the settled value.
+    for selector in ("#overview-live rect.fill-primary-fill", "#overview-live .progress > span"):
+        _wait_until(lambda sel=selector: _contrast(page, sel, "#ffffff") >= 3, 5)
 
 
 TABLE_PAGES = ["/missoes/", "/recursos/workers/", "/recursos/writers/", "/recursos/proxies/"]
