@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Min, Q, QuerySet, Sum
+from django.db.models import Count, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -22,7 +22,7 @@ from orchestrator.models import (
     MissionItem,
 )
 from orchestrator.states import RUNNING, SESSION_LIVE, MissionStatus
-from registry.models import Proxy, ProxyStatus, ProxyType, Worker
+from registry.models import HealthStatus, Proxy, ProxyStatus, ProxyType, Worker
 
 PAGE_SIZE = 50
 PERIODS: dict[str, tuple[str, dt.timedelta]] = {
@@ -155,10 +155,12 @@ class Overview:
     throughput_total: int
     capacity_used: int
     capacity_total: int
+    offline_slots: int  # sessions of enabled workers that are offline (not counted)
     workers_online: int
     workers_total: int
     proxy_rows: list[dict[str, Any]]
-    latest_errors: list[MissionEvent]
+    latest_errors: list[ErrorGroup]
+    item_failures: ItemFailures
     # (value, label, count, approximate) per mission state.
     states: list[tuple[str, str, int, bool]] = field(default_factory=list)
     # The figures above that are estimates: "queued", "running", "finished_today",
@@ -176,8 +178,66 @@ class Overview:
         return {key: key in self.approximate for key in keys}
 
 
+ERROR_WINDOW = 100  # newest error events read for "Erros recentes", grouped
+ERROR_GROUPS = 8
+
+
+@dataclass
+class ErrorGroup:
+    """Repeated errors of one code in one mission, newest first, with how many."""
+
+    first: MissionEvent
+    count: int = 1
+
+    @property
+    def error_code(self) -> str:
+        return self.first.error_code
+
+
+def group_errors(events: Iterable[MissionEvent]) -> list[ErrorGroup]:
+    groups: dict[tuple[str, int], ErrorGroup] = {}
+    for event in events:
+        key = (event.error_code, event.mission_id)
+        if key in groups:
+            groups[key].count += 1
+        elif len(groups) < ERROR_GROUPS:
+            groups[key] = ErrorGroup(event)
+    return list(groups.values())
+
+
+@dataclass
+class ItemFailures:
+    """Items that ended with an error code in a window: per code and per domain."""
+
+    total: int = 0
+    by_code: list[tuple[str, int]] = field(default_factory=list)
+    by_domain: list[tuple[str, int]] = field(default_factory=list)
+
+
+def item_failures_since(since: dt.datetime, limit: int = 500) -> ItemFailures:
+    """One query over the finished-items index; at most `limit` (code, domain) pairs."""
+    rows = list(
+        MissionItem.objects.filter(finished_at__gte=since)
+        .exclude(error_code="")
+        .values_list("error_code", "mission__domain")
+        .annotate(n=Count("id"))
+        .order_by("-n")[:limit]
+    )
+    codes: dict[str, int] = {}
+    domains: dict[str, int] = {}
+    for code, domain, n in rows:
+        codes[code] = codes.get(code, 0) + n
+        domains[domain] = domains.get(domain, 0) + n
+    top = sorted
+    return ItemFailures(
+        total=sum(codes.values()),
+        by_code=top(codes.items(), key=lambda kv: -kv[1])[:6],
+        by_domain=top(domains.items(), key=lambda kv: -kv[1])[:6],
+    )
+
+
 def overview(now: dt.datetime, cap: int | None = None) -> Overview:
-    """Six queries (seven when a state count passes `cap` and is estimated), none
+    """Seven queries (seven when a state count passes `cap` and is estimated), none
     reading more than `cap + 1` rows of the mission or event tables."""
     status_counts = actions.mission_counts_by_status(cap=cap)
     counts = status_counts.counts
@@ -205,18 +265,23 @@ def overview(now: dt.datetime, cap: int | None = None) -> Overview:
         for i, (h, n) in enumerate(zip(hours, series, strict=True))
     ]
 
+    # An offline worker's slots are not capacity: the allocator skips offline workers.
+    up = ~Q(health_status=HealthStatus.OFFLINE)
     cap_row = Worker.objects.filter(enabled=True).aggregate(
-        used=Sum("active_sessions"),
-        total=Sum("max_sessions"),
-        online=Count("id", filter=Q(health_status="ok")),
+        used=Sum("active_sessions", filter=up),
+        total=Sum("max_sessions", filter=up),
+        offline_slots=Sum("max_sessions", filter=~up),
+        online=Count("id", filter=Q(health_status=HealthStatus.OK)),
         n=Count("id"),
     )
     proxies: dict[tuple[str, str], dict[str, Any]] = {}
-    for ptype, country, status, n in (
-        Proxy.objects.values_list("type", "country", "status")
+    for ptype, country, status, enabled, n in (
+        Proxy.objects.values_list("type", "country", "status", "enabled")
         .annotate(n=Count("id"))
         .order_by("type", "country")
     ):
+        # A proxy switched off is not available, whatever its last status says.
+        status = status if enabled else ProxyStatus.DISABLED
         row = proxies.setdefault(
             (ptype, country),
             {
@@ -231,13 +296,14 @@ def overview(now: dt.datetime, cap: int | None = None) -> Overview:
         row["total"] += n
     for row in proxies.values():
         row["health"] = 100 * row[ProxyStatus.AVAILABLE] / row["total"] if row["total"] else 0
-    latest_errors = list(
+    latest_errors = group_errors(
         MissionEvent.objects.exclude(error_code="")
         .select_related("mission")
         .only("id", "created_at", "error_code", "message", "kind", "mission__id", "mission__name")[
-            :8
+            :ERROR_WINDOW
         ]
     )
+    item_failures = item_failures_since(now - dt.timedelta(hours=24))
     approximate = {
         key
         for key, flag in (
@@ -261,10 +327,12 @@ def overview(now: dt.datetime, cap: int | None = None) -> Overview:
         throughput_total=sum(series),
         capacity_used=cap_row["used"] or 0,
         capacity_total=cap_row["total"] or 0,
+        offline_slots=cap_row["offline_slots"] or 0,
         workers_online=cap_row["online"] or 0,
         workers_total=cap_row["n"] or 0,
         proxy_rows=list(proxies.values()),
         latest_errors=latest_errors,
+        item_failures=item_failures,
         states=[
             (s.value, s.label, counts.get(s.value, 0), s.value in status_counts.approximate)
             for s in MissionStatus
@@ -383,9 +451,32 @@ def missions_page(filters: MissionFilters, data: Any, now: dt.datetime) -> Keyse
 # --- Detalhe da missão ----------------------------------------------------------------
 
 
-def mission_sessions(mission: Mission) -> list[BrowserSession]:
-    return list(
-        BrowserSession.objects.filter(mission=mission)
+LIVE_SESSION_ROWS = 50
+ENDED_SESSION_GROUPS = 20
+
+
+@dataclass
+class SessionGroup:
+    """Ended sessions of one mission with the same state and error, counted."""
+
+    status: str
+    error_code: str
+    count: int
+    last_activity_at: dt.datetime | None
+
+
+@dataclass
+class MissionSessions:
+    live: list[BrowserSession]
+    live_more: bool
+    ended: list[SessionGroup]
+
+
+def mission_sessions(mission: Mission) -> MissionSessions:
+    """Live sessions one by one (at most LIVE_SESSION_ROWS); ended ones grouped by state
+    and error with counts, so the page stays the same size however many rotations."""
+    live = list(
+        BrowserSession.objects.filter(mission=mission, status__in=SESSION_LIVE)
         .select_related("worker")
         .only(
             "id",
@@ -405,8 +496,17 @@ def mission_sessions(mission: Mission) -> list[BrowserSession]:
             "worker__id",
             "worker__name",
         )
-        .order_by("-id")[:100]
+        .order_by("-id")[: LIVE_SESSION_ROWS + 1]
     )
+    ended = [
+        SessionGroup(status, code, n, last)
+        for status, code, n, last in BrowserSession.objects.filter(mission=mission)
+        .exclude(status__in=SESSION_LIVE)
+        .values_list("status", "error_code")
+        .annotate(n=Count("id"), last=Max("last_activity_at"))
+        .order_by("-n")[:ENDED_SESSION_GROUPS]
+    ]
+    return MissionSessions(live[:LIVE_SESSION_ROWS], len(live) > LIVE_SESSION_ROWS, ended)
 
 
 def mission_items(mission: Mission, status: str, data: Any) -> KeysetPage:
@@ -420,8 +520,21 @@ def mission_items(mission: Mission, status: str, data: Any) -> KeysetPage:
     )
 
 
-def mission_events(mission: Mission, limit: int = 40) -> list[MissionEvent]:
-    return list(MissionEvent.objects.filter(mission=mission).order_by("-id")[:limit])
+@dataclass
+class EventPage:
+    rows: list[MissionEvent]
+    older: int | None  # id to pass as `eventos_antes` for the next (older) page
+
+
+def mission_events(mission: Mission, data: Any = None, limit: int = 40) -> EventPage:
+    """Newest first, `limit` a page; `?eventos_antes=<id>` walks older pages."""
+    qs = MissionEvent.objects.filter(mission=mission)
+    before = str((data or {}).get("eventos_antes", ""))
+    if before.isdigit():
+        qs = qs.filter(id__lt=int(before))
+    rows = list(qs.order_by("-id")[: limit + 1])
+    older = rows[limit - 1].pk if len(rows) > limit else None
+    return EventPage(rows[:limit], older)
 
 
 def live_sessions(limit: int = 100) -> list[BrowserSession]:

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from django import forms
+from django.apps import apps
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -25,7 +26,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.log import record_updates
-from dashboard import adapters, queries
+from dashboard import adapters, queries, settings_catalog, texts
 from dashboard.forms import (
     ConfigValueForm,
     MissionForm,
@@ -109,6 +110,9 @@ def _actor(request: HttpRequest) -> str:
     return request.user.get_username()
 
 
+# htmx stops polling an element whose request is answered with this status.
+STOP_POLLING = 286
+
 ACTION_ERRORS = {
     "invalid_state": "A missão #{id} está em “{state}” e não permite esta ação.",
     "conflict": "A missão #{id} mudou de estado enquanto isso; tente novamente.",
@@ -120,13 +124,30 @@ def _action_error(mission: Mission, exc: actions.ActionError) -> str:
     return template.format(id=mission.pk, state=MissionStatus(mission.status).label)
 
 
+def _usable_capacity(capacity: dict[str, Any]) -> dict[str, Any]:
+    """Sessions in use of workers that can take them: an offline worker's slots are
+    listed apart, never counted as capacity (the allocator skips offline workers)."""
+    workers = capacity.get("workers", [])
+    up = [w for w in workers if w.get("health_status") != "offline"]
+    return {
+        **capacity,
+        "used": sum(w["active_sessions"] for w in up),
+        "total": sum(w["max_sessions"] for w in up),
+        "offline_slots": sum(w["max_sessions"] for w in workers if w not in up),
+    }
+
+
 # --- Visão geral ----------------------------------------------------------------------
 
 
 @require_GET
 @role_required(VIEWER)
 def overview(request: HttpRequest) -> HttpResponse:
-    return page(request, "dashboard/overview.html", {"o": queries.overview(timezone.now())})
+    return page(
+        request,
+        "dashboard/overview.html",
+        {"o": queries.overview(timezone.now()), "polling": True},
+    )
 
 
 @require_GET
@@ -156,7 +177,7 @@ def _missions_context(request: HttpRequest) -> dict[str, Any]:
 @require_GET
 @role_required(VIEWER)
 def missions(request: HttpRequest) -> HttpResponse:
-    return page(request, "dashboard/missions.html", _missions_context(request))
+    return page(request, "dashboard/missions.html", {**_missions_context(request), "polling": True})
 
 
 @require_GET
@@ -252,13 +273,18 @@ def _mission_live_context(mission: Mission) -> dict[str, Any]:
         mission.finalizado_at,
     ]
     current = order.index(mission.status) if mission.status in order else -1  # type: ignore[arg-type]
+    reached = [i for i, at in enumerate(stamps) if at is not None]
+    # ERRO: the last step reached is where it failed; it is marked failed, not done.
+    failed_at = reached[-1] if mission.status == MissionStatus.ERRO and reached else -1
     for i, (state, at) in enumerate(zip(order, stamps, strict=True)):
         steps.append(
             {
                 "label": state.label,
                 "at": at,
+                "failed": i == failed_at,
                 # Ended in ERRO/CANCELADO (current == -1): every stamped step was reached.
                 "done": at is not None
+                and i != failed_at
                 and (current == -1 or i < current or mission.status == MissionStatus.FINALIZADO),
                 "current": i == current and mission.status != MissionStatus.FINALIZADO,
             }
@@ -267,7 +293,6 @@ def _mission_live_context(mission: Mission) -> dict[str, Any]:
         "mission": mission,
         "steps": steps,
         "sessions": queries.mission_sessions(mission),
-        "events": queries.mission_events(mission),
         "explanation": None if mission.is_terminal else explain.explain_mission(mission),
         "can_cancel": mission.status in CANCELLABLE,
         "can_retry": mission.status in RETRYABLE_BY_OPERATOR,
@@ -282,26 +307,46 @@ def _get_mission(pk: int) -> Mission:
 @require_GET
 @role_required(VIEWER)
 def mission_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return page(request, "dashboard/mission_detail.html", _mission_page_context(request, pk))
+
+
+@require_GET
+@role_required(VIEWER)
+def mission_live(request: HttpRequest, pk: int) -> HttpResponse:
+    """The whole mission page body. Once the mission has ended, answer 286: htmx swaps
+    this last state in and stops polling."""
+    ctx = _mission_page_context(request, pk)
+    response = live(request, "dashboard/partials/mission_live.html", ctx)
+    if not ctx["polling"] and response.status_code == 200:
+        response.status_code = STOP_POLLING
+    return response
+
+
+def _mission_page_context(request: HttpRequest, pk: int) -> dict[str, Any]:
     mission = _get_mission(pk)
     item_status = request.GET.get("items", "")
     item_status = item_status if item_status in ItemStatus.values else ""
     ctx = _mission_live_context(mission)
     ctx.update(
         items=queries.mission_items(mission, item_status, request.GET),
+        events=queries.mission_events(mission, request.GET),
         item_status=item_status,
         item_statuses=ItemStatus.choices,
+        polling=not mission.is_terminal,
+        local_records=_has_local_records(mission),
         export_jsonl=f"/api/missions/{mission.pk}/records/?format=jsonl",
         export_csv=f"/api/missions/{mission.pk}/records/?format=csv",
     )
-    return page(request, "dashboard/mission_detail.html", ctx)
+    return ctx
 
 
-@require_GET
-@role_required(VIEWER)
-def mission_live(request: HttpRequest, pk: int) -> HttpResponse:
-    return live(
-        request, "dashboard/partials/mission_live.html", _mission_live_context(_get_mission(pk))
-    )
+def _has_local_records(mission: Mission) -> bool:
+    """Export streams what the built-in writer stored; other writers keep their own."""
+    try:
+        model = apps.get_model("localnode", "LocalRecord")
+    except LookupError:
+        return False
+    return bool(model.objects.filter(mission_id=mission.pk).exists())
 
 
 @require_POST
@@ -349,7 +394,7 @@ def _execution_context() -> dict[str, Any]:
         }
         for inst in status.get("instances", [])
     ]
-    capacity = status.get("capacity") or {}
+    capacity = _usable_capacity(status.get("capacity") or {})
     return {
         "status": status,
         "instances": instances,
@@ -369,7 +414,7 @@ def _execution_context() -> dict[str, Any]:
 @require_GET
 @role_required(VIEWER)
 def execution(request: HttpRequest) -> HttpResponse:
-    return page(request, "dashboard/execution.html", _execution_context())
+    return page(request, "dashboard/execution.html", {**_execution_context(), "polling": True})
 
 
 @require_GET
@@ -588,32 +633,6 @@ def strategy_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 # The keys' descriptions in Portuguese (registry.config keeps them in English).
-CONFIG_DESCRIPTIONS = {
-    "paused": "Enquanto ativo, os gerenciadores não assumem trabalho novo.",
-    "session_tick_s": "Intervalo do SessionManager (s).",
-    "worker_tick_s": "Intervalo do WorkerManager (s).",
-    "mission_tick_s": "Intervalo do MissionManager (s).",
-    "max_retries": "Novas tentativas da missão após a primeira.",
-    "max_item_attempts": "Tentativas por item antes de falhar.",
-    "max_session_rotations": "Sessões substitutas por tentativa da missão.",
-    "session_stuck_after_s": "Sem atividade por este tempo, a sessão está travada (s).",
-    "session_open_timeout_s": "Sessão ainda criando após este tempo falhou (s).",
-    "retry_backoff_base_s": "Base do backoff entre tentativas da missão (s).",
-    "retry_backoff_cap_s": "Teto do backoff entre tentativas da missão (s).",
-    "retry_jitter": "Fração de variação aleatória aplicada ao backoff.",
-    "proxy_cooldown_s": "Descanso de um proxy após uma falha (s).",
-    "lease_s": "Duração da reserva de uma linha assumida (s).",
-    "claim_batch_size": "Linhas assumidas por comando.",
-    "results_page_size": "Resultados buscados por página de um job.",
-    "circuit_failure_threshold": "Falhas seguidas que abrem o disjuntor.",
-    "circuit_open_s": "Quanto tempo o disjuntor aberto espera para sondar (s).",
-    "http_connect_timeout_s": "Timeout de conexão das chamadas externas (s).",
-    "http_read_timeout_s": "Timeout de leitura das chamadas externas (s).",
-    "http_deadline_s": "Prazo total de uma chamada externa, com novas tentativas (s).",
-    "http_max_attempts": "Tentativas de uma chamada externa em falhas transitórias.",
-    "uploads_enabled": "Usar uploaders (desativados no início).",
-    "heartbeat_stale_after_s": "Instância em silêncio por este tempo é considerada parada (s).",
-}
 
 
 def _settings_context(
@@ -621,17 +640,27 @@ def _settings_context(
 ) -> dict[str, Any]:
     current = config.load()
     overridden = set(ConfigEntry.objects.values_list("key", flat=True))
-    rows = [
-        {
+
+    def row(key: str) -> dict[str, Any]:
+        spec = config.KEYS[key]
+        return {
             "key": spec,
-            "description": CONFIG_DESCRIPTIONS.get(spec.key, spec.description),
-            "value": (posted or {}).get(spec.key, current[spec.key]),
-            "overridden": spec.key in overridden,
-            "error": (errors or {}).get(spec.key, ""),
+            "description": settings_catalog.DESCRIPTIONS.get(key, spec.description),
+            "unit": settings_catalog.unit(key),
+            "value": (posted or {}).get(key, current[key]),
+            "overridden": key in overridden,
+            "error": (errors or {}).get(key, ""),
         }
-        for spec in config.KEYS.values()
+
+    groups = [
+        {"title": title, "desc": desc, "rows": [row(k) for k, _ in keys if k in config.KEYS]}
+        for title, desc, keys in settings_catalog.GROUPS
     ]
-    return {"rows": rows}
+    grouped = {k for _, _, keys in settings_catalog.GROUPS for k, _ in keys}
+    rest = [row(k) for k in config.KEYS if k not in grouped]
+    if rest:
+        groups.append({"title": "Outras", "desc": "", "rows": rest})
+    return {"groups": groups}
 
 
 @require_GET
@@ -792,3 +821,149 @@ def recurring(request: HttpRequest) -> HttpResponse:
         .order_by("-id")[:50]
     )
     return page(request, "dashboard/recurring.html", {"schedules": schedules, "runs": runs})
+
+
+WEBHOOK_FIELD_ERRORS = {
+    "min_length": "Use pelo menos 16 caracteres.",
+    "required": "Campo obrigatório.",
+    "blank": "Campo obrigatório.",
+    "invalid": "Valor inválido.",
+    "unique": "Já existe um webhook com este nome.",
+}
+
+
+def _serializer_errors_pt(errors: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for field, problems in errors.items():
+        first = problems[0] if isinstance(problems, list) and problems else problems
+        code = getattr(first, "code", "")
+        name = "non_field" if field == "non_field_errors" else field
+        out[name] = WEBHOOK_FIELD_ERRORS.get(code) or to_pt(str(first))
+    return out
+
+
+@role_required(ADMIN)
+def webhook_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    """Create or edit a webhook endpoint (admin, as in the API); validated by the API's
+    serializer, errors shown in pt-BR."""
+    from orchestrator.serializers import WebhookEndpointSerializer
+
+    endpoint = get_object_or_404(WebhookEndpoint, pk=pk) if pk else None
+    values: dict[str, Any] = {
+        "name": endpoint.name if endpoint else "",
+        "url": endpoint.url if endpoint else "",
+        "events": endpoint.events if endpoint else [],
+        "enabled": endpoint.enabled if endpoint else True,
+    }
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        data: dict[str, Any] = {
+            "name": request.POST.get("name", "").strip(),
+            "url": request.POST.get("url", "").strip(),
+            "events": request.POST.getlist("events"),
+            "enabled": request.POST.get("enabled") == "on",
+        }
+        if request.POST.get("secret") or endpoint is None:
+            data["secret"] = request.POST.get("secret", "")
+        serializer = WebhookEndpointSerializer(endpoint, data=data, partial=endpoint is not None)
+        if serializer.is_valid():
+            saved = serializer.save()
+            messages.success(request, f"Webhook “{saved.name}” salvo.")
+            return redirect("dashboard:webhooks")
+        values = data
+        errors = _serializer_errors_pt(serializer.errors)
+        if "events" in errors and not data["events"]:
+            errors["events"] = "Escolha pelo menos um evento."
+    ctx = {
+        "endpoint": endpoint,
+        "title": "Editar webhook" if endpoint else "Novo webhook",
+        "values": values,
+        "errors": errors,
+        "events": sorted(webhooks.EVENTS.items()),
+    }
+    return page(request, "dashboard/webhook_form.html", ctx, status=400 if errors else 200)
+
+
+@role_required(OPERATOR)
+def recurring_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    """Create or edit a recurring mission (operator, as in the API); validated by the
+    API's serializer, errors shown in pt-BR."""
+    from orchestrator.serializers import RecurringMissionSerializer
+
+    schedule = get_object_or_404(RecurringMission, pk=pk) if pk else None
+    values: dict[str, Any] = {
+        "name": schedule.name if schedule else "",
+        "cron": schedule.cron if schedule else "0 6 * * *",
+        "timezone": schedule.timezone if schedule else "America/Sao_Paulo",
+        "urls": "\n".join(schedule.urls) if schedule else "",
+        "priority": schedule.priority if schedule else 0,
+        "overlap_policy": schedule.overlap_policy if schedule else "skip",
+        "writer": schedule.writer_id if schedule and schedule.writer_id else "",
+    }
+    enabled = schedule.enabled if schedule else True
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        values = {k: request.POST.get(k, "").strip() for k in values}
+        enabled = request.POST.get("enabled") == "on"
+        data = {
+            **values,
+            "urls": [u.strip() for u in values["urls"].splitlines() if u.strip()],
+            "writer": values["writer"] or None,
+            "priority": values["priority"] or 0,
+            "enabled": enabled,
+        }
+        serializer = RecurringMissionSerializer(schedule, data=data)
+        if serializer.is_valid():
+            saved = serializer.save()
+            messages.success(request, f"Missão recorrente “{saved.name}” salva.")
+            return redirect("dashboard:recurring")
+        errors = _serializer_errors_pt(serializer.errors)
+    return page(
+        request,
+        "dashboard/recurring_form.html",
+        {
+            "schedule": schedule,
+            "title": "Editar missão recorrente" if schedule else "Nova missão recorrente",
+            "fields": _recurring_fields(values, errors),
+            "enabled": enabled,
+            "errors": errors,
+        },
+        status=400 if errors else 200,
+    )
+
+
+def _recurring_fields(values: dict[str, Any], errors: dict[str, str]) -> list[dict[str, Any]]:
+    from orchestrator.models import OverlapPolicy
+
+    writers = [("", "Writer padrão")] + [
+        (w.pk, w.name) for w in Writer.objects.filter(enabled=True).only("id", "name")
+    ]
+    spec = [
+        ("name", "Nome", "", False, False, None),
+        ("cron", "Cron", texts.cron_text(str(values["cron"])), True, False, None),
+        ("timezone", "Fuso horário", "Ex.: America/Sao_Paulo", True, False, None),
+        ("priority", "Prioridade", "Maior sai antes da fila.", True, False, None),
+        (
+            "overlap_policy",
+            "Se a anterior ainda estiver ativa",
+            "",
+            False,
+            False,
+            OverlapPolicy.choices,
+        ),
+        ("writer", "Writer", "", False, False, writers),
+        ("urls", "URLs (uma por linha)", "", True, True, None),
+    ]
+    return [
+        {
+            "name": name,
+            "label": label,
+            "help": help_text,
+            "mono": mono,
+            "wide": wide,
+            "choices": choices,
+            "value": values.get(name, ""),
+            "error": errors.get(name, ""),
+        }
+        for name, label, help_text, mono, wide, choices in spec
+    ]

@@ -173,7 +173,6 @@ MIDDLEWARE = [
     "mission_control.hardening.InputGuardMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -213,8 +212,10 @@ AUTH_PASSWORD_VALIDATORS = [
 if TESTING:
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
+# Pinned: the console and the admin are pt-BR whatever the browser's Accept-Language
+# (no LocaleMiddleware), so numbers, dates and messages never switch language.
 LANGUAGE_CODE = "pt-br"
-LANGUAGES = [("pt-br", "Português (Brasil)"), ("en", "English")]
+LANGUAGES = [("pt-br", "Português (Brasil)")]
 TIME_ZONE = "America/Sao_Paulo"
 USE_I18N = True
 USE_TZ = True

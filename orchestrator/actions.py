@@ -225,7 +225,11 @@ def retry_mission(mission: Mission, *, actor: str = "", now: dt.datetime | None 
             MissionStatus.QUEUED,
             now=now,
             actor=actor,
-            message=f"Reenfileirada pelo operador ({reset} itens voltaram a pendente)",
+            message=(
+                f"Reenfileirada pelo operador ({reset} "
+                + ("item voltou" if reset == 1 else "itens voltaram")
+                + " a pendente)"
+            ),
             attempt=1,
             session_rotations=0,
             next_attempt_at=None,

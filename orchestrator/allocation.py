@@ -579,7 +579,7 @@ def claim_due_missions(
             moves.append(
                 Move(
                     mission,
-                    f"{len(allocation.sessions)} sessões alocadas",
+                    f"{len(allocation.sessions)} sess{'ão alocada' if len(allocation.sessions) == 1 else 'ões alocadas'}",
                     data={
                         "sessions": [s.session_key for s in allocation.sessions],
                         "site_rule": site_rules.rule_of(request.site),

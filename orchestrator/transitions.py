@@ -37,6 +37,13 @@ def retry_policy(cfg: Config) -> RetryPolicy:
     )
 
 
+def _status_label(status: str) -> str:
+    """A session state as read in an event: "falhou", not "failed"."""
+    return {"failed": "falhou", "stuck": "travou", "disconnected": "desconectou"}.get(
+        status, SessionStatus(status).label.lower() if status in SessionStatus.values else status
+    )
+
+
 def end_session(
     session: BrowserSession,
     *,
@@ -98,8 +105,12 @@ def end_session(
             kind=MissionEvent.Kind.SESSION,
             attempt=session.attempt,
             error_code=code.value,
-            message=f"Sessão {session.session_key} {status}: {message}"[:2000]
-            + (f" ({returned} itens devolvidos)" if returned else ""),
+            message=f"Sessão {session.session_key} {_status_label(status)}: {message}"[:2000]
+            + (
+                f" ({returned} {'item devolvido' if returned == 1 else 'itens devolvidos'})"
+                if returned
+                else ""
+            ),
             data={
                 "session": session.session_key,
                 "proxy": session.proxy_external_id,

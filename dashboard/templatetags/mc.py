@@ -11,6 +11,7 @@ from django.utils.formats import number_format
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from dashboard import texts
 from orchestrator.states import ItemStatus, MissionStatus, SessionStatus
 from registry.models import HealthStatus, ProxyStatus
 
@@ -244,3 +245,51 @@ def nav_items(path: str) -> list[dict[str, Any]]:
         active = path == "/" if prefix == "/" else path.startswith(prefix)
         items.append({"url": prefix, "name": name, "label": label, "icon": ic, "active": active})
     return items
+
+
+@register.simple_tag
+def error_label(code: str, cls: str = "") -> SafeString:
+    """An error code as a pt-BR sentence with the code as secondary (monospace) text."""
+    if not code:
+        return mark_safe('<span class="text-muted-foreground">—</span>')
+    return format_html(
+        '<span class="error-label {}" data-error-code="{}"><span class="font-medium">{}</span>'
+        ' <span class="mono text-[11px]">{}</span></span>',
+        cls,
+        code,
+        texts.error_text(code),
+        code,
+    )
+
+
+@register.filter
+def error_text(code: str) -> str:
+    return texts.error_text(code or "")
+
+
+@register.filter
+def phase(value: str) -> str:
+    return texts.phase_text(value) if value else "—"
+
+
+@register.filter
+def duration_ms(value: Any) -> str:
+    try:
+        return texts.duration_text(float(value))
+    except (TypeError, ValueError):
+        return "—"
+
+
+@register.filter
+def cron_text(value: str) -> str:
+    return texts.cron_text(value or "")
+
+
+@register.filter
+def tick_text(value: Any) -> str:
+    return texts.tick_text(value)
+
+
+@register.filter
+def error_line(value: str) -> str:
+    return texts.error_line(value or "")

@@ -334,7 +334,7 @@ class JobDispatch(BaseManager):
                     mission_id=session.mission_id,
                     kind=MissionEvent.Kind.JOB,
                     attempt=session.attempt,
-                    message=f"Job {session.job_key} iniciado com {n} itens",
+                    message=f"Job {session.job_key} iniciado com {n} {'item' if n == 1 else 'itens'}",
                     data={"job_key": session.job_key, "job_id": job_id, "items": n},
                     created_at=now,
                 )

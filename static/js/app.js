@@ -17,6 +17,7 @@
       var bar = el.closest("[data-bulk-bar]");
       if (bar) bar.toggleAttribute("data-active", n > 0);
       document.querySelectorAll('[data-bulk-action][form="' + form + '"]').forEach(function (b) { b.disabled = n === 0; });
+      document.querySelectorAll('[data-bulk-hint="' + form + '"]').forEach(function (h) { h.hidden = n > 0; });
     });
   }
 
@@ -33,9 +34,9 @@
       store("mc-sidebar", collapsed ? "collapsed" : "expanded");
       target.setAttribute("aria-expanded", String(!collapsed));
     } else if (action === "sidebar-open") {
-      root.classList.add("sidebar-open");
+      openDrawer(target);
     } else if (action === "sidebar-close") {
-      root.classList.remove("sidebar-open");
+      closeDrawer();
     } else if (action === "dialog-open") {
       var dialog = document.getElementById(target.getAttribute("data-target"));
       if (dialog && dialog.showModal) dialog.showModal();
@@ -49,8 +50,39 @@
   });
 
   document.addEventListener("keydown", function (event) {
-    if (event.key === "Escape") root.classList.remove("sidebar-open");
+    if (event.key === "Escape" && root.classList.contains("sidebar-open")) closeDrawer();
   });
+
+  // Mobile drawer: closed means inert (out of the tab order and the accessibility
+  // tree); opening moves focus in, closing (button, overlay, Esc) gives it back.
+  var mobileQuery = window.matchMedia("(max-width: 1023.98px)");
+  var drawerOpener = null;
+  function syncDrawer() {
+    var sidebar = document.getElementById("sidebar");
+    if (!sidebar) return;
+    var closed = mobileQuery.matches && !root.classList.contains("sidebar-open");
+    sidebar.inert = closed;
+    document.querySelectorAll('[data-action="sidebar-open"]').forEach(function (b) {
+      b.setAttribute("aria-expanded", String(!closed && mobileQuery.matches));
+    });
+    var collapse = document.querySelector('[data-action="sidebar-collapse"]');
+    if (collapse) collapse.setAttribute("aria-expanded", String(!root.classList.contains("sidebar-collapsed")));
+  }
+  function openDrawer(opener) {
+    drawerOpener = opener;
+    root.classList.add("sidebar-open");
+    syncDrawer();
+    var first = document.querySelector('#sidebar [data-action="sidebar-close"]') || document.querySelector("#sidebar a");
+    if (first) first.focus();
+  }
+  function closeDrawer() {
+    root.classList.remove("sidebar-open");
+    syncDrawer();
+    if (drawerOpener && mobileQuery.matches) drawerOpener.focus();
+    drawerOpener = null;
+  }
+  syncDrawer();
+  if (mobileQuery.addEventListener) mobileQuery.addEventListener("change", syncDrawer);
 
   document.addEventListener("change", function (event) {
     var t = event.target;
@@ -86,6 +118,33 @@
       var etag = xhr.getResponseHeader("ETag");
       if (etag) event.detail.elt.setAttribute("data-etag", etag);
     }
+    if (event.detail.elt.hasAttribute && event.detail.elt.hasAttribute("data-poll")) pollResult(event.detail.elt, xhr);
+  });
+
+  // The header's live indicator says what the polls do: live while they succeed,
+  // stale (with the time of the last good answer) when one fails, ended on 286.
+  var lastGood = new Date();
+  function setLive(state, text) {
+    var el = document.querySelector("[data-live-indicator]");
+    if (!el) return;
+    el.setAttribute("data-live-indicator", state);
+    el.querySelector("[data-live-text]").textContent = text;
+  }
+  function pollResult(elt, xhr) {
+    var status = xhr ? xhr.status : 0;
+    if (status === 286) {
+      elt.removeAttribute("data-poll");
+      if (!document.querySelector("[data-poll]")) setLive("ended", "Atualização encerrada");
+    } else if (status === 200 || status === 304) {
+      lastGood = new Date();
+      setLive("live", "Ao vivo");
+    } else {
+      var hhmm = lastGood.toLocaleTimeString("pt-BR", { hour: "2-digit", minute: "2-digit" });
+      setLive("stale", "Dados desatualizados desde " + hhmm);
+    }
+  }
+  document.addEventListener("htmx:sendError", function (event) {
+    if (event.detail.elt.hasAttribute("data-poll")) pollResult(event.detail.elt, null);
   });
   document.addEventListener("htmx:afterSwap", updateBulk);
 
@@ -95,8 +154,10 @@
   document.addEventListener("htmx:beforeRequest", function (event) {
     var elt = event.detail.elt;
     if (!elt.hasAttribute || !elt.hasAttribute("data-poll")) return;
-    var busy = elt.getAttribute("data-poll") === "unless-selected" &&
-      document.querySelector('input[name="ids"]:checked');
+    // An open dialog (a confirmation) must not be swapped away under the pointer.
+    var busy = document.querySelector("dialog[open]") ||
+      (elt.getAttribute("data-poll") === "unless-selected" &&
+        document.querySelector('input[name="ids"]:checked'));
     if (document.visibilityState !== "visible" || busy) event.preventDefault();
   });
 
@@ -112,6 +173,26 @@
   }
   paintBars();
   document.addEventListener("htmx:afterSwap", paintBars);
+
+  // Label every cell with its column header, for the phone layout where rows become
+  // cards; the state/health column is marked so it comes first.
+  var STATE_HEADERS = ["estado", "saúde", "status"];
+  function labelTables() {
+    document.querySelectorAll("table.table").forEach(function (table) {
+      var heads = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
+        return th.textContent.trim();
+      });
+      table.querySelectorAll("tbody tr").forEach(function (tr) {
+        Array.prototype.forEach.call(tr.children, function (td, i) {
+          var label = heads[i] || "";
+          if (label && !td.hasAttribute("data-label")) td.setAttribute("data-label", label);
+          if (STATE_HEADERS.indexOf(label.toLowerCase()) >= 0) td.setAttribute("data-state-col", "");
+        });
+      });
+    });
+  }
+  labelTables();
+  document.addEventListener("htmx:afterSwap", labelTables);
 
   function dismissToasts() {
     document.querySelectorAll("[data-toast]").forEach(function (t) {

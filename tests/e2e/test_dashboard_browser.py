@@ -338,3 +338,188 @@ def test_test_connection_shows_a_result(
     assert result.get_attribute("data-connection-result") == "fail"
     assert "Falha" in result.inner_text()
     assert not w.problems()
+
+
+def test_mission_page_follows_the_live_state_then_stops_polling(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    running = data["running"]
+    w = open_page(data["admin"])
+    page = w.page
+    page.goto(live_server.url + f"/missoes/{running.pk}/")
+    indicator = page.locator("[data-live-indicator]")
+    assert indicator.get_attribute("data-live-indicator") == "live"
+    assert page.get_by_role("button", name="Cancelar").is_visible()
+    Mission.objects.filter(pk=running.pk).update(
+        status=MissionStatus.FINALIZADO,
+        done_items=running.total_items,
+        finalizado_at=timezone.now(),
+    )
+    MissionItem.objects.filter(mission=running).update(status="done")
+    _wait_until(lambda: indicator.get_attribute("data-live-indicator") == "ended", 30)
+    assert page.get_by_role("button", name="Cancelar").count() == 0
+    statuses = page.locator("#itens tbody [data-status]").evaluate_all(
+        "els => els.map(e => e.getAttribute('data-status'))"
+    )
+    assert statuses and set(statuses) == {"done"}
+    assert page.locator("#mission-live[data-poll]").count() == 0
+    assert not w.problems()
+
+
+def test_pages_that_do_not_poll_show_no_live_indicator(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    page = open_page(data["admin"]).page
+    page.goto(live_server.url + "/recursos/workers/")
+    assert page.locator("[data-live-indicator]").count() == 0
+    page.goto(live_server.url + "/")
+    assert page.locator("[data-live-indicator]").is_visible()
+
+
+def test_live_indicator_says_stale_when_a_poll_fails(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    page = open_page(data["admin"]).page
+    page.goto(live_server.url + "/")
+    page.route("**/visao-geral/parcial/", lambda route: route.abort())
+    indicator = page.locator("[data-live-indicator]")
+    _wait_until(lambda: indicator.get_attribute("data-live-indicator") == "stale", 30)
+    assert "Dados desatualizados desde" in indicator.inner_text()
+    page.unroute("**/visao-geral/parcial/")
+    _wait_until(lambda: indicator.get_attribute("data-live-indicator") == "live", 30)
+
+
+def test_mobile_drawer_is_inert_when_closed_and_moves_focus(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    w = open_page(data["admin"], MOBILE)
+    page = w.page
+    page.goto(live_server.url + "/")
+    assert page.evaluate("document.getElementById('sidebar').inert") is True
+    # No invisible tab stops: tabbing from the menu button never lands in the drawer.
+    opener = page.get_by_role("button", name="Abrir menu")
+    assert opener.get_attribute("aria-expanded") == "false"
+    opener.focus()
+    for _ in range(4):
+        page.keyboard.press("Tab")
+        assert not page.evaluate(
+            "document.getElementById('sidebar').contains(document.activeElement)"
+        )
+    opener.click()
+    _wait_until(
+        lambda: page.evaluate(
+            "document.getElementById('sidebar').contains(document.activeElement)"
+        ),
+        5,
+    )
+    assert opener.get_attribute("aria-expanded") == "true"
+    page.keyboard.press("Escape")
+    _wait_until(lambda: page.evaluate("document.getElementById('sidebar').inert") is True, 5)
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Abrir menu"
+    assert not w.problems()
+
+
+def test_collapsed_sidebar_says_so_after_a_reload(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    page = open_page(data["admin"], DESKTOP).page
+    page.goto(live_server.url + "/")
+    page.get_by_role("button", name="Recolher menu").click()
+    page.reload()
+    button = page.locator('[data-action="sidebar-collapse"]')
+    assert button.get_attribute("aria-expanded") == "false"
+    assert page.evaluate("document.getElementById('sidebar').inert") is False
+
+
+def test_disabled_bulk_buttons_look_disabled_and_say_why(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    page = open_page(data["admin"]).page
+    page.goto(live_server.url + "/missoes/")
+    cancel = page.locator('button[form="bulk-missions"][value="cancel"]')
+    assert cancel.is_disabled()
+    style = cancel.evaluate(
+        "b => { const s = getComputedStyle(b); return [s.cursor, s.backgroundColor, s.opacity]; }"
+    )
+    assert style[0] == "not-allowed" and style[2] == "1"
+    r, g, b = (int(x.strip(" )")) for x in style[1][style[1].index("(") + 1 :].split(",")[:3])
+    assert max(r, g, b) - min(r, g, b) < 30  # neutral grey, not a saturated red
+    hint = page.locator("#bulk-missions-hint")
+    assert hint.is_visible() and "Marque missões" in hint.inner_text()
+    assert cancel.get_attribute("aria-describedby") == "bulk-missions-hint"
+
+
+def _contrast(page: Any, selector: str, against: str) -> float:
+    return page.evaluate(
+        """([sel, bg]) => {
+          const parse = c => { const ctx = document.createElement('canvas').getContext('2d');
+            ctx.fillStyle = c; ctx.fillRect(0, 0, 1, 1);
+            return Array.from(ctx.getImageData(0, 0, 1, 1).data).slice(0, 3); };
+          const lum = rgb => { const f = v => { v /= 255;
+            return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+            return 0.2126 * f(rgb[0]) + 0.7152 * f(rgb[1]) + 0.0722 * f(rgb[2]); };
+          const el = document.querySelector(sel);
+          const s = getComputedStyle(el);
+          const fg = parse(el.tagName === 'rect' ? s.fill : s.backgroundColor);
+          const a = lum(fg), b = lum(parse(bg));
+          return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+        }""",
+        [selector, against],
+    )
+
+
+def test_yellow_graphics_reach_3_to_1_in_light_mode(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    page = open_page(data["admin"]).page
+    page.goto(live_server.url + "/")
+    _set_theme(page, "light")
+    # Colours transition when the theme switches: wait for the settled value.
+    for selector in ("#overview-live rect.fill-primary-fill", "#overview-live .progress > span"):
+        _wait_until(lambda sel=selector: _contrast(page, sel, "#ffffff") >= 3, 5)
+
+
+TABLE_PAGES = ["/missoes/", "/recursos/workers/", "/recursos/writers/", "/recursos/proxies/"]
+
+
+def test_tables_become_cards_with_the_state_first_on_a_phone(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    factories.WriterFactory(name="writer-secundario")
+    page = open_page(data["admin"], MOBILE).page
+    for url in TABLE_PAGES:
+        page.goto(live_server.url + url)
+        page.wait_for_load_state("networkidle")
+        wrap = page.locator(".table-wrap").first
+        assert wrap.evaluate("w => w.scrollWidth <= w.clientWidth + 1"), url  # no sideways scroll
+        first = page.locator(".table tbody tr").first.evaluate(
+            """tr => { const cells = Array.from(tr.children).filter(td => td.offsetHeight > 0);
+                 cells.sort((a, b) => a.getBoundingClientRect().top - b.getBoundingClientRect().top);
+                 return cells.map(td => td.getAttribute('data-label')); }"""
+        )
+        state = next(x for x in first if x)
+        assert state.lower() in ("estado", "saúde"), (url, first)
+
+
+def test_nothing_clips_in_tables_at_1280_px(
+    open_page: Callable[..., Watched], live_server: Any
+) -> None:
+    data = _seed()
+    page = open_page(data["admin"], {"width": 1280, "height": 800}).page
+    for url in TABLE_PAGES:
+        page.goto(live_server.url + url)
+        page.wait_for_load_state("networkidle")
+        clipped = page.evaluate(
+            """() => Array.from(document.querySelectorAll('.table .btn, .table-wrap, input[placeholder]'))
+                 .filter(el => el.scrollWidth > el.clientWidth + 1)
+                 .map(el => el.className + ' ' + (el.textContent || el.placeholder).trim().slice(0, 30))"""
+        )
+        assert not clipped, (url, clipped)

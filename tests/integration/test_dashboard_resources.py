@@ -339,7 +339,7 @@ def test_admin_sets_and_resets_a_value(login: Callable[..., Client]) -> None:
     client.post("/configuracoes/retry_jitter/", {"value": "0,35"})  # decimal comma
     assert config.get("retry_jitter") == 0.35
     body = client.get("/configuracoes/").content.decode()
-    assert 'value="0,35"' in body and "Fração de variação aleatória" in body
+    assert 'value="0,35"' in body and "Variação aleatória da espera" in body
     client.post("/configuracoes/max_retries/restaurar/")
     assert not ConfigEntry.objects.filter(key="max_retries").exists()
 

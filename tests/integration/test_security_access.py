@@ -29,6 +29,7 @@ PUBLIC = {
     "healthz": "load balancer liveness (says only ok)",
     "healthz/orchestrator": "orchestrator monitor (says only fresh/stale)",
     "readyz": "load balancer readiness (says only up/down)",
+    "robots.txt": "the demo shop's robots.txt (only with the built-in node on)",
 }
 # The demo catalogue is the built-in scraping target, public like any shop.
 PUBLIC_PREFIXES = ("local/demo/",)
