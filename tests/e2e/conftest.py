@@ -159,7 +159,8 @@ def axe() -> Callable[[Any], list[dict[str, Any]]]:
                 return r.violations
                   .filter(v => v.impact === 'serious' || v.impact === 'critical')
                   .map(v => ({id: v.id, impact: v.impact, help: v.help,
-                              nodes: v.nodes.slice(0, 5).map(n => n.target.join(' '))}));
+                              nodes: v.nodes.slice(0, 5).map(n => n.target.join(' ')
+                                + (n.any[0] ? ` (${n.any[0].message})` : ''))}));
             }"""
         )
 

@@ -176,6 +176,11 @@ FREEZE_LIVE_UPDATES = """() => new Promise(resolve => {
 })"""
 
 
+NO_TRANSITIONS = """() => Array.from(document.querySelectorAll('.btn, .nav-item'))
+  .every(el => getComputedStyle(el).transitionDuration.split(',')
+    .every(d => parseFloat(d) < 0.001))"""
+
+
 def _set_theme(page: Any, theme: str) -> None:
     page.evaluate("t => document.documentElement.classList.toggle('dark', t === 'dark')", theme)
     # Let the switch paint (blurred layers repaint a frame late) before axe or a screenshot.
@@ -212,6 +217,8 @@ def test_every_page_is_clean_accessible_and_captured(
             page.goto(live_server.url + url)
         wait_ready(page)
         page.evaluate(FREEZE_LIVE_UPDATES)
+        # Reduced motion is honoured (no colour transition for axe to read mid-way).
+        assert page.evaluate(NO_TRANSITIONS), name
         for theme in ("dark", "light"):
             _set_theme(page, theme)
             for v in axe(page):
