@@ -127,6 +127,14 @@ def open_page(
         context.close()
 
 
+def wait_ready(page: Any) -> None:
+    """The page has loaded and its main landmark is there. Not `networkidle`: pages that
+    poll (htmx `every 5s`) may never be idle for 500 ms on a loaded machine."""
+    page.wait_for_load_state("load")
+    page.locator("#main").wait_for(state="attached")
+    page.evaluate("() => document.fonts.ready.then(() => true)")
+
+
 def _axe_source() -> str:
     for path in AXE_PATHS:
         if path.exists():
@@ -151,7 +159,8 @@ def axe() -> Callable[[Any], list[dict[str, Any]]]:
                 return r.violations
                   .filter(v => v.impact === 'serious' || v.impact === 'critical')
                   .map(v => ({id: v.id, impact: v.impact, help: v.help,
-                              nodes: v.nodes.slice(0, 5).map(n => n.target.join(' '))}));
+                              nodes: v.nodes.slice(0, 5).map(n => n.target.join(' ')
+                                + (n.any[0] ? ` (${n.any[0].message})` : ''))}));
             }"""
         )
 

@@ -20,7 +20,7 @@ from orchestrator.models import Mission, MissionItem
 from orchestrator.states import MissionStatus
 from registry.models import SiteConfig, Writer
 from tests import factories
-from tests.e2e.conftest import Watched
+from tests.e2e.conftest import Watched, wait_ready
 
 pytestmark = [pytest.mark.browser]
 
@@ -278,5 +278,5 @@ def test_dashboard_interactions_raise_no_violation_and_bars_get_their_width(
     assert_bars_painted()  # worker-sp-1: 5 of 8 sessions
     for path in ("/missoes/nova/", "/recursos/workers/", "/estrategias/", "/configuracoes/"):
         page.goto(url + path)
-        page.wait_for_load_state("networkidle")
+        wait_ready(page)
     csp.assert_clean(page)

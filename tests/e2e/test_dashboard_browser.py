@@ -17,7 +17,7 @@ from django.utils import timezone
 from orchestrator.models import Mission, MissionEvent, MissionItem
 from orchestrator.states import MissionStatus
 from tests import factories
-from tests.e2e.conftest import DESKTOP, MOBILE, Watched, copy_screenshots_to_docs
+from tests.e2e.conftest import DESKTOP, MOBILE, Watched, copy_screenshots_to_docs, wait_ready
 
 pytestmark = [pytest.mark.browser]
 
@@ -176,6 +176,11 @@ FREEZE_LIVE_UPDATES = """() => new Promise(resolve => {
 })"""
 
 
+NO_TRANSITIONS = """() => Array.from(document.querySelectorAll('.btn, .nav-item'))
+  .every(el => getComputedStyle(el).transitionDuration.split(',')
+    .every(d => parseFloat(d) < 0.001))"""
+
+
 def _set_theme(page: Any, theme: str) -> None:
     page.evaluate("t => document.documentElement.classList.toggle('dark', t === 'dark')", theme)
     # Let the switch paint (blurred layers repaint a frame late) before axe or a screenshot.
@@ -210,8 +215,10 @@ def test_every_page_is_clean_accessible_and_captured(
         page = login.page if name == "login" else w.page
         if name != "login":
             page.goto(live_server.url + url)
-        page.wait_for_load_state("networkidle")
+        wait_ready(page)
         page.evaluate(FREEZE_LIVE_UPDATES)
+        # Reduced motion is honoured (no colour transition for axe to read mid-way).
+        assert page.evaluate(NO_TRANSITIONS), name
         for theme in ("dark", "light"):
             _set_theme(page, theme)
             for v in axe(page):
@@ -312,8 +319,7 @@ def test_bulk_cancel(open_page: Callable[..., Watched], live_server: Any) -> Non
     page.get_by_label(f"Selecionar missão #{assigned.pk}").check()
     assert page.locator('[data-bulk-count="bulk-missions"]').inner_text() == "2"
     page.get_by_role("button", name="Cancelar").click()
-    page.wait_for_load_state("networkidle")
-    assert page.get_by_text("2 missão(ões) cancelada(s).").is_visible()
+    page.get_by_text("2 missão(ões) cancelada(s).").wait_for()
     statuses = set(
         Mission.objects.filter(pk__in=[queued.pk, assigned.pk]).values_list("status", flat=True)
     )
@@ -497,7 +503,7 @@ def test_tables_become_cards_with_the_state_first_on_a_phone(
     page = open_page(data["admin"], MOBILE).page
     for url in TABLE_PAGES:
         page.goto(live_server.url + url)
-        page.wait_for_load_state("networkidle")
+        wait_ready(page)
         wrap = page.locator(".table-wrap").first
         assert wrap.evaluate("w => w.scrollWidth <= w.clientWidth + 1"), url  # no sideways scroll
         first = page.locator(".table tbody tr").first.evaluate(
@@ -516,7 +522,7 @@ def test_nothing_clips_in_tables_at_1280_px(
     page = open_page(data["admin"], {"width": 1280, "height": 800}).page
     for url in TABLE_PAGES:
         page.goto(live_server.url + url)
-        page.wait_for_load_state("networkidle")
+        wait_ready(page)
         clipped = page.evaluate(
             """() => Array.from(document.querySelectorAll('.table .btn, .table-wrap, input[placeholder]'))
                  .filter(el => el.scrollWidth > el.clientWidth + 1)

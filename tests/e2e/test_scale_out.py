@@ -206,14 +206,21 @@ def test_three_orchestrators_and_two_qclusters_share_300_missions_and_a_stop_los
     assert {row["n"] for row in per_transition} == {1}
     assert_nothing_double_allocated()
 
-    # The work was spread: every orchestrator ran jobs and did session work. Which
-    # instance wins a given claim is a race (a session opened by one is often polled
-    # and closed by another, and the instance stopped after a third may never have won
-    # an open), so no single action is asked of every instance.
+    # The work was spread: at least two orchestrators ran jobs and did session work, and
+    # every one did some work. Which instance wins a given claim is a race (a session
+    # opened by one is often polled and closed by another; on a loaded machine a slow
+    # instance may win no job or no session at all), so no single action is asked of
+    # every instance.
     done = {name: work_done(logs[name]) for name in ORCHESTRATORS}
     for name, counts in done.items():
-        assert counts["workers.jobs_started"] > 0, (name, counts)
-        assert sum(v for k, v in counts.items() if k.startswith("sessions.")) > 0, (name, counts)
+        assert sum(counts.values()) > 0, (name, counts)
+    busy = [
+        name
+        for name, c in done.items()
+        if c["workers.jobs_started"] > 0
+        and any(k.startswith("sessions.") and v for k, v in c.items())
+    ]
+    assert len(busy) >= 2, done
     assert sum(c["missions.allocated"] > 0 for c in done.values()) >= 2, done
     # The qclusters ran manager ticks next to the orchestrators, and none failed.
     tick_tasks = Task.objects.filter(func__in=TICK_TASKS)
