@@ -10,14 +10,16 @@ sessions end the step equally loaded; with equal capacities it degenerates to an
 alternation (10 items, 2 sessions of 5 -> 5 each). It also needs no per-group cursor,
 so a session shared by several rules is balanced across all of them.
 
-Speed: sessions are grouped by (proxy_type, proxy_geo) once. Each distinct rule
-strategy gets a "pool": a max-heap of its fitting sessions keyed by remaining capacity,
-built once. Heaps of different pools share sessions, so their entries go stale when
-another pool takes from a session; remaining capacity only ever goes down, so a stale
-entry overestimates and is refreshed lazily when it reaches the top. An assignment is
-O(log n); an item whose pool is exhausted is answered in O(1) (plus its excluded set).
-An item that excludes proxies of its pool sets their sessions aside while it looks, so
-it costs O(k log n) for the k sessions on those proxies.
+Speed: an index per rule, not a scan of the sessions per item. Sessions are numbered
+by id order; `levels[c]` is the bitset (a Python int) of the sessions with `c` items of
+room left, and each distinct rule strategy (proxy types, countries, blocked proxies)
+gets, once, the bitset of the sessions that fit it. An item takes the lowest set bit of
+`levels[c] & fitting` for the highest `c` where that is non-empty: most room, then
+lowest id. Remaining capacity only goes down, so a rule's highest useful level only goes
+down too and is kept as a cursor; an item's excluded proxies clear their sessions' bits.
+An assignment costs a few big-int operations on n-bit ints, whatever the number of rules.
+With huge capacities (`MAX_LEVELS` or more) the older variant answers instead: a lazy
+max-heap of fitting sessions per rule strategy (`_by_heaps`), same result.
 """
 
 from __future__ import annotations
