@@ -4,9 +4,9 @@
 
 Both implementations follow the same policy (most remaining capacity, ties by lowest
 session id), so besides both being valid their distributions must be identical; the
-benchmark checks that, then compares best-of-3 CPU times (`time.process_time`: the
+benchmark checks that on two data shapes (few rules; many rules), then compares best-of-3 CPU times (`time.process_time`: the
 machine is shared, and CPU time of this single-threaded code is what other load cannot
-inflate). The full run takes about a minute, nearly all of it in the naive reference.
+inflate). The full run takes two to three minutes, nearly all of it in the naive reference.
 """
 
 from __future__ import annotations
