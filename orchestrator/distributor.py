@@ -10,14 +10,16 @@ sessions end the step equally loaded; with equal capacities it degenerates to an
 alternation (10 items, 2 sessions of 5 -> 5 each). It also needs no per-group cursor,
 so a session shared by several rules is balanced across all of them.
 
-Speed: sessions are grouped by (proxy_type, proxy_geo) once. Each distinct rule
-strategy gets a "pool": a max-heap of its fitting sessions keyed by remaining capacity,
-built once. Heaps of different pools share sessions, so their entries go stale when
-another pool takes from a session; remaining capacity only ever goes down, so a stale
-entry overestimates and is refreshed lazily when it reaches the top. An assignment is
-O(log n); an item whose pool is exhausted is answered in O(1) (plus its excluded set).
-An item that excludes proxies of its pool sets their sessions aside while it looks, so
-it costs O(k log n) for the k sessions on those proxies.
+Speed: an index per rule, not a scan of the sessions per item. Sessions are numbered
+by id order; `levels[c]` is the bitset (a Python int) of the sessions with `c` items of
+room left, and each distinct rule strategy (proxy types, countries, blocked proxies)
+gets, once, the bitset of the sessions that fit it. An item takes the lowest set bit of
+`levels[c] & fitting` for the highest `c` where that is non-empty: most room, then
+lowest id. Remaining capacity only goes down, so a rule's highest useful level only goes
+down too and is kept as a cursor; an item's excluded proxies clear their sessions' bits.
+An assignment costs a few big-int operations on n-bit ints, whatever the number of rules.
+With huge capacities (`MAX_LEVELS` or more) the older variant answers instead: a lazy
+max-heap of fitting sessions per rule strategy (`_by_heaps`), same result.
 """
 
 from __future__ import annotations
@@ -165,6 +167,11 @@ _ANYTHING_GOES = SiteRule(domain=DEFAULT_DOMAIN)
 _WEB_SCHEMES = frozenset({"http:", "https:"})
 
 
+# Above this many capacity levels (max remaining capacity + 1) the level-bitset index
+# would walk too many empty levels; the heap variant then answers (same result).
+MAX_LEVELS = 4096
+
+
 def items_to_sessions(
     items: Iterable[ItemInfo],
     sessions: Iterable[SessionInfo],
@@ -182,8 +189,122 @@ def items_to_sessions(
     ordered = sorted(sessions, key=lambda s: s.id)
     if len({s.id for s in ordered}) != len(ordered):
         raise ValueError("duplicate session ids")
-
     rules = _rules_by_domain(site_configs)
+    top = max((s.capacity for s in ordered), default=0)
+    if top < MAX_LEVELS:
+        return _by_level_bitsets(items, ordered, rules)
+    return _by_heaps(items, ordered, rules)
+
+
+def _host_key(url: str) -> str:
+    """What the per-call host cache is keyed by: plain http(s) URLs by what follows
+    "//" (a cheap split), others by netloc."""
+    parts = url.split("/", 3)
+    if len(parts) > 2 and not parts[1] and parts[0] in _WEB_SCHEMES:
+        return parts[2]
+    return _netloc_of(url)
+
+
+class _Rule:
+    """One rule strategy as bitsets over session indexes (bit i = i-th session by id)."""
+
+    __slots__ = ("fitting", "level", "plain_reason", "typed", "typed_geo")
+
+    def __init__(self, typed: int, typed_geo: int, fitting: int, level: int) -> None:
+        self.typed = typed  # sessions of an allowed proxy type
+        self.typed_geo = typed_geo  # ... and an allowed geo
+        self.fitting = fitting  # ... and a proxy the rule does not block
+        # Highest capacity level that may still hold a fitting session: remaining
+        # capacity only goes down, so it only goes down too.
+        self.level = level
+        self.plain_reason = self.reason(0)
+
+    def reason(self, excluded_mask: int) -> Reason:
+        if not self.typed:
+            return Reason.NO_SESSION_FOR_PROXY_TYPE
+        if not self.typed_geo:
+            return Reason.NO_SESSION_FOR_GEO
+        if not self.fitting & ~excluded_mask:
+            return Reason.ALL_FITTING_PROXIES_BLOCKED
+        return Reason.NO_CAPACITY
+
+
+def _by_level_bitsets(
+    items: list[ItemInfo], ordered: list[SessionInfo], rules: dict[str, SiteRule]
+) -> Distribution:
+    """Index per rule: `levels[c]` is the bitset of sessions with `c` items of room
+    left; a rule's fitting sessions are one bitset. An item takes the lowest set bit of
+    `levels[c] & fitting` for the highest such non-empty `c`: most room, then lowest id."""
+    default_rule = rules.get(DEFAULT_DOMAIN, _ANYTHING_GOES)
+    top = max((max(0, s.capacity) for s in ordered), default=0)
+    levels = [0] * (top + 1)
+    by_type: dict[str | None, int] = {}
+    by_geo: dict[str | None, int] = {}
+    by_proxy: dict[str, int] = {}
+    for index, session in enumerate(ordered):
+        bit = 1 << index
+        levels[max(0, session.capacity)] |= bit
+        by_type[session.proxy_type] = by_type.get(session.proxy_type, 0) | bit
+        by_geo[session.proxy_geo] = by_geo.get(session.proxy_geo, 0) | bit
+        if session.proxy_id is not None:
+            by_proxy[session.proxy_id] = by_proxy.get(session.proxy_id, 0) | bit
+    everyone = (1 << len(ordered)) - 1
+
+    def union(masks: dict[Any, int], keys: Iterable[Any]) -> int:
+        total = 0
+        for key in keys:
+            total |= masks.get(key, 0)
+        return total
+
+    strategies: dict[tuple[frozenset[str], frozenset[str], frozenset[str]], _Rule] = {}
+
+    def rule_of(rule: SiteRule) -> _Rule:
+        strategy = (rule.proxy_types, rule.geos, rule.blocked_proxy_ids)
+        found = strategies.get(strategy)
+        if found is None:
+            typed = union(by_type, rule.proxy_types) if rule.proxy_types else everyone
+            typed_geo = typed & (union(by_geo, rule.geos) if rule.geos else everyone)
+            fitting = typed_geo & ~union(by_proxy, rule.blocked_proxy_ids)
+            found = strategies[strategy] = _Rule(typed, typed_geo, fitting, top)
+        return found
+
+    rule_by_host: dict[str, _Rule] = {}
+    assignments: list[tuple[ItemInfo, SessionInfo]] = []
+    unassigned: list[Unassigned] = []
+    for item in items:
+        if item.done:
+            continue
+        host = _host_key(item.url)
+        entry = rule_by_host.get(host)
+        if entry is None:
+            domain = _host_of_netloc(_netloc_of("//" + host))
+            entry = rule_by_host[host] = rule_of(rules.get(domain, default_rule))
+        fitting, level = entry.fitting, entry.level
+        while level and not levels[level] & fitting:
+            level -= 1
+        entry.level = level
+        excluded_mask = union(by_proxy, item.excluded_proxies) if item.excluded_proxies else 0
+        if excluded_mask:
+            fitting &= ~excluded_mask
+            while level and not levels[level] & fitting:
+                level -= 1
+        if level:
+            found = levels[level] & fitting
+            bit = found & -found
+            levels[level] ^= bit
+            levels[level - 1] |= bit
+            assignments.append((item, ordered[bit.bit_length() - 1]))
+        elif excluded_mask:
+            unassigned.append(Unassigned(item, entry.reason(excluded_mask)))
+        else:
+            unassigned.append(Unassigned(item, entry.plain_reason))
+    return Distribution(assignments=assignments, unassigned=unassigned)
+
+
+def _by_heaps(
+    items: list[ItemInfo], ordered: list[SessionInfo], rules: dict[str, SiteRule]
+) -> Distribution:
+    """The same policy with one lazy max-heap per rule strategy (see the module doc)."""
     default_rule = rules.get(DEFAULT_DOMAIN, _ANYTHING_GOES)
 
     # A session's key packs "most remaining capacity first, then lowest id" into one

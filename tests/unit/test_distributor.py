@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
@@ -10,12 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.distributor import (
+    MAX_LEVELS,
     Distribution,
     ItemInfo,
     Reason,
     SessionInfo,
     SiteRule,
     Unassigned,
+    _by_heaps,
+    _rules_by_domain,
     domain_of,
     items_to_sessions,
 )
@@ -525,3 +530,67 @@ def test_items_fill_the_roomiest_sessions_first(n_items: int, capacities: list[i
     # Water-filling: a session that got items is at most one short of the roomiest one.
     for sid in used:
         assert left[sid] >= max(left.values()) - 1
+
+
+@given(items=_items(), sessions=_sessions(), rules=_rules())
+@settings(max_examples=200)
+def test_the_heap_variant_for_huge_capacities_gives_the_same_result(
+    items: list[ItemInfo], sessions: list[SessionInfo], rules: list[SiteRule]
+) -> None:
+    # Capacities of MAX_LEVELS and more switch from level bitsets to heaps: same answer.
+    huge = [replace(s, capacity=s.capacity + MAX_LEVELS) for s in sessions]
+    assert items_to_sessions(items, huge, rules) == reference(items, huge, rules)
+    assert _by_heaps(items, sorted(sessions, key=lambda s: s.id), _rules_by_domain(rules)) == (
+        reference(items, sessions, rules)
+    )
+
+
+def _many_rules_shape(
+    rnd: random.Random,
+) -> tuple[list[ItemInfo], list[SessionInfo], list[SiteRule]]:
+    """Bigger random shapes: many domains, per-domain countries and blocked proxies,
+    capacities from scarce to ample, items excluding proxies."""
+    proxies = [f"px{i}" for i in range(rnd.randint(1, 12))]
+    countries = ["BR", "US", "DE", "FR", "JP"]
+    sessions = [
+        SessionInfo(
+            sid,
+            None if rnd.random() < 0.1 else rnd.choice(proxies),
+            rnd.choice([*TYPES, None]),
+            rnd.choice([*countries, None]),
+            rnd.randint(-1, rnd.choice([1, 3, 30])),
+        )
+        for sid in rnd.sample(range(1, 1000), rnd.randint(0, 40))
+    ]
+    domains = [f"d{i}.com" for i in range(rnd.randint(1, 30))]
+    rules = [
+        SiteRule(
+            domain,
+            frozenset(rnd.sample(TYPES, rnd.randint(0, 2))),
+            frozenset(rnd.sample(countries, rnd.randint(0, 2))),
+            frozenset(rnd.sample(proxies, rnd.randint(0, min(3, len(proxies))))),
+        )
+        for domain in [
+            *rnd.sample(domains, rnd.randint(0, len(domains))),
+            *(["*"] * rnd.randint(0, 1)),
+        ]
+    ]
+    items = [
+        ItemInfo(
+            i,
+            f"https://{rnd.choice(['', 'www.'])}{rnd.choice(domains)}/{i}",
+            done=rnd.random() < 0.05,
+            excluded_proxies=frozenset(rnd.sample(proxies, rnd.randint(0, min(2, len(proxies)))))
+            if rnd.random() < 0.2
+            else frozenset(),
+        )
+        for i in range(rnd.randint(0, 300))
+    ]
+    return items, sessions, rules
+
+
+@given(rnd=st.randoms(use_true_random=False))
+@settings(max_examples=60, deadline=None)
+def test_many_rule_shapes_give_exactly_the_reference_result(rnd: random.Random) -> None:
+    items, sessions, rules = _many_rules_shape(rnd)
+    assert items_to_sessions(items, sessions, rules) == reference(items, sessions, rules)
