@@ -19,7 +19,7 @@ from django.db.models import (
 )
 from django.db.models.functions import RowNumber
 
-from orchestrator import events, leases, pgbatch
+from orchestrator import events, leases, pgbatch, proxy_health
 from orchestrator.clients import breaker
 from orchestrator.clients.base import ServiceError
 from orchestrator.clients.pool import call_all
@@ -78,6 +78,9 @@ class JobDispatch(BaseManager):
             .order_by("id")
         )
         sites = site_configs({s.mission.domain for s in sessions})
+        # A session on a proxy blocked for its site gets no more jobs: it is replaced.
+        retired = proxy_health.retire_claimed(sessions, self.owner, now)
+        sessions = [s for s in sessions if s.pk not in retired]
         fresh = [s for s in sessions if not s.job_key]
         if fresh:
             self._assign_items(fresh, sites, tokens, now)
