@@ -304,3 +304,21 @@ def test_the_dispatcher_retires_a_ready_session_whose_proxy_got_blocked(
     assert not BrowserSession.objects.filter(
         mission=mission, proxy_id=s.proxy_id, pk__gt=s.pk
     ).exists()
+
+
+def test_items_failed_on_every_live_proxy_wait_for_a_session_being_opened_elsewhere() -> None:
+    """The dispatcher's "retry anyway" path hands an item back to a proxy it already
+    failed on only when no session on a proxy it has not tried is being opened."""
+    from orchestrator.managers.dispatch import JobDispatch
+
+    site = factories.SiteConfigFactory.build(
+        domain="*", proxy_types=["datacenter"], items_per_job=2
+    )
+    live = [
+        BrowserSession(pk=1, proxy_external_id="px-0", proxy_type="datacenter", proxy_country="BR")
+    ]
+    pending = [(10, "https://example.com/1", ["px-0"]), (11, "https://example.com/2", [])]
+
+    assert JobDispatch._distribute(live, pending, site, {"px-1"}) == {1: [11]}
+    assert JobDispatch._distribute(live, pending, site, {"px-0"}) == {1: [11, 10]}
+    assert JobDispatch._distribute(live, pending, site) == {1: [11, 10]}
