@@ -71,7 +71,9 @@ def test_a_session_the_worker_lists_ready_with_its_job_finished_is_never_stuck(
 ) -> None:
     # Issue #15, case 2: our collection stalled (a killed process holds the session's
     # lease) while the worker finished the job; the session is not to blame.
-    fleet = build_fleet(fake_worker, fake_writer, overrides={"session_stuck_after_s": 5})
+    fleet = build_fleet(
+        fake_worker, fake_writer, overrides={"lease_s": 5, "session_stuck_after_s": 5}
+    )
     fake_worker.jobs_paused = True
     mission = actions.create_mission(name="Lenta", urls=["https://example.com/a"])
     fleet.drive(lambda: BrowserSession.objects.filter(job_status="running").exists())
@@ -93,7 +95,9 @@ def test_a_session_the_worker_lists_ready_with_its_job_finished_is_never_stuck(
 def test_a_busy_session_without_activity_is_still_stuck(
     fake_worker: FakeWorker, fake_writer: FakeWriter
 ) -> None:
-    fleet = build_fleet(fake_worker, fake_writer, overrides={"session_stuck_after_s": 5})
+    fleet = build_fleet(
+        fake_worker, fake_writer, overrides={"lease_s": 5, "session_stuck_after_s": 5}
+    )
     fake_worker.jobs_paused = True
     mission = actions.create_mission(name="Parada", urls=["https://example.com/a"])
     fleet.drive(lambda: BrowserSession.objects.filter(job_status="running").exists())
@@ -182,7 +186,9 @@ def test_a_killed_holders_sessions_are_collected_and_charged_to_no_one(
     # running session and of its mission; the worker finished the job meanwhile. The
     # lease is freed at once (or was expired), the result is collected, and nothing is
     # charged: no stuck session, no site pause, no rotation or retry of the mission.
-    fleet = build_fleet(fake_worker, fake_writer, overrides={"session_stuck_after_s": 5})
+    fleet = build_fleet(
+        fake_worker, fake_writer, overrides={"lease_s": 5, "session_stuck_after_s": 5}
+    )
     fake_worker.jobs_paused = True
     mission = actions.create_mission(name="Órfã", urls=["https://example.com/a"])
     fleet.drive(lambda: BrowserSession.objects.filter(job_status="running").exists())
