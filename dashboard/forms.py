@@ -27,6 +27,11 @@ _TRANSLATIONS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^At least one URL is required\.$"), "Informe ao menos uma URL."),
     (re.compile(r"^At most (\d+) URLs per mission\.$"), r"No máximo \1 URLs por missão."),
     (re.compile(r"^This field may not be blank\.$"), "Este campo não pode ficar em branco."),
+    (
+        re.compile(r"^session_stuck_after_s \((\d+)\) must be at least lease_s \((\d+)\)\.$"),
+        r"session_stuck_after_s (\1 s) deve ser ao menos lease_s (\2 s): "
+        "uma sessão só trava depois que a reserva expira.",
+    ),
     (re.compile(r"^\S+ must be a boolean\.$"), "Deve ser verdadeiro ou falso."),
     (re.compile(r"^\S+ must be an integer\.$"), "Deve ser um número inteiro."),
     (re.compile(r"^\S+ must be a number\.$"), "Deve ser um número."),

@@ -20,7 +20,15 @@ from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef, Q
 from django.db.models.functions import Now
 
-from orchestrator import domain_slots, events, providers, proxy_health, site_breaker, states
+from orchestrator import (
+    domain_slots,
+    events,
+    providers,
+    proxy_health,
+    site_breaker,
+    states,
+    worker_capacity,
+)
 from orchestrator.leases import (  # noqa: F401  (re-exported: callers and tests name them here)
     Lease,
     claim,
@@ -195,7 +203,7 @@ def allocate_many(
     if worker_pool is None:
         worker_pool = lock_usable_workers(now)
     if worker_slots is None:
-        worker_slots = free_slots("worker", {w.pk: w.max_sessions for w in worker_pool})
+        worker_slots = free_slots("worker", worker_capacity.slot_limits(worker_pool))
     paused, blocked = _paused_and_blocked(requests, now, prefetched)
     has_free_worker = any(
         w.active_sessions < w.max_sessions and worker_slots.get(w.pk) for w in worker_pool
@@ -539,7 +547,7 @@ def claim_due_missions(
         if not missions:
             return []
         workers = lock_usable_workers(now)
-        worker_slots = free_slots("worker", {w.pk: w.max_sessions for w in workers})
+        worker_slots = free_slots("worker", worker_capacity.slot_limits(workers))
         has_default_writer = default_writer_id() is not None
         pending_counts = dict(
             MissionItem.objects.filter(

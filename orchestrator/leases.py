@@ -250,3 +250,36 @@ def stale(label: str, action: str, mission_id: int | None = None) -> None:
     _engine_log.warning(
         "STALE_LEASE %s: %s not recorded", label, action, extra={"mission_id": mission_id}
     )
+
+
+def reclaim_orphaned(now: dt.datetime, stale_after_s: float) -> int:
+    """Free the leases held by orchestrator instances that are gone (stopped, or no
+    heartbeat for `stale_after_s`), so a killed holder's sessions and missions are
+    collected again at once rather than when their leases run out (issue #15 case 2).
+    The token bump fences the holder should it wake up. Charged to no one: only the
+    lease columns change. Returns how many rows were freed."""
+    from orchestrator.models import OrchestratorInstance
+
+    gone = list(
+        OrchestratorInstance.objects.filter(
+            Q(stopped_at__isnull=False)
+            | Q(heartbeat_at__lt=now - dt.timedelta(seconds=stale_after_s))
+        ).values_list("name", flat=True)
+    )
+    if not gone:
+        return 0
+    freed = 0
+    # Sessions before missions (the documented lock order), each in id order.
+    for model in (BrowserSession, Mission):
+        with transaction.atomic():
+            held = model.objects.filter(locked_by__in=gone, locked_until__isnull=False)
+            ids = list(
+                held.order_by("id").select_for_update(skip_locked=True).values_list("id", flat=True)
+            )
+            if ids:
+                freed += model.objects.filter(pk__in=ids, locked_by__in=gone).update(
+                    lease_token=F("lease_token") + 1, locked_by="", locked_until=None
+                )
+    if freed:
+        logger.warning("freed %d leases of gone orchestrator instances %s", freed, gone)
+    return freed

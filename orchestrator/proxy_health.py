@@ -324,6 +324,58 @@ def retire_sessions(now: dt.datetime, limit: int = 100) -> int:
     return len(won)
 
 
+def retire_claimed(sessions: Iterable[BrowserSession], owner: str, now: dt.datetime) -> set[int]:
+    """Retire the jobless sessions `owner` holds whose proxy is blocked for their
+    mission's site, or whose error score is past the limit (the dispatcher, before it
+    hands them a job: issue #15 case 4). They go CLOSING with their lease dropped (the
+    token bump fences the holder) and the SessionManager opens replacements on other
+    proxies. Returns the ids retired."""
+    fresh = [s for s in sessions if not s.job_key]
+    if not fresh:
+        return set()
+    blocked = blocked_by_domain({s.mission.domain for s in fresh}, now)
+    why: dict[int, tuple[BrowserSession, str]] = {}
+    for s in fresh:
+        if s.proxy_external_id and s.proxy_external_id in blocked[s.mission.domain]:
+            why[s.pk] = (s, f"proxy bloqueado para {normalize_domain(s.mission.domain)}")
+        elif s.error_score >= SESSION_MAX_ERROR_SCORE:
+            why[s.pk] = (s, f"pontuação de erro {s.error_score:g}")
+    if not why:
+        return set()
+    with transaction.atomic():
+        won = set(
+            BrowserSession.objects.filter(
+                pk__in=list(why), status=SessionStatus.READY, job_key="", locked_by=owner
+            )
+            .order_by("id")
+            .select_for_update(of=("self",))
+            .values_list("id", flat=True)
+        )
+        BrowserSession.objects.filter(pk__in=won).update(
+            status=SessionStatus.CLOSING,
+            phase="retired",
+            updated_at=now,
+            lease_token=F("lease_token") + 1,
+            locked_by="",
+            locked_until=None,
+        )
+        MissionEvent.objects.bulk_create(
+            MissionEvent(
+                mission_id=why[pk][0].mission_id,
+                kind=MissionEvent.Kind.SESSION,
+                attempt=why[pk][0].attempt,
+                message=f"Sessão {why[pk][0].session_key} aposentada ({why[pk][1]}); "
+                "será substituída em outro proxy",
+                data={"session": why[pk][0].session_key, "reason": why[pk][1]},
+                created_at=now,
+            )
+            for pk in sorted(won)
+        )
+    for pk in sorted(won):
+        events.publish("session.closing", mission_id=why[pk][0].mission_id)
+    return won
+
+
 def overview(now: dt.datetime, limit: int = 20) -> dict[str, Any]:
     """Blocked pairs and pairs on their way there (dashboard)."""
     rows = ProxyDomainHealth.objects.select_related("proxy").only(

@@ -16,11 +16,13 @@ slot given back without the call.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
-from django.db.models import Q
+from django.db.models import Count, Q
 
 from orchestrator.models import BrowserSession
 from orchestrator.states import SessionStatus
+from registry.models import Worker
 
 # The worker closes an idle session after `timeout_s` (contract default 900 s).
 REMOTE_IDLE_TIMEOUT = dt.timedelta(seconds=900)
@@ -49,3 +51,27 @@ def worker_closed_it_itself(session: BrowserSession, now: dt.datetime) -> bool:
     """The worker has been unreachable so long that its idle timeout closed the session."""
     since = session.updated_at or now
     return now - since > REMOTE_IDLE_TIMEOUT
+
+
+def slot_limits(workers: Iterable[Worker]) -> dict[int, int]:
+    """Each worker's slot limit for allocation: its configured `max_sessions`, lowered
+    to what the worker itself reported on its last `/health` (issue #15 case 1). The
+    sessions it reported beyond those we hold (leftovers, another orchestrator's) take
+    slots too, so a worker that says it is full gets no open. Without a report the
+    configured limit stands."""
+    workers = list(workers)
+    ours: dict[int, int] = dict(
+        BrowserSession.objects.filter(holds_slot=True, worker_id__in=[w.pk for w in workers])
+        .values_list("worker_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    limits: dict[int, int] = {}
+    for w in workers:
+        limit = w.max_sessions
+        if w.reported_max_sessions is not None:
+            limit = min(limit, w.reported_max_sessions)
+            foreign = max(0, (w.reported_active_sessions or 0) - ours.get(w.pk, 0))
+            limit = max(0, min(limit, w.reported_max_sessions - foreign))
+        limits[w.pk] = limit
+    return limits

@@ -182,6 +182,8 @@ class Config:
                 values[key] = spec.clean(raw)
             except ValidationError:
                 continue  # a bad stored value falls back to the default
+        # Stored before `check_pairs` existed: derive the stuck threshold from the lease.
+        values["session_stuck_after_s"] = max(values["session_stuck_after_s"], values["lease_s"])
         self._values = values
 
     def __getattr__(self, name: str) -> Any:
@@ -222,8 +224,20 @@ def set_value(key: str, value: Any) -> Any:
 
     spec = KEYS[key]
     cleaned = spec.clean(value)
+    check_pairs(load().as_dict() | {key: cleaned})
     ConfigEntry.objects.update_or_create(key=key, defaults={"value": cleaned})
     return cleaned
+
+
+def check_pairs(values: dict[str, Any]) -> None:
+    """Keys that must agree with each other. A session is declared stuck only after a
+    stalled holder's lease has run out (issue #15 case 2): `session_stuck_after_s`
+    below `lease_s` would blame sessions for our own stalls."""
+    if values["session_stuck_after_s"] < values["lease_s"]:
+        raise ValidationError(
+            f"session_stuck_after_s ({values['session_stuck_after_s']}) must be at least "
+            f"lease_s ({values['lease_s']})."
+        )
 
 
 def reset(key: str) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Set as AbstractSet
 from functools import partial
 
 from django.db import connection, transaction
@@ -19,7 +20,7 @@ from django.db.models import (
 )
 from django.db.models.functions import RowNumber
 
-from orchestrator import events, leases, pgbatch
+from orchestrator import events, leases, pgbatch, proxy_health
 from orchestrator.clients import breaker
 from orchestrator.clients.base import ServiceError
 from orchestrator.clients.pool import call_all
@@ -78,6 +79,9 @@ class JobDispatch(BaseManager):
             .order_by("id")
         )
         sites = site_configs({s.mission.domain for s in sessions})
+        # A session on a proxy blocked for its site gets no more jobs: it is replaced.
+        retired = proxy_health.retire_claimed(sessions, self.owner, now)
+        sessions = [s for s in sessions if s.pk not in retired]
         fresh = [s for s in sessions if not s.job_key]
         if fresh:
             self._assign_items(fresh, sites, tokens, now)
@@ -130,6 +134,12 @@ class JobDispatch(BaseManager):
         ):
             if n <= wants[mission_id]:
                 pending[mission_id].append((item_id, url, failed))
+        opening: dict[int, set[str]] = defaultdict(set)
+        for mission_id, proxy in BrowserSession.objects.filter(
+            mission_id__in=list(by_mission),
+            status__in=[SessionStatus.REQUESTED, SessionStatus.CREATING],
+        ).values_list("mission_id", "proxy_external_id"):
+            opening[mission_id].add(proxy)
         chosen: dict[int, list[int]] = {}
         drained: list[leases.Lease] = []
         for mission_id, group in by_mission.items():
@@ -139,7 +149,8 @@ class JobDispatch(BaseManager):
                 drained.extend(tokens[s.pk] for s in group)
                 continue
             site = sites[group[0].mission.domain]
-            for session_id, picked in self._distribute(group, items, site).items():
+            picked_by = self._distribute(group, items, site, opening.get(mission_id, set()))
+            for session_id, picked in picked_by.items():
                 if picked:
                     chosen[session_id] = picked
         if drained:
@@ -185,8 +196,10 @@ class JobDispatch(BaseManager):
         sessions: list[BrowserSession],
         pending: list[tuple[int, str, list[str]]],
         site: SiteConfig,
+        opening: AbstractSet[str] = frozenset(),
     ) -> dict[int, list[int]]:
-        """The distributor's choice of item ids per session of one mission."""
+        """The distributor's choice of item ids per session of one mission. `opening`:
+        the proxies of the mission's sessions being opened."""
         per_job = site.items_per_job
         infos = [
             SessionInfo(
@@ -208,10 +221,13 @@ class JobDispatch(BaseManager):
             u.item
             for u in distribution.unassigned
             if u.reason.value == "all_fitting_proxies_blocked"
+            and not (opening - u.item.excluded_proxies - {""})
         ]
         if retry_anyway:
-            # Every live proxy already failed these items. Better another try on one of
-            # them (the attempt budget still bounds it) than items stuck pending.
+            # Every live proxy already failed these items and no session on a proxy
+            # they have not tried is being opened (else they wait for it: issue #15
+            # case 4). Better another try on one of them (the attempt budget still
+            # bounds it) than items stuck pending.
             left = [
                 SessionInfo(
                     id=info.id,

@@ -18,7 +18,7 @@ from orchestrator.clients.base import ServiceError
 from orchestrator.clients.pool import call_all
 from orchestrator.clients.worker import ProxySpec, RemoteSession
 from orchestrator.crashpoints import crashpoint
-from orchestrator.leases import hold, stale
+from orchestrator.leases import hold, reclaim_orphaned, stale
 from orchestrator.managers.base import (
     BaseManager,
     TickResult,
@@ -55,6 +55,8 @@ OPENED_FIELDS = [
 ]
 # How often the loop polls workers while a session is still being created.
 CREATING_POLL_S = 0.5
+# How often the SessionManager frees the leases of gone orchestrator instances.
+RECLAIM_EVERY_S = 5.0
 
 
 class SessionManager(BaseManager):
@@ -67,6 +69,8 @@ class SessionManager(BaseManager):
     def tick(self) -> TickResult:
         now, cfg = self.load()
         result = TickResult()
+        if self.periodic("reclaim", RECLAIM_EVERY_S):
+            result.add("reclaimed", reclaim_orphaned(now, cfg.heartbeat_stale_after_s))
         result.add("closed", self.close_sessions(now, cfg))
         if not cfg.paused:
             result.add("opened", self.open_requested(now, cfg))

@@ -112,3 +112,22 @@ def test_viewers_read_but_cannot_write(viewer_api: APIClient, operator_api: APIC
 
 def test_anonymous_gets_401(anon_api: APIClient) -> None:
     assert anon_api.get("/api/config/").status_code == 401
+
+
+def test_the_stuck_threshold_cannot_be_set_below_the_lease(admin_api: APIClient) -> None:
+    # Issue #15 case 2: a session may be declared stuck only after a stalled holder's
+    # lease has run out; the pair is validated on every change of either key.
+    response = admin_api.patch("/api/config/session_stuck_after_s/", {"value": 30}, format="json")
+    assert response.status_code == 400
+    assert "lease_s (60)" in str(response.json())
+    response = admin_api.patch("/api/config/lease_s/", {"value": 600}, format="json")
+    assert response.status_code == 400
+    assert config.load().session_stuck_after_s == 180
+    ok = admin_api.patch("/api/config/session_stuck_after_s/", {"value": 60}, format="json")
+    assert ok.status_code == 200
+
+
+def test_a_contradicting_stored_pair_derives_the_threshold_from_the_lease() -> None:
+    ConfigEntry.objects.create(key="lease_s", value=120)
+    ConfigEntry.objects.create(key="session_stuck_after_s", value=30)
+    assert config.load().session_stuck_after_s == 120

@@ -351,6 +351,11 @@ def test_admin_sets_and_resets_a_value(login: Callable[..., Client]) -> None:
         ("max_retries", "99", "Deve ser no máximo 10."),
         ("retry_jitter", "abc", "Deve ser um número."),
         ("session_tick_s", "0", "Deve ser no mínimo 0,1."),
+        (
+            "session_stuck_after_s",
+            "30",
+            "session_stuck_after_s (30 s) deve ser ao menos lease_s (60 s)",
+        ),
     ],
 )
 def test_invalid_values_show_portuguese_errors(

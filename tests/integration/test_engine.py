@@ -260,6 +260,7 @@ def test_a_writer_outage_delays_the_mission_without_burning_retries(fleet: Fleet
 
 
 def test_a_stuck_session_is_replaced(fleet: Fleet) -> None:
+    config.set_value("lease_s", 5)
     config.set_value("session_stuck_after_s", 5)
     fleet.fake_worker.jobs_paused = True
     mission = actions.create_mission(name="Travada", urls=urls(5))

@@ -5,15 +5,17 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from orchestrator import actions, site_breaker
+from orchestrator import actions, leases, site_breaker
 from orchestrator.clients.worker import WorkerClient
 from orchestrator.managers.base import close_mission_sessions
 from orchestrator.managers.workers import WorkerManager
-from orchestrator.models import BrowserSession, DomainBreaker, MissionEvent
-from orchestrator.states import SessionStatus
+from orchestrator.models import BrowserSession, DomainBreaker, Mission, MissionEvent
+from orchestrator.states import MissionStatus, SessionStatus
 from registry import config
 from registry.config import Config
 from registry.models import Worker, Writer
+from tests import factories
+from tests.factories import OrchestratorInstanceFactory
 from tests.fakes.worker import FakeWorker
 from tests.fakes.writer import FakeWriter
 from tests.integration.engine_helpers import build_fleet
@@ -69,7 +71,9 @@ def test_a_session_the_worker_lists_ready_with_its_job_finished_is_never_stuck(
 ) -> None:
     # Issue #15, case 2: our collection stalled (a killed process holds the session's
     # lease) while the worker finished the job; the session is not to blame.
-    fleet = build_fleet(fake_worker, fake_writer, overrides={"session_stuck_after_s": 5})
+    fleet = build_fleet(
+        fake_worker, fake_writer, overrides={"lease_s": 5, "session_stuck_after_s": 5}
+    )
     fake_worker.jobs_paused = True
     mission = actions.create_mission(name="Lenta", urls=["https://example.com/a"])
     fleet.drive(lambda: BrowserSession.objects.filter(job_status="running").exists())
@@ -91,7 +95,9 @@ def test_a_session_the_worker_lists_ready_with_its_job_finished_is_never_stuck(
 def test_a_busy_session_without_activity_is_still_stuck(
     fake_worker: FakeWorker, fake_writer: FakeWriter
 ) -> None:
-    fleet = build_fleet(fake_worker, fake_writer, overrides={"session_stuck_after_s": 5})
+    fleet = build_fleet(
+        fake_worker, fake_writer, overrides={"lease_s": 5, "session_stuck_after_s": 5}
+    )
     fake_worker.jobs_paused = True
     mission = actions.create_mission(name="Parada", urls=["https://example.com/a"])
     fleet.drive(lambda: BrowserSession.objects.filter(job_status="running").exists())
@@ -170,3 +176,59 @@ def test_cancel_fences_out_the_lease_holders_of_its_sessions(
     jobs = len(fake_worker.jobs)
     fleet.step(2)
     assert len(fake_worker.jobs) == jobs  # no job handed out after the cancel
+
+
+@pytest.mark.parametrize("lease_left_s", [-5, 60])
+def test_a_killed_holders_sessions_are_collected_and_charged_to_no_one(
+    fake_worker: FakeWorker, fake_writer: FakeWriter, lease_left_s: int
+) -> None:
+    # Issue #15, case 2: a killed orchestrator (heartbeat gone) held the lease of a
+    # running session and of its mission; the worker finished the job meanwhile. The
+    # lease is freed at once (or was expired), the result is collected, and nothing is
+    # charged: no stuck session, no site pause, no rotation or retry of the mission.
+    fleet = build_fleet(
+        fake_worker, fake_writer, overrides={"lease_s": 5, "session_stuck_after_s": 5}
+    )
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(name="Órfã", urls=["https://example.com/a"])
+    fleet.drive(lambda: BrowserSession.objects.filter(job_status="running").exists())
+    session = BrowserSession.objects.get(mission=mission, job_status="running")
+    gone = timezone.now() - timezone.timedelta(seconds=120)
+    OrchestratorInstanceFactory(name="killed:1", heartbeat_at=gone, started_at=gone)
+    held = {
+        "locked_by": "killed:1",
+        "locked_until": timezone.now() + timezone.timedelta(seconds=lease_left_s),
+    }
+    BrowserSession.objects.filter(pk=session.pk).update(**held)
+    Mission.objects.filter(pk=mission.pk).update(**held)
+    fake_worker.advance_job(fake_worker.sessions[session.remote_id].job_id or "")
+    later = timezone.now() + timezone.timedelta(seconds=120)  # far past stuck_after
+    fleet.orchestrator.managers["sessions"].poll_workers(later, config.load())
+
+    fake_worker.jobs_paused = False
+    mission = fleet.drive_to(mission, MissionStatus.FINALIZADO, max_rounds=30)
+
+    session.refresh_from_db()
+    assert session.error_code == "" and session.status != SessionStatus.STUCK
+    assert (mission.attempt, mission.session_rotations) == (1, 0)
+    assert fake_writer.stored_count(mission.pk) == 1
+    assert not DomainBreaker.objects.filter(paused_until__isnull=False).exists()
+    assert not MissionEvent.objects.filter(mission=mission, message__contains="travada").exists()
+
+
+def test_only_the_leases_of_gone_instances_are_freed() -> None:
+    now = timezone.now()
+    OrchestratorInstanceFactory(name="alive:1", heartbeat_at=now, started_at=now)
+    OrchestratorInstanceFactory(name="stopped:1", heartbeat_at=now, started_at=now, stopped_at=now)
+    until = now + timezone.timedelta(seconds=60)
+    alive = factories.BrowserSessionFactory(locked_by="alive:1", locked_until=until)
+    stopped = factories.BrowserSessionFactory(locked_by="stopped:1", locked_until=until)
+    unknown = factories.BrowserSessionFactory(locked_by="never-seen", locked_until=until)
+
+    assert leases.reclaim_orphaned(now, 30) == 1
+
+    rows = {s.pk: s for s in BrowserSession.objects.all()}
+    assert (rows[alive.pk].locked_by, rows[alive.pk].lease_token) == ("alive:1", 0)
+    assert (rows[stopped.pk].locked_by, rows[stopped.pk].lease_token) == ("", 1)
+    assert rows[stopped.pk].locked_until is None
+    assert rows[unknown.pk].locked_by == "never-seen"

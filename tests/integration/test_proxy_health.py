@@ -219,3 +219,106 @@ def test_api_lists_and_lifts_and_dashboard_shows_blocks(
     lifted = admin_api.post(f"/api/proxy-health/{row.pk}/lift/")
     assert lifted.status_code == 200 and lifted.json()["blocked"] is False
     assert viewer_api.get("/api/proxy-health/?blocked=true").json()["results"] == []
+
+
+def test_a_session_on_a_proxy_blocked_for_the_site_gets_no_more_jobs(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    """Issue #15 case 4: the only proxy blocks every page; good proxies arrive a second
+    later. The session on the blocked proxy is replaced, not fed, and every item ends
+    done on the good proxies."""
+    fleet = build_fleet(fake_worker, fake_writer, n_proxies=1, items_per_job=2, max_sessions=1)
+    fake_worker.blocked_proxies = {"px-0"}
+    mission = actions.create_mission(
+        name="Bloqueado", urls=[f"https://example.com/p/{i}" for i in range(30)]
+    )
+    fleet.drive(
+        lambda: ProxyDomainHealth.objects.filter(blocked_until__isnull=False).exists(),
+        max_rounds=40,
+        what="px-0 blocked for the site",
+    )
+    for i in (1, 2):
+        factories.ProxyFactory(external_id=f"px-{i}", type="datacenter", country="BR")
+
+    mission = fleet.drive_to(mission, MissionStatus.FINALIZADO, MissionStatus.ERRO, max_rounds=150)
+
+    assert (mission.status, mission.done_items) == (MissionStatus.FINALIZADO, 30)
+    assert fake_writer.stored_count(mission.pk) == 30
+    row = ProxyDomainHealth.objects.get(proxy__external_id="px-0", domain="example.com")
+    assert row.blocked_until is not None
+    blocked_at = row.blocked_until - dt.timedelta(seconds=config.load().proxy_health_block_s)
+    px0_keys = set(
+        BrowserSession.objects.filter(mission=mission, proxy_external_id="px-0").values_list(
+            "session_key", flat=True
+        )
+    )
+    started_on_px0 = [
+        e
+        for e in MissionEvent.objects.filter(
+            mission=mission, kind=MissionEvent.Kind.JOB, created_at__gt=blocked_at
+        )
+        if "iniciado" in e.message and str(e.data.get("job_key", "")).rsplit("-j", 1)[0] in px0_keys
+    ]
+    assert started_on_px0 == []
+    assert not BrowserSession.objects.filter(
+        mission=mission, proxy_external_id="px-0", created_at__gt=blocked_at
+    ).exists()
+
+
+def test_the_dispatcher_retires_a_ready_session_whose_proxy_got_blocked(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    """The block was learned elsewhere (another session, another mission): the READY
+    session on that proxy has a clean error score, and the dispatcher reaches it before
+    `retire_sessions` does. It gets no job; it is retired and replaced."""
+    fleet = build_fleet(fake_worker, fake_writer, n_proxies=2, items_per_job=2, max_sessions=1)
+    mission = actions.create_mission(
+        name="Corrida", urls=[f"https://example.com/p/{i}" for i in range(6)]
+    )
+    orch = fleet.orchestrator
+    ready = BrowserSession.objects.filter(mission=mission, status=SessionStatus.READY)
+    for _ in range(10):
+        fake_worker.tick()
+        orch.run_tick("missions")
+        orch.run_tick("sessions")
+        if ready.exists():
+            break
+    s = ready.get()
+    assert s.job_key == "" and s.error_score == 0
+    ProxyDomainHealth.objects.create(
+        proxy_id=s.proxy_id,
+        domain="example.com",
+        score=10,
+        blocked_until=timezone.now() + dt.timedelta(minutes=30),
+        blocked_reason="pontuação 10 >= 3",
+        updated_at=timezone.now(),
+    )
+
+    orch.run_tick("workers")
+
+    s.refresh_from_db()
+    assert (s.status, s.phase, s.job_key, s.locked_by) == (SessionStatus.CLOSING, "retired", "", "")
+    assert not mission.items.filter(session=s).exists()
+    mission = fleet.drive_to(mission, MissionStatus.FINALIZADO, max_rounds=60)
+    assert mission.done_items == 6
+    assert not BrowserSession.objects.filter(
+        mission=mission, proxy_id=s.proxy_id, pk__gt=s.pk
+    ).exists()
+
+
+def test_items_failed_on_every_live_proxy_wait_for_a_session_being_opened_elsewhere() -> None:
+    """The dispatcher's "retry anyway" path hands an item back to a proxy it already
+    failed on only when no session on a proxy it has not tried is being opened."""
+    from orchestrator.managers.dispatch import JobDispatch
+
+    site = factories.SiteConfigFactory.build(
+        domain="*", proxy_types=["datacenter"], items_per_job=2
+    )
+    live = [
+        BrowserSession(pk=1, proxy_external_id="px-0", proxy_type="datacenter", proxy_country="BR")
+    ]
+    pending = [(10, "https://example.com/1", ["px-0"]), (11, "https://example.com/2", [])]
+
+    assert JobDispatch._distribute(live, pending, site, {"px-1"}) == {1: [11]}
+    assert JobDispatch._distribute(live, pending, site, {"px-0"}) == {1: [11, 10]}
+    assert JobDispatch._distribute(live, pending, site) == {1: [11, 10]}

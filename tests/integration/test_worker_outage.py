@@ -184,3 +184,39 @@ def test_the_open_backoff_admits_one_probe_per_wait_and_doubles_it() -> None:
     assert backoff.failed(1, later) == later + dt.timedelta(seconds=4)  # capped
     backoff.succeeded(1)
     assert admit(backoff, [1, 1], later) == ([0, 1], [])
+
+
+def test_allocation_opens_nothing_on_a_worker_whose_health_says_it_is_full(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    # Case 1: the capacity a worker reports on /health bounds allocation, so a worker
+    # full of sessions we do not know about gets no open (and no 409) at all.
+    fleet = build_fleet(fake_worker, fake_writer)
+    fake_worker.max_sessions = 0
+    health = fleet.orchestrator.managers["workers"]
+    health.check_health(timezone.now(), config.load())  # type: ignore[attr-defined]
+    assert Worker.objects.get().reported_max_sessions == 0
+    mission = actions.create_mission(name="Cheio", urls=["https://example.com/a"])
+
+    fleet.step(5)
+
+    assert fake_worker.route_counts["POST /sessions"] == 0
+    assert not BrowserSession.objects.filter(mission=mission).exists()
+    fake_worker.max_sessions = 8
+    health.check_health(timezone.now(), config.load())  # type: ignore[attr-defined]
+    mission = fleet.drive_to(mission, MissionStatus.FINALIZADO)
+    assert (mission.attempt, mission.session_rotations) == (1, 0)
+
+
+def test_the_slot_limit_counts_the_sessions_a_worker_reports_beyond_ours() -> None:
+    from orchestrator.worker_capacity import slot_limits
+    from tests import factories
+
+    plain = factories.WorkerFactory(max_sessions=8)
+    reported = factories.WorkerFactory(
+        max_sessions=8, reported_max_sessions=4, reported_active_sessions=3
+    )
+    factories.BrowserSessionFactory(worker=reported, holds_slot=True)
+
+    # 3 active, 1 of them ours: 2 foreign sessions take 2 of the 4 reported slots.
+    assert slot_limits(Worker.objects.all()) == {plain.pk: 8, reported.pk: 2}
