@@ -518,7 +518,7 @@ def _pending_exists() -> Exists:
 
 
 def default_writer_id() -> int | None:
-    return Writer.objects.filter(is_default=True, enabled=True).values_list("id", flat=True).first()
+    return Writer.default_q().values_list("id", flat=True).first()
 
 
 def claim_due_missions(

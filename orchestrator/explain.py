@@ -191,9 +191,10 @@ class Explainer:
     def writer(self, writer_id: int | None) -> Constraint:
         if writer_id in self._writers:
             return self._writers[writer_id]
-        qs = Writer.objects.filter(enabled=True)
         writer = (
-            qs.filter(pk=writer_id).first() if writer_id else qs.filter(is_default=True).first()
+            Writer.objects.filter(pk=writer_id, enabled=True).first()
+            if writer_id
+            else Writer.default()
         )
         if writer is None:
             result = Constraint("writer", False, "nenhum writer configurado")
