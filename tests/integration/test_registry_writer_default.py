@@ -28,8 +28,8 @@ def test_a_disabled_default_means_no_default() -> None:
 def test_missions_without_a_writer_get_the_default_and_the_rest_their_own() -> None:
     default = factories.WriterFactory(name="main", is_default=True)
     own = factories.WriterFactory(name="own")
-    plain = factories.MissionFactory(writer=None)
-    pinned = factories.MissionFactory(writer=own)
+    plain = factories.MissionFactory.create(writer=None)
+    pinned = factories.MissionFactory.create(writer=own)
     assert writers_for([plain, pinned]) == {plain.pk: default, pinned.pk: own}
     assert writer_for(plain) == default
     assert writer_for(pinned) == own
