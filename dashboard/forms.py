@@ -262,12 +262,8 @@ class WriterForm(Styled, KeepSecretMixin, forms.ModelForm):
 
     def clean_is_default(self) -> bool:
         value = bool(self.cleaned_data.get("is_default"))
-        if value:
-            others = Writer.objects.filter(is_default=True)
-            if self.instance.pk:
-                others = others.exclude(pk=self.instance.pk)
-            if others.exists():
-                raise ValidationError("Já existe um writer padrão; desmarque-o primeiro.")
+        if value and self.instance.other_defaults().exists():
+            raise ValidationError("Já existe um writer padrão; desmarque-o primeiro.")
         return value
 
 

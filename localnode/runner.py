@@ -44,6 +44,7 @@ from localnode.models import (
     LocalWorkerState,
     recent_cutoff,
 )
+from mission_control.backoff import capped_exponential_s
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -77,7 +78,7 @@ def retry_locked(fn: Callable[P, R]) -> Callable[P, R]:
                     or connection.in_atomic_block
                 ):
                     raise
-                time.sleep(min(0.05 * 2**attempt, 1.0))
+                time.sleep(capped_exponential_s(attempt + 1, 0.05, 1.0))
         raise AssertionError("unreachable")
 
     return wrapper

@@ -128,7 +128,7 @@ def create_mission(
             name=name.strip()[:200],
             domain=domain,
             priority=priority,
-            writer=writer or Writer.objects.filter(is_default=True, enabled=True).first(),
+            writer=writer or Writer.default(),
             created_by=user if getattr(user, "is_authenticated", False) else None,
             schedule=schedule,
             total_items=len(cleaned.urls),

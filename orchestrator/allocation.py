@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from django.db.models.functions import Now
 
 from orchestrator import (
     domain_slots,
+    eligibility,
     events,
     providers,
     proxy_health,
@@ -29,6 +29,7 @@ from orchestrator import (
     states,
     worker_capacity,
 )
+from orchestrator.eligibility import ProxyRule, sessions_wanted
 from orchestrator.leases import (  # noqa: F401  (re-exported: callers and tests name them here)
     Lease,
     claim,
@@ -47,7 +48,7 @@ from orchestrator.slots import (  # noqa: F401  (re-exported: callers and tests 
 )
 from orchestrator.states import ErrorCode, ItemStatus, MissionStatus, SessionStatus
 from orchestrator.transitions import Move, transition_many
-from registry import geo, site_rules
+from registry import site_rules
 from registry.config import Config
 from registry.models import (
     HealthStatus,
@@ -73,22 +74,8 @@ def usable_workers_q(now: dt.datetime) -> Q:
 
 
 def usable_proxies_q(site: SiteConfig, now: dt.datetime, exclude: Iterable[str] = ()) -> Q:
-    q = Q(enabled=True, active_sessions__lt=F("max_sessions")) & (
-        Q(status=ProxyStatus.AVAILABLE)
-        | Q(status=ProxyStatus.COOLDOWN, cooldown_until__lte=now)
-        | Q(status=ProxyStatus.COOLDOWN, cooldown_until__isnull=True)
-    )
-    if site.proxy_types:
-        q &= Q(type__in=site.proxy_types)
-    if site.countries:
-        q &= Q(country__in=[c.upper() for c in site.countries])
-    if site.require_verified_geo:
-        q &= geo.verified_q()
-    q &= providers.proxy_q(site)
-    blocked = set(site.blocked_proxies or ()) | set(exclude)
-    if blocked:
-        q &= ~Q(external_id__in=blocked)
-    return q
+    """Proxies a session for `site` may lock now (`eligibility.refusal` as a filter)."""
+    return eligibility.rule_q(ProxyRule.for_site(site, exclude), now) & providers.proxy_q(site)
 
 
 @dataclass
@@ -138,10 +125,6 @@ class Prefetched:
                 .order_by()
             ),
         )
-
-
-def sessions_wanted(site: SiteConfig, pending: int) -> int:
-    return min(site.max_sessions, max(1, math.ceil(pending / max(1, site.items_per_job))))
 
 
 @dataclass
@@ -526,7 +509,7 @@ def _pending_exists() -> Exists:
 
 
 def default_writer_id() -> int | None:
-    return Writer.objects.filter(is_default=True, enabled=True).values_list("id", flat=True).first()
+    return Writer.default_q().values_list("id", flat=True).first()
 
 
 def claim_due_missions(

@@ -14,7 +14,6 @@ one request, so explaining a page of missions costs the same as explaining one.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,7 @@ from typing import Any, NamedTuple
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 from django.utils import timezone
 
-from orchestrator import distributor, domain_slots, providers, site_breaker, states
+from orchestrator import distributor, domain_slots, eligibility, providers, site_breaker, states
 from orchestrator.models import (
     BrowserSession,
     DomainBreaker,
@@ -37,7 +36,6 @@ from registry.config import Config
 from registry.models import (
     HealthStatus,
     Proxy,
-    ProxyStatus,
     ProxyType,
     SiteConfig,
     Worker,
@@ -112,6 +110,19 @@ class _ProxyRow(NamedTuple):
     active_sessions: int
     max_sessions: int
     geo_verified: bool
+
+
+def _refusal_words(causes: Counter[str], total: int, d: str) -> str:
+    """Why no proxy has room, cause by cause (the order operators read them in)."""
+    words = {
+        eligibility.BLOCKED: f"de {total} bloqueados para {d}",
+        eligibility.UNVERIFIED: "sem geo verificado (a estratégia exige)",
+        eligibility.LEARNED: f"de {total} bloqueados pela saúde proxy x site em {d}",
+        eligibility.COOLDOWN: "em cooldown",
+        eligibility.BUSY: "em uso",
+        eligibility.DISABLED: "banidos/desativados",
+    }
+    return ", ".join(f"{causes[c]} {text}" for c, text in words.items() if causes[c])
 
 
 class Explainer:
@@ -191,9 +202,10 @@ class Explainer:
     def writer(self, writer_id: int | None) -> Constraint:
         if writer_id in self._writers:
             return self._writers[writer_id]
-        qs = Writer.objects.filter(enabled=True)
         writer = (
-            qs.filter(pk=writer_id).first() if writer_id else qs.filter(is_default=True).first()
+            Writer.objects.filter(pk=writer_id, enabled=True).first()
+            if writer_id
+            else Writer.default()
         )
         if writer is None:
             result = Constraint("writer", False, "nenhum writer configurado")
@@ -298,51 +310,23 @@ class Explainer:
     def _count_proxies(
         self, site: SiteConfig, d: str, exclude: frozenset[str]
     ) -> tuple[Constraint, int]:
-        now = self.now
-        types = set(site.proxy_types or ())
-        countries = {c.upper() for c in site.countries or ()}
-        blocked_ids = set(site.blocked_proxies or ()) | set(exclude)
+        rule = eligibility.ProxyRule.for_site(site, exclude)
         health = self.health_blocked(d)
-        total = disabled = blocked = learned = cooldown = busy = unverified = room = 0
-        need_verified = bool(getattr(site, "require_verified_geo", False))
+        causes: Counter[str] = Counter()
+        room = 0
         for p in self._proxy_rows():
-            if (types and p.type not in types) or (countries and p.country not in countries):
-                continue
-            total += 1
-            if not p.enabled or p.status in (ProxyStatus.BANNED, ProxyStatus.DISABLED):
-                disabled += 1
-            elif p.external_id in blocked_ids:
-                blocked += 1
-            elif need_verified and not p.geo_verified:
-                unverified += 1
-            elif p.id in health:
-                learned += 1
-            elif p.status == ProxyStatus.COOLDOWN and p.cooldown_until and p.cooldown_until > now:
-                cooldown += 1
-            elif p.active_sessions >= p.max_sessions:
-                busy += 1
-            else:
+            cause = eligibility.refusal(rule, p, self.now, health)
+            causes[cause] += 1
+            if not cause:
                 room += p.max_sessions - p.active_sessions
+        total = causes.total() - causes[eligibility.OTHER_KIND]
         words = _proxy_words(site)
-        if not types and not countries:
+        if rule.any_proxy:
             return Constraint("proxies", True, "conexão direta permitida (qualquer proxy)"), 10**6
         if not total:
             return Constraint("proxies", False, f"nenhum {words} cadastrado"), 0
         if room <= 0:
-            parts = []
-            if blocked:
-                parts.append(f"{blocked} de {total} bloqueados para {d}")
-            if unverified:
-                parts.append(f"{unverified} sem geo verificado (a estratégia exige)")
-            if learned:
-                parts.append(f"{learned} de {total} bloqueados pela saúde proxy x site em {d}")
-            if cooldown:
-                parts.append(f"{cooldown} em cooldown")
-            if busy:
-                parts.append(f"{busy} em uso")
-            if disabled:
-                parts.append(f"{disabled} banidos/desativados")
-            detail = ", ".join(parts)
+            detail = _refusal_words(causes, total, d)
             return Constraint("proxies", False, f"nenhuma sessão com {words}: {detail}"), 0
         return Constraint("proxies", True, f"{room} vagas em {words} para {d}"), room
 
@@ -355,7 +339,7 @@ class Explainer:
         sessions it could get now."""
         site = self.site(domain)
         group = Group(domain=normalize_domain(domain), site=site.domain, pending_items=pending)
-        wanted = min(site.max_sessions, max(1, math.ceil(pending / max(1, site.items_per_job))))
+        wanted = eligibility.sessions_wanted(site, pending)
         wanted -= live_sessions
         if wanted <= 0:
             group.constraints.append(

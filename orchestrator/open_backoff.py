@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from orchestrator.states import RetryPolicy
+
 
 @dataclass
 class _Backoff:
@@ -40,7 +42,7 @@ class OpenBackoff:
         """An open failed for the worker's sake: wait longer. Returns the next probe time."""
         state = self._state.get(worker_id)
         failures = (state.failures if state else 0) + 1
-        wait = min(self.cap_s, self.base_s * 2 ** (failures - 1))
+        wait = RetryPolicy(base_s=self.base_s, cap_s=self.cap_s).delay_s(failures)
         until = now + dt.timedelta(seconds=wait)
         self._state[worker_id] = _Backoff(failures, until)
         return until

@@ -32,6 +32,7 @@ from orchestrator.managers.missions import MissionManager
 from orchestrator.managers.sessions import SessionManager
 from orchestrator.managers.workers import WorkerManager
 from orchestrator.models import OrchestratorInstance
+from orchestrator.states import RetryPolicy
 from registry import config
 
 logger = logging.getLogger("orchestrator.runner")
@@ -55,8 +56,8 @@ MAX_DRAIN = 20
 # The database is unreachable (restart, failover, network): what psycopg raises then.
 DATABASE_ERRORS = (OperationalError, InterfaceError)
 # Waits between reconnection attempts while it is: doubled from BASE up to CAP.
-DB_RETRY_BASE_S = 0.5
-DB_RETRY_CAP_S = 5.0
+# Reconnect waits after the database (or its LISTEN connection) is lost: 0.5 s doubling to 5 s.
+DB_RETRY = RetryPolicy(base_s=0.5, cap_s=5.0)
 
 
 def database_lost(exc: BaseException) -> bool:
@@ -197,7 +198,7 @@ class Orchestrator:
         thread.start()
 
     def _listen(self) -> None:
-        delay = DB_RETRY_BASE_S
+        failures = 1
         while not self.stopping.is_set():
             listener = self._listener
             if listener is None:
@@ -205,16 +206,17 @@ class Orchestrator:
             if not listener.connected:
                 # Lost earlier (the server restarted): retry with backoff until it is
                 # back, then wake every manager for the notifications missed meanwhile.
-                if self.stopping.wait(delay):
+                if self.stopping.wait(DB_RETRY.delay_s(failures)):
                     return
                 try:
                     listener.connect()
                 except Exception as exc:
                     listener.close()
-                    delay = min(DB_RETRY_CAP_S, delay * 2)
+                    failures += 1
+                    delay = DB_RETRY.delay_s(failures)
                     logger.warning("LISTEN reconnect failed (%s); retrying in %.1fs", exc, delay)
                     continue
-                delay = DB_RETRY_BASE_S
+                failures = 1
                 logger.info("LISTEN reconnected")
                 self.wake(set(self.manager_names))
                 continue
@@ -377,7 +379,7 @@ class Orchestrator:
         """Drop this thread's broken connection and wait (capped exponential backoff,
         cut short by SIGTERM) before its next pass reconnects. Never exits: no crash
         loop. The first thread to notice logs it once."""
-        delay = min(DB_RETRY_CAP_S, DB_RETRY_BASE_S * 2 ** (failures - 1))
+        delay = DB_RETRY.delay_s(failures)
         with self._db_lock:
             first = self._db_down_since is None
             if first:

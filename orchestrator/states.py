@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from django.db import models
 
+from mission_control.backoff import capped_exponential_s
+
 
 class MissionStatus(models.TextChoices):
     QUEUED = "QUEUED", "Na fila"
@@ -198,9 +200,15 @@ class RetryPolicy:
         """`attempt` is 1-based: the first run is attempt 1."""
         return attempt <= self.max_retries
 
+    def delay_s(self, attempt: int) -> float:
+        """The capped exponential delay after attempt `attempt` (1-based), before any
+        jitter: `base_s`, then doubling, never above `cap_s`. The one home of that
+        arithmetic (clients, webhooks, worker opens and database reconnects use it)."""
+        return capped_exponential_s(attempt, self.base_s, self.cap_s)
+
     def backoff_s(self, attempt: int, rand: float) -> float:
         """Delay before attempt `attempt + 1`; `rand` in [0, 1) supplies the jitter."""
-        raw = min(self.cap_s, self.base_s * (2 ** max(0, attempt - 1)))
+        raw = self.delay_s(attempt)
         return max(0.0, raw * (1 - self.jitter + 2 * self.jitter * rand))
 
 

@@ -39,6 +39,7 @@ from django.utils import timezone
 from mission_control import outbound
 from orchestrator import events, leases
 from orchestrator.models import Mission, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from orchestrator.states import RetryPolicy
 from registry import config
 from registry.config import Config
 
@@ -227,9 +228,8 @@ def verify(secret: str, header: str, body: bytes, *, now: float, tolerance_s: fl
 
 def backoff_s(attempts: int, cfg: Config) -> float:
     """Delay after the `attempts`-th failed attempt (1-based)."""
-    return float(
-        min(cfg.webhook_backoff_cap_s, cfg.webhook_backoff_base_s * (2 ** max(0, attempts - 1)))
-    )
+    policy = RetryPolicy(base_s=cfg.webhook_backoff_base_s, cap_s=cfg.webhook_backoff_cap_s)
+    return policy.delay_s(attempts)
 
 
 def _send(

@@ -202,7 +202,7 @@ class WriterAdmin(ServiceAdmin):
         self, request: HttpRequest, obj: Writer, form: forms.ModelForm, change: bool
     ) -> None:
         if obj.is_default:
-            Writer.objects.filter(is_default=True).exclude(pk=obj.pk).update(is_default=False)
+            obj.other_defaults().update(is_default=False)
         super().save_model(request, obj, form, change)
 
 

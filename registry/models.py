@@ -101,6 +101,21 @@ class Writer(Service):
             )
         ]
 
+    @classmethod
+    def default_q(cls) -> models.QuerySet[Writer]:
+        """The writer a mission without its own writes to: the default one, if enabled.
+        The one home of that rule (at most one row, by `one_default_writer`)."""
+        return cls.objects.filter(is_default=True, enabled=True)
+
+    @classmethod
+    def default(cls) -> Writer | None:
+        return cls.default_q().first()
+
+    def other_defaults(self) -> models.QuerySet[Writer]:
+        """Every other writer marked default (enabled or not): the rows that must be
+        unset, or refused, before this one becomes the default."""
+        return Writer.objects.filter(is_default=True).exclude(pk=self.pk)
+
 
 class Uploader(Service):
     # Uploaders are temporarily disabled in the seed: new rows start disabled.

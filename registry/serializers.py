@@ -340,10 +340,7 @@ class WriterSerializer(ServiceSerializer):
         # One default writer: unset the others in the same transaction.
         with transaction.atomic():
             if self.validated_data.get("is_default"):
-                others = Writer.objects.filter(is_default=True)
-                if self.instance is not None:
-                    others = others.exclude(pk=self.instance.pk)
-                others.update(is_default=False)
+                (self.instance or Writer()).other_defaults().update(is_default=False)
             return super().save(**kwargs)
 
 

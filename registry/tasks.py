@@ -1,14 +1,14 @@
-"""django-q2 tasks for slow one-off registry work: connection tests of many rows and big
-imports. Thin: they call the same functions the API and admin use."""
+"""django-q2 tasks for slow one-off registry work: connection tests of many rows. Thin:
+they call the same functions the API and admin use. (Proxy imports run in the request
+or in `manage.py import_proxies`; they validate the whole file first, all or nothing.)"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from django.apps import apps
 
-from registry import connection, importers
+from registry import connection
 
 logger = logging.getLogger(__name__)
 
@@ -26,19 +26,3 @@ def test_connections(model_label: str, ids: list[int]) -> dict[str, int]:
         counts["ok" if result.ok else "failed"] += 1
     logger.info("connection tests of %s: %s", model_label, counts)
     return counts
-
-
-def import_proxies(
-    payload: Any, *, fmt: str = "json", skip_invalid: bool = False
-) -> dict[str, Any]:
-    """Import proxies (a parsed JSON array, or CSV text) outside any web request."""
-    parsed = (
-        importers.parse_proxies_csv(payload) if fmt == "csv" else importers.parse_proxies(payload)
-    )
-    if parsed.errors and not skip_invalid:
-        return {"imported": 0, "errors": [e.describe() for e in parsed.errors]}
-    summary = importers.apply_proxies(parsed.rows)
-    return {
-        "imported": summary.created + summary.updated,
-        "errors": [e.describe() for e in parsed.errors],
-    }

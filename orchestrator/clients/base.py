@@ -26,6 +26,7 @@ from typing import Any, Self
 import httpx
 import tenacity
 
+from mission_control.backoff import capped_exponential_s
 from mission_control.logging import redact
 
 logger = logging.getLogger("orchestrator.clients")
@@ -143,7 +144,7 @@ class ClientSettings:
     def backoff_s(self, attempt: int, rand: float) -> float:
         """Capped exponential backoff after attempt `attempt` (1-based), with equal
         jitter: half the delay is fixed, half is `rand` in [0, 1) of it."""
-        raw = min(self.backoff_cap, self.backoff_base * (2 ** max(0, attempt - 1)))
+        raw = capped_exponential_s(attempt, self.backoff_base, self.backoff_cap)
         return raw / 2 + raw / 2 * rand
 
 

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Q
 from django.utils import timezone
 
 from orchestrator.clients import breaker
@@ -128,7 +127,7 @@ class BaseManager:
 def writer_for(mission: Mission) -> Writer | None:
     if mission.writer_id:
         return Writer.objects.filter(pk=mission.writer_id, enabled=True).first()
-    return Writer.objects.filter(is_default=True, enabled=True).first()
+    return Writer.default()
 
 
 def site_configs(domains: set[str]) -> dict[str, SiteConfig]:
@@ -140,7 +139,7 @@ def writers_for(missions: list[Mission]) -> dict[int, Writer | None]:
     """`writer_for` of every mission of a batch, in one query (mission id -> writer)."""
     wanted = {m.writer_id for m in missions if m.writer_id}
     rows = list(
-        Writer.objects.filter(Q(pk__in=wanted) | Q(is_default=True), enabled=True).order_by("id")
+        (Writer.objects.filter(pk__in=wanted, enabled=True) | Writer.default_q()).order_by("id")
     )
     by_id = {w.pk: w for w in rows}
     default = next((w for w in rows if w.is_default), None)

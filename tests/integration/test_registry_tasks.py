@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,8 @@ from django.test import RequestFactory
 from django_q.tasks import async_task, result
 
 from registry import admin as registry_admin
-from registry.models import HealthStatus, Proxy, Worker
+from registry import tasks
+from registry.models import HealthStatus, Worker
 from tests import factories
 from tests.fakes.worker import FakeWorker
 
@@ -53,10 +53,8 @@ def test_the_admin_action_queues_big_selections(fake_worker: FakeWorker) -> None
     assert Worker.objects.filter(health_status=HealthStatus.OK).count() == len(workers)
 
 
-def test_a_big_proxy_import_runs_as_a_task() -> None:
-    payload = json.loads((EXAMPLES / "proxies.json").read_text())
-
-    task = async_task("registry.tasks.import_proxies", payload)
-
-    assert result(task) == {"imported": 5, "errors": []}
-    assert Proxy.objects.count() == 5
+def test_the_task_module_holds_only_tasks_production_queues() -> None:
+    """`import_proxies` was a task nothing queued (imports run in the request or the
+    command); the module keeps only what the admin enqueues."""
+    assert not hasattr(tasks, "import_proxies")
+    assert callable(tasks.test_connections)

@@ -10,7 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator import proxy_health
+from mission_control.backoff import capped_exponential_s
+from orchestrator import proxy_health, runner, webhooks
+from orchestrator.clients.base import ClientSettings
+from orchestrator.open_backoff import OpenBackoff
 from orchestrator.states import (
     ITEM_ERRORS,
     PROXY_FAULT_CODES,
@@ -21,6 +24,7 @@ from orchestrator.states import (
     classify_item_error,
     decide_retry,
 )
+from registry.config import Config
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -110,3 +114,27 @@ def test_decide_retry_is_deterministic_for_a_seeded_rng() -> None:
     first = decide_retry(policy, 1, ErrorCode.SCRAPE_JOB_FAILED, NOW, random.Random(7))
     again = decide_retry(policy, 1, ErrorCode.SCRAPE_JOB_FAILED, NOW, random.Random(7))
     assert first == again
+
+
+def test_capped_exponential_doubles_from_base_to_the_cap() -> None:
+    assert [capped_exponential_s(a, 0.05, 1.0) for a in (1, 2, 3, 5, 6)] == [0.05, 0.1, 0.2, 0.8, 1]
+
+
+def test_delay_is_the_capped_doubling_before_jitter() -> None:
+    policy = RetryPolicy(base_s=0.5, cap_s=5.0, jitter=0.9)
+    assert [policy.delay_s(a) for a in (0, 1, 2, 3, 4, 5, 6)] == [0.5, 0.5, 1, 2, 4, 5, 5]
+
+
+@given(attempt=st.integers(min_value=1, max_value=40))
+def test_every_backoff_in_the_engine_is_the_retry_policy_delay(attempt: int) -> None:
+    settings = ClientSettings(backoff_base=0.2, backoff_cap=5.0)
+    client_raw = RetryPolicy(base_s=0.2, cap_s=5.0).delay_s(attempt)
+    assert settings.backoff_s(attempt, 0.0) == client_raw / 2  # equal jitter: half fixed
+    cfg = Config({"webhook_backoff_base_s": 30.0, "webhook_backoff_cap_s": 3600.0})
+    hook = webhooks.backoff_s(attempt, cfg)
+    assert hook == RetryPolicy(base_s=30.0, cap_s=3600.0).delay_s(attempt)
+    assert runner.DB_RETRY.delay_s(attempt) == min(5.0, 0.5 * 2 ** (attempt - 1))
+    opens = OpenBackoff(base_s=1, cap_s=4)
+    for _ in range(attempt):
+        until = opens.failed(7, NOW)
+    assert until == NOW + dt.timedelta(seconds=RetryPolicy(base_s=1, cap_s=4).delay_s(attempt))
