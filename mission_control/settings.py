@@ -132,6 +132,8 @@ AXES_CLIENT_IP_CALLABLE = "mission_control.clientip.client_ip"
 # Reverse proxies in front of the app that append to X-Forwarded-For (the TLS proxy
 # of docs/deploy.md is 1). 0: REMOTE_ADDR is the client and the header is ignored.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# API tokens (registry.tokens): stored as SHA-256 only; days until one expires, 0 = never.
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=30)
 AXES_RESET_ON_SUCCESS = True
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_SENSITIVE_PARAMETERS = ["password", "api_key", "token"]
@@ -281,7 +283,8 @@ CONTENT_SECURITY_POLICY = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # Hashed, expiring, revocable tokens (registry.tokens).
+        "registry.tokens.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["mission_control.permissions.RolePermission"],

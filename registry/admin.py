@@ -13,8 +13,16 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from audit.log import record_updates
-from registry import config, connection
-from registry.models import ConfigEntry, Proxy, SiteConfig, Uploader, Worker, Writer
+from registry import config, connection, tokens
+from registry.models import (
+    ApiToken,
+    ConfigEntry,
+    Proxy,
+    SiteConfig,
+    Uploader,
+    Worker,
+    Writer,
+)
 from registry.serializers import clean_base_url
 
 SERVICE_MACHINE_FIELDS = (
@@ -316,3 +324,37 @@ class ConfigEntryAdmin(admin.ModelAdmin):
     def description(self, obj: ConfigEntry) -> str:
         spec = config.KEYS.get(obj.key)
         return spec.description if spec else "chave desconhecida"
+
+
+# DRF's own token admin would list keys in clear; tokens live in ApiToken now.
+try:
+    from rest_framework.authtoken.models import TokenProxy
+
+    admin.site.unregister(TokenProxy)
+except admin.exceptions.NotRegistered:  # pragma: no cover - depends on app order
+    pass
+
+
+@admin.action(description="Revogar selecionados")
+def revoke_tokens(modeladmin: admin.ModelAdmin, request: HttpRequest, qs: QuerySet) -> None:
+    count = tokens.revoke(qs)
+    modeladmin.message_user(request, f"{count} token(s) revogado(s).", messages.SUCCESS)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are issued by POST /api/auth/token/ only (the key is shown once there);
+    here they are listed by prefix and revoked."""
+
+    list_display = ("prefix", "user", "created_at", "expires_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("prefix", "user__username")
+    readonly_fields = ("user", "prefix", "created_at", "expires_at", "revoked_at")
+    exclude = ("digest",)
+    actions = [revoke_tokens]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -748,7 +748,12 @@ class ConnectionTestResultSerializer(serializers.Serializer):
 
 
 class TokenResponseSerializer(serializers.Serializer):
-    token = serializers.CharField()
+    token = serializers.CharField(
+        help_text="Shown once; send it as `Authorization: Token <token>`."
+    )
+    expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the token stops working (null: never)."
+    )
 
 
 class ConfigKeySerializer(serializers.Serializer):

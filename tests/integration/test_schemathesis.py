@@ -22,8 +22,8 @@ from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from rest_framework.authtoken.models import Token
 
+from registry import tokens
 from tests import factories
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=False)]
@@ -86,7 +86,7 @@ def schema_valid_input_is_accepted(ctx: Any, response: Any, case: Any) -> bool |
 @pytest.fixture
 def admin_token() -> str:
     user = factories.UserFactory(role="admin")
-    return Token.objects.create(user=user).key
+    return tokens.issue(user)[1]
 
 
 @pytest.fixture(autouse=True)
