@@ -310,10 +310,10 @@ def _rate() -> tuple[int, int]:
     return int(count), _RATE_PERIODS[period.strip().lower()]
 
 
-def _over_rate(user_id: int) -> bool:
+def _over_rate(user_id: int, *, now: float | None = None) -> bool:
     """A fixed-window counter per user in the cache (shared by web processes)."""
     limit, period = _rate()
-    window = int(time.time()) // period
+    window = int(time.time() if now is None else now) // period
     key = f"connection-test:{user_id}:{window}"
     cache.add(key, 0, timeout=period + 1)
     try:
