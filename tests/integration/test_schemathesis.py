@@ -34,9 +34,10 @@ SKIPPED = {"POST /api/auth/token/"}
 # A schema-valid request may still meet a row that is already there (the schema's
 # help texts say so): a unique name, external id or domain taken; an id that does not
 # exist. Those 400s say which field and why; any other 400 is a schema that promises
-# too much.
+# too much. A cursor is opaque (server-issued; the parameter's description says only
+# the `next`/`previous` links are valid), so no schema can list the valid strings.
 CONFLICTS = re.compile(
-    r"already exists|already has|already taken|does not exist|is listed twice|appears more than once"
+    r"Invalid cursor: use the|already exists|already has|already taken|does not exist|is listed twice|appears more than once"
     r"|já existe|já tem|Pk inválido|objeto não existe|Re-enter the API key"
 )
 # Operations whose request schema cannot yet state every rule: a 400 there is still
