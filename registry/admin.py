@@ -60,6 +60,8 @@ class SecretFieldForm(forms.ModelForm):
     stays; the `clear_secret` box removes it."""
 
     secret_field = "api_key"
+    # Fields that say where the secret is sent: changing one needs the secret again.
+    address_fields: tuple[str, ...] = ()
     clear_secret = forms.BooleanField(required=False, label="Remover o segredo salvo")
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -77,13 +79,24 @@ class SecretFieldForm(forms.ModelForm):
         if cleaned.get("clear_secret"):
             cleaned[self.secret_field] = ""
         elif not cleaned.get(self.secret_field) and self.instance.pk:
+            if self._moved(cleaned) and getattr(self.instance, self.secret_field):
+                # Keeping the stored secret would send it to the new address.
+                self.add_error(self.secret_field, "Informe o segredo de novo ao mudar o endereço.")
+                return cleaned
             # The instance still holds the stored value: fields are copied onto it later.
             cleaned[self.secret_field] = getattr(self.instance, self.secret_field)
         return cleaned
 
+    def _moved(self, cleaned: dict[str, Any]) -> bool:
+        return any(
+            name in cleaned and cleaned[name] != getattr(self.instance, name)
+            for name in self.address_fields
+        )
+
 
 class ServiceForm(SecretFieldForm):
     secret_field = "api_key"
+    address_fields = ("base_url",)
     # As in the API: http(s) only, single-label hosts (http://worker:8000) allowed.
     base_url = forms.CharField(max_length=500)
 
@@ -118,6 +131,7 @@ class WriterForm(ServiceForm):
 
 class ProxyForm(SecretFieldForm):
     secret_field = "password"
+    address_fields = ("scheme", "host", "port", "username")
 
 
 INLINE_TESTS = 5

@@ -431,6 +431,25 @@ class ProxySerializer(serializers.ModelSerializer):
             raise serializers.ValidationError("Enter a host name or IP address.")
         return value
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        instance = self.instance
+        moved = instance is not None and any(
+            name in attrs and attrs[name] != getattr(instance, name)
+            for name in PROXY_ADDRESS_FIELDS
+        )
+        if moved and instance.password and "password" not in attrs:
+            # A password sent to a new address is a leaked password: re-enter it.
+            raise serializers.ValidationError(
+                {
+                    "password": "Re-enter the password when changing scheme, host, port or "
+                    "username (or send '' to drop it)."
+                }
+            )
+        return super().validate(attrs)
+
+
+PROXY_ADDRESS_FIELDS = ("scheme", "host", "port", "username")
+
 
 @extend_schema_field({"type": "string", "enum": ProxyType.values})
 class ProxyTypeChoiceField(serializers.ChoiceField):

@@ -39,7 +39,7 @@ SKIPPED = {"POST /api/auth/token/", "DELETE /api/auth/token/"}
 # the `next`/`previous` links are valid), so no schema can list the valid strings.
 CONFLICTS = re.compile(
     r"Invalid cursor: use the|already exists|already has|already taken|does not exist|is listed twice|appears more than once"
-    r"|já existe|já tem|Pk inválido|objeto não existe|Re-enter the API key"
+    r"|já existe|já tem|Pk inválido|objeto não existe|Re-enter the API key|Re-enter the password"
 )
 # Operations whose request schema cannot yet state every rule: a 400 there is still
 # allowed, each for the reason given. (The bulk endpoints state theirs: a `oneOf` by
