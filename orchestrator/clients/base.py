@@ -26,7 +26,7 @@ from typing import Any, Self
 import httpx
 import tenacity
 
-from mission_control.logging import redact
+from mission_control.logging import hide, redact
 
 logger = logging.getLogger("orchestrator.clients")
 
@@ -449,10 +449,7 @@ class BaseClient:
         hidden = [s for s in (self.api_key, *secrets) if s and len(s) >= 3]
 
         def scrub(text: str) -> str:
-            text = redact(text)
-            for secret in hidden:
-                text = text.replace(secret, "***")
-            return text
+            return hide(text, hidden)
 
         return scrub
 
