@@ -437,7 +437,7 @@ class ProxySerializer(serializers.ModelSerializer):
             name in attrs and attrs[name] != getattr(instance, name)
             for name in PROXY_ADDRESS_FIELDS
         )
-        if moved and instance.password and "password" not in attrs:
+        if moved and instance is not None and instance.password and "password" not in attrs:
             # A password sent to a new address is a leaked password: re-enter it.
             raise serializers.ValidationError(
                 {
