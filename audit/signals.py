@@ -30,7 +30,7 @@ AUDITED = (
     "orchestrator.RecurringMission",
     "auth.User",
     "auth.Group",
-    "authtoken.Token",
+    "registry.ApiToken",
 )
 # Created and deleted are audited; their updates are machine work (transitions).
 CREATE_DELETE_ONLY = ("orchestrator.Mission",)

@@ -193,16 +193,21 @@ class KeepSecretMixin:
     """A blank secret field keeps the stored value; `clear_<field>` empties it."""
 
     secret_field = ""
+    # Fields that say where the secret is sent: changing one needs the secret again.
+    address_fields: tuple[str, ...] = ("base_url",)
+    moved_message = "Informe a chave de API de novo ao mudar a URL base."
 
     def clean(self) -> dict[str, Any]:
         data: dict[str, Any] = super().clean()  # type: ignore[misc]
         name = self.secret_field
         instance = self.instance  # type: ignore[attr-defined]
         if not data.get(name) and instance.pk and not data.get(f"clear_{name}"):
-            moved = "base_url" in data and data["base_url"] != getattr(instance, "base_url", None)
+            moved = any(
+                f in data and data[f] != getattr(instance, f, None) for f in self.address_fields
+            )
             if moved and getattr(instance, name):
-                # Keeping the stored key would send it to the new host: ask for it again.
-                self.add_error(name, "Informe a chave de API de novo ao mudar a URL base.")  # type: ignore[attr-defined]
+                # Keeping the stored secret would send it to the new host: ask for it again.
+                self.add_error(name, self.moved_message)  # type: ignore[attr-defined]
                 return data
             data[name] = getattr(instance, name)
         return data
@@ -282,6 +287,8 @@ class UploaderForm(Styled, KeepSecretMixin, forms.ModelForm):
 
 class ProxyForm(Styled, KeepSecretMixin, forms.ModelForm):
     secret_field = "password"
+    address_fields = ("scheme", "host", "port", "username")
+    moved_message = "Informe a senha de novo ao mudar protocolo, host, porta ou usuário."
     country = forms.CharField(label="País (ISO, 2 letras)", required=False, max_length=10)
     clear_password = forms.BooleanField(label="Remover a senha salva", required=False)
 

@@ -6,6 +6,8 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterable
+from urllib.parse import quote
 
 # Credentials inside URLs (scheme://user:pass@host) and bearer tokens.
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@", re.I)
@@ -22,6 +24,16 @@ def redact(text: str) -> str:
     text = _URL_CREDENTIALS.sub(r"\g<scheme>***:***@", text)
     text = _QUERY_SECRET.sub(r"\1***", text)
     return _BEARER.sub(r"\1***", text)
+
+
+def hide(text: str, secrets: Iterable[str]) -> str:
+    """`redact`, then every known secret replaced by *** in any letter case and in its
+    URL-encoded form (a service that echoes our key upper-cased still leaks it)."""
+    text = redact(text)
+    for secret in {s for s in secrets if s and len(s) >= 3}:
+        for form in {secret, quote(secret, safe="")}:
+            text = re.sub(re.escape(form), "***", text, flags=re.IGNORECASE)
+    return text
 
 
 class RedactSecretsFilter(logging.Filter):

@@ -15,32 +15,49 @@ class PageNumberPagination(pagination.PageNumberPagination):
     max_page_size = 500
 
 
+INVALID_CURSOR = "Invalid cursor: use the `next` or `previous` link of an earlier page."
+CURSOR_DESCRIPTION = (
+    "Opaque position returned in the `next`/`previous` links of an earlier page; "
+    "any other value answers 400."
+)
+
+
+def invalid_cursor() -> exceptions.ValidationError:
+    return exceptions.ValidationError({"cursor": [INVALID_CURSOR]})
+
+
 class CursorPagination(pagination.CursorPagination):
     """Stable, count-free pagination for big, growing tables (missions, items, events).
 
-    A cursor is client input: its position is checked against the ordering field's type
-    before any query, so a crafted one (`base64("p=abc")`) is DRF's 404 "Invalid
-    cursor" (in the one error shape) like any other unknown cursor, not a 500. A 404,
-    not a 400: the schema calls any string a valid cursor, and a cursor that points
-    nowhere is a page that does not exist."""
+    A cursor is client input: it is decoded and its position checked against the
+    ordering field's type before any query, so a crafted or mangled one
+    (`base64("p=abc")`, not base64 at all) is a 400 naming the `cursor` field, in the
+    one error shape, never a 500. The schema describes the parameter as opaque: only
+    the `next`/`previous` links of an earlier page are valid."""
 
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
     ordering = "-id"
+    cursor_query_description = CURSOR_DESCRIPTION
 
     def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> Any:
         self._model = getattr(queryset, "model", None)
         return super().paginate_queryset(queryset, request, view)
 
+    invalid_cursor_message = INVALID_CURSOR
+
     def decode_cursor(self, request: Any) -> Any:
-        cursor = super().decode_cursor(request)
+        try:
+            cursor = super().decode_cursor(request)
+        except exceptions.NotFound:
+            raise invalid_cursor() from None
         if cursor is not None and cursor.position is not None:
             self._check_position(str(cursor.position))
         return cursor
 
     def _check_position(self, position: str) -> None:
-        invalid = exceptions.NotFound(self.invalid_cursor_message)
+        invalid = invalid_cursor()
         if hardening.text_problem(position) or len(position) > 200:
             raise invalid
         ordering = self.ordering if isinstance(self.ordering, list | tuple) else [self.ordering]

@@ -84,6 +84,27 @@ SILENCED_SYSTEM_CHECKS = [] if IS_POSTGRES else ["models.W040"]
 ETL_API_ENDPOINT = env.str("ETL_API_ENDPOINT", default="")
 ETL_API_KEY = _secret("ETL_API_KEY")
 REDIS_URL = env.str("REDIS_URL", default="")
+# One cache shared by every process: rate limits (DRF throttles), django-axes and
+# django-q's statistics count there, so 3 gunicorn workers share one 30/min budget
+# instead of 30/min each. CACHE_URL (django-environ: rediscache://, dbcache://, ...)
+# wins; else Redis when REDIS_URL is set, else the database cache (table `mc_cache`,
+# created by a migration). Tests keep a per-process memory cache unless CACHE_URL is set.
+CACHE_TABLE = "mc_cache"
+if env.str("CACHE_URL", default=""):
+    CACHES = {"default": env.cache_url("CACHE_URL")}
+elif TESTING:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+elif REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": CACHE_TABLE,
+        }
+    }
 LOCALNODE_ENABLED = env.bool("LOCALNODE_ENABLED", default=not IS_POSTGRES)
 LOCALNODE_API_KEY = _secret("LOCALNODE_API_KEY")
 # The built-in worker's `browserbase` provider (localnode/browserbase.py): offered only
@@ -132,6 +153,8 @@ AXES_CLIENT_IP_CALLABLE = "mission_control.clientip.client_ip"
 # Reverse proxies in front of the app that append to X-Forwarded-For (the TLS proxy
 # of docs/deploy.md is 1). 0: REMOTE_ADDR is the client and the header is ignored.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# API tokens (registry.tokens): stored as SHA-256 only; days until one expires, 0 = never.
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=30)
 AXES_RESET_ON_SUCCESS = True
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_SENSITIVE_PARAMETERS = ["password", "api_key", "token"]
@@ -281,7 +304,8 @@ CONTENT_SECURITY_POLICY = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # Hashed, expiring, revocable tokens (registry.tokens).
+        "registry.tokens.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["mission_control.permissions.RolePermission"],

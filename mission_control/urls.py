@@ -11,6 +11,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from mission_control import health, metrics
 from mission_control.api import error_body
+from mission_control.apidocs import needs_login
+from orchestrator.api_root import ApiRootView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -18,13 +20,16 @@ urlpatterns = [
     path("healthz/orchestrator", health.orchestrator, name="healthz-orchestrator"),
     path("readyz", health.readiness, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/schema/", needs_login(SpectacularAPIView.as_view()), name="api-schema"),
     path(
         "api/docs/",
         # The upstream page plus CSP nonces on its inline <style> and <script>.
-        SpectacularSwaggerView.as_view(url_name="api-schema", template_name="api_docs.html"),
+        needs_login(
+            SpectacularSwaggerView.as_view(url_name="api-schema", template_name="api_docs.html")
+        ),
         name="api-docs",
     ),
+    path("api/", needs_login(ApiRootView.as_view()), name="api-root"),
     path("api/", include("localnode.api_urls")),
     path("api/", include("registry.urls")),
     path("api/", include("orchestrator.urls")),

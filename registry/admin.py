@@ -7,14 +7,23 @@ from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.exceptions import NotRegistered
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
 from audit.log import record_updates
-from registry import config, connection
-from registry.models import ConfigEntry, Proxy, SiteConfig, Uploader, Worker, Writer
+from registry import config, connection, tokens
+from registry.models import (
+    ApiToken,
+    ConfigEntry,
+    Proxy,
+    SiteConfig,
+    Uploader,
+    Worker,
+    Writer,
+)
 from registry.serializers import clean_base_url
 
 SERVICE_MACHINE_FIELDS = (
@@ -52,6 +61,8 @@ class SecretFieldForm(forms.ModelForm):
     stays; the `clear_secret` box removes it."""
 
     secret_field = "api_key"
+    # Fields that say where the secret is sent: changing one needs the secret again.
+    address_fields: tuple[str, ...] = ()
     clear_secret = forms.BooleanField(required=False, label="Remover o segredo salvo")
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -69,13 +80,24 @@ class SecretFieldForm(forms.ModelForm):
         if cleaned.get("clear_secret"):
             cleaned[self.secret_field] = ""
         elif not cleaned.get(self.secret_field) and self.instance.pk:
+            if self._moved(cleaned) and getattr(self.instance, self.secret_field):
+                # Keeping the stored secret would send it to the new address.
+                self.add_error(self.secret_field, "Informe o segredo de novo ao mudar o endereço.")
+                return cleaned
             # The instance still holds the stored value: fields are copied onto it later.
             cleaned[self.secret_field] = getattr(self.instance, self.secret_field)
         return cleaned
 
+    def _moved(self, cleaned: dict[str, Any]) -> bool:
+        return any(
+            name in cleaned and cleaned[name] != getattr(self.instance, name)
+            for name in self.address_fields
+        )
+
 
 class ServiceForm(SecretFieldForm):
     secret_field = "api_key"
+    address_fields = ("base_url",)
     # As in the API: http(s) only, single-label hosts (http://worker:8000) allowed.
     base_url = forms.CharField(max_length=500)
 
@@ -110,6 +132,7 @@ class WriterForm(ServiceForm):
 
 class ProxyForm(SecretFieldForm):
     secret_field = "password"
+    address_fields = ("scheme", "host", "port", "username")
 
 
 INLINE_TESTS = 5
@@ -316,3 +339,37 @@ class ConfigEntryAdmin(admin.ModelAdmin):
     def description(self, obj: ConfigEntry) -> str:
         spec = config.KEYS.get(obj.key)
         return spec.description if spec else "chave desconhecida"
+
+
+# DRF's own token admin would list keys in clear; tokens live in ApiToken now.
+try:
+    from rest_framework.authtoken.models import TokenProxy
+
+    admin.site.unregister(TokenProxy)
+except NotRegistered:  # pragma: no cover - depends on app order
+    pass
+
+
+@admin.action(description="Revogar selecionados")
+def revoke_tokens(modeladmin: admin.ModelAdmin, request: HttpRequest, qs: QuerySet) -> None:
+    count = tokens.revoke(qs)
+    modeladmin.message_user(request, f"{count} token(s) revogado(s).", messages.SUCCESS)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are issued by POST /api/auth/token/ only (the key is shown once there);
+    here they are listed by prefix and revoked."""
+
+    list_display = ("prefix", "user", "created_at", "expires_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("prefix", "user__username")
+    readonly_fields = ("user", "prefix", "created_at", "expires_at", "revoked_at")
+    exclude = ("digest",)
+    actions = [revoke_tokens]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

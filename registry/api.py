@@ -23,7 +23,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from audit.log import record_updates
 from mission_control import hardening
 from mission_control.api import Conflict
-from registry import config, connection, importers
+from registry import config, connection, importers, tokens
 from registry.models import ConfigEntry, Proxy, SiteConfig, Uploader, Worker, Writer
 from registry.serializers import (
     BULK_DESCRIPTION,
@@ -58,15 +58,40 @@ class CSVTextParser(parsers.BaseParser):
             raise exceptions.ParseError("CSV must be UTF-8.") from None
 
 
-@extend_schema(responses=TokenResponseSerializer)
 class TokenView(ObtainAuthToken):
-    """Exchange username and password for an API token."""
+    """POST: exchange username and password for a new API token (shown once; only its
+    hash is stored; it expires after API_TOKEN_TTL_DAYS). DELETE: revoke the token that
+    authenticates the request."""
 
-    authentication_classes: list[type] = []
+    authentication_classes = [tokens.HashedTokenAuthentication]
     permission_classes = [AllowAny]
     parser_classes = [hardening.JSONParser, parsers.FormParser, parsers.MultiPartParser]
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "login"
+
+    def get_authenticators(self) -> list[Any]:
+        # Logging in needs no credentials; a stale header must not block it.
+        request = getattr(self, "request", None)  # None while the schema is generated
+        if request is not None and request.method == "POST":
+            return []
+        return super().get_authenticators()
+
+    @extend_schema(responses=TokenResponseSerializer)
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        token, key = tokens.issue(serializer.validated_data["user"])
+        return Response({"token": key, "expires_at": token.expires_at})
+
+    @extend_schema(request=None, responses={204: None, 401: OpenApiTypes.OBJECT})
+    def delete(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        token = tokens.presented_token(request)
+        if token is None:
+            raise exceptions.NotAuthenticated(
+                "Send the token to revoke: Authorization: Token <key>."
+            )
+        tokens.revoke(type(token).objects.filter(pk=token.pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # -- shared behaviour ---------------------------------------------------------------

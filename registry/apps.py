@@ -9,7 +9,13 @@ class RegistryConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.contrib.auth.models import User
+        from django.db.models.signals import pre_save
+
         from mission_control import extensions
-        from registry import metrics
+        from registry import metrics, tokens
 
         extensions.register("metrics", metrics.collect)
+        pre_save.connect(
+            tokens.revoke_on_password_change, sender=User, dispatch_uid="token-password"
+        )

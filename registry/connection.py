@@ -30,7 +30,7 @@ from audit.context import current_actor, current_user
 from audit.log import record as audit_record
 from audit.models import AuditLog
 from mission_control import outbound
-from mission_control.logging import redact
+from mission_control.logging import hide, redact
 from mission_control.permissions import ADMIN, has_role
 from registry import geo
 from registry.models import HealthStatus, Proxy, Service
@@ -286,7 +286,7 @@ def record_proxy(proxy: Proxy, result: Result) -> None:
     Proxy.objects.filter(pk=proxy.pk).update(
         last_checked_at=now,
         last_latency_ms=result.latency_ms,
-        last_error=result.error,
+        last_error=hide(result.error, [proxy.password]),
         updated_at=now,
         **{counter: F(counter) + 1},
     )
@@ -310,10 +310,10 @@ def _rate() -> tuple[int, int]:
     return int(count), _RATE_PERIODS[period.strip().lower()]
 
 
-def _over_rate(user_id: int) -> bool:
+def _over_rate(user_id: int, *, now: float | None = None) -> bool:
     """A fixed-window counter per user in the cache (shared by web processes)."""
     limit, period = _rate()
-    window = int(time.time()) // period
+    window = int(time.time() if now is None else now) // period
     key = f"connection-test:{user_id}:{window}"
     cache.add(key, 0, timeout=period + 1)
     try:

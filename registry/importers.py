@@ -329,6 +329,14 @@ def _parse_entry(
 _PROXY_FIELDS = ("type", "scheme", "host", "port", "username", "password", "country", "provider")
 
 
+def _keeps_password(proxy: Proxy, row: ProxyRow) -> bool:
+    """An entry without a password keeps the stored one, unless the address changed
+    (a password is never carried over to another scheme, host, port or username)."""
+    if proxy.pk is None or row.password or not proxy.password:
+        return False
+    return all(getattr(proxy, n) == getattr(row, n) for n in ("scheme", "host", "port", "username"))
+
+
 def apply_proxies(rows: list[ProxyRow], progress: Progress | None = None) -> ImportSummary:
     """Upsert by external id in one transaction, CHUNK rows per statement.
 
@@ -348,8 +356,10 @@ def apply_proxies(rows: list[ProxyRow], progress: Progress | None = None) -> Imp
                     new.append(proxy)
                 else:
                     changed.append(proxy)
+                keep_password = _keeps_password(proxy, row)
                 for name in _PROXY_FIELDS:
-                    setattr(proxy, name, getattr(row, name))
+                    if not (name == "password" and keep_password):
+                        setattr(proxy, name, getattr(row, name))
                 if row.max_sessions is not None:
                     proxy.max_sessions = row.max_sessions
                 if row.enabled is not None:

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
@@ -436,3 +437,29 @@ class ConfigEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}={self.value!r}"
+
+
+class ApiToken(models.Model):
+    """An API token. Only the SHA-256 of the key is stored (the key is shown once, when
+    issued); it expires (API_TOKEN_TTL_DAYS) and is revoked on logout, by an admin,
+    or when its user's password changes. See registry.tokens."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="api_tokens",
+        verbose_name="usuário",
+    )
+    digest = models.CharField("hash", max_length=64, unique=True, editable=False)
+    prefix = models.CharField("prefixo", max_length=12, editable=False)
+    created_at = models.DateTimeField("criado em", auto_now_add=True)
+    expires_at = models.DateTimeField("expira em", null=True, blank=True)
+    revoked_at = models.DateTimeField("revogado em", null=True, blank=True)
+
+    class Meta:
+        verbose_name = "token de API"
+        verbose_name_plural = "tokens de API"
+        indexes = [models.Index(fields=["user", "revoked_at"], name="apitoken_user_live_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… (usuário #{self.user_id})"

@@ -428,6 +428,25 @@ class ProxySerializer(serializers.ModelSerializer):
             raise serializers.ValidationError("Enter a host name or IP address.")
         return value
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        instance = self.instance
+        moved = instance is not None and any(
+            name in attrs and attrs[name] != getattr(instance, name)
+            for name in PROXY_ADDRESS_FIELDS
+        )
+        if moved and instance is not None and instance.password and "password" not in attrs:
+            # A password sent to a new address is a leaked password: re-enter it.
+            raise serializers.ValidationError(
+                {
+                    "password": "Re-enter the password when changing scheme, host, port or "
+                    "username (or send '' to drop it)."
+                }
+            )
+        return super().validate(attrs)
+
+
+PROXY_ADDRESS_FIELDS = ("scheme", "host", "port", "username")
+
 
 @extend_schema_field({"type": "string", "enum": ProxyType.values})
 class ProxyTypeChoiceField(serializers.ChoiceField):
@@ -745,7 +764,12 @@ class ConnectionTestResultSerializer(serializers.Serializer):
 
 
 class TokenResponseSerializer(serializers.Serializer):
-    token = serializers.CharField()
+    token = serializers.CharField(
+        help_text="Shown once; send it as `Authorization: Token <token>`."
+    )
+    expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the token stops working (null: never)."
+    )
 
 
 class ConfigKeySerializer(serializers.Serializer):

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 from django.db import connection
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from registry import tokens
 from tests import factories
 
 
@@ -49,8 +49,8 @@ def make_api_client(db: None) -> Callable[[str | None], APIClient]:
             user.is_superuser = True
             user.is_staff = True
             user.save()
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        _, key = tokens.issue(user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
         client.user = user  # type: ignore[attr-defined]
         return client
 

@@ -27,7 +27,7 @@ import httpx
 import tenacity
 
 from mission_control.backoff import capped_exponential_s
-from mission_control.logging import redact
+from mission_control.logging import hide, redact
 
 logger = logging.getLogger("orchestrator.clients")
 
@@ -450,10 +450,7 @@ class BaseClient:
         hidden = [s for s in (self.api_key, *secrets) if s and len(s) >= 3]
 
         def scrub(text: str) -> str:
-            text = redact(text)
-            for secret in hidden:
-                text = text.replace(secret, "***")
-            return text
+            return hide(text, hidden)
 
         return scrub
 

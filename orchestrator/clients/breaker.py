@@ -27,7 +27,7 @@ from django.db import models
 from django.db.models import Case, F, Q, Value, When
 from django.dispatch import Signal
 
-from mission_control.logging import redact
+from mission_control.logging import hide
 from registry.models import HealthStatus, Service
 
 # Sent once when a service's breaker opens; the engine relays it to its event bus
@@ -167,7 +167,7 @@ def record_failure(
             When(reaches, then=Value(now + dt.timedelta(seconds=open_s))),
             default=F("circuit_open_until"),
         ),
-        last_error=redact(error or "")[:LAST_ERROR_LIMIT],
+        last_error=hide(error or "", [getattr(service, "api_key", "")])[:LAST_ERROR_LIMIT],
         last_checked_at=now,
     )
     if not _refresh(service):

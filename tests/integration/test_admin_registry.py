@@ -144,7 +144,7 @@ def test_a_blank_proxy_password_keeps_the_stored_one(admin_client_: Client) -> N
         "type": "residential",
         "scheme": "http",
         "host": proxy.host,
-        "port": 9000,
+        "port": proxy.port,
         "username": proxy.username,
         "password": "",
         "country": "BR",
@@ -152,12 +152,17 @@ def test_a_blank_proxy_password_keeps_the_stored_one(admin_client_: Client) -> N
         "status": "available",
         "max_sessions": 1,
     }
+    url = f"/admin/registry/proxy/{proxy.pk}/change/"
 
-    response = admin_client_.post(f"/admin/registry/proxy/{proxy.pk}/change/", data)
+    # A new address needs the password again: the stored one is not carried over.
+    moved = admin_client_.post(url, {**data, "port": 9000})
+    assert moved.status_code == 200
+    assert "Informe o segredo de novo" in moved.content.decode()
+    response = admin_client_.post(url, data)
 
     assert response.status_code == 302
     proxy.refresh_from_db()
-    assert (proxy.type, proxy.port, proxy.password) == ("residential", 9000, PASS_CANARY)
+    assert (proxy.type, proxy.port, proxy.password) == ("residential", 8000, PASS_CANARY)
 
 
 @pytest.mark.parametrize(("action", "enabled"), [("enable", True), ("disable", False)])

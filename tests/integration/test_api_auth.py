@@ -4,9 +4,10 @@ from collections.abc import Iterator
 
 import pytest
 from django.core.cache import cache
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from registry import tokens
+from registry.models import ApiToken
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +27,9 @@ def test_it_returns_a_token_for_good_credentials(anon_api: APIClient) -> None:
     response = anon_api.post(URL, {"username": "ana", "password": "senha-forte-123"}, format="json")
 
     assert response.status_code == 200
-    assert response.json() == {"token": Token.objects.get(user=user).key}
+    body = response.json()
+    assert set(body) == {"token", "expires_at"}
+    assert tokens.find_live(body["token"]).user == user  # type: ignore[union-attr]
 
 
 def test_the_token_authenticates_later_requests(anon_api: APIClient) -> None:
@@ -47,7 +50,7 @@ def test_it_refuses_bad_credentials_with_the_error_shape(anon_api: APIClient) ->
     error = response.json()["error"]
     assert error["code"] == "invalid_request"
     assert "non_field_errors" in error["fields"]
-    assert not Token.objects.exists()
+    assert not ApiToken.objects.exists()
 
 
 def test_it_names_missing_fields(anon_api: APIClient) -> None:

@@ -185,10 +185,11 @@ def test_it_never_returns_the_proxy_password(admin_api: APIClient) -> None:
 def test_it_keeps_the_password_when_an_update_leaves_it_out(admin_api: APIClient) -> None:
     proxy = factories.ProxyFactory.create(password=PASS_CANARY)
 
-    admin_api.patch(f"/api/proxies/{proxy.pk}/", {"port": 9000}, format="json")
+    # Not its address: a new address needs the password again (test_proxy_passwords.py).
+    admin_api.patch(f"/api/proxies/{proxy.pk}/", {"max_sessions": 9}, format="json")
 
     proxy.refresh_from_db()
-    assert (proxy.port, proxy.password) == (9000, PASS_CANARY)
+    assert (proxy.max_sessions, proxy.password) == (9, PASS_CANARY)
 
 
 @pytest.mark.parametrize("resource", ["workers", "writers", "uploaders"])

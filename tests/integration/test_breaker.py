@@ -152,3 +152,12 @@ def test_it_works_with_the_current_time() -> None:
     assert result.just_opened
     assert not allow_call(worker, now)
     assert allow_call(worker, now + dt.timedelta(seconds=5))
+
+
+def test_a_key_the_service_echoes_in_another_case_is_not_stored() -> None:
+    worker = factories.WorkerFactory(api_key="chave-Secreta-123")
+
+    record_failure(worker, NOW, "401: bad key CHAVE-SECRETA-123", threshold=3, open_s=30)
+
+    worker.refresh_from_db()
+    assert worker.last_error == "401: bad key ***"

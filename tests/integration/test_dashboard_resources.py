@@ -127,13 +127,15 @@ def test_proxy_password_is_kept_and_country_checked(login: Callable[..., Client]
         "type": "residential",
         "scheme": "http",
         "host": proxy.host,
-        "port": 8080,
-        "username": "u",
+        "port": proxy.port,
+        "username": proxy.username,
         "password": "",
         "country": "br",
         "max_sessions": 2,
         "enabled": "on",
     }
+    moved = client.post(f"/recursos/proxies/{proxy.pk}/editar/", {**data, "port": 8080})
+    assert "Informe a senha de novo" in moved.content.decode()
     assert client.post(f"/recursos/proxies/{proxy.pk}/editar/", data).status_code == 302
     proxy.refresh_from_db()
     assert (proxy.password, proxy.country, proxy.type) == ("pw", "BR", "residential")

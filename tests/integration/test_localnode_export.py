@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from localnode.models import LocalBatch, LocalRecord
+from registry import tokens
 from tests.factories import MissionFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("localnode.root_urls")]
@@ -81,7 +81,7 @@ def test_anonymous_is_401(anon_api: APIClient, mission_with_records: Any) -> Non
 def test_a_user_without_a_role_is_403(mission_with_records: Any) -> None:
     client = APIClient()
     user = UserFactory()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {tokens.issue(user)[1]}")
     response = client.get(f"/api/missions/{mission_with_records.pk}/records/")
     assert response.status_code == 403
 

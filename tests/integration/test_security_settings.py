@@ -19,9 +19,9 @@ from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.db import connection
 from django.test import Client
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from registry.models import ApiToken
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -207,7 +207,7 @@ def test_the_token_endpoint_is_guarded_by_the_lockout_too(settings: Any) -> None
     response = client.post("/api/auth/token/", {"username": "ana", "password": PASSWORD})
 
     assert response.status_code in (400, 403, 429)
-    assert not Token.objects.filter(user=user).exists()
+    assert not ApiToken.objects.filter(user=user).exists()
 
 
 def test_api_docs_and_schema_are_not_public(client: Client) -> None:
