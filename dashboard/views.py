@@ -40,6 +40,7 @@ from dashboard.forms import (
     to_pt,
 )
 from mission_control.permissions import ADMIN, OPERATOR, VIEWER, has_role
+from mission_control.records import external_records
 from orchestrator import (
     actions,
     domain_slots,
@@ -341,12 +342,16 @@ def _mission_page_context(request: HttpRequest, pk: int) -> dict[str, Any]:
 
 
 def _has_local_records(mission: Mission) -> bool:
-    """Export streams what the built-in writer stored; other writers keep their own."""
+    """Export streams what the built-in writer stored, or what an external writer gives
+    back through read-back; a writer without it keeps its own (the page says so)."""
     try:
         model = apps.get_model("localnode", "LocalRecord")
     except LookupError:
         return False
-    return bool(model.objects.filter(mission_id=mission.pk).exists())
+    if model.objects.filter(mission_id=mission.pk).exists():
+        return True
+    external = external_records(mission.pk)
+    return external is not None and external.stream is not None
 
 
 @require_POST
