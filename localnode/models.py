@@ -182,6 +182,8 @@ class LocalResult(models.Model):
     data = models.JSONField(default=dict, blank=True)
     error_code = models.CharField(max_length=40, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
+    # worker-api.md v1.1: what a failed page looked like (scrubbed of credentials).
+    snapshot = models.JSONField(null=True, blank=True)
 
     class Meta:
         verbose_name = "resultado local"
