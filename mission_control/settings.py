@@ -320,6 +320,8 @@ SPECTACULAR_SETTINGS = {
     # No badge image from the public validator (CSP img-src 'self').
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a `status`; the items' one gets a stable name.
+    "ENUM_NAME_OVERRIDES": {"ItemStatusEnum": "orchestrator.states.ItemStatus"},
     # Request bodies are documented as JSON (the form parsers stay on for the browsable
     # API): nested fields such as `urls` have no faithful form encoding.
     "PARSER_WHITELIST": ["mission_control.hardening.JSONParser"],
