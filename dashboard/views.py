@@ -4,6 +4,7 @@ and dashboard.queries. Live parts are htmx partials answered with an ETag."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -47,17 +48,21 @@ from orchestrator import (
     etl_outbox,
     explain,
     proxy_health,
+    records,
     site_breaker,
     webhooks,
 )
 from orchestrator.models import (
     DomainBreaker,
+    ItemEvidence,
     Mission,
+    MissionItem,
     RecurringMission,
     ScheduleRun,
     WebhookDelivery,
     WebhookEndpoint,
 )
+from orchestrator.serializers import item_record
 from orchestrator.states import CANCELLABLE, RETRYABLE_BY_OPERATOR, ItemStatus, MissionStatus
 from registry import config
 from registry.models import ConfigEntry, Proxy, SiteConfig, Uploader, Worker, Writer
@@ -309,6 +314,24 @@ def _get_mission(pk: int) -> Mission:
 @role_required(VIEWER)
 def mission_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return page(request, "dashboard/mission_detail.html", _mission_page_context(request, pk))
+
+
+@require_GET
+@role_required(VIEWER)
+def item_detail(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
+    """One item: its extracted record and its last failure evidence."""
+    mission = _get_mission(pk)
+    item = get_object_or_404(MissionItem, mission=mission, pk=item_pk)
+    record = item_record(item)
+    ctx = {
+        "mission": mission,
+        "item": item,
+        "record": record,
+        "record_json": json.dumps(record, ensure_ascii=False, indent=2),
+        "builtin_writer": mission.writer is None or records.is_builtin(mission.writer),
+        "evidence": ItemEvidence.objects.filter(item=item).first(),
+    }
+    return page(request, "dashboard/item_detail.html", ctx)
 
 
 @require_GET

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+from django.test import Client
+from django.utils import timezone
 from rest_framework.test import APIClient
 
+from localnode.models import LocalBatch, LocalRecord
 from orchestrator import actions
 from orchestrator.models import ItemEvidence, MissionItem
 from orchestrator.states import TERMINAL, ItemStatus
+from tests import factories
 from tests.fakes.worker import FAKE_PNG_BASE64, FakeWorker
 from tests.fakes.writer import FakeWriter
 from tests.integration.engine_helpers import build_fleet
@@ -42,3 +48,41 @@ def test_failed_items_keep_their_scrubbed_snapshot(
     assert body["evidence"]["block_marker"] == "g-recaptcha"
     assert body["evidence"]["screenshot_png_base64"] == FAKE_PNG_BASE64
     assert "secret" not in str(body)
+
+
+def test_the_item_page_shows_the_record_and_the_evidence(
+    login: Callable[..., Client],
+) -> None:
+    mission = factories.MissionFactory()
+    ok = MissionItem.objects.create(mission=mission, url="https://shop.example/p/1")
+    bad = MissionItem.objects.create(
+        mission=mission, url="https://shop.example/captcha/", status=ItemStatus.FAILED
+    )
+    now = timezone.now()
+    batch = LocalBatch.objects.create(batch_key="b21", mission_id=mission.pk, created_at=now)
+    LocalRecord.objects.create(
+        mission_id=mission.pk,
+        item_id=str(ok.pk),
+        batch=batch,
+        data={"title": "Cafeteira <Turbo>"},
+        created_at=now,
+    )
+    ItemEvidence.objects.create(
+        item=bad,
+        attempt=2,
+        error_code="blocked",
+        http_status=200,
+        block_marker="g-recaptcha",
+        html_excerpt="<div class='g-recaptcha'></div>",
+        screenshot_png_base64=FAKE_PNG_BASE64,
+        captured_at=now,
+    )
+    client = login("viewer")
+    listing = client.get(f"/missoes/{mission.pk}/").content.decode()
+    assert f"/missoes/{mission.pk}/itens/{bad.pk}/" in listing
+    good = client.get(f"/missoes/{mission.pk}/itens/{ok.pk}/").content.decode()
+    assert "Cafeteira &lt;Turbo&gt;" in good and "Nenhuma evidência guardada" in good
+    failed = client.get(f"/missoes/{mission.pk}/itens/{bad.pk}/").content.decode()
+    assert "data-evidence-screenshot" in failed and FAKE_PNG_BASE64 in failed
+    assert "g-recaptcha" in failed and "Evidência da última falha" in failed
+    assert client.get(f"/missoes/{mission.pk}/itens/999999/").status_code == 404
