@@ -142,6 +142,15 @@ def mission_source(mission_id: int) -> Iterator[Record] | ExternalRecords:
     return primed(_external(mission_id, external.stream()))
 
 
+def export_jsonl(mission_id: int) -> Iterator[str] | None:
+    """The ``mission_export_jsonl`` hook: the export as JSON Lines, or None when an
+    external writer holds the records without read-back."""
+    source = mission_source(mission_id)
+    if isinstance(source, ExternalRecords):
+        return None
+    return jsonl_lines(source)
+
+
 @extend_schema(
     parameters=[
         OpenApiParameter("format", str, enum=sorted(FORMATS), description="jsonl or csv"),

@@ -52,6 +52,8 @@ class Mission(Leased):
     writer = models.ForeignKey(
         "registry.Writer", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The uploader's URL of the finished mission's export, when uploads are on.
+    export_upload_url = models.CharField(max_length=2048, blank=True, default="")
     schedule = models.ForeignKey(
         "orchestrator.RecurringMission",
         null=True,
