@@ -86,6 +86,8 @@ ETL_API_KEY = _secret("ETL_API_KEY")
 REDIS_URL = env.str("REDIS_URL", default="")
 LOCALNODE_ENABLED = env.bool("LOCALNODE_ENABLED", default=not IS_POSTGRES)
 LOCALNODE_API_KEY = _secret("LOCALNODE_API_KEY")
+# The built-in uploader's files (inside the data folder, never served as static files).
+LOCALNODE_UPLOADS_DIR = env.path("LOCALNODE_UPLOADS_DIR", default=VAR_DIR / "uploads")
 # The built-in worker's `browserbase` provider (localnode/browserbase.py): offered only
 # when both the key and the project are set. The key is a secret: never logged.
 BROWSERBASE_API_KEY = _secret("BROWSERBASE_API_KEY")
