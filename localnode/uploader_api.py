@@ -60,8 +60,8 @@ def uploads(request: HttpRequest) -> HttpResponse:
     known = LocalUpload.objects.filter(upload_key=key).first()
     if known is not None:
         return _answer(request, known, 200)
-    mission = payload.get("mission_id")
-    mission_id = int(mission) if str(mission).isdigit() and len(str(mission)) < 18 else None
+    mission = str(payload.get("mission_id"))
+    mission_id = int(mission) if mission.isdigit() and len(mission) < 18 else None
     name = _SAFE_NAME.sub("_", str(payload["filename"]))[-120:] or "file"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     relpath = f"{mission_id or 'other'}/{digest}-{name}"
