@@ -115,11 +115,11 @@ def export_child(mission_id: int) -> None:
     setup_django(BENCH_DATABASE_URL)
     from django.db import transaction
 
-    from localnode.export import jsonl_lines
+    from localnode.export import jsonl_lines, local_records
 
     lines = 0
     with transaction.atomic():  # a named (server-side) cursor needs a transaction
-        for _ in jsonl_lines(mission_id):
+        for _ in jsonl_lines(local_records(mission_id)):
             lines += 1
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"lines": lines, "peak_mb": peak_kb / 1024}))

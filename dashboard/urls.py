@@ -24,6 +24,7 @@ urlpatterns: list[URLPattern] = [
     path("missoes/lote/", views.missions_bulk, name="missions_bulk"),
     path("missoes/<int:pk>/", views.mission_detail, name="mission_detail"),
     path("missoes/<int:pk>/parcial/", views.mission_live, name="mission_live"),
+    path("missoes/<int:pk>/itens/<int:item_pk>/", views.item_detail, name="item_detail"),
     path("missoes/<int:pk>/cancelar/", views.mission_cancel, name="mission_cancel"),
     path("missoes/<int:pk>/tentar-novamente/", views.mission_retry, name="mission_retry"),
     path("execucao/", views.execution, name="execution"),

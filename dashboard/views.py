@@ -4,6 +4,7 @@ and dashboard.queries. Live parts are htmx partials answered with an ETag."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -40,23 +41,28 @@ from dashboard.forms import (
     to_pt,
 )
 from mission_control.permissions import ADMIN, OPERATOR, VIEWER, has_role
+from mission_control.records import external_records
 from orchestrator import (
     actions,
     domain_slots,
     etl_outbox,
     explain,
     proxy_health,
+    records,
     site_breaker,
     webhooks,
 )
 from orchestrator.models import (
     DomainBreaker,
+    ItemEvidence,
     Mission,
+    MissionItem,
     RecurringMission,
     ScheduleRun,
     WebhookDelivery,
     WebhookEndpoint,
 )
+from orchestrator.serializers import item_record
 from orchestrator.states import CANCELLABLE, RETRYABLE_BY_OPERATOR, ItemStatus, MissionStatus
 from registry import config
 from registry.models import ConfigEntry, Proxy, SiteConfig, Uploader, Worker, Writer
@@ -312,6 +318,24 @@ def mission_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 @role_required(VIEWER)
+def item_detail(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
+    """One item: its extracted record and its last failure evidence."""
+    mission = _get_mission(pk)
+    item = get_object_or_404(MissionItem, mission=mission, pk=item_pk)
+    record = item_record(item)
+    ctx = {
+        "mission": mission,
+        "item": item,
+        "record": record,
+        "record_json": json.dumps(record, ensure_ascii=False, indent=2),
+        "builtin_writer": mission.writer is None or records.is_builtin(mission.writer),
+        "evidence": ItemEvidence.objects.filter(item=item).first(),
+    }
+    return page(request, "dashboard/item_detail.html", ctx)
+
+
+@require_GET
+@role_required(VIEWER)
 def mission_live(request: HttpRequest, pk: int) -> HttpResponse:
     """The whole mission page body. Once the mission has ended, answer 286: htmx swaps
     this last state in and stops polling."""
@@ -341,12 +365,16 @@ def _mission_page_context(request: HttpRequest, pk: int) -> dict[str, Any]:
 
 
 def _has_local_records(mission: Mission) -> bool:
-    """Export streams what the built-in writer stored; other writers keep their own."""
+    """Export streams what the built-in writer stored, or what an external writer gives
+    back through read-back; a writer without it keeps its own (the page says so)."""
     try:
         model = apps.get_model("localnode", "LocalRecord")
     except LookupError:
         return False
-    return bool(model.objects.filter(mission_id=mission.pk).exists())
+    if model.objects.filter(mission_id=mission.pk).exists():
+        return True
+    external = external_records(mission.pk)
+    return external is not None and external.stream is not None
 
 
 @require_POST

@@ -8,7 +8,7 @@ import importlib.util
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -61,6 +61,8 @@ class Fetch:
     html: str = ""
     error_code: str | None = None
     error_message: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    screenshot_png: bytes | None = None  # browser engines, failed pages only
 
     @property
     def ok(self) -> bool:
@@ -77,13 +79,18 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-def classify(url: str, final_url: str, status: int, body: str) -> Fetch:
+def classify(
+    url: str, final_url: str, status: int, body: str, headers: dict[str, str] | None = None
+) -> Fetch:
     """Sort a response that arrived: usable, blocked or an HTTP error."""
-    if status in (403, 429) or _BLOCK_MARKERS.search(body[:_MARKER_SCAN_CHARS]):
-        return Fetch(url, final_url, status, body, "blocked", f"blocked (HTTP {status})")
+    head = dict(headers or {})
+    marker = _BLOCK_MARKERS.search(body[:_MARKER_SCAN_CHARS])
+    if status in (403, 429) or marker:
+        why = f"blocked (HTTP {status}" + (f", marker {marker.group(0)!r})" if marker else ")")
+        return Fetch(url, final_url, status, body, "blocked", why, head)
     if status >= 400:
-        return Fetch(url, final_url, status, body, "http_error", f"HTTP {status}")
-    return Fetch(url, final_url, status, body)
+        return Fetch(url, final_url, status, body, "http_error", f"HTTP {status}", head)
+    return Fetch(url, final_url, status, body, headers=head)
 
 
 def classify_network_error(url: str, message: str, *, via_proxy: bool) -> Fetch:
@@ -143,9 +150,15 @@ class HttpEngine:
             body = response.text
         except (UnicodeDecodeError, LookupError) as exc:
             return Fetch(
-                url, str(response.url), response.status_code, "", "parse_error", str(exc)[:500]
+                url,
+                str(response.url),
+                response.status_code,
+                "",
+                "parse_error",
+                str(exc)[:500],
+                dict(response.headers),
             )
-        return classify(url, str(response.url), response.status_code, body)
+        return classify(url, str(response.url), response.status_code, body, dict(response.headers))
 
     def close(self) -> None:
         self.client.close()
@@ -239,9 +252,17 @@ class BrowserEngine:
             response = page.goto(url, timeout=timeout_s * 1000, wait_until=wait_until)  # type: ignore[arg-type]
             html = page.content()
             status = response.status if response is not None else 200
-            return classify(url, page.url, status, html)
+            headers = dict(response.headers) if response is not None else {}
+            fetched = classify(url, page.url, status, html, headers)
+            return fetched if fetched.ok else replace(fetched, screenshot_png=_shot(page))
         except PlaywrightTimeout as exc:
-            return Fetch(url, url, error_code="timeout", error_message=str(exc)[:500])
+            return Fetch(
+                url,
+                page.url if page.url.startswith("http") else url,
+                error_code="timeout",
+                error_message=str(exc)[:500],
+                screenshot_png=_shot(page),
+            )
         except PlaywrightError as exc:
             return classify_network_error(url, str(exc), via_proxy=self.via_proxy)
         finally:
@@ -304,6 +325,16 @@ class RemoteBrowserEngine(BrowserEngine):
             self._browser.close()
         finally:
             self._playwright.stop()
+
+
+def _shot(page: Any) -> bytes | None:
+    """A viewport PNG of a failed page, as evidence; None when the page cannot draw."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    try:
+        return bytes(page.screenshot(type="png", timeout=5_000))
+    except PlaywrightError:
+        return None
 
 
 def _guard_route(route: Any) -> None:

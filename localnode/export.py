@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.http import StreamingHttpResponse
@@ -23,6 +23,13 @@ from rest_framework.views import APIView
 from localnode.models import LocalRecord
 from mission_control import extensions
 from mission_control.api import error_body
+from mission_control.records import (
+    ExternalRecords,
+    Record,
+    RecordsUnavailable,
+    external_records,
+    primed,
+)
 
 CHUNK = 2000
 CSV_COLUMNS = ["mission_id", "item_id", "url", "http_status", "fetched_at", "title", "data"]
@@ -55,22 +62,34 @@ def _rows(mission_id: int) -> Iterator[LocalRecord]:
     )
 
 
-def jsonl_lines(mission_id: int) -> Iterator[str]:
+def local_records(mission_id: int) -> Iterator[Record]:
     for record in _rows(mission_id):
-        yield (
-            json.dumps(
-                {
-                    "mission_id": record.mission_id,
-                    "item_id": record.item_id,
-                    "url": record.url,
-                    "http_status": record.http_status,
-                    "fetched_at": record.fetched_at.isoformat() if record.fetched_at else None,
-                    "data": record.data,
-                },
-                ensure_ascii=False,
-            )
-            + "\n"
-        )
+        yield {
+            "mission_id": record.mission_id,
+            "item_id": record.item_id,
+            "url": record.url,
+            "http_status": record.http_status,
+            "fetched_at": record.fetched_at.isoformat() if record.fetched_at else None,
+            "data": record.data,
+        }
+
+
+def _external(mission_id: int, records: Iterable[Record]) -> Iterator[Record]:
+    """A writer's read-back records in the export's shape (mission id first)."""
+    for rec in records:
+        yield {
+            "mission_id": mission_id,
+            "item_id": rec.get("item_id"),
+            "url": rec.get("url"),
+            "http_status": rec.get("http_status"),
+            "fetched_at": rec.get("fetched_at"),
+            "data": rec.get("data"),
+        }
+
+
+def jsonl_lines(records: Iterable[Record]) -> Iterator[str]:
+    for record in records:
+        yield json.dumps(record, ensure_ascii=False) + "\n"
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -84,22 +103,52 @@ def cell(value: object) -> object:
     return value
 
 
-def csv_lines(mission_id: int) -> Iterator[str]:
+def csv_lines(records: Iterable[Record]) -> Iterator[str]:
     writer = csv.writer(_Echo())
     yield writer.writerow(CSV_COLUMNS)
-    for record in _rows(mission_id):
-        data = record.data if isinstance(record.data, dict) else {}
+    for record in records:
+        data = record["data"] if isinstance(record["data"], dict) else {}
         yield writer.writerow(
             [
-                record.mission_id,
-                cell(record.item_id),
-                cell(record.url),
-                record.http_status if record.http_status is not None else "",
-                record.fetched_at.isoformat() if record.fetched_at else "",
+                record["mission_id"],
+                cell(record["item_id"]),
+                cell(record["url"]),
+                record["http_status"] if record["http_status"] is not None else "",
+                record["fetched_at"] or "",
                 cell(data.get("title") or ""),
                 cell(json.dumps(data, ensure_ascii=False)),
             ]
         )
+
+
+def held_elsewhere(writer_name: str) -> dict[str, Any]:
+    return error_body(
+        "records_in_external_writer",
+        f"Os registros desta missão estão no writer externo «{writer_name}», que não "
+        "oferece leitura de volta: baixe-os por lá.",
+        {"writer": writer_name},
+    )
+
+
+def mission_source(mission_id: int) -> Iterator[Record] | ExternalRecords:
+    """The records to export, or the external writer that holds them without read-back."""
+    if LocalRecord.objects.filter(mission_id=mission_id).exists():
+        return local_records(mission_id)
+    external = external_records(mission_id)
+    if external is None:
+        return local_records(mission_id)
+    if external.stream is None:
+        return external
+    return primed(_external(mission_id, external.stream()))
+
+
+def export_jsonl(mission_id: int) -> Iterator[str] | None:
+    """The ``mission_export_jsonl`` hook: the export as JSON Lines, or None when an
+    external writer holds the records without read-back."""
+    source = mission_source(mission_id)
+    if isinstance(source, ExternalRecords):
+        return None
+    return jsonl_lines(source)
 
 
 @extend_schema(
@@ -109,8 +158,13 @@ def csv_lines(mission_id: int) -> Iterator[str]:
     responses={
         (200, "application/x-ndjson"): OpenApiTypes.BINARY,
         (200, "text/csv"): OpenApiTypes.BINARY,
+        409: OpenApiTypes.OBJECT,
+        503: OpenApiTypes.OBJECT,
     },
-    description="Stream the records the built-in writer stored for a mission.",
+    description=(
+        "Stream a mission's records: the built-in writer's, or an external writer's through "
+        "its read-back; 409 records_in_external_writer when that writer holds them alone."
+    ),
 )
 class MissionRecordsExport(APIView):
     """GET /api/missions/{id}/records/?format=jsonl|csv (viewer role)."""
@@ -132,7 +186,16 @@ class MissionRecordsExport(APIView):
             or LocalRecord.objects.filter(mission_id=mission_id).exists()
         ):
             return Response(error_body("not_found", f"No mission {mission_id}."), status=404)
-        lines = jsonl_lines(mission_id) if fmt == "jsonl" else csv_lines(mission_id)
+        try:
+            source = mission_source(mission_id)
+        except RecordsUnavailable as exc:
+            return Response(
+                error_body("writer_unavailable", f"O writer não devolveu os registros: {exc}"),
+                status=503,
+            )
+        if isinstance(source, ExternalRecords):
+            return Response(held_elsewhere(source.writer_name), status=409)
+        lines = jsonl_lines(source) if fmt == "jsonl" else csv_lines(source)
         response = StreamingHttpResponse(lines, content_type=FORMATS[fmt])
         response["Content-Disposition"] = (
             f'attachment; filename="mission-{mission_id}-records.{fmt}"'

@@ -182,6 +182,8 @@ class LocalResult(models.Model):
     data = models.JSONField(default=dict, blank=True)
     error_code = models.CharField(max_length=40, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
+    # worker-api.md v1.1: what a failed page looked like (scrubbed of credentials).
+    snapshot = models.JSONField(null=True, blank=True)
 
     class Meta:
         verbose_name = "resultado local"
@@ -263,3 +265,24 @@ class LocalCompletion(models.Model):
 def recent_cutoff(now: dt.datetime) -> dt.datetime:
     """Ended sessions stay listed (and their results readable) for 10 minutes."""
     return now - dt.timedelta(minutes=10)
+
+
+class LocalUpload(models.Model):
+    """A file the built-in uploader stored (uploader-api.md) under the data folder
+    (``settings.LOCALNODE_UPLOADS_DIR``); served only to logged-in users."""
+
+    upload_key = models.CharField(max_length=128, unique=True)
+    mission_id = models.BigIntegerField(null=True, blank=True)
+    kind = models.CharField(max_length=40, blank=True, default="")
+    filename = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=100)
+    relpath = models.CharField(max_length=512)
+    size = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "arquivo enviado"
+        verbose_name_plural = "arquivos enviados"
+
+    def __str__(self) -> str:
+        return self.upload_key

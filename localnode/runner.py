@@ -44,6 +44,7 @@ from localnode.models import (
     LocalWorkerState,
     recent_cutoff,
 )
+from mission_control import evidence
 from mission_control.backoff import capped_exponential_s
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,19 @@ def polite_fetch(
         politeness.PACER.done(str(session.pk))
 
 
+def _snapshot(fetched: engines.Fetch, error_code: str | None) -> dict[str, Any] | None:
+    """The failed page's evidence for the codes the contract names; None otherwise."""
+    if error_code not in evidence.SNAPSHOT_CODES:
+        return None
+    return evidence.build(
+        fetched.final_url or fetched.url,
+        fetched.http_status,
+        fetched.headers,
+        fetched.html,
+        fetched.screenshot_png,
+    )
+
+
 class JobRun:
     """Executes one claimed job on the current thread."""
 
@@ -314,6 +328,7 @@ class JobRun:
                 data=data,
                 error_code=error_code or "",
                 error_message=(error_message or "")[:2000],
+                snapshot=_snapshot(fetched, error_code),
             )
             LocalSession.objects.filter(
                 current_job_id=self.claim.job_id, status=LocalSession.Status.BUSY

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, include, path, re_path
 
-from localnode import demo, worker_api, writer_api
+from localnode import demo, uploader_api, worker_api, writer_api
 
 worker_patterns = [
     re_path(r"^health/?$", worker_api.health, name="worker-health"),
@@ -46,9 +46,16 @@ demo_patterns = [
     path("privado/<int:n>/", demo.product_page, name="demo-private"),
 ]
 
+uploader_patterns = [
+    re_path(r"^health/?$", uploader_api.health, name="uploader-health"),
+    re_path(r"^uploads/?$", uploader_api.uploads, name="uploader-uploads"),
+]
+
 app_name = "localnode"
 urlpatterns: list[URLPattern | URLResolver] = [
     path("worker/api/v1/", include(worker_patterns)),
     path("writer/api/v1/", include(writer_patterns)),
+    path("uploader/api/v1/", include(uploader_patterns)),
+    path("arquivos/<int:pk>/", uploader_api.upload_file, name="upload-file"),
     path("demo/", include(demo_patterns)),
 ]

@@ -75,6 +75,13 @@ def job_json(job: LocalJob) -> dict[str, Any]:
 
 
 def result_json(result: LocalResult) -> dict[str, Any]:
+    body = _result_body(result)
+    if result.status == "error" and result.snapshot:
+        body["snapshot"] = result.snapshot
+    return body
+
+
+def _result_body(result: LocalResult) -> dict[str, Any]:
     return {
         "item_id": result.item_id,
         "url": result.url,

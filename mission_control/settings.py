@@ -107,6 +107,8 @@ else:
     }
 LOCALNODE_ENABLED = env.bool("LOCALNODE_ENABLED", default=not IS_POSTGRES)
 LOCALNODE_API_KEY = _secret("LOCALNODE_API_KEY")
+# The built-in uploader's files (inside the data folder, never served as static files).
+LOCALNODE_UPLOADS_DIR = env.path("LOCALNODE_UPLOADS_DIR", default=VAR_DIR / "uploads")
 # The built-in worker's `browserbase` provider (localnode/browserbase.py): offered only
 # when both the key and the project are set. The key is a secret: never logged.
 BROWSERBASE_API_KEY = _secret("BROWSERBASE_API_KEY")
@@ -344,6 +346,8 @@ SPECTACULAR_SETTINGS = {
     # No badge image from the public validator (CSP img-src 'self').
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a `status`; the items' one gets a stable name.
+    "ENUM_NAME_OVERRIDES": {"ItemStatusEnum": "orchestrator.states.ItemStatus"},
     # Request bodies are documented as JSON (the form parsers stay on for the browsable
     # API): nested fields such as `urls` have no faithful form encoding.
     "PARSER_WHITELIST": ["mission_control.hardening.JSONParser"],

@@ -65,6 +65,7 @@ from orchestrator.serializers import (
     ExplanationSerializer,
     MissionCreateSerializer,
     MissionEventSerializer,
+    MissionItemDetailSerializer,
     MissionItemSerializer,
     MissionSerializer,
     OrchestratorStatusSerializer,
@@ -340,6 +341,16 @@ class MissionViewSet(
             raise ValidationError(filterset.errors)
         page = self.paginate_queryset(filterset.qs)
         return self.get_paginated_response(MissionItemSerializer(page, many=True).data)
+
+    @extend_schema(responses=MissionItemDetailSerializer)
+    @action(detail=True, filter_backends=[], url_path=r"items/(?P<item_id>[0-9]{1,18})")
+    def item(self, request: Request, pk: str, item_id: str) -> Response:
+        """One item with its extracted record and its last failure evidence."""
+        mission = self._mission(pk)
+        item = MissionItem.objects.filter(mission=mission, pk=int(item_id)).first()
+        if item is None:
+            raise NotFound(f"No item {item_id} in mission {mission.pk}.")
+        return Response(MissionItemDetailSerializer(item).data)
 
     @extend_schema(responses=BrowserSessionSerializer(many=True))
     @action(detail=True, filter_backends=[], pagination_class=CursorPagination)

@@ -17,6 +17,7 @@ class OrchestratorConfig(AppConfig):
             etl_outbox,
             metrics,
             models,
+            records,
             site_breaker,  # noqa: F401  (counts failed sessions per site)
             status,
             webhooks,  # noqa: F401  (subscribes to the event bus)
@@ -27,6 +28,7 @@ class OrchestratorConfig(AppConfig):
         extensions.register("metrics", metrics.collect)
         extensions.register("orchestrator_fresh", status.heartbeat_fresh)
         extensions.register("mission_exists", _mission_exists)
+        extensions.register("mission_records", records.mission_records)
         if etl_outbox.record_transition not in models.TRANSITION_HOOKS:
             models.TRANSITION_HOOKS.append(etl_outbox.record_transition)
 

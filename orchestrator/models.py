@@ -52,6 +52,8 @@ class Mission(Leased):
     writer = models.ForeignKey(
         "registry.Writer", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The uploader's URL of the finished mission's export, when uploads are on.
+    export_upload_url = models.CharField(max_length=2048, blank=True, default="")
     schedule = models.ForeignKey(
         "orchestrator.RecurringMission",
         null=True,
@@ -260,6 +262,32 @@ class MissionItem(models.Model):
 
     def __str__(self) -> str:
         return self.url
+
+
+class ItemEvidence(models.Model):
+    """What an item's last failed attempt looked like (worker-api.md v1.1 `snapshot`),
+    scrubbed of credentials before it is stored. One row per item, replaced by each
+    later failed attempt that brought a snapshot."""
+
+    item = models.OneToOneField(MissionItem, on_delete=models.CASCADE, related_name="evidence")
+    attempt = models.PositiveIntegerField(default=0)
+    error_code = models.CharField(max_length=40, blank=True, default="")
+    final_url = models.CharField(max_length=2048, blank=True, default="")
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    headers = models.JSONField(default=dict, blank=True)
+    html_excerpt = models.TextField(blank=True, default="")
+    block_marker = models.CharField(max_length=40, blank=True, default="")
+    screenshot_png_base64 = models.TextField(blank=True, default="")
+    # The uploader's URL of this snapshot, when uploads are on.
+    upload_url = models.CharField(max_length=2048, blank=True, default="")
+    captured_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "evidência do item"
+        verbose_name_plural = "evidências dos itens"
+
+    def __str__(self) -> str:
+        return f"evidence of item {self.item_id}"
 
 
 class BrowserSession(Leased):

@@ -7,8 +7,10 @@ import re
 import zoneinfo
 from typing import Any, ClassVar
 
+from django.apps import apps
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from mission_control import outbound
@@ -18,6 +20,7 @@ from orchestrator import actions
 from orchestrator.models import (
     BrowserSession,
     DomainBreaker,
+    ItemEvidence,
     Mission,
     MissionEvent,
     MissionItem,
@@ -265,6 +268,55 @@ class MissionItemSerializer(serializers.ModelSerializer):
             "finished_at",
         ]
         read_only_fields = fields
+
+
+class ItemEvidenceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ItemEvidence
+        fields = [
+            "attempt",
+            "error_code",
+            "final_url",
+            "http_status",
+            "headers",
+            "html_excerpt",
+            "block_marker",
+            "screenshot_png_base64",
+            "upload_url",
+            "captured_at",
+        ]
+        read_only_fields = fields
+
+
+class MissionItemDetailSerializer(MissionItemSerializer):
+    """One item with its extracted record (built-in writer) and its failure evidence."""
+
+    evidence = serializers.SerializerMethodField()
+    record = serializers.SerializerMethodField()
+
+    class Meta(MissionItemSerializer.Meta):
+        fields = [*MissionItemSerializer.Meta.fields, "record", "evidence"]
+        read_only_fields = fields
+
+    @extend_schema_field(ItemEvidenceSerializer(allow_null=True))
+    def get_evidence(self, item: MissionItem) -> dict[str, Any] | None:
+        found = ItemEvidence.objects.filter(item=item).first()
+        return ItemEvidenceSerializer(found).data if found else None
+
+    @extend_schema_field(serializers.JSONField(allow_null=True))
+    def get_record(self, item: MissionItem) -> Any:
+        return item_record(item)
+
+
+def item_record(item: MissionItem) -> Any:
+    """The record the built-in writer stored for this item (None when another writer
+    holds it, or nothing was extracted)."""
+    try:
+        model = apps.get_model("localnode", "LocalRecord")
+    except LookupError:
+        return None
+    row = model.objects.filter(mission_id=item.mission_id, item_id=str(item.pk)).first()
+    return row.data if row is not None else None
 
 
 class MissionEventSerializer(serializers.ModelSerializer):

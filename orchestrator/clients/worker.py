@@ -93,6 +93,8 @@ class Result:
     data: Any
     error_code: str | None
     error_message: str | None
+    # worker-api.md v1.1: an error result's evidence, as received (scrub before storing).
+    snapshot: Any = None
 
     @property
     def ok(self) -> bool:
@@ -192,6 +194,7 @@ def parse_result(data: Any) -> Result:
         data=data.get("data"),
         error_code=code,
         error_message=message,
+        snapshot=data.get("snapshot") if data.get("status") == "error" else None,
     )
 
 

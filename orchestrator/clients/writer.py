@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -20,6 +21,17 @@ class WriterHealth:
     status: str
     version: str
     max_batch_records: int | None
+    capabilities: tuple[str, ...] = ()
+
+    @property
+    def read_back(self) -> bool:
+        return "read_back" in self.capabilities
+
+
+@dataclass(frozen=True)
+class RecordsPage:
+    records: list[dict[str, Any]]
+    next_cursor: str | None
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,9 @@ class WriterClient(BaseClient):
             status=str(data.get("status") or "ok"),
             version=str(data.get("version") or ""),
             max_batch_records=_int(limit) if limit is not None else None,
+            capabilities=tuple(
+                str(c) for c in data.get("capabilities") or () if isinstance(c, str)
+            ),
         )
 
     def write_batch(
@@ -109,3 +124,34 @@ class WriterClient(BaseClient):
             mission_id=str(data.get("mission_id", mission_id)),
             stored_records=_int(data.get("stored_records"), total_records),
         )
+
+    def read_records(
+        self, mission_id: int | str, cursor: str | None = None, limit: int = 500
+    ) -> RecordsPage:
+        """One page of the mission's records (optional read-back, writer-api.md v1.1)."""
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        data = self._request(
+            "GET",
+            f"/missions/{quote(str(mission_id), safe='')}/records",
+            params=params,
+            idempotent=True,
+        )
+        data = require(data, dict, "records answer")
+        records = require(data.get("records"), list, "records")
+        nxt = data.get("next_cursor")
+        return RecordsPage(
+            records=[r for r in records if isinstance(r, dict)],
+            next_cursor=str(nxt) if nxt not in (None, "") else None,
+        )
+
+    def iter_records(self, mission_id: int | str, limit: int = 500) -> Iterator[dict[str, Any]]:
+        """Every record of the mission, page after page, until `next_cursor` is null."""
+        cursor: str | None = None
+        while True:
+            page = self.read_records(mission_id, cursor, limit)
+            yield from page.records
+            if page.next_cursor is None or page.next_cursor == cursor:
+                return
+            cursor = page.next_cursor

@@ -9,7 +9,7 @@ from functools import partial
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q
 
-from orchestrator import allocation, leases, quality
+from orchestrator import allocation, leases, quality, uploads
 from orchestrator.clients import breaker
 from orchestrator.clients.pool import call_all
 from orchestrator.crashpoints import crashpoint
@@ -46,6 +46,7 @@ class MissionManager(BaseManager):
             result.add("allocated", sum(1 for _, a in claimed if a.sessions))
         result.add("advanced", self.advance_running(now, cfg))
         result.add("finalized", self.finalize(now, cfg))
+        result.add("uploaded", uploads.run(cfg))
         return result
 
     # ------------------------------------------------------------------ running

@@ -24,6 +24,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Greatest
 
+from mission_control import evidence
 from orchestrator import etl_outbox, events, leases, pgbatch, proxy_health, quality
 from orchestrator.clients import breaker
 from orchestrator.clients.base import ServiceError
@@ -38,7 +39,7 @@ from orchestrator.managers.base import (
     release_many,
     writers_for,
 )
-from orchestrator.models import BrowserSession, Mission, MissionItem
+from orchestrator.models import BrowserSession, ItemEvidence, Mission, MissionItem
 from orchestrator.states import (
     PROXY_FAULT_CODES,
     ErrorCode,
@@ -348,6 +349,7 @@ class ResultDelivery(BaseManager):
                     done[http_status].extend(ids)
                 not_ok.update(dict.fromkeys(failed, page_of))
             to_update: list[MissionItem] = []
+            failures: list[tuple[MissionItem, Result]] = []
             not_ok_items = MissionItem.objects.filter(pgbatch.ids_in(MissionItem, list(not_ok)))
             for item in not_ok_items if not_ok else ():
                 page_of = not_ok[item.pk]
@@ -358,6 +360,7 @@ class ResultDelivery(BaseManager):
                 page_of.retried += outcome.retry
                 page_of.failed += not outcome.retry
                 to_update.append(item)
+                failures.append((item, page_of.by_id[item.pk]))
             for http_status, ids in done.items():
                 MissionItem.objects.filter(
                     pgbatch.ids_in(MissionItem, ids), status=ItemStatus.ASSIGNED
@@ -383,6 +386,7 @@ class ResultDelivery(BaseManager):
                         "failed_proxies",
                     ],
                 )
+            store_evidence(failures, now)
             self._add_counts(saved, now)
             etl_outbox.record_items([*chain(*done.values()), *(i.pk for i in to_update)], now)
             proxy_health.record_many(
@@ -564,6 +568,35 @@ def fail_item(
         item.status = ItemStatus.FAILED
         item.finished_at = now
     return outcome
+
+
+def store_evidence(failures: list[tuple[MissionItem, Result]], now: dt.datetime) -> int:
+    """Keep each failed item's last snapshot (scrubbed), replacing an older one."""
+    rows: dict[int, ItemEvidence] = {}
+    for item, r in failures:
+        snap = evidence.clean(r.snapshot)
+        if snap is None:
+            continue
+        rows[item.pk] = ItemEvidence(
+            item_id=item.pk,
+            attempt=item.attempts,
+            error_code=(r.error_code or "")[:40],
+            final_url=snap["final_url"],
+            http_status=_http_status(snap["http_status"]),
+            headers=snap["headers"],
+            html_excerpt=snap["html_excerpt"],
+            block_marker=evidence.block_marker(snap["html_excerpt"])[:40],
+            screenshot_png_base64=snap.get("screenshot_png_base64", ""),
+            captured_at=now,
+        )
+    if rows:
+        ItemEvidence.objects.filter(item_id__in=list(rows)).delete()
+        ItemEvidence.objects.bulk_create(rows.values())
+    return len(rows)
+
+
+def _http_status(value: int | None) -> int | None:
+    return value if value is not None and 100 <= value <= 999 else None
 
 
 def _by_pk(values: dict[int, int]) -> Any:

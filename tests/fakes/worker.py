@@ -115,6 +115,21 @@ def decode_cursor(job_id: str, cursor: str) -> int:
         raise invalid_request({"cursor": "not a cursor of this job"}) from None
 
 
+# A 1x1 PNG.
+FAKE_PNG_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
+def fake_snapshot(url: str, http_status: int | None, code: str) -> dict[str, Any]:
+    marker = '<div class="g-recaptcha"></div>' if code == "blocked" else ""
+    return {
+        "final_url": url.replace("://", "://user:secret@", 1),
+        "http_status": http_status,
+        "headers": {"Content-Type": "text/html", "Set-Cookie": "sid=secret"},
+        "html_excerpt": f"<html><body><h1>fake {code}</h1>{marker}</body></html>",
+        "screenshot_png_base64": FAKE_PNG_BASE64,
+    }
+
+
 class FakeWorker(FakeServer):
     """See the module docstring. Every public attribute is a switch settable at run time."""
 
@@ -148,6 +163,9 @@ class FakeWorker(FakeServer):
         self.sessions_get_stuck = False  # every session frozen (see stick_session)
         self.stuck_status: str | None = "stuck"  # reported status of a stuck session
         self.data_for: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+        # True: error results of the v1.1 codes carry a `snapshot` (with a proxy
+        # credential in its URL and a secret header, which Mission Control must scrub).
+        self.snapshots = False
         # State and inspection.
         self.sessions: dict[str, FakeSession] = {}
         self.jobs: dict[str, FakeJob] = {}
@@ -301,6 +319,8 @@ class FakeWorker(FakeServer):
             http_status=http_status,
             error={"code": code, "message": f"fake {code}"},
         )
+        if self.snapshots and code in ("blocked", "http_error", "parse_error", "timeout"):
+            result["snapshot"] = fake_snapshot(url, http_status, code)
         return result
 
     @staticmethod

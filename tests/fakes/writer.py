@@ -63,6 +63,7 @@ class FakeWriter(FakeServer):
         self.version = version
         self.health_status = "ok"
         self.unavailable = False  # every POST answers 503 unavailable while True
+        self.read_back = False  # True: lists the read_back capability and serves records
         self.invalid_item_ids: set[str] = set()  # records with these ids → 422 invalid_records
         self._fail_after_store = 0
         # State and inspection.
@@ -77,6 +78,7 @@ class FakeWriter(FakeServer):
         self.route("GET", "/health", self._health)
         self.route("POST", "/batches", self._create_batch, body=True)
         self.route("POST", "/missions/{mission_id}/complete", self._complete, body=True)
+        self.route("GET", "/missions/{mission_id}/records", self._records)
 
     # ------------------------------------------------------------ test controls
     def fail_after_store_next(self, n: int) -> None:
@@ -107,8 +109,28 @@ class FakeWriter(FakeServer):
                 "status": self.health_status,
                 "version": self.version,
                 "max_batch_records": self.max_batch_records,
+                "capabilities": ["read_back"] if self.read_back else [],
             },
         )
+
+    def _records(self, req: Request) -> Response:
+        """Optional read-back: pages in (mission, item_id) insertion order; the cursor is
+        the index of the next record."""
+        if not self.read_back:
+            raise ApiError(404, "not_found", "this writer does not offer read-back")
+        mkey = mission_key(req.params["mission_id"])
+        limit_text = req.query.get("limit", "500")
+        cursor_text = req.query.get("cursor", "0")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
+            raise invalid_request({"limit": "1..1000"})
+        if not cursor_text.isdigit():
+            raise invalid_request({"cursor": "unknown cursor"})
+        start, limit = int(cursor_text), int(limit_text)
+        with self.lock:
+            mine = [rec for (m, _), rec in self.records.items() if m == mkey]
+        page = mine[start : start + limit]
+        more = start + limit < len(mine)
+        return Response(200, {"records": page, "next_cursor": str(start + limit) if more else None})
 
     def _create_batch(self, req: Request) -> Response:
         if self.unavailable:

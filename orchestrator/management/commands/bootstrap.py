@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand
 from mission_control import extensions
 from orchestrator import actions
 from orchestrator.models import Mission
-from registry.models import ConfigEntry, SiteConfig, Worker, Writer
+from registry.models import ConfigEntry, SiteConfig, Uploader, Worker, Writer
 
 DEMO_MARKER = "bootstrap_demo_done"
 
@@ -85,6 +85,12 @@ class Command(BaseCommand):
             name="local",
             defaults={"base_url": f"{base}/local/writer/api/v1", "api_key": key},
         )
+        # The built-in uploader is enabled; nothing is sent until `uploads_enabled` is on.
+        uploader, made = Uploader.objects.update_or_create(
+            name="local", defaults={"base_url": f"{base}/local/uploader/api/v1", "api_key": key}
+        )
+        if made:
+            Uploader.objects.filter(pk=uploader.pk).update(enabled=True)
         if not Writer.objects.filter(is_default=True).exists():
             Writer.objects.filter(name="local").update(is_default=True)
         # Direct connections unless the operator configures proxy strategies.
