@@ -104,7 +104,11 @@ def test_each_batch_is_one_bounded_delete() -> None:
     with CaptureQueriesContext(connection) as ctx:
         retention.prune(NOW, batch_size=3, only=("items",))
     deletes = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith("DELETE")]
-    assert len(deletes) == 3  # 3 + 3 + 1
+    items = [sql for sql in deletes if sql.startswith('DELETE FROM "orchestrator_missionitem"')]
+    assert len(items) == 3  # 3 + 3 + 1
+    # Their evidence goes with each batch (cascade), bounded by the same ids.
+    assert all(" IN (" in sql for sql in deletes)
+    assert len(deletes) <= 2 * len(items)
 
 
 def test_settled_webhook_deliveries_and_their_attempts_go(db: None) -> None:
