@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -36,6 +37,23 @@ def django_db_modify_db_settings(
         test = db.setdefault("TEST", {})
         if db["ENGINE"] == "django.db.backends.sqlite3" and not test.get("NAME"):
             test["NAME"] = str(tmp_path_factory.mktemp("db") / f"test_{alias}.sqlite3")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_stray_connections_at_teardown(
+    django_db_setup: None, django_db_blocker: Any
+) -> Iterator[None]:
+    """Before the test database is dropped, end connections a test's child process or
+    thread left behind (PostgreSQL refuses to drop a database that is in use). It asks
+    for `django_db_setup`, so it is torn down just before the database is."""
+    yield
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 @pytest.fixture

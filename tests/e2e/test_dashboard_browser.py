@@ -183,6 +183,11 @@ NO_TRANSITIONS = """() => Array.from(document.querySelectorAll('.btn, .nav-item'
 
 def _set_theme(page: Any, theme: str) -> None:
     page.evaluate("t => document.documentElement.classList.toggle('dark', t === 'dark')", theme)
+    # Read colours only once every transition the switch started has ended (a loaded
+    # machine can sample one mid-way: light background, dark text).
+    page.evaluate(
+        "() => Promise.all(document.getAnimations().filter(a => a instanceof CSSTransition).map(a => a.finished.catch(() => null)))"
+    )
     # Let the switch paint (blurred layers repaint a frame late) before axe or a screenshot.
     page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
 
