@@ -1,4 +1,4 @@
-"""The built-in uploader (contracts/uploader-api.md): files under the data folder, one per
+"""The built-in uploader (docs/contracts/uploader-api.md): files under the data folder, one per
 `upload_key` (the same key answers the same upload), served only to logged-in users."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Worker API v1 (contracts/worker-api.md) served by the local node.
+"""Worker API v1 (docs/contracts/worker-api.md) served by the local node.
 
 The views only parse and answer; `create_session`, `close_session`, `create_job` and
 `results_page` do the work. Jobs are executed elsewhere (`localnode.runner`).

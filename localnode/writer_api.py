@@ -1,4 +1,4 @@
-"""Writer API v1 (contracts/writer-api.md) served by the local node: records are rows
+"""Writer API v1 (docs/contracts/writer-api.md) served by the local node: records are rows
 of `LocalRecord`, idempotent on the batch key and on `(mission_id, item_id)`."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Where a mission's records are, for export and preview (the ``mission_records`` hook).
 
 The built-in writer keeps records in this database (``localnode``). An external writer
-keeps them itself: it may offer read-back (contracts/writer-api.md, "Optional
+keeps them itself: it may offer read-back (docs/contracts/writer-api.md, "Optional
 read-back"), and then ``pages`` streams them; otherwise export must say which writer holds
 them instead of answering an empty file.
 """

@@ -1,4 +1,4 @@
-"""The mission ↔ ETL run link and the ETL outbox (contracts/etl-api.md, revised).
+"""The mission ↔ ETL run link and the ETL outbox (docs/contracts/etl-api.md, revised).
 
 `EtlRun`: which run a mission owns, whether it created or resumed it, and how far its
 sync is. At most one *live* mission owns a run (a partial unique constraint): `live`

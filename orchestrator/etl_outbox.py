@@ -1,4 +1,4 @@
-"""The ETL system of record, driven from a durable outbox (contracts/etl-api.md, revised).
+"""The ETL system of record, driven from a durable outbox (docs/contracts/etl-api.md, revised).
 
 - One run per live mission: a mission created with URLs gets its own run (a `create`
   step); resuming is asked for (no URLs, or `etl_run: "latest"` / a run id), checked

@@ -1,4 +1,4 @@
-"""Client of the external ETL system of record for scrape runs (contracts/etl-api.md).
+"""Client of the external ETL system of record for scrape runs (docs/contracts/etl-api.md).
 
 Optional: `get_etl_client()` is None when `ETL_API_ENDPOINT` is unset, and callers
 then skip every ETL step. The real service is not ours and its field names vary, so

@@ -1,4 +1,4 @@
-"""Client of the Uploader API v1 (contracts/uploader-api.md). Used only while the
+"""Client of the Uploader API v1 (docs/contracts/uploader-api.md). Used only while the
 `uploads_enabled` config key is true."""
 
 from __future__ import annotations

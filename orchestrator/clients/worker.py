@@ -1,4 +1,4 @@
-"""Client of the Worker API v1 (contracts/worker-api.md): sessions, jobs, results."""
+"""Client of the Worker API v1 (docs/contracts/worker-api.md): sessions, jobs, results."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Client of the Writer API v1 (contracts/writer-api.md): batches of records."""
+"""Client of the Writer API v1 (docs/contracts/writer-api.md): batches of records."""
 
 from __future__ import annotations
 

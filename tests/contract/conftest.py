@@ -1,4 +1,4 @@
-"""Targets for the contract suites (contracts/worker-api.md and writer-api.md).
+"""Targets for the contract suites (docs/contracts/worker-api.md and writer-api.md).
 
 The suites in this folder talk plain HTTP (httpx) to a *target*: something that serves
 the contract. Today the only target is the fake in ``tests/fakes``; the suites are meant

@@ -1,4 +1,4 @@
-"""contracts/worker-api.md, checked over HTTP against every ``worker_target``.
+"""docs/contracts/worker-api.md, checked over HTTP against every ``worker_target``.
 
 The last section checks switches of the fake itself (``fake_worker`` fixture).
 """

@@ -1,4 +1,4 @@
-"""contracts/writer-api.md, checked over HTTP against every ``writer_target``.
+"""docs/contracts/writer-api.md, checked over HTTP against every ``writer_target``.
 
 The last section checks switches of the fake itself (``fake_writer`` fixture).
 """

@@ -1,4 +1,4 @@
-"""A fake ETL service (scrape runs) for contracts/etl-api.md, over real HTTP on loopback.
+"""A fake ETL service (scrape runs) for docs/contracts/etl-api.md, over real HTTP on loopback.
 
 Switches for the field-name variants the real service answers with:
 - ``camel = True``: ``_id`` instead of ``id``, ``createdAt``/``updatedAt``, items carry

@@ -1,4 +1,4 @@
-"""A fake Uploader speaking contracts/uploader-api.md over real HTTP on loopback."""
+"""A fake Uploader speaking docs/contracts/uploader-api.md over real HTTP on loopback."""
 
 from __future__ import annotations
 

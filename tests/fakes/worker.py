@@ -1,4 +1,4 @@
-"""A fake Worker speaking contracts/worker-api.md over real HTTP on loopback.
+"""A fake Worker speaking docs/contracts/worker-api.md over real HTTP on loopback.
 
 Jobs advance lazily: before each request (and on ``tick()``) every running job finishes
 the items that are due by the clock. Item ``i`` of a job is due ``item_latency`` seconds

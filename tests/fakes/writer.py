@@ -1,4 +1,4 @@
-"""A fake Writer speaking contracts/writer-api.md over real HTTP on loopback.
+"""A fake Writer speaking docs/contracts/writer-api.md over real HTTP on loopback.
 
 Mission ids are normalized for keys: ``42`` and ``"42"`` are the same mission (``int``
 when numeric), so ``fake.records[(42, "1001")]`` and ``fake.stored_count("42")`` work.

@@ -136,7 +136,7 @@ def test_create_rejects_invalid_input_with_the_field_named(
 def test_no_urls_asks_to_resume_an_etl_run_refused_without_an_etl(
     operator_api: APIClient, payload: dict[str, Any]
 ) -> None:
-    """No URLs means "resume the domain's ETL run" (contracts/etl-api.md): without an
+    """No URLs means "resume the domain's ETL run" (docs/contracts/etl-api.md): without an
     ETL configured that is a clear 409 naming what to send instead."""
     response = operator_api.post(URL, payload, format="json")
 

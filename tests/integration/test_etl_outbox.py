@@ -1,4 +1,4 @@
-"""The ETL system of record on every path (issue #16, contracts/etl-api.md revised),
+"""The ETL system of record on every path (issue #16, docs/contracts/etl-api.md revised),
 against the loopback FakeEtl: one run per live mission, resume only when asked,
 progress from the durable outbox, every end finalized once with its status."""
 

@@ -1,4 +1,4 @@
-"""The local Worker API v1 (contracts/worker-api.md), through Django's test client."""
+"""The local Worker API v1 (docs/contracts/worker-api.md), through Django's test client."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The local Writer API v1 (contracts/writer-api.md), through Django's test client."""
+"""The local Writer API v1 (docs/contracts/writer-api.md), through Django's test client."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""EtlClient against contracts/etl-api.md: field-name variants, list shapes, batching."""
+"""EtlClient against docs/contracts/etl-api.md: field-name variants, list shapes, batching."""
 
 from __future__ import annotations
 

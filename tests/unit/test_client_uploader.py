@@ -1,4 +1,4 @@
-"""UploaderClient against contracts/uploader-api.md."""
+"""UploaderClient against docs/contracts/uploader-api.md."""
 
 from __future__ import annotations
 

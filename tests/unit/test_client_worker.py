@@ -1,4 +1,4 @@
-"""WorkerClient against contracts/worker-api.md, on httpx.MockTransport."""
+"""WorkerClient against docs/contracts/worker-api.md, on httpx.MockTransport."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""WriterClient against contracts/writer-api.md, on respx (the shared pooled client)."""
+"""WriterClient against docs/contracts/writer-api.md, on respx (the shared pooled client)."""
 
 from __future__ import annotations
 

@@ -89,3 +89,15 @@ def test_nothing_in_the_repository_reaches_outside_its_tree() -> None:
             offenders[str(rel)] = found
     assert checked > 100, "the walk found too few files: is ROOT right?"
     assert offenders == {}
+
+
+def test_every_contract_the_code_cites_is_in_the_repository() -> None:
+    """The contracts the code, tests and docs name (`docs/contracts/*.md`) ship with the
+    repository, so a clone can read what the built-in worker and the clients follow."""
+    cited = set()
+    for path in ROOT.rglob("*"):
+        if path.suffix not in {".py", ".md"} or {".venv", "node_modules", ".git"} & set(path.parts):
+            continue
+        cited |= set(re.findall(r"docs/contracts/([a-z-]+\.md)", path.read_text("utf-8")))
+    assert cited, "no contract cited: the pattern is stale"
+    assert sorted(c for c in cited if not (ROOT / "docs/contracts" / c).is_file()) == []
