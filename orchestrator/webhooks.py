@@ -7,7 +7,9 @@
   deliveries with a short fenced lease, POSTs them outside any transaction, records
   every attempt and reschedules failures with capped exponential backoff until the
   delivery is `webhook_max_age_s` (a day) old.
-- Every request obeys the outbound policy (mission_control.outbound): the URL is
+- Requests go through `clients.webhook.WebhookClient` (a `BaseClient`: timeouts,
+  a total deadline, secret hygiene, one error type) on a guarded connection pool, so
+  every request obeys the outbound policy (mission_control.outbound): the URL is
   resolved once and pinned, internal addresses are refused, redirects are not followed.
   Reply bodies and errors are kept short and shown to admins only.
 - Each request carries `Idempotency-Key` (the same on every attempt and replay),
@@ -36,8 +38,9 @@ from django.db.models import F, Q
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
-from mission_control import outbound
 from orchestrator import events, leases
+from orchestrator.clients.base import ServiceError
+from orchestrator.clients.webhook import WebhookClient, guarded_http
 from orchestrator.models import Mission, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from orchestrator.states import RetryPolicy
 from registry import config
@@ -48,7 +51,6 @@ logger = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-MC-Signature"
 TIMESTAMP_HEADER = "X-MC-Timestamp"
 RESPONSE_BODY_LIMIT = 2000
-USER_AGENT = "MissionControl-Webhooks/1"
 
 # Webhook event name -> what it means (documented in the API and docs/features.md).
 EVENTS: dict[str, str] = {
@@ -233,58 +235,55 @@ def backoff_s(attempts: int, cfg: Config) -> float:
 
 
 def _send(
-    delivery: WebhookDelivery, endpoint: WebhookEndpoint, cfg: Config, client: httpx.Client
+    delivery: WebhookDelivery, endpoint: WebhookEndpoint, cfg: Config, http: httpx.Client
 ) -> tuple[int | None, str, str]:
     body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
     timestamp = int(time.time())
     headers = {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        "Idempotency-Key": delivery.idempotency_key,
         "X-MC-Event": delivery.event,
         "X-MC-Delivery": str(delivery.pk),
         TIMESTAMP_HEADER: str(timestamp),
         SIGNATURE_HEADER: sign(endpoint.secret, timestamp, body),
     }
+    client = WebhookClient(
+        endpoint.url, timeout_s=cfg.webhook_timeout_s, body_limit=RESPONSE_BODY_LIMIT, http=http
+    )
     try:
-        with client.stream(
-            "POST", endpoint.url, content=body, headers=headers, timeout=cfg.webhook_timeout_s
-        ) as response:
-            text = _read_text(response)
-    except outbound.Refused as exc:
-        return None, f"refused: {exc}", ""
-    except (httpx.InvalidURL, httpx.UnsupportedProtocol):
-        return None, "refused: invalid URL", ""
-    except httpx.HTTPError as exc:
-        # Coarse on purpose: details (refused vs reset, resolver messages) would make
-        # deliveries a probe of the network behind Mission Control.
+        response = client.post(
+            body,
+            headers=headers,
+            idempotency_key=delivery.idempotency_key,
+            secret=endpoint.secret,
+        )
+    except ServiceError as exc:
         return None, _failure(exc), ""
-    if 200 <= response.status_code < 300:
-        return response.status_code, "", text
-    return response.status_code, f"HTTP {response.status_code}", text
+    text = response.text()
+    if 200 <= response.status < 300:
+        return response.status, "", text
+    return response.status, f"HTTP {response.status}", text
 
 
-def _read_text(response: httpx.Response) -> str:
-    """At most RESPONSE_BODY_LIMIT bytes of the reply, decoded leniently."""
-    data = b""
-    for chunk in response.iter_bytes():
-        data += chunk
-        if len(data) >= RESPONSE_BODY_LIMIT:
-            break
-    return data[:RESPONSE_BODY_LIMIT].decode(response.encoding or "utf-8", "replace")
-
-
-def _failure(exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.TimeoutException):
+def _failure(exc: ServiceError) -> str:
+    """What an attempt that got no answer records. Coarse on purpose: details
+    (refused vs reset, resolver messages) would make deliveries a probe of the network
+    behind Mission Control; only the outbound policy's own refusals are spelled out."""
+    if exc.code == "refused":
+        return f"refused: {exc.message}"
+    if exc.code == "invalid_url":
+        return "refused: invalid URL"
+    if exc.code in ("timeout", "deadline_exceeded") or exc.message.startswith(
+        ("ConnectTimeout", "PoolTimeout")
+    ):
         return "timeout"
-    if isinstance(exc, httpx.ConnectError):
+    if exc.code == "connect_error":
         return "connection failed"
     return "request failed"
 
 
 def http_client() -> httpx.Client:
-    """The deliveries' client: the outbound policy on every request, no redirects."""
-    return outbound.guarded_client(follow_redirects=False)
+    """The deliveries' connection pool: the outbound policy on every request, no
+    redirects (`clients.webhook.guarded_http`)."""
+    return guarded_http()
 
 
 def deliver_due(

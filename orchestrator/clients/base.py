@@ -10,6 +10,7 @@ the service's fault (feed the circuit breaker) rather than the request's.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email.utils
 import json
@@ -19,13 +20,14 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
 import httpx
 import tenacity
 
+from mission_control import outbound
 from mission_control.backoff import capped_exponential_s
 from mission_control.logging import hide, redact
 
@@ -51,7 +53,9 @@ class ServiceError(Exception):
     `timeout`, `connect_error` (the request was never sent), `network_error` (the
     connection broke mid-exchange), `invalid_response`, `invalid_request` (we could
     not encode the request), `deadline_exceeded`, `response_too_large`, `http_<status>`.
-    `invalid_url` (the base URL is unusable) is ours too. `message` never contains the API key or proxy credentials.
+    `invalid_url` (the base URL is unusable) and `refused` (the outbound policy of
+    `mission_control.outbound` refused the target; nothing was dialed) are ours too. `message` never contains
+    the API key or proxy credentials.
     """
 
     def __init__(
@@ -146,6 +150,20 @@ class ClientSettings:
         jitter: half the delay is fixed, half is `rand` in [0, 1) of it."""
         raw = capped_exponential_s(attempt, self.backoff_base, self.backoff_cap)
         return raw / 2 + raw / 2 * rand
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    """What `BaseClient._exchange` got back, whatever the status."""
+
+    status: int
+    body: bytes
+    encoding: str
+    headers: httpx.Headers
+    latency_ms: int
+
+    def text(self) -> str:
+        return self.body.decode(self.encoding, "replace")
 
 
 @dataclass(frozen=True)
@@ -465,21 +483,92 @@ class BaseClient:
         scrub: Callable[[str], str],
     ) -> ApiResponse:
         started = self._clock()
-        remaining = state.deadline_at - started
+        timeout = self._timeout(state, started)
+        with (
+            self._transport_errors(state, scrub),
+            self._http.stream(
+                method, url, content=content, params=params, headers=headers, timeout=timeout
+            ) as resp,
+        ):
+            body = self._read_capped(resp, state)
+        latency_ms = int((self._clock() - started) * 1000)
+        if resp.status_code >= 300:
+            raise _error_from_response(resp.status_code, resp.headers, body, scrub)
+        return ApiResponse(
+            status=resp.status_code,
+            data=_parse_success(resp.status_code, body),
+            headers=resp.headers,
+            latency_ms=latency_ms,
+            attempts=state.count,
+        )
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes,
+        headers: Mapping[str, str],
+        idempotency_key: str | None = None,
+        secrets: Iterable[str] = (),
+    ) -> RawResponse:
+        """Send one request and return whatever status came back, with at most
+        `max_response_bytes` of the body (the rest is left unread, not refused).
+
+        For callers that keep the answer as evidence and schedule their own retries
+        (webhooks): one attempt, no retry, no status check, no JSON parsing. Failures
+        to exchange (refused by the outbound policy, unreachable, timeout, the total
+        deadline) raise `ServiceError` with the same codes as `_call`."""
+        scrub = self._scrubber(secrets)
+        sent = {"Accept": "application/json", "Content-Type": "application/json", **headers}
+        if self.api_key:
+            sent["Authorization"] = f"Bearer {self.api_key}"
+        if idempotency_key:
+            sent["Idempotency-Key"] = idempotency_key
+        state = _Attempt(self._clock() + self.settings.deadline)
+        state.count = 1
+        started = self._clock()
+        timeout = self._timeout(state, started)
+        with (
+            self._transport_errors(state, scrub),
+            self._http.stream(
+                method,
+                self.url(path),
+                content=content,
+                headers=sent,
+                timeout=timeout,
+            ) as resp,
+        ):
+            body = self._read_head(resp, state)
+        self.last_latency_ms = int((self._clock() - started) * 1000)
+        return RawResponse(
+            status=resp.status_code,
+            body=body,
+            encoding=resp.encoding or "utf-8",
+            headers=resp.headers,
+            latency_ms=self.last_latency_ms,
+        )
+
+    def _timeout(self, state: _Attempt, now: float) -> httpx.Timeout:
+        remaining = state.deadline_at - now
         if remaining <= 0:
             raise ServiceError("deadline_exceeded", "no time left for the call", transient=True)
         s = self.settings
-        timeout = httpx.Timeout(
+        return httpx.Timeout(
             connect=min(s.connect_timeout, remaining),
             read=min(s.read_timeout, remaining),
             write=min(s.read_timeout, remaining),
             pool=min(s.connect_timeout, remaining),
         )
+
+    @contextlib.contextmanager
+    def _transport_errors(self, state: _Attempt, scrub: Callable[[str], str]) -> Iterator[None]:
+        """Turn httpx's failures inside the block into `ServiceError`."""
         try:
-            with self._http.stream(
-                method, url, content=content, params=params, headers=headers, timeout=timeout
-            ) as resp:
-                body = self._read_capped(resp, state)
+            yield
+        except outbound.Refused as exc:
+            # The outbound policy refused the target (nothing was dialed): no retry.
+            raise ServiceError("refused", scrub(str(exc))) from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise ServiceError(
                 "connect_error", scrub(f"{type(exc).__name__}: {exc}"), transient=True
@@ -496,16 +585,30 @@ class BaseClient:
             raise ServiceError(
                 "network_error", scrub(f"{type(exc).__name__}: {exc}"), transient=True
             ) from None
-        latency_ms = int((self._clock() - started) * 1000)
-        if resp.status_code >= 300:
-            raise _error_from_response(resp.status_code, resp.headers, body, scrub)
-        return ApiResponse(
-            status=resp.status_code,
-            data=_parse_success(resp.status_code, body),
-            headers=resp.headers,
-            latency_ms=latency_ms,
-            attempts=state.count,
-        )
+
+    def _read_head(self, resp: httpx.Response, state: _Attempt) -> bytes:
+        """The first `max_response_bytes` of the body; the rest is never read."""
+        cap = self.settings.max_response_bytes
+        data = b""
+        try:
+            for chunk in resp.iter_bytes():
+                data += chunk
+                if len(data) >= cap:
+                    break
+                if self._clock() >= state.deadline_at:
+                    raise ServiceError(
+                        "deadline_exceeded",
+                        "the response did not arrive within the deadline",
+                        status=resp.status_code,
+                        transient=True,
+                    )
+        except httpx.DecodingError:
+            raise ServiceError(
+                "invalid_response",
+                "the response body cannot be decoded (Content-Encoding)",
+                status=resp.status_code,
+            ) from None
+        return data[:cap]
 
     def _read_capped(self, resp: httpx.Response, state: _Attempt) -> bytes:
         cap = self.settings.max_response_bytes
