@@ -13,7 +13,6 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef, Q
@@ -75,7 +74,7 @@ def usable_workers_q(now: dt.datetime) -> Q:
 
 def usable_proxies_q(site: SiteConfig, now: dt.datetime, exclude: Iterable[str] = ()) -> Q:
     """Proxies a session for `site` may lock now (`eligibility.refusal` as a filter)."""
-    return eligibility.rule_q(ProxyRule.for_site(site, exclude), now) & providers.proxy_q(site)
+    return eligibility.rule_q(ProxyRule.for_site(site, exclude), now)
 
 
 @dataclass
@@ -221,10 +220,16 @@ def allocate_many(
         else Allocation([])
         for i, r in enumerate(requests)
     ]
+    explained: dict[tuple[ProxyRule, str], str] = {}
     for i, (code, reason) in plan.waits.items():
         r = requests[i]
         if code == ErrorCode.ALLOC_NO_PROXY:
-            reason = _no_proxy_reason(r.site, r.mission.domain, now)
+            rule = ProxyRule.for_site(r.site, r.exclude_proxies)
+            key = (rule, r.mission.domain)
+            if key not in explained:
+                learned = blocked.get(r.mission.domain, [])
+                explained[key] = no_proxy_reason(rule, r.site, r.mission.domain, now, learned)
+            reason = explained[key]
         results[i] = Allocation([], code, reason)
     created = _create_sessions(requests, plan.chosen, now, prefetched, domain_caps)
     for i, sessions in created.items():
@@ -254,25 +259,18 @@ def _lock_candidate_proxies(
     """Request index -> its usable proxies, least recently used first: one locking read
     per distinct proxy filter; a proxy that fits several filters is one object (its room
     is shared)."""
-    groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    groups: dict[ProxyRule, list[int]] = defaultdict(list)
     for i, r in enumerate(requests):
         if r.n <= 0 or paused[r.mission.domain]:
             continue
-        exclude = frozenset([*r.exclude_proxies, *blocked[r.mission.domain]])
-        key = (
-            tuple(r.site.proxy_types or ()),
-            tuple(r.site.countries or ()),
-            bool(r.site.require_verified_geo),
-            frozenset(r.site.blocked_proxies or ()) | exclude,
-        )
-        groups[key].append(i)
+        exclude = [*r.exclude_proxies, *blocked[r.mission.domain]]
+        groups[ProxyRule.for_site(r.site, exclude)].append(i)
     proxy_by_pk: dict[int, Proxy] = {}
     candidates: dict[int, list[Proxy]] = {}
-    for key, members in groups.items():
-        first = requests[members[0]]
+    for rule, members in groups.items():
         limit = sum(requests[i].n for i in members) * 2
         rows = list(
-            Proxy.objects.filter(usable_proxies_q(first.site, now, key[3]))
+            Proxy.objects.filter(eligibility.rule_q(rule, now))
             .order_by(F("last_used_at").asc(nulls_first=True), "id")
             .select_for_update(skip_locked=True, of=("self",))[:limit]
         )
@@ -471,34 +469,44 @@ def lock_usable_workers(now: dt.datetime) -> list[Worker]:
     )
 
 
-def _no_proxy_reason(site: SiteConfig, domain: str, now: dt.datetime) -> str:
-    """Plain words on why no proxy fits, e.g. for the mission's wait reason."""
-    base = Proxy.objects.filter(enabled=True)
-    if site.proxy_types:
-        base = base.filter(type__in=site.proxy_types)
-    if site.countries:
-        base = base.filter(country__in=site.countries)
-    counts = base.aggregate(
-        total=Count("id"),
-        blocked=Count("id", filter=Q(external_id__in=site.blocked_proxies or [])),
-        cooldown=Count("id", filter=Q(status=ProxyStatus.COOLDOWN, cooldown_until__gt=now)),
-        banned=Count("id", filter=Q(status__in=[ProxyStatus.BANNED, ProxyStatus.DISABLED])),
-        busy=Count("id", filter=Q(active_sessions__gte=F("max_sessions"))),
-    )
-    kinds = "/".join(site.proxy_types) or "qualquer tipo"
-    geo = "/".join(site.countries) or "qualquer país"
-    if not counts["total"]:
-        return f"nenhum proxy {kinds} {geo} cadastrado"
-    parts = [f"{counts['total']} proxies {kinds} {geo}"]
-    if counts["blocked"]:
-        parts.append(f"{counts['blocked']} bloqueados para {domain}")
-    if counts["cooldown"]:
-        parts.append(f"{counts['cooldown']} em cooldown")
-    if counts["busy"]:
-        parts.append(f"{counts['busy']} em uso")
-    if counts["banned"]:
-        parts.append(f"{counts['banned']} banidos/desativados")
-    return "nenhum proxy livre: " + ", ".join(parts)
+PROXY_FACTS = (
+    "id",
+    "external_id",
+    "type",
+    "country",
+    "enabled",
+    "status",
+    "cooldown_until",
+    "active_sessions",
+    "max_sessions",
+    # `Proxy.geo_verified` reads these
+    "geo_checked_at",
+    "geo_mismatch",
+    "exit_country",
+)
+
+
+def no_proxy_reason(
+    rule: ProxyRule,
+    site: SiteConfig,
+    domain: str,
+    now: dt.datetime,
+    learned: Iterable[str] = (),
+) -> str:
+    """Plain words on why no proxy fits, for the mission's wait reason: the proxies of
+    the rule's kind counted per cause by `eligibility.tally` (the explainer's count).
+    `learned`: external ids the proxy x site health blocks for `domain`."""
+    rows = list(Proxy.objects.filter(eligibility.kind_q(rule)).only(*PROXY_FACTS))
+    learned = set(learned)
+    health = [p.id for p in rows if p.external_id in learned]
+    counted = eligibility.tally(rule, rows, now, health)
+    kinds = "/".join(site.proxy_types or ()) or "qualquer tipo"
+    where = "/".join(site.countries or ()) or "qualquer país"
+    if not counted.total:
+        return f"nenhum proxy {kinds} {where} cadastrado"
+    parts = [f"{counted.total} proxies {kinds} {where}"]
+    detail = eligibility.refusal_words(counted.causes, counted.total, normalize_domain(domain))
+    return "nenhum proxy livre: " + ", ".join([*parts, detail] if detail else parts)
 
 
 # --------------------------------------------------------------------------- missions

@@ -2,26 +2,32 @@
 allocator's own predicates, in one place, so the explainer cannot drift from them.
 
 `ProxyRule` is what a site (plus the proxies excluded for its domain) asks of a proxy.
-`refusal` is the pure, per-row form (the explainer counts its answers per cause);
-`rule_q` is the same rule as a database filter (the allocator locks rows with it). A
-test evaluates both over the same rows and checks they agree.
+`refusal` is the pure, per-row form; `tally` counts its answers per cause and the room
+left, and `refusal_words` says them in pt-BR (the allocator's `ALLOC_NO_PROXY` reason and
+the explainer both read them); `rule_q` is the same rule as a database filter (the
+allocator locks rows with it). Tests evaluate them over the same rows and check they
+agree.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from django.db.models import F, Q
 
+from orchestrator import providers
 from registry import geo
-from registry.models import ProxyStatus, SiteConfig
+from registry.models import ProxyStatus, ProxyType, SiteConfig
 
 # What `refusal` answers, by the first rule a proxy fails ("" when it is usable).
-OTHER_KIND = "other_kind"  # not of the site's types or countries: not counted at all
+# not of the site's types or countries, or a managed proxy its provider cannot use:
+# not counted at all
+OTHER_KIND = "other_kind"
 DISABLED = "disabled"  # disabled, banned
 BLOCKED = "blocked"  # in the site's blocklist or excluded for its domain
 UNVERIFIED = "unverified"  # the site requires verified geo
@@ -61,14 +67,19 @@ class ProxyRule:
     countries: frozenset[str]
     blocked: frozenset[str]
     need_verified: bool
+    # Proxy types the site's provider cannot use (`providers`: Browserbase's managed
+    # proxies serve only sites that run on Browserbase alone).
+    unusable_types: frozenset[str] = frozenset()
 
     @classmethod
     def for_site(cls, site: SiteConfig, exclude: Iterable[str] = ()) -> ProxyRule:
+        managed_ok = providers.accepted(site) == [providers.BROWSERBASE]
         return cls(
             types=frozenset(site.proxy_types or ()),
             countries=frozenset(c.upper() for c in site.countries or ()),
             blocked=frozenset(site.blocked_proxies or ()) | frozenset(exclude),
             need_verified=bool(getattr(site, "require_verified_geo", False)),
+            unusable_types=frozenset() if managed_ok else frozenset({ProxyType.BROWSERBASE}),
         )
 
     @property
@@ -81,8 +92,10 @@ def refusal(
     rule: ProxyRule, p: ProxyFacts, now: dt.datetime, health_blocked: Iterable[int] = ()
 ) -> str:
     """Why `p` cannot carry a new session under `rule` ("" when it can). Pure."""
-    if (rule.types and p.type not in rule.types) or (
-        rule.countries and p.country not in rule.countries
+    if (
+        (rule.types and p.type not in rule.types)
+        or (rule.countries and p.country not in rule.countries)
+        or p.type in rule.unusable_types
     ):
         return OTHER_KIND
     if not p.enabled or p.status in (ProxyStatus.BANNED, ProxyStatus.DISABLED):
@@ -100,22 +113,80 @@ def refusal(
     return ""
 
 
-def rule_q(rule: ProxyRule, now: dt.datetime) -> Q:
-    """`refusal(...) == ""` as a database filter (the learned health comes in `blocked`)."""
-    q = Q(enabled=True, active_sessions__lt=F("max_sessions")) & (
-        Q(status=ProxyStatus.AVAILABLE)
-        | Q(status=ProxyStatus.COOLDOWN, cooldown_until__lte=now)
-        | Q(status=ProxyStatus.COOLDOWN, cooldown_until__isnull=True)
-    )
+def kind_q(rule: ProxyRule) -> Q:
+    """`refusal(...) != OTHER_KIND` as a database filter: the proxies a rule counts."""
+    q = Q()
     if rule.types:
         q &= Q(type__in=sorted(rule.types))
     if rule.countries:
         q &= Q(country__in=sorted(rule.countries))
+    if rule.unusable_types:
+        q &= ~Q(type__in=sorted(rule.unusable_types))
+    return q
+
+
+def rule_q(rule: ProxyRule, now: dt.datetime) -> Q:
+    """`refusal(...) == ""` as a database filter (the learned health comes in `blocked`)."""
+    q = (
+        Q(enabled=True, active_sessions__lt=F("max_sessions"))
+        & (
+            Q(status=ProxyStatus.AVAILABLE)
+            | Q(status=ProxyStatus.COOLDOWN, cooldown_until__lte=now)
+            | Q(status=ProxyStatus.COOLDOWN, cooldown_until__isnull=True)
+        )
+        & kind_q(rule)
+    )
     if rule.need_verified:
         q &= geo.verified_q()
     if rule.blocked:
         q &= ~Q(external_id__in=sorted(rule.blocked))
     return q
+
+
+@dataclass(frozen=True)
+class Tally:
+    """`refusal`'s answers over a set of proxies: how many per cause, and the session
+    room of the usable ones."""
+
+    causes: Counter[str]
+    room: int
+
+    @property
+    def total(self) -> int:
+        """The proxies of the rule's kind (usable or not)."""
+        return self.causes.total() - self.causes[OTHER_KIND]
+
+
+def tally(
+    rule: ProxyRule,
+    proxies: Iterable[ProxyFacts],
+    now: dt.datetime,
+    health_blocked: Iterable[int] = (),
+) -> Tally:
+    """Count `refusal` per cause over `proxies` (pure)."""
+    health = set(health_blocked)
+    causes: Counter[str] = Counter()
+    room = 0
+    for p in proxies:
+        cause = refusal(rule, p, now, health)
+        causes[cause] += 1
+        if not cause:
+            room += p.max_sessions - p.active_sessions
+    return Tally(causes, room)
+
+
+def refusal_words(causes: Counter[str], total: int, domain: str) -> str:
+    """Why no proxy has room, cause by cause, in the order operators read them
+    (pt-BR; "" when no cause was counted)."""
+    words = {
+        BLOCKED: f"de {total} bloqueados para {domain}",
+        UNVERIFIED: "sem geo verificado (a estratégia exige)",
+        LEARNED: f"de {total} bloqueados pela saúde proxy x site em {domain}",
+        COOLDOWN: "em cooldown",
+        BUSY: "em uso",
+        DISABLED: "banidos/desativados",
+    }
+    return ", ".join(f"{causes[c]} {text}" for c, text in words.items() if causes[c])
 
 
 def sessions_wanted(site: SiteConfig, pending: int) -> int:

@@ -112,19 +112,6 @@ class _ProxyRow(NamedTuple):
     geo_verified: bool
 
 
-def _refusal_words(causes: Counter[str], total: int, d: str) -> str:
-    """Why no proxy has room, cause by cause (the order operators read them in)."""
-    words = {
-        eligibility.BLOCKED: f"de {total} bloqueados para {d}",
-        eligibility.UNVERIFIED: "sem geo verificado (a estratégia exige)",
-        eligibility.LEARNED: f"de {total} bloqueados pela saúde proxy x site em {d}",
-        eligibility.COOLDOWN: "em cooldown",
-        eligibility.BUSY: "em uso",
-        eligibility.DISABLED: "banidos/desativados",
-    }
-    return ", ".join(f"{causes[c]} {text}" for c, text in words.items() if causes[c])
-
-
 class Explainer:
     """Answers for one request; caches what many missions share."""
 
@@ -293,7 +280,7 @@ class Explainer:
         self, site: SiteConfig, domain: str, exclude: Iterable[str] = ()
     ) -> tuple[Constraint, int]:
         """Whether any proxy fits `site` for `domain`, and how many sessions they allow
-        (the same filters as `allocation.usable_proxies_q`, counted per cause)."""
+        (`eligibility.tally`: the allocator's rule, counted per cause)."""
         d = normalize_domain(domain)
         key = (
             tuple(sorted(site.proxy_types or ())),
@@ -311,22 +298,15 @@ class Explainer:
         self, site: SiteConfig, d: str, exclude: frozenset[str]
     ) -> tuple[Constraint, int]:
         rule = eligibility.ProxyRule.for_site(site, exclude)
-        health = self.health_blocked(d)
-        causes: Counter[str] = Counter()
-        room = 0
-        for p in self._proxy_rows():
-            cause = eligibility.refusal(rule, p, self.now, health)
-            causes[cause] += 1
-            if not cause:
-                room += p.max_sessions - p.active_sessions
-        total = causes.total() - causes[eligibility.OTHER_KIND]
+        counted = eligibility.tally(rule, self._proxy_rows(), self.now, self.health_blocked(d))
+        total, room = counted.total, counted.room
         words = _proxy_words(site)
         if rule.any_proxy:
             return Constraint("proxies", True, "conexão direta permitida (qualquer proxy)"), 10**6
         if not total:
             return Constraint("proxies", False, f"nenhum {words} cadastrado"), 0
         if room <= 0:
-            detail = _refusal_words(causes, total, d)
+            detail = eligibility.refusal_words(counted.causes, total, d)
             return Constraint("proxies", False, f"nenhuma sessão com {words}: {detail}"), 0
         return Constraint("proxies", True, f"{room} vagas em {words} para {d}"), room
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from django.db.models import Q
-
 from orchestrator.states import ErrorCode
-from registry.models import HealthStatus, ProxyType, SiteConfig, Worker
+from registry.models import HealthStatus, SiteConfig, Worker
 
 ANY = "*"
 DEFAULT_PROVIDER = "local"
@@ -67,11 +65,3 @@ def unavailable_reason(site: SiteConfig) -> str:
     if any(fits(w, site) for w in usable.only("id", "providers")):
         return ""
     return f"nenhum worker oferece {words(site)}"
-
-
-def proxy_q(site: SiteConfig) -> Q:
-    """Browserbase's managed proxies serve only sites that run on Browserbase alone: a
-    `local` session cannot use a proxy that has no address of its own."""
-    if accepted(site) == [BROWSERBASE]:
-        return Q()
-    return ~Q(type=ProxyType.BROWSERBASE)

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from typing import Any
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from orchestrator import eligibility, explain
-from orchestrator.allocation import usable_proxies_q
+from orchestrator.allocation import Request, allocate_many, usable_proxies_q
+from orchestrator.models import ProxyDomainHealth
+from orchestrator.states import ErrorCode
 from registry.models import Proxy, ProxyStatus, SiteConfig
 from tests import factories
 
@@ -115,3 +119,107 @@ def test_both_size_a_group_with_sessions_wanted(pending: int) -> None:
     assert [c.code for c in full.constraints] == ["sessions"]
     short, _ = explainer.group("x.com", pending, live_sessions=wanted - 1)
     assert "sessions" not in [c.code for c in short.constraints]
+
+
+def _proxy(external_id: str, **kw: object) -> None:
+    factories.ProxyFactory(external_id=external_id, type=kw.pop("type", "datacenter"), **kw)
+
+
+def _learned(external_id: str) -> None:
+    ProxyDomainHealth.objects.create(
+        proxy=Proxy.objects.get(external_id=external_id),
+        domain="x.com",
+        score=5,
+        blocked_until=NOW + dt.timedelta(hours=1),
+        updated_at=NOW,
+    )
+
+
+# (name, proxies, site fields, proxies the mission excludes, learned-blocked proxies)
+NO_ROOM_CASES: list[tuple[str, list[dict[str, Any]], dict[str, Any], list[str], list[str]]] = [
+    ("none of the kind", [{"type": "residential"}], {}, [], []),
+    ("banned and disabled", [{"status": ProxyStatus.BANNED}, {"enabled": False}], {}, [], []),
+    (
+        "cooldown ahead, busy",
+        [
+            {"status": ProxyStatus.COOLDOWN, "cooldown_until": NOW + dt.timedelta(minutes=5)},
+            {"active_sessions": 1, "max_sessions": 1},
+        ],
+        {},
+        [],
+        [],
+    ),
+    ("site blocklist and mission excludes", [{}, {}], {"blocked_proxies": ["p0"]}, ["p1"], []),
+    (
+        "unverified geo",
+        [{"country": "BR"}],
+        {"countries": ["BR"], "require_verified_geo": True},
+        [],
+        [],
+    ),
+    ("learned health", [{}, {"status": ProxyStatus.BANNED}], {}, [], ["p0"]),
+    (
+        "managed proxy of another provider",
+        [{"type": "browserbase"}],
+        {"proxy_types": ["browserbase"]},
+        [],
+        [],
+    ),
+    (
+        "a bit of everything",
+        [
+            {},
+            {"status": ProxyStatus.BANNED},
+            {"active_sessions": 2, "max_sessions": 2},
+            {"status": ProxyStatus.COOLDOWN, "cooldown_until": NOW + dt.timedelta(minutes=5)},
+            {},
+            {"type": "mobile"},
+        ],
+        {"blocked_proxies": ["p0"]},
+        [],
+        ["p4"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("proxies", "fields", "exclude", "learned"),
+    [case[1:] for case in NO_ROOM_CASES],
+    ids=[case[0] for case in NO_ROOM_CASES],
+)
+def test_the_allocators_no_proxy_reason_and_the_explainer_count_the_same_causes(
+    proxies: list[dict[str, Any]],
+    fields: dict[str, Any],
+    exclude: list[str],
+    learned: list[str],
+) -> None:
+    factories.WorkerFactory(max_sessions=8)
+    for i, kw in enumerate(proxies):
+        _proxy(f"p{i}", **kw)
+    for external_id in learned:
+        _learned(external_id)
+    site = SiteConfig(
+        domain="x.com", **{"proxy_types": ["datacenter"], "max_sessions": 4, **fields}
+    )
+    mission = factories.MissionFactory(domain="x.com")
+
+    with transaction.atomic():
+        (allocation,) = allocate_many([Request(mission, 1, site, exclude)], NOW)
+    constraint, room = explain.Explainer(NOW).proxies(site, "x.com", exclude)
+
+    assert allocation.sessions == [] and allocation.wait_code == ErrorCode.ALLOC_NO_PROXY
+    assert (constraint.ok, room) == (False, 0)
+    rule = eligibility.ProxyRule.for_site(site, exclude)
+    counted = eligibility.tally(rule, Proxy.objects.all(), NOW, _learned_ids())
+    if counted.total == 0:
+        assert allocation.wait_reason.endswith("cadastrado")
+        assert constraint.message.endswith("cadastrado")
+        return
+    detail = eligibility.refusal_words(counted.causes, counted.total, "x.com")
+    assert detail
+    assert allocation.wait_reason.endswith(f", {detail}")
+    assert constraint.message.endswith(f": {detail}")
+
+
+def _learned_ids() -> set[int]:
+    return set(ProxyDomainHealth.objects.values_list("proxy_id", flat=True))
