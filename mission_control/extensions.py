@@ -14,6 +14,8 @@ Hooks used today:
   writer holding a mission's records (None: the built-in writer).
 - ``mission_export_jsonl``: ``fn(mission_id) -> Iterator[str] | None``, a mission's export
   as JSON Lines (None: an external writer holds the records without read-back).
+- ``mission_transition``: ``fn(missions, to, now) -> None``, called inside every mission
+  transition's transaction (``orchestrator.models.after_transition``; the ETL outbox).
 """
 
 from __future__ import annotations

@@ -29,8 +29,7 @@ class OrchestratorConfig(AppConfig):
         extensions.register("orchestrator_fresh", status.heartbeat_fresh)
         extensions.register("mission_exists", _mission_exists)
         extensions.register("mission_records", records.mission_records)
-        if etl_outbox.record_transition not in models.TRANSITION_HOOKS:
-            models.TRANSITION_HOOKS.append(etl_outbox.record_transition)
+        extensions.register(models.TRANSITION_HOOK, etl_outbox.record_transition)
 
 
 def _publish_offline(sender: type, service: Any, **kwargs: Any) -> None:

@@ -28,6 +28,7 @@ from django.db.models.functions import Now
 
 from orchestrator.models import BrowserSession, Mission
 from orchestrator.states import MissionStatus
+from registry import site_rules
 from registry.models import SiteConfig, normalize_domain
 
 
@@ -227,7 +228,6 @@ def overview(limit: int = 50) -> list[DomainLoad]:
     """Domains with sessions holding slots, and domains with a cap of their own: live
     sessions against the cap, pace, robots and breaker state (read only)."""
     from orchestrator.models import DomainBreaker
-    from registry import site_rules
 
     rows = (
         BrowserSession.objects.filter(holds_slot=True)
@@ -241,7 +241,7 @@ def overview(limit: int = 50) -> list[DomainLoad]:
         missions[domain].add(mission_id)
     capped = SiteConfig.objects.filter(max_concurrent_sessions__isnull=False).exclude(domain="*")
     domains = sorted(set(live) | set(capped.values_list("domain", flat=True)))[:limit]
-    sites = site_rules.resolve(domains)
+    sites = SiteConfig.for_domains(domains)
     breakers = {
         b.domain: str(b.get_state_display())
         for b in DomainBreaker.objects.filter(domain__in=domains)

@@ -4,13 +4,14 @@ log and the orchestrator processes."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
 from django.db.models import F, Q
 
+from mission_control import extensions
 from mission_control.crypto import EncryptedTextField
 from orchestrator import states
 from orchestrator.states import (
@@ -20,10 +21,17 @@ from orchestrator.states import (
     SessionStatus,
 )
 
-# Called inside `Mission.transition`'s transaction with ([missions], to, now); filled in
-# `OrchestratorConfig.ready` (the ETL outbox records the transition with the state it
-# reports), so the model does not import the modules built on it.
-TRANSITION_HOOKS: list[Callable[[list[Mission], str, dt.datetime], None]] = []
+# The `mission_transition` hook (`mission_control.extensions`): its providers are called
+# inside every mission transition's transaction with ([missions], to, now). The ETL
+# outbox registers one in `OrchestratorConfig.ready` (it records the transition with the
+# state it reports), so the model does not import the modules built on it.
+TRANSITION_HOOK = "mission_transition"
+
+
+def after_transition(missions: Sequence[Mission], to: str, now: dt.datetime) -> None:
+    """Run the `mission_transition` providers (inside the transition's transaction)."""
+    for hook in extensions.providers(TRANSITION_HOOK):
+        hook(missions, to, now)
 
 
 class Leased(models.Model):
@@ -188,8 +196,7 @@ class Mission(Leased):
                 data=data or {},
                 created_at=now,
             )
-            for hook in TRANSITION_HOOKS:
-                hook([self], to, now)
+            after_transition([self], to, now)
         for key, value in updates.items():
             setattr(self, key, value)
         from orchestrator import events

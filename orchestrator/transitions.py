@@ -17,9 +17,15 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F, Q
 
-from orchestrator import etl_outbox, events, fault_blame, pgbatch, states
+from orchestrator import events, fault_blame, pgbatch, states
 from orchestrator.leases import hold, update_in_id_order
-from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionItem
+from orchestrator.models import (
+    BrowserSession,
+    Mission,
+    MissionEvent,
+    MissionItem,
+    after_transition,
+)
 from orchestrator.slots import release_slot
 from orchestrator.states import ErrorCode, ItemStatus, MissionStatus, RetryPolicy, SessionStatus
 from registry.config import Config
@@ -272,7 +278,7 @@ def transition_many(
             )
             for mission in won
         )
-        etl_outbox.record_transition(won, to, now)
+        after_transition(won, to, now)
     for mission in won:
         events.publish(f"mission.{to.lower()}", mission_id=mission.pk)
     return won

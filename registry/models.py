@@ -301,9 +301,9 @@ class SiteConfig(models.Model):
     require_verified_geo = models.BooleanField(
         default=False, help_text="Use only proxies whose country a connection test verified."
     )
-    # Load control for the whole domain across every mission (registry/site_rules.py).
-    # Null means "inherit": from the parent domain's rule, then from `*`, then the code
-    # default (`site_rules.DEFAULTS`).
+    # Load control for the whole domain across every mission (`for_domains` resolves
+    # it; registry/site_rules.py turns it into job options). Null means "inherit": from
+    # the parent domain's rule, then from `*`, then the code default (`RULE_DEFAULTS`).
     max_concurrent_sessions = models.PositiveIntegerField(
         null=True,
         blank=True,
@@ -370,7 +370,8 @@ class SiteConfig(models.Model):
         return {d: resolved[n] for d, n in wanted.items()}
 
 
-# --- Site rules resolved field by field (`registry.site_rules` documents them) ---
+# --- Site rules resolved field by field (the one home of the lookup; `registry.site_rules`
+# says what a resolved rule means) ---
 
 # Field -> value when no rule in the chain sets it.
 RULE_DEFAULTS: dict[str, Any] = {

@@ -1,10 +1,13 @@
-"""Which site rule applies to a domain, resolved field by field.
+"""What a resolved site rule means: the event record, the words, the job options.
 
-A domain's rule is its own `SiteConfig` row, else its parent domain's (`shop.example.com`
-falls back to `example.com`), else `*`'s. The load-control fields (`INHERITED`) are
-nullable: a null falls back, field by field, to the next rule up the chain, then to
-`DEFAULTS` (an empty `user_agent` inherits too). The resolved config is an unsaved copy carrying where each value came from
-(`rule_domain`, `sources`), so a mission can record which rule applied.
+The resolution itself has one home, beside the model: `SiteConfig.for_domains` in
+`registry.models` (with `rule_chain`, `resolve_rules`, `RULE_DEFAULTS`). A domain's rule
+is its own `SiteConfig` row, else its parent domain's (`shop.example.com` falls back to
+`example.com`), else `*`'s. The load-control fields (`RULE_INHERITED`) are nullable: a
+null falls back, field by field, to the next rule up the chain, then to `RULE_DEFAULTS`
+(an empty `user_agent` inherits too). The resolved config is an unsaved copy carrying
+where each value came from (`rule_domain`, `sources`), so a mission can record which
+rule applied.
 """
 
 from __future__ import annotations
@@ -13,17 +16,7 @@ import math
 import re
 from typing import Any
 
-from registry.models import RULE_CODE_DEFAULT as CODE_DEFAULT
-from registry.models import RULE_DEFAULTS as DEFAULTS
-from registry.models import RULE_INHERITED as INHERITED
 from registry.models import SiteConfig
-from registry.models import resolve_rule_from_rows as resolve_from_rows
-from registry.models import resolve_rules as resolve
-from registry.models import rule_chain as chain
-
-# The resolution itself lives beside the model (`SiteConfig.for_domains`), so the model
-# needs no import of this module; these names are its public face.
-__all__ = ["CODE_DEFAULT", "DEFAULTS", "INHERITED", "chain", "resolve", "resolve_from_rows"]
 
 
 def rule_of(site: SiteConfig) -> dict[str, Any]:
