@@ -10,21 +10,20 @@ import base64
 import binascii
 import datetime as dt
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
-from localnode import engines, remote
-from localnode.http import KEY_RE, ApiError, api_view, as_int, invalid, json_body
+from localnode import engines, remote, serializers
+from localnode.http import ApiError, api_view, as_int, invalid, json_body
 from localnode.models import LocalJob, LocalResult, LocalSession, LocalWorkerState, recent_cutoff
 
 VERSION = "1.4.0"
 PROVIDERS = ["local", "browserbase"]  # known; `remote.providers()` says which run now
 ENGINES = ("http", "browser")
-MAX_JOB_ITEMS = 1000
+MAX_JOB_ITEMS = serializers.MAX_JOB_ITEMS
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 
@@ -101,131 +100,41 @@ def _result_body(result: LocalResult) -> dict[str, Any]:
 # ---------------------------------------------------------------- validation
 
 
-def _is_http_url(value: Any) -> bool:
-    if not isinstance(value, str) or len(value) > 2048:
-        return False
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
-def _positive_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-
-
 def validate_session_request(payload: dict[str, Any]) -> dict[str, Any]:
-    errors: dict[str, str] = {}
-    key = payload.get("session_key")
-    if not isinstance(key, str) or not KEY_RE.fullmatch(key):
-        errors["session_key"] = "required: 1-128 characters of A-Za-z0-9._:-"
-    provider = payload.get("provider") or "local"
-    if provider not in remote.providers():
-        errors["provider"] = f"unsupported provider; this worker offers {remote.providers()}"
-    engine = payload.get("engine") or "http"
-    if engine not in ENGINES:
-        errors["engine"] = "must be http or browser"
-    timeout_s = payload.get("timeout_s", 900)
-    if timeout_s is None:
-        timeout_s = 900
-    if not isinstance(timeout_s, int) or isinstance(timeout_s, bool) or not 1 <= timeout_s <= 86400:
-        errors["timeout_s"] = "an integer between 1 and 86400"
-    labels = payload.get("labels") or {}
-    if not isinstance(labels, dict):
-        errors["labels"] = "must be an object"
-    proxy = payload.get("proxy")
-    proxy_fields = {"id": "", "url": "", "type": "", "country": ""}
-    if proxy is not None:
-        if not isinstance(proxy, dict):
-            errors["proxy"] = "must be an object or null"
-        else:
-            for name in proxy_fields:
-                value = proxy.get(name)
-                if value is not None and not isinstance(value, str):
-                    errors[f"proxy.{name}"] = "must be a string"
-                else:
-                    proxy_fields[name] = value or ""
-            url = proxy_fields["url"]
-            if url:
-                parts = urlsplit(url)
-                if parts.scheme not in ("http", "https", "socks5", "socks5h") or not parts.hostname:
-                    errors["proxy.url"] = "an http, https or socks5 URL with a host"
-            if len(proxy_fields["country"]) > 2:
-                errors["proxy.country"] = "ISO 3166 alpha-2"
-            if len(proxy_fields["id"]) > 100:
-                errors["proxy.id"] = "at most 100 characters"
-    if errors:
-        raise invalid(errors)
+    """POST /sessions, checked by `serializers.SessionRequestSerializer`; 422 naming
+    each bad field."""
+    checked = serializers.SessionRequestSerializer(
+        data=payload, providers=remote.providers(), engines=ENGINES
+    )
+    if not checked.is_valid():
+        raise invalid(serializers.flat_errors(checked.errors))
+    data = checked.validated_data
+    proxy = data.get("proxy") or {}
     return {
-        "session_key": key,
-        "provider": provider,
-        "engine": engine,
-        "timeout_s": timeout_s,
-        "labels": labels,
-        "proxy_id": proxy_fields["id"],
-        "proxy_url": proxy_fields["url"],
-        "proxy_type": proxy_fields["type"][:16],
-        "proxy_country": proxy_fields["country"].upper(),
+        "session_key": data["session_key"],
+        "provider": data["provider"],
+        "engine": data["engine"],
+        "timeout_s": data.get("timeout_s") or 900,
+        "labels": data["labels"],
+        "proxy_id": proxy.get("id") or "",
+        "proxy_url": proxy.get("url") or "",
+        "proxy_type": (proxy.get("type") or "")[:16],
+        "proxy_country": (proxy.get("country") or "").upper(),
     }
 
 
 def validate_job_request(payload: dict[str, Any]) -> dict[str, Any]:
-    errors: dict[str, str] = {}
-    key = payload.get("job_key")
-    if not isinstance(key, str) or not KEY_RE.fullmatch(key):
-        errors["job_key"] = "required: 1-128 characters of A-Za-z0-9._:-"
-    items = payload.get("items")
-    clean_items: list[dict[str, str]] = []
-    if not isinstance(items, list) or not 1 <= len(items) <= MAX_JOB_ITEMS:
-        errors["items"] = f"required: a list of 1 to {MAX_JOB_ITEMS} items"
-    else:
-        seen: set[str] = set()
-        for index, item in enumerate(items):
-            if not isinstance(item, dict):
-                errors[f"items[{index}]"] = "must be an object"
-                continue
-            item_id, url = item.get("item_id"), item.get("url")
-            if not isinstance(item_id, str) or not 1 <= len(item_id) <= 64:
-                errors[f"items[{index}].item_id"] = "a string of 1-64 characters"
-            elif item_id in seen:
-                errors[f"items[{index}].item_id"] = "duplicate item_id in this job"
-            else:
-                seen.add(item_id)
-            if not _is_http_url(url):
-                errors[f"items[{index}].url"] = "an absolute http or https URL"
-            if len(errors) >= 20:  # enough to say what is wrong
-                break
-            clean_items.append({"item_id": str(item_id), "url": str(url)})
-    options = payload.get("options") or {}
-    if not isinstance(options, dict):
-        errors["options"] = "must be an object"
-        options = {}
-    if "timeout_s" in options and not (
-        _positive_number(options["timeout_s"]) and options["timeout_s"] <= 3600
-    ):
-        errors["options.timeout_s"] = "a number of seconds between 0 and 3600"
-    if "wait_until" in options and not isinstance(options["wait_until"], str):
-        errors["options.wait_until"] = "must be a string"
-    if "delay_ms" in options and not (
-        isinstance(options["delay_ms"], int)
-        and not isinstance(options["delay_ms"], bool)
-        and 0 <= options["delay_ms"] <= 600_000
-    ):
-        errors["options.delay_ms"] = "an integer of milliseconds between 0 and 600000"
-    if "respect_robots" in options and not isinstance(options["respect_robots"], bool):
-        errors["options.respect_robots"] = "must be a boolean"
-    headers = options.get("headers")
-    if headers is not None and not (
-        isinstance(headers, dict)
-        and all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
-    ):
-        errors["options.headers"] = "an object of header name -> value"
-    selectors = options.get("selectors")
-    if selectors is not None and not (
-        isinstance(selectors, dict) and all(isinstance(v, str) for v in selectors.values())
-    ):
-        errors["options.selectors"] = "an object of name -> CSS selector"
-    if errors:
-        raise invalid(errors)
-    return {"job_key": key, "items": clean_items, "options": options}
+    """POST /sessions/{id}/jobs, checked by `serializers.JobRequestSerializer`; the
+    options come back as sent (unknown ones are ignored here, kept for the runner)."""
+    checked = serializers.JobRequestSerializer(data=payload)
+    if not checked.is_valid():
+        raise invalid(serializers.job_errors(checked.errors))
+    data = checked.validated_data
+    return {
+        "job_key": data["job_key"],
+        "items": [{"item_id": i["item_id"], "url": i["url"]} for i in data["items"]],
+        "options": payload.get("options") or {},
+    }
 
 
 # ---------------------------------------------------------------- actions

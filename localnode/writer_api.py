@@ -9,39 +9,22 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
-from localnode.http import BATCH_KEY_RE, ApiError, api_view, invalid, json_body
+from localnode import serializers
+from localnode.http import ApiError, api_view, invalid, json_body
 from localnode.models import MAX_BATCH_RECORDS, LocalBatch, LocalCompletion, LocalRecord
 
 VERSION = "1.0.0"
 
 
-def _mission_id(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if value > 0 else None
-    if isinstance(value, str) and value.isdigit() and len(value) <= 18:
-        return int(value)
-    return None
-
-
 def validate_batch(payload: dict[str, Any]) -> dict[str, Any]:
-    errors: dict[str, str] = {}
-    batch_key = payload.get("batch_key")
-    if not isinstance(batch_key, str) or not BATCH_KEY_RE.fullmatch(batch_key):
-        errors["batch_key"] = "required: 1-200 characters of A-Za-z0-9._:-"
-    mission = payload.get("mission")
-    mission_id = _mission_id(mission.get("id")) if isinstance(mission, dict) else None
-    if mission_id is None:
-        errors["mission.id"] = "required: a positive integer"
-    records = payload.get("records")
-    if not isinstance(records, list):
-        errors["records"] = "required: a list"
-    if errors:
-        raise invalid(errors)
-    assert isinstance(records, list) and isinstance(mission, dict)
+    """POST /batches: the envelope (`serializers.BatchSerializer`, 422
+    `invalid_request`), the size (413 `batch_too_large`), then each record
+    (`serializers.RecordSerializer`, 422 `invalid_records` naming the records)."""
+    envelope = serializers.BatchSerializer(data=payload)
+    if not envelope.is_valid():
+        raise invalid(serializers.flat_errors(envelope.errors))
+    records = envelope.validated_data["records"]
     if len(records) > MAX_BATCH_RECORDS:
         raise ApiError(
             413,
@@ -49,54 +32,17 @@ def validate_batch(payload: dict[str, Any]) -> dict[str, Any]:
             f"{len(records)} records; at most {MAX_BATCH_RECORDS} per batch.",
             max_batch_records=MAX_BATCH_RECORDS,
         )
-    record_errors: dict[str, str] = {}
-    clean: list[dict[str, Any]] = []
-    for index, record in enumerate(records):
-        where = f"records[{index}]"
-        if not isinstance(record, dict):
-            record_errors[where] = "must be an object"
-            continue
-        item_id = record.get("item_id")
-        if not isinstance(item_id, str) or not 1 <= len(item_id) <= 64:
-            record_errors[f"{where}.item_id"] = "required: a string of 1-64 characters"
-        url = record.get("url") or ""
-        if not isinstance(url, str) or len(url) > 2048:
-            record_errors[f"{where}.url"] = "a string of at most 2048 characters"
-        fetched_raw = record.get("fetched_at")
-        fetched_at: dt.datetime | None = None
-        if fetched_raw is not None:
-            fetched_at = parse_datetime(fetched_raw) if isinstance(fetched_raw, str) else None
-            if fetched_at is None or fetched_at.tzinfo is None:
-                record_errors[f"{where}.fetched_at"] = "an ISO 8601 timestamp with offset"
-        http_status = record.get("http_status")
-        if http_status is not None and (
-            not isinstance(http_status, int)
-            or isinstance(http_status, bool)
-            or not 100 <= http_status <= 599
-        ):
-            record_errors[f"{where}.http_status"] = "an HTTP status code"
-        data = record.get("data", {})
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            record_errors[f"{where}.data"] = "must be an object"
-        clean.append(
-            {
-                "item_id": item_id,
-                "url": url,
-                "fetched_at": fetched_at,
-                "http_status": http_status,
-                "data": data,
-            }
-        )
-    if record_errors:
-        raise invalid(record_errors, code="invalid_records")
+    checked = serializers.RecordSerializer(data=records, many=True, message="must be an object")
+    if not checked.is_valid():
+        errors = serializers.flat_errors(checked.errors, "records")
+        raise invalid(errors, code="invalid_records")
+    mission = payload["mission"]
     return {
-        "batch_key": batch_key,
-        "mission_id": mission_id,
+        "batch_key": envelope.validated_data["batch_key"],
+        "mission_id": envelope.validated_data["mission"]["id"],
         "mission": mission,
         "run_id": str(mission.get("run_id") or "")[:100],
-        "records": clean,
+        "records": list(checked.validated_data),
     }
 
 
@@ -177,18 +123,14 @@ def batches(request: HttpRequest) -> HttpResponse:
 @api_view(("POST",))
 def complete(request: HttpRequest, mission_id: str) -> HttpResponse:
     payload = json_body(request)
-    mid = _mission_id(mission_id)
-    total = payload.get("total_records")
-    errors: dict[str, str] = {}
+    mid = serializers.mission_id_of(mission_id)
+    checked = serializers.CompleteSerializer(data=payload)
+    errors = {} if checked.is_valid() else serializers.flat_errors(checked.errors)
     if mid is None:
-        errors["mission_id"] = "a positive integer"
-    if not isinstance(total, int) or isinstance(total, bool) or total < 0:
-        errors["total_records"] = "required: a non-negative integer"
-    run_id = payload.get("run_id") or ""
-    if not isinstance(run_id, str):
-        errors["run_id"] = "must be a string"
+        errors = {"mission_id": "a positive integer", **errors}
     if errors:
         raise invalid(errors)
-    assert mid is not None and isinstance(total, int)
+    assert mid is not None
+    total, run_id = checked.validated_data["total_records"], checked.validated_data["run_id"]
     stored = complete_mission(mid, run_id, total, timezone.now())
     return JsonResponse({"mission_id": mid, "stored_records": stored})
