@@ -469,23 +469,6 @@ def lock_usable_workers(now: dt.datetime) -> list[Worker]:
     )
 
 
-PROXY_FACTS = (
-    "id",
-    "external_id",
-    "type",
-    "country",
-    "enabled",
-    "status",
-    "cooldown_until",
-    "active_sessions",
-    "max_sessions",
-    # `Proxy.geo_verified` reads these
-    "geo_checked_at",
-    "geo_mismatch",
-    "exit_country",
-)
-
-
 def no_proxy_reason(
     rule: ProxyRule,
     site: SiteConfig,
@@ -496,7 +479,7 @@ def no_proxy_reason(
     """Plain words on why no proxy fits, for the mission's wait reason: the proxies of
     the rule's kind counted per cause by `eligibility.tally` (the explainer's count).
     `learned`: external ids the proxy x site health blocks for `domain`."""
-    rows = list(Proxy.objects.filter(eligibility.kind_q(rule)).only(*PROXY_FACTS))
+    rows = eligibility.proxy_facts(eligibility.kind_q(rule))
     learned = set(learned)
     health = [p.id for p in rows if p.external_id in learned]
     counted = eligibility.tally(rule, rows, now, health)

@@ -16,13 +16,13 @@ import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-from django.db.models import F, Q
+from django.db.models import BooleanField, ExpressionWrapper, F, Q
 
 from orchestrator import providers
 from registry import geo
-from registry.models import ProxyStatus, ProxyType, SiteConfig
+from registry.models import Proxy, ProxyStatus, ProxyType, SiteConfig
 
 # What `refusal` answers, by the first rule a proxy fails ("" when it is usable).
 # not of the site's types or countries, or a managed proxy its provider cannot use:
@@ -59,6 +59,29 @@ class ProxyFacts(Protocol):
     def max_sessions(self) -> int: ...
     @property
     def geo_verified(self) -> bool: ...
+
+
+class Facts(NamedTuple):
+    """A proxy's `ProxyFacts` as read by `proxy_facts`."""
+
+    id: int
+    external_id: str
+    type: str
+    country: str
+    enabled: bool
+    status: str
+    cooldown_until: dt.datetime | None
+    active_sessions: int
+    max_sessions: int
+    geo_verified: bool
+
+
+def proxy_facts(q: Q | None = None) -> list[Facts]:
+    """The columns the rule reads of every proxy matching `q` (all when None), in one
+    query: the allocator's no-proxy reason and the explainer count these."""
+    rows = Proxy.objects.filter(q or Q()).values_list(*Facts._fields[:-1])
+    verified = ExpressionWrapper(geo.verified_q(), output_field=BooleanField())
+    return [Facts(*row) for row in rows.annotate(verified=verified)]
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,14 @@ one request, so explaining a page of missions costs the same as explaining one.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
-from django.db.models import BooleanField, Count, ExpressionWrapper, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from orchestrator import distributor, domain_slots, eligibility, providers, site_breaker, states
@@ -31,11 +32,10 @@ from orchestrator.models import (
     ProxyDomainHealth,
 )
 from orchestrator.states import ItemStatus, MissionStatus
-from registry import config, geo, site_rules
+from registry import config, site_rules
 from registry.config import Config
 from registry.models import (
     HealthStatus,
-    Proxy,
     ProxyType,
     SiteConfig,
     Worker,
@@ -99,19 +99,6 @@ def _proxy_words(site: SiteConfig) -> str:
     return " ".join(p for p in ("proxy", kinds, geo) if p)
 
 
-class _ProxyRow(NamedTuple):
-    id: int
-    external_id: str
-    type: str
-    country: str
-    enabled: bool
-    status: str
-    cooldown_until: dt.datetime | None
-    active_sessions: int
-    max_sessions: int
-    geo_verified: bool
-
-
 class Explainer:
     """Answers for one request; caches what many missions share."""
 
@@ -123,7 +110,7 @@ class Explainer:
         self._sites: dict[str, SiteConfig] = {}
         self._writers: dict[int | None, Constraint] = {}
         self._health_blocked: dict[str, set[int]] = {}
-        self._proxy_cache: list[_ProxyRow] | None = None
+        self._proxy_cache: list[eligibility.Facts] | None = None
         self._paused: dict[str, str] = {}
         self._domain_usage: dict[str, tuple[int, int]] = {}
         self._proxy_answers: dict[tuple[Any, ...], tuple[Constraint, int]] = {}
@@ -256,24 +243,9 @@ class Explainer:
             )
         return self._health_blocked[key]
 
-    def _proxy_rows(self) -> list[_ProxyRow]:
+    def _proxy_rows(self) -> list[eligibility.Facts]:
         if self._proxy_cache is None:
-            self._proxy_cache = [
-                _ProxyRow(*row)
-                for row in Proxy.objects.values_list(
-                    "id",
-                    "external_id",
-                    "type",
-                    "country",
-                    "enabled",
-                    "status",
-                    "cooldown_until",
-                    "active_sessions",
-                    "max_sessions",
-                ).annotate(
-                    verified=ExpressionWrapper(geo.verified_q(), output_field=BooleanField())
-                )
-            ]
+            self._proxy_cache = eligibility.proxy_facts()
         return self._proxy_cache
 
     def proxies(
@@ -550,12 +522,13 @@ def _unassigned_reasons(
         )
         for s in live
     ]
-    domains = {distributor.domain_of(i.url) for i in infos}
-    rules = {
-        c.domain: distributor.SiteRule.from_site_config(c)
-        for c in SiteConfig.objects.filter(domain__in=[*domains, "*"])
-    }
-    result = distributor.items_to_sessions(infos, sessions, rules.values())
+    # Each item's domain gets its resolved rule (the one site lookup, `for_domains`).
+    domains = {distributor.domain_of(i.url) for i in infos} - {""}
+    rules = [
+        dataclasses.replace(distributor.SiteRule.from_site_config(site), domain=domain)
+        for domain, site in SiteConfig.for_domains(domains).items()
+    ]
+    result = distributor.items_to_sessions(infos, sessions, rules)
     reasons: dict[str, Counter[distributor.Reason]] = {}
     for u in result.unassigned:
         reasons.setdefault(distributor.domain_of(u.item.url), Counter())[u.reason] += 1

@@ -27,7 +27,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.functions import Greatest, Now
 
-from orchestrator import events, pgbatch, site_breaker, states
+from orchestrator import events, leases, pgbatch, site_breaker, states
 from orchestrator.models import BrowserSession, MissionEvent, ProxyDomainHealth
 from orchestrator.states import SessionStatus
 from registry.config import Config
@@ -343,13 +343,10 @@ def retire_claimed(sessions: Iterable[BrowserSession], owner: str, now: dt.datet
     if not why:
         return set()
     with transaction.atomic():
-        won = set(
+        won = leases.hold(
             BrowserSession.objects.filter(
                 pk__in=list(why), status=SessionStatus.READY, job_key="", locked_by=owner
             )
-            .order_by("id")
-            .select_for_update(of=("self",))
-            .values_list("id", flat=True)
         )
         BrowserSession.objects.filter(pk__in=won).update(
             status=SessionStatus.CLOSING,

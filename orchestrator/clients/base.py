@@ -539,7 +539,7 @@ class BaseClient:
                 timeout=timeout,
             ) as resp,
         ):
-            body = self._read_head(resp, state)
+            body = self._read_capped(resp, state, truncate=True)
         self.last_latency_ms = int((self._clock() - started) * 1000)
         return RawResponse(
             status=resp.status_code,
@@ -586,34 +586,14 @@ class BaseClient:
                 "network_error", scrub(f"{type(exc).__name__}: {exc}"), transient=True
             ) from None
 
-    def _read_head(self, resp: httpx.Response, state: _Attempt) -> bytes:
-        """The first `max_response_bytes` of the body; the rest is never read."""
-        cap = self.settings.max_response_bytes
-        data = b""
-        try:
-            for chunk in resp.iter_bytes():
-                data += chunk
-                if len(data) >= cap:
-                    break
-                if self._clock() >= state.deadline_at:
-                    raise ServiceError(
-                        "deadline_exceeded",
-                        "the response did not arrive within the deadline",
-                        status=resp.status_code,
-                        transient=True,
-                    )
-        except httpx.DecodingError:
-            raise ServiceError(
-                "invalid_response",
-                "the response body cannot be decoded (Content-Encoding)",
-                status=resp.status_code,
-            ) from None
-        return data[:cap]
-
-    def _read_capped(self, resp: httpx.Response, state: _Attempt) -> bytes:
+    def _read_capped(
+        self, resp: httpx.Response, state: _Attempt, *, truncate: bool = False
+    ) -> bytes:
+        """The body, at most `max_response_bytes` of it: a longer one is refused
+        (`response_too_large`), or with `truncate` cut there and the rest never read."""
         cap = self.settings.max_response_bytes
         declared = resp.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > cap:
+        if not truncate and declared and declared.isdigit() and int(declared) > cap:
             raise _too_large(resp.status_code, cap)
         chunks: list[bytes] = []
         size = 0
@@ -622,9 +602,11 @@ class BaseClient:
         try:
             for chunk in resp.iter_bytes():
                 size += len(chunk)
-                if size > cap:
-                    raise _too_large(resp.status_code, cap)
                 chunks.append(chunk)
+                if size > cap and not truncate:
+                    raise _too_large(resp.status_code, cap)
+                if size >= cap and truncate:
+                    break
                 if self._clock() >= state.deadline_at:
                     raise ServiceError(
                         "deadline_exceeded",
@@ -639,7 +621,7 @@ class BaseClient:
                 status=resp.status_code,
                 transient=is_transient_status(resp.status_code),
             ) from None
-        return b"".join(chunks)
+        return b"".join(chunks)[:cap]
 
 
 def _too_large(status: int, cap: int) -> ServiceError:
