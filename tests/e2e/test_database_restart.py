@@ -269,6 +269,9 @@ def test_the_orchestrator_rides_out_postgresql_restarts_under_load(
         figures["fast_recover_s"] = first_write_after(url, up_at)
         assert proc.poll() is None, log.read_text()[-3000:]
 
+        # The LISTEN connection reconnects on its own backoff (up to 5 s between tries):
+        # the second restart must find it open again, or it has nothing to lose.
+        wait_for(lambda: log.read_text().count("LISTEN reconnected") >= 1, 30, "LISTEN reconnected")
         # Then a crash of the server (no shutdown checkpoint: recovery replays the WAL).
         assert finalized(url) < MISSIONS, "nothing left in flight to restart under"
         figures["immediate_down_s"], up_at = restart(cluster, url, "immediate")

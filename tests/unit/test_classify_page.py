@@ -1,4 +1,4 @@
-"""`managers.results.classify_page` and `fail_item`: what a page of results does to its
+"""`managers.pages.classify_page` and `fail_item`: what a page of results does to its
 items, decided without the database (unsaved rows are plain data here)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from orchestrator.clients.worker import Result
-from orchestrator.managers.results import classify_page, fail_item
+from orchestrator.managers.pages import classify_page, fail_item
 from orchestrator.models import BrowserSession, MissionItem
 from orchestrator.states import ErrorCode, ItemStatus
 
