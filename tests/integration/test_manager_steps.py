@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from django.db import transaction
 from django.utils import timezone
-from pytest_django.fixtures import SettingsWrapper
+from pytest_django.fixtures import Settings as SettingsWrapper
 
 from orchestrator import actions, events, transitions
 from orchestrator.managers.etl import EtlManager
