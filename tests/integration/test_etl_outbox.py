@@ -357,7 +357,15 @@ def test_an_etl_outage_during_20_missions_loses_and_repeats_nothing(
         fleet.step()  # the outbox keeps failing meanwhile
         time.sleep(0.2)
     backlog = EtlStep.objects.count()
-    failures = MissionEvent.objects.filter(data__etl="failed").count()
+    failed_events = list(
+        MissionEvent.objects.filter(data__etl="failed").values_list("data", flat=True)
+    )
+    failures = sum(int(d["failures"]) for d in failed_events)
+    # One event per mission for the outage, however many attempts failed.
+    assert (
+        len(failed_events)
+        == MissionEvent.objects.filter(data__etl="failed").values("mission").distinct().count()
+    )
     etl.up()
     back = time.monotonic()
     rounds = 0
@@ -393,7 +401,7 @@ def test_an_etl_outage_during_20_missions_loses_and_repeats_nothing(
     assert len(etl.runs) == 20
     print(
         f"\nETL outage figures: outage {outage:.0f} s, missions ended after {ended_s:.1f} s, "
-        f"backlog {backlog} steps, {failures} failed attempts recorded, "
+        f"backlog {backlog} steps, {failures} failed attempts in {len(failed_events)} events, "
         f"caught up {caught_up_s:.1f} s after the ETL returned ({rounds} passes), "
         f"{len(etl.applied)} steps applied, {etl.replays} replays, "
         f"{len(etl.key_conflicts)} key conflicts, {sum(etl.finalize_count.values())} finalizes"
@@ -475,3 +483,50 @@ def test_the_dashboard_form_resumes_a_domains_run_or_says_why_not(
     )
     assert refused.status_code == 200
     assert f"pertence à missão #{mission.pk}" in refused.content.decode()
+
+
+def test_repeated_failures_are_one_event_per_outage_and_one_when_back(etl: FakeEtl) -> None:
+    """While the ETL is down the outbox retries every few seconds: the mission's events
+    get one "ETL indisponível" row (its count and last error updated), then one
+    "ETL de volta; N passos enviados" once it answers."""
+    mission = actions.create_mission(name="Surto", urls=urls(2))
+    EtlStep.objects.create(
+        mission=mission,
+        kind="finalize",
+        key="k-final",
+        created_at=timezone.now(),
+        payload={"total": 2, "done": 0, "failed": 0, "duration_s": 1.0, "status": "cancelled"},
+    )
+    etl.down()
+    start = timezone.now()
+    for n in range(6):
+        etl_outbox.sync(start + dt.timedelta(minutes=n), config.load(), rng=random.Random(n))
+
+    (failed,) = MissionEvent.objects.filter(mission=mission, data__etl="failed")
+    assert failed.data["failures"] == 6 and failed.data["step"] == "create"
+    assert failed.created_at == start
+    assert failed.data["last_attempt_at"] == (start + dt.timedelta(minutes=5)).isoformat()
+    assert "6 tentativas falharam" in failed.message
+    assert failed.data["last_error"].startswith("connect_error")
+
+    etl.up()
+    assert etl_outbox.sync(start + dt.timedelta(minutes=7), config.load()) == {
+        "created": 1,
+        "finalized": 1,
+    }
+    (back,) = MissionEvent.objects.filter(mission=mission, data__etl="recovered")
+    assert back.message.startswith("ETL de volta; 2 passos enviados (indisponível desde")
+    assert back.data["failures"] == 6
+    assert MissionEvent.objects.filter(mission=mission, data__etl="failed").count() == 1
+
+    # A second outage is a new event.
+    EtlStep.objects.create(
+        mission=mission,
+        kind="items",
+        key="k-items",
+        created_at=timezone.now(),
+        payload={"items": [[urls(2)[0], "done", ""]]},
+    )
+    etl.down()
+    etl_outbox.sync(start + dt.timedelta(minutes=8), config.load())
+    assert MissionEvent.objects.filter(mission=mission, data__etl="failed").count() == 2
