@@ -578,29 +578,71 @@ def _recovered(link: RunLink, sent: int, now: dt.datetime) -> None:
 FINAL_LABELS = {"completed": "concluída", "failed": "com falha", "cancelled": "cancelada"}
 
 
+def sync_state(link: RunLink, pending: int) -> tuple[str, str, str]:
+    """(code, pt-BR words, tone) of a run link's sync: `behind` ("atrasado desde ..."),
+    `error` ("com erro: ..."), `pending` ("envio pendente") or `up_to_date` ("em dia")."""
+    if link.failing_since is not None:
+        since = timezone.localtime(link.failing_since)
+        return "behind", f"atrasado desde {since:%d/%m %H:%M:%S}", "warn"
+    if link.last_error:
+        return "error", f"com erro: {link.last_error}", "error"
+    if pending:
+        return "pending", "envio pendente", "info"
+    return "up_to_date", "em dia", "ok"
+
+
+def link_of(mission: Mission) -> RunLink | None:
+    """The mission's run link (from `select_related("etl_run")` when loaded)."""
+    try:
+        return mission.etl_run  # type: ignore[no-any-return]
+    except RunLink.DoesNotExist:
+        return None
+
+
+def pending_steps(mission: Mission) -> int:
+    """Steps still owed to the ETL (the `etl_pending_steps` annotation when present)."""
+    annotated = getattr(mission, "etl_pending_steps", None)
+    if annotated is not None:
+        return int(annotated)
+    return EtlStep.objects.filter(mission=mission).count()
+
+
+def api_link(mission: Mission) -> dict[str, Any] | None:
+    """The mission ↔ run link as the API shows it (None: no ETL link)."""
+    link = link_of(mission)
+    if link is None:
+        return None
+    pending = pending_steps(mission)
+    code, words, _ = sync_state(link, pending)
+    return {
+        "run_id": link.run_id or None,
+        "origin": link.origin,
+        "origin_display": link.get_origin_display(),
+        "owner": link.live,
+        "sync": code,
+        "sync_display": words,
+        "failing_since": link.failing_since,
+        "last_ok_at": link.last_ok_at,
+        "last_error": link.last_error,
+        "pending_steps": pending,
+        "finalized_status": link.finalized_status or None,
+    }
+
+
 def panel(mission: Mission) -> dict[str, Any] | None:
     """What the mission page shows of its ETL run (pt-BR), or None without one."""
     link = RunLink.objects.filter(mission=mission).first()
     if link is None:
         return None
     pending = EtlStep.objects.filter(mission=mission).count()
-    if link.failing_since is not None:
-        state, tone = (
-            f"atrasado desde {timezone.localtime(link.failing_since):%d/%m %H:%M:%S}",
-            "warn",
-        )
-    elif link.last_error:
-        state, tone = f"com erro: {link.last_error}", "error"
-    elif pending:
-        state, tone = "envio pendente", "info"
-    else:
-        state, tone = "em dia", "ok"
+    _, state, tone = sync_state(link, pending)
     return {
         "run_id": link.run_id or "ainda não criada",
         "origin": link.get_origin_display(),
         "state": state,
         "tone": tone,
         "pending": pending,
+        "pending_words": "1 etapa a enviar" if pending == 1 else f"{pending} etapas a enviar",
         "last_ok_at": link.last_ok_at,
         "final": FINAL_LABELS.get(link.finalized_status, ""),
         "last_error": link.last_error,

@@ -530,3 +530,51 @@ def test_repeated_failures_are_one_event_per_outage_and_one_when_back(etl: FakeE
     etl.down()
     etl_outbox.sync(start + dt.timedelta(minutes=8), config.load())
     assert MissionEvent.objects.filter(mission=mission, data__etl="failed").count() == 2
+
+
+def test_the_api_shows_the_run_link_and_its_sync_state(
+    fleet: Fleet,
+    etl: FakeEtl,
+    admin_api,  # type: ignore[no-untyped-def]
+    django_assert_max_num_queries,  # type: ignore[no-untyped-def]
+) -> None:
+    """`etl` on each mission: run id (null until created), created vs resumed, sync
+    state (em dia / atrasado desde … / com erro …) and the steps still owed."""
+    etl.down()
+    mission = actions.create_mission(name="API ETL", urls=urls(2))
+    fleet.step()
+
+    body = admin_api.get(f"/api/missions/{mission.pk}/").json()["etl"]
+    assert body["run_id"] is None and body["origin"] == "created" and body["owner"] is True
+    assert body["sync"] == "behind" and body["sync_display"].startswith("atrasado desde ")
+    assert body["failing_since"] is not None and body["pending_steps"] >= 1
+
+    etl.up()
+    fleet.drive_to(mission, MissionStatus.FINALIZADO)
+    drain(fleet)
+    body = admin_api.get(f"/api/missions/{mission.pk}/").json()["etl"]
+    assert body["run_id"] == run_of(mission).run_id and body["origin_display"] == "criada"
+    assert (body["sync"], body["sync_display"], body["pending_steps"]) == (
+        "up_to_date",
+        "em dia",
+        0,
+    )
+    assert (body["owner"], body["finalized_status"]) == (False, "completed")
+
+    resumed_run = etl.add_run(
+        "resume.example", urls(3, "https://resume.example/"), status="running"
+    )
+    resumed = actions.create_mission(name="Retomada", urls=[], etl_run=resumed_run.id)
+    EtlRun.objects.filter(mission=resumed).update(last_error="invalid_request: recusado")
+    with django_assert_max_num_queries(12):
+        listed = admin_api.get("/api/missions/").json()["results"]
+    by_id = {m["id"]: m["etl"] for m in listed}
+    assert (
+        by_id[resumed.pk]["origin"] == "resumed" and by_id[resumed.pk]["run_id"] == resumed_run.id
+    )
+    assert by_id[resumed.pk]["sync"] == "error"
+    assert by_id[resumed.pk]["sync_display"] == "com erro: invalid_request: recusado"
+
+    plain = actions.create_mission(name="Sem ETL", urls=urls(1, "https://x.example/"))
+    EtlRun.objects.filter(mission=plain).delete()
+    assert admin_api.get(f"/api/missions/{plain.pk}/").json()["etl"] is None
