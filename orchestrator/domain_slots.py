@@ -80,10 +80,16 @@ def grants(cap: int, contenders: Sequence[Contender]) -> dict[int, int]:
     return out
 
 
+def usage_words(cap: int, held: int) -> str:
+    """pt-BR: "4 de 4 sessões em uso", "1 de 1 sessão em uso"."""
+    return f"{held} de {cap} {'sessão' if cap == 1 else 'sessões'} em uso"
+
+
 def wait_words(cap: int, held: int, missions: int) -> str:
-    """pt-BR: "aguardando: limite do domínio, 4 de 4 sessões em uso por 2 missões"."""
+    """pt-BR: "aguardando: limite do domínio, 4 de 4 sessões em uso por 2 missões"
+    ("1 de 1 sessão em uso por 1 missão")."""
     noun = "missão" if missions == 1 else "missões"
-    return f"aguardando: limite do domínio, {held} de {cap} sessões em uso por {missions} {noun}"
+    return f"aguardando: limite do domínio, {usage_words(cap, held)} por {missions} {noun}"
 
 
 def lock_domains(domains: Iterable[str]) -> None:

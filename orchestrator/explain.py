@@ -248,7 +248,7 @@ class Explainer:
         if held >= cap:
             words = f"{domain_slots.wait_words(cap, held, missions)} ({rule})"
             return Constraint("domain_cap", False, words), 0
-        words = f"limite do domínio: {held} de {cap} sessões em uso ({rule})"
+        words = f"limite do domínio: {domain_slots.usage_words(cap, held)} ({rule})"
         return Constraint("domain_cap", True, words), cap - held
 
     def paused(self, domain: str) -> str:

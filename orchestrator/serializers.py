@@ -3,6 +3,7 @@ changes happen in `orchestrator.actions`."""
 
 from __future__ import annotations
 
+import copy
 import re
 import zoneinfo
 from typing import Any, ClassVar
@@ -747,16 +748,11 @@ class DryRunSerializer(serializers.Serializer):
         (an unsaved copy: a dry run never writes)."""
         data = self.validated_data
         stored = SiteConfig.for_domain(data["domain"])
-        site = SiteConfig(
-            domain=stored.domain,
-            proxy_types=list(stored.proxy_types or []),
-            countries=list(stored.countries or []),
-            blocked_proxies=list(stored.blocked_proxies or []),
-            max_sessions=stored.max_sessions,
-            items_per_job=stored.items_per_job,
-            enabled=stored.enabled,
-            require_verified_geo=stored.require_verified_geo,
-        )
+        # Every resolved field (the domain cap, pacing, providers, where each came
+        # from), not only the proxy ones: the dry run must see the domain's cap.
+        site = copy.copy(stored)
+        for name in ("proxy_types", "countries", "blocked_proxies"):
+            setattr(site, name, list(getattr(stored, name) or []))
         for key, value in (data.get("site") or {}).items():
             if key == "countries":
                 value = sorted({c.upper() for c in value})
