@@ -571,11 +571,10 @@ def _unassigned_reasons(
         for s in live
     ]
     domains = {distributor.domain_of(i.url) for i in infos}
-    rules = {
-        c.domain: distributor.SiteRule.from_site_config(c)
-        for c in SiteConfig.objects.filter(domain__in=[*domains, "*"])
-    }
-    result = distributor.items_to_sessions(infos, sessions, rules.values())
+    # Each domain's rule resolved field by field (parent domain, then `*`).
+    sites = SiteConfig.for_domains(d for d in domains if d)
+    rules = [distributor.SiteRule.from_site_config(c) for c in sites.values()]
+    result = distributor.items_to_sessions(infos, sessions, rules)
     reasons: dict[str, Counter[distributor.Reason]] = {}
     for u in result.unassigned:
         reasons.setdefault(distributor.domain_of(u.item.url), Counter())[u.reason] += 1
