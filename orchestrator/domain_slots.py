@@ -28,6 +28,7 @@ from django.db.models.functions import Now
 
 from orchestrator.models import BrowserSession, Mission
 from orchestrator.states import MissionStatus
+from registry import site_rules
 from registry.models import SiteConfig, normalize_domain
 
 
@@ -134,7 +135,7 @@ class DomainSlots:
         transaction, after the workers are locked)."""
         caps: dict[str, int] = {}
         for r in requests:
-            cap = r.site.max_concurrent_sessions
+            cap = cap_of(r.site)
             if cap:
                 caps[normalize_domain(r.mission.domain)] = cap
         slots = cls(caps=caps)
@@ -206,7 +207,9 @@ def usage(domains: Iterable[str]) -> dict[str, tuple[int, int]]:
 
 
 def cap_of(site: SiteConfig) -> int | None:
-    return site.max_concurrent_sessions or None
+    """The domain's cap: `max_concurrent_sessions`, or the one a per-minute budget
+    implies (`site_rules.domain_cap`)."""
+    return site_rules.domain_cap(site)
 
 
 @dataclass(frozen=True)
@@ -233,7 +236,6 @@ def overview(limit: int = 50) -> list[DomainLoad]:
     """Domains with sessions holding slots, and domains with a cap of their own: live
     sessions against the cap, pace, robots and breaker state (read only)."""
     from orchestrator.models import DomainBreaker
-    from registry import site_rules
 
     rows = (
         BrowserSession.objects.filter(holds_slot=True)
@@ -245,7 +247,9 @@ def overview(limit: int = 50) -> list[DomainLoad]:
     for domain, mission_id in rows:
         live[domain] += 1
         missions[domain].add(mission_id)
-    capped = SiteConfig.objects.filter(max_concurrent_sessions__isnull=False).exclude(domain="*")
+    capped = SiteConfig.objects.filter(
+        Q(max_concurrent_sessions__isnull=False) | Q(max_requests_per_minute__isnull=False)
+    ).exclude(domain="*")
     domains = sorted(set(live) | set(capped.values_list("domain", flat=True)))[:limit]
     sites = site_rules.resolve(domains)
     breakers = {
@@ -261,7 +265,7 @@ def overview(limit: int = 50) -> list[DomainLoad]:
                 rule=site_rules.describe(site),
                 live=live.get(domain, 0),
                 missions=len(missions.get(domain, ())),
-                cap=site.max_concurrent_sessions,
+                cap=cap_of(site),
                 delay_ms=int(site_rules.job_options(site)["delay_ms"]),
                 min_delay_ms=site.min_delay_ms or 0,
                 max_requests_per_minute=site.max_requests_per_minute,

@@ -236,8 +236,9 @@ class Explainer:
             self._health_blocked[d].add(proxy_id)
 
     def domain_cap(self, site: SiteConfig, domain: str) -> tuple[Constraint | None, int]:
-        """The domain-wide cap (`max_concurrent_sessions`) and the room it leaves."""
-        cap = site.max_concurrent_sessions
+        """The domain-wide cap (`max_concurrent_sessions`, or the one a per-minute
+        budget implies) and the room it leaves."""
+        cap = domain_slots.cap_of(site)
         if not cap:
             return None, 10**6
         key = normalize_domain(domain)

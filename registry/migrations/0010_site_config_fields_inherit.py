@@ -5,70 +5,129 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('registry', '0009_cache_table'),
+        ("registry", "0009_cache_table"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='siteconfig',
-            name='blocked_proxies',
-            field=models.JSONField(blank=True, default=None, help_text='External ids of proxies never used for this domain; empty inherits.', null=True),
+            model_name="siteconfig",
+            name="blocked_proxies",
+            field=models.JSONField(
+                blank=True,
+                default=None,
+                help_text="External ids of proxies never used for this domain; empty inherits.",
+                null=True,
+            ),
         ),
         migrations.AlterField(
-            model_name='siteconfig',
-            name='countries',
-            field=models.JSONField(blank=True, default=None, help_text='Allowed proxy countries ([] = any); empty inherits.', null=True),
+            model_name="siteconfig",
+            name="countries",
+            field=models.JSONField(
+                blank=True,
+                default=None,
+                help_text="Allowed proxy countries ([] = any); empty inherits.",
+                null=True,
+            ),
         ),
         migrations.AlterField(
-            model_name='siteconfig',
-            name='engine',
-            field=models.CharField(blank=True, choices=[('http', 'HTTP'), ('browser', 'Navegador')], default='', help_text='Empty inherits.', max_length=10),
+            model_name="siteconfig",
+            name="engine",
+            field=models.CharField(
+                blank=True,
+                choices=[("http", "HTTP"), ("browser", "Navegador")],
+                default="",
+                help_text="Empty inherits.",
+                max_length=10,
+            ),
         ),
         migrations.AlterField(
-            model_name='siteconfig',
-            name='items_per_job',
-            field=models.PositiveIntegerField(blank=True, default=None, help_text='Items per job; empty inherits.', null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1000)]),
+            model_name="siteconfig",
+            name="items_per_job",
+            field=models.PositiveIntegerField(
+                blank=True,
+                default=None,
+                help_text="Items per job; empty inherits.",
+                null=True,
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(1000),
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='siteconfig',
-            name='job_timeout_s',
-            field=models.PositiveIntegerField(blank=True, default=None, help_text='Empty inherits.', null=True),
+            model_name="siteconfig",
+            name="job_timeout_s",
+            field=models.PositiveIntegerField(
+                blank=True, default=None, help_text="Empty inherits.", null=True
+            ),
         ),
         migrations.AlterField(
-            model_name='siteconfig',
-            name='max_sessions',
-            field=models.PositiveIntegerField(blank=True, default=None, help_text='Sessions per mission; empty inherits.', null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1000)]),
+            model_name="siteconfig",
+            name="max_sessions",
+            field=models.PositiveIntegerField(
+                blank=True,
+                default=None,
+                help_text="Sessions per mission; empty inherits.",
+                null=True,
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(1000),
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='siteconfig',
-            name='providers',
-            field=models.JSONField(blank=True, default=None, help_text='Provedores aceitos, em ordem; [] ou ["*"] = qualquer; vazio herda.', null=True),
+            model_name="siteconfig",
+            name="providers",
+            field=models.JSONField(
+                blank=True,
+                default=None,
+                help_text='Provedores aceitos, em ordem; [] ou ["*"] = qualquer; vazio herda.',
+                null=True,
+            ),
         ),
         migrations.AlterField(
-            model_name='siteconfig',
-            name='proxy_types',
-            field=models.JSONField(blank=True, default=None, help_text='Proxy types allowed; empty inherits.', null=True),
+            model_name="siteconfig",
+            name="proxy_types",
+            field=models.JSONField(
+                blank=True,
+                default=None,
+                help_text="Proxy types allowed; empty inherits.",
+                null=True,
+            ),
         ),
         migrations.AlterField(
-            model_name='siteconfig',
-            name='quality_rules',
-            field=models.JSONField(blank=True, default=None, help_text='Quality gate rules; empty inherits.', null=True),
+            model_name="siteconfig",
+            name="quality_rules",
+            field=models.JSONField(
+                blank=True, default=None, help_text="Quality gate rules; empty inherits.", null=True
+            ),
         ),
         migrations.AlterField(
-            model_name='siteconfig',
-            name='require_verified_geo',
-            field=models.BooleanField(blank=True, default=None, help_text='Use only proxies whose country a connection test verified; empty inherits.', null=True),
+            model_name="siteconfig",
+            name="require_verified_geo",
+            field=models.BooleanField(
+                blank=True,
+                default=None,
+                help_text="Use only proxies whose country a connection test verified; empty inherits.",
+                null=True,
+            ),
         ),
         migrations.AlterField(
-            model_name='siteconfig',
-            name='selectors',
-            field=models.JSONField(blank=True, default=None, help_text='CSS selectors to extract, e.g. {"price": ".price"}; empty inherits.', null=True),
+            model_name="siteconfig",
+            name="selectors",
+            field=models.JSONField(
+                blank=True,
+                default=None,
+                help_text='CSS selectors to extract, e.g. {"price": ".price"}; empty inherits.',
+                null=True,
+            ),
         ),
         migrations.AlterField(
-            model_name='siteconfig',
-            name='session_timeout_s',
-            field=models.PositiveIntegerField(blank=True, default=None, help_text='Empty inherits.', null=True),
+            model_name="siteconfig",
+            name="session_timeout_s",
+            field=models.PositiveIntegerField(
+                blank=True, default=None, help_text="Empty inherits.", null=True
+            ),
         ),
     ]
