@@ -376,27 +376,32 @@ class SiteConfigForm(Styled, forms.ModelForm):
         ],
         widget=forms.CheckboxSelectMultiple,
         required=False,
-        help_text="Nenhum marcado: qualquer tipo.",
+        help_text="Nenhum marcado: herda do domínio pai, depois de * (em *: qualquer tipo).",
     )
     countries = ListField(
-        label="Países", upper=True, help_text="Códigos ISO separados por vírgula; vazio: qualquer."
+        label="Países",
+        upper=True,
+        help_text="Códigos ISO separados por vírgula; vazio: herda (em *: qualquer).",
     )
     blocked_proxies = ListField(
-        label="Proxies bloqueados", help_text="IDs externos, separados por vírgula."
+        label="Proxies bloqueados", help_text="IDs externos, separados por vírgula; vazio: herda."
     )
     providers = forms.MultipleChoiceField(
         label="Provedores de navegador aceitos",
         choices=[("local", "Local"), ("browserbase", "Browserbase")],
         widget=forms.CheckboxSelectMultiple,
         required=False,
-        help_text="Nenhum marcado: qualquer provedor.",
+        help_text="Nenhum marcado: herda (em *: qualquer provedor).",
     )
     selectors = forms.JSONField(
         label="Seletores CSS (JSON)",
         required=False,
         widget=forms.Textarea(attrs={"rows": 3, "class": "font-mono"}),
-        help_text='Ex.: {"preco": ".price"}',
+        help_text='Ex.: {"preco": ".price"}; vazio: herda.',
     )
+    # Each setting left empty inherits from the parent domain's rule, then from `*`
+    # (registry/site_rules.py), field by field.
+    INHERIT_WHEN_EMPTY = ("proxy_types", "countries", "blocked_proxies", "providers", "selectors")
 
     class Meta:
         model = SiteConfig
@@ -441,8 +446,20 @@ class SiteConfigForm(Styled, forms.ModelForm):
             "max_requests_per_minute": "Vazio: herda; sem valor em lugar nenhum, sem limite.",
             "respect_robots": "Desconhecido: herda (padrão: sim).",
             "user_agent": "Vazio: herda.",
+            "max_sessions": "Por missão. Vazio: herda do domínio pai, depois de *.",
+            "items_per_job": "Vazio: herda.",
+            "job_timeout_s": "Vazio: herda.",
+            "session_timeout_s": "Vazio: herda.",
+            "engine": "Vazio: herda.",
         }
         error_messages = {"domain": {"unique": "Já existe uma estratégia para este domínio."}}
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        for name in self.INHERIT_WHEN_EMPTY:
+            if name in data and not data[name]:
+                data[name] = None
+        return data
 
     def clean_countries(self) -> list[str]:
         values: list[str] = self.cleaned_data.get("countries") or []

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from orchestrator import actions
+from orchestrator import actions, etl_outbox
 from orchestrator.models import (
     BrowserSession,
     DomainBreaker,
@@ -71,10 +71,26 @@ def _table(headers: list[str], rows: list[tuple[Any, ...]], empty: str) -> SafeS
 
 
 class MissionAddForm(forms.ModelForm):
+    """Adding a mission goes through `actions.create_mission`, with URLs or resuming an
+    ETL run (no URLs: the latest unfinished run of the domain, or `etl_run`). The
+    mission is created while the form is cleaned, so whatever the action refuses (bad
+    URLs, a run owned by a live mission, the ETL down) is shown as a form error, never
+    a 500: the same rules and messages as the API's 4xx."""
+
     urls = forms.CharField(
+        required=False,
         widget=forms.Textarea(attrs={"rows": 8, "cols": 100}),
-        help_text="Uma URL por linha; duplicadas são ignoradas.",
+        help_text="Uma URL por linha; duplicadas são ignoradas. Vazio: retoma a última "
+        "execução ETL não concluída do domínio.",
     )
+    etl_run = forms.RegexField(
+        label="Execução ETL a retomar",
+        regex=r"^[A-Za-z0-9._:-]{1,100}$",
+        required=False,
+        help_text='O id de uma execução ETL (ou "latest": a última do domínio); seus '
+        "itens pendentes viram as URLs da missão.",
+    )
+    user: Any = None  # set per request by MissionAdmin.get_form
 
     class Meta:
         model = Mission
@@ -83,14 +99,48 @@ class MissionAddForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["domain"].required = False
-        self.fields["domain"].help_text = "Derivado das URLs quando vazio."
+        self.fields[
+            "domain"
+        ].help_text = (
+            "Derivado das URLs quando vazio; sem URLs, o domínio cuja execução ETL retomar."
+        )
+        self.mission: Mission | None = None
 
     def clean_urls(self) -> list[str]:
         lines = [line for line in self.cleaned_data["urls"].splitlines() if line.strip()]
+        if not lines:
+            return []
         try:
             return actions.clean_urls(lines).urls
         except ValidationError as exc:
             raise ValidationError(exc.message_dict.get("urls", exc.messages)) from None
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not self.errors and not (data.get("urls") or data.get("domain") or data.get("etl_run")):
+            self.add_error("urls", "Informe as URLs, ou o domínio/execução ETL a retomar.")
+        return data
+
+    def _post_clean(self) -> None:
+        super()._post_clean()
+        if self.errors:
+            return
+        data = self.cleaned_data
+        try:
+            self.mission = actions.create_mission(
+                name=data.get("name") or "",
+                urls=data.get("urls") or [],
+                domain=data.get("domain") or "",
+                etl_run=data.get("etl_run") or None,
+                priority=data.get("priority") or 0,
+                writer=data.get("writer"),
+                user=self.user,
+            )
+        except ValidationError as exc:
+            for field, messages_ in exc.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages_)
+        except etl_outbox.EtlRefused as exc:
+            self.add_error("etl_run" if data.get("etl_run") else None, exc.message)
 
 
 @admin.register(Mission)
@@ -188,12 +238,12 @@ class MissionAdmin(admin.ModelAdmin):
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
     ) -> Any:
         if obj is None:
-            kwargs["form"] = MissionAddForm
+            kwargs["form"] = type("MissionAddForm", (MissionAddForm,), {"user": request.user})
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
-            return [(None, {"fields": ["name", "domain", "priority", "writer", "urls"]})]
+            return [(None, {"fields": ["name", "domain", "priority", "writer", "urls", "etl_run"]})]
         return super().get_fieldsets(request, obj)
 
     @admin.display(description="Regras reprovadas")
@@ -211,15 +261,7 @@ class MissionAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        data = form.cleaned_data
-        mission = actions.create_mission(
-            name=data["name"],
-            urls=data["urls"],
-            domain=data.get("domain") or "",
-            priority=data.get("priority") or 0,
-            writer=data.get("writer"),
-            user=request.user,
-        )
+        mission = form.mission  # created by MissionAddForm.clean
         # The admin goes on with `obj` (log entry, redirect): make it the created row.
         obj.__dict__.update(Mission.objects.get(pk=mission.pk).__dict__)
 

@@ -10,7 +10,8 @@ import django_filters
 from django import forms
 from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_filters.constants import EMPTY_VALUES
 from django_filters.rest_framework import DjangoFilterBackend
@@ -41,6 +42,7 @@ from orchestrator import (
     transitions,
     webhooks,
 )
+from orchestrator.etl_models import EtlStep
 from orchestrator.models import (
     BrowserSession,
     DomainBreaker,
@@ -235,7 +237,17 @@ class MissionViewSet(
     action_roles = {"create": OPERATOR, "cancel": OPERATOR, "retry": OPERATOR, "bulk": OPERATOR}
 
     def get_queryset(self) -> QuerySet[Mission]:
-        return Mission.objects.select_related("writer", "created_by")
+        # The ETL link in one join and its pending steps in one subquery (no N+1).
+        pending = (
+            EtlStep.objects.filter(mission=OuterRef("pk"))
+            .order_by()
+            .values("mission")
+            .annotate(n=Count("id"))
+            .values("n")
+        )
+        return Mission.objects.select_related("writer", "created_by", "etl_run").annotate(
+            etl_pending_steps=Coalesce(Subquery(pending), 0)
+        )
 
     def _mission(self, pk: Any) -> Mission:
         # Not get_object(): the mission filters must not apply to nested lists.

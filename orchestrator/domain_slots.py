@@ -81,10 +81,16 @@ def grants(cap: int, contenders: Sequence[Contender]) -> dict[int, int]:
     return out
 
 
+def usage_words(cap: int, held: int) -> str:
+    """pt-BR: "4 de 4 sessões em uso", "1 de 1 sessão em uso"."""
+    return f"{held} de {cap} {'sessão' if cap == 1 else 'sessões'} em uso"
+
+
 def wait_words(cap: int, held: int, missions: int) -> str:
-    """pt-BR: "aguardando: limite do domínio, 4 de 4 sessões em uso por 2 missões"."""
+    """pt-BR: "aguardando: limite do domínio, 4 de 4 sessões em uso por 2 missões"
+    ("1 de 1 sessão em uso por 1 missão")."""
     noun = "missão" if missions == 1 else "missões"
-    return f"aguardando: limite do domínio, {held} de {cap} sessões em uso por {missions} {noun}"
+    return f"aguardando: limite do domínio, {usage_words(cap, held)} por {missions} {noun}"
 
 
 def lock_domains(domains: Iterable[str]) -> None:
@@ -129,7 +135,7 @@ class DomainSlots:
         transaction, after the workers are locked)."""
         caps: dict[str, int] = {}
         for r in requests:
-            cap = r.site.max_concurrent_sessions
+            cap = cap_of(r.site)
             if cap:
                 caps[normalize_domain(r.mission.domain)] = cap
         slots = cls(caps=caps)
@@ -201,7 +207,9 @@ def usage(domains: Iterable[str]) -> dict[str, tuple[int, int]]:
 
 
 def cap_of(site: SiteConfig) -> int | None:
-    return site.max_concurrent_sessions or None
+    """The domain's cap: `max_concurrent_sessions`, or the one a per-minute budget
+    implies (`site_rules.domain_cap`)."""
+    return site_rules.domain_cap(site)
 
 
 @dataclass(frozen=True)
@@ -239,7 +247,9 @@ def overview(limit: int = 50) -> list[DomainLoad]:
     for domain, mission_id in rows:
         live[domain] += 1
         missions[domain].add(mission_id)
-    capped = SiteConfig.objects.filter(max_concurrent_sessions__isnull=False).exclude(domain="*")
+    capped = SiteConfig.objects.filter(
+        Q(max_concurrent_sessions__isnull=False) | Q(max_requests_per_minute__isnull=False)
+    ).exclude(domain="*")
     domains = sorted(set(live) | set(capped.values_list("domain", flat=True)))[:limit]
     sites = SiteConfig.for_domains(domains)
     breakers = {
@@ -255,7 +265,7 @@ def overview(limit: int = 50) -> list[DomainLoad]:
                 rule=site_rules.describe(site),
                 live=live.get(domain, 0),
                 missions=len(missions.get(domain, ())),
-                cap=site.max_concurrent_sessions,
+                cap=cap_of(site),
                 delay_ms=int(site_rules.job_options(site)["delay_ms"]),
                 min_delay_ms=site.min_delay_ms or 0,
                 max_requests_per_minute=site.max_requests_per_minute,

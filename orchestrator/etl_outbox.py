@@ -373,7 +373,7 @@ def _sync_mission(
         yield "failed", 1
         return
     if link.failing_since is not None:
-        _recovered(link, now)
+        _recovered(link, index, now)
 
 
 def _items_batch(steps: list[EtlStep], start: int) -> list[EtlStep]:
@@ -501,17 +501,8 @@ def _failed(
         RunLink.objects.filter(pk=link.pk).update(
             failing_since=since, last_error=error, updated_at=now
         )
+        _failure_event(link, step, exc.code, error, at, now)
         link.failing_since = since
-        _event(
-            link,
-            f"ETL indisponível ({exc.code}): etapa {step.get_kind_display()} adiada "
-            f"(tentativa {attempts}); nova tentativa às {at:%H:%M:%S} UTC",
-            now,
-            etl="failed",
-            step=step.kind,
-            attempts=attempts,
-            retry_at=at.isoformat(),
-        )
     logger.warning(
         "ETL step %s of mission %s failed (%s), retry at %s",
         step.kind,
@@ -522,21 +513,120 @@ def _failed(
     )
 
 
-def _recovered(link: RunLink, now: dt.datetime) -> None:
+def _open_failure(link: RunLink) -> MissionEvent | None:
+    """The event of the outage `link` is in (None: it was not failing)."""
+    if link.failing_since is None:
+        return None
+    return (
+        MissionEvent.objects.filter(
+            mission_id=link.mission_id, data__etl="failed", created_at__gte=link.failing_since
+        )
+        .order_by("-id")
+        .first()
+    )
+
+
+def _failure_event(
+    link: RunLink, step: EtlStep, code: str, error: str, at: dt.datetime, now: dt.datetime
+) -> None:
+    """One event per outage, not one per failed attempt: created when the mission's
+    steps start failing, then updated in place (attempt count, last error, next try)."""
+    row = _open_failure(link)
+    since = link.failing_since or now
+    failures = int(row.data.get("failures", 1)) + 1 if row is not None else 1
+    attempts = "1 tentativa falhou" if failures == 1 else f"{failures} tentativas falharam"
+    message = (
+        f"ETL indisponível desde {since:%H:%M:%S} UTC ({code}): {attempts}; etapa "
+        f"{step.get_kind_display()} adiada, nova tentativa às {at:%H:%M:%S} UTC"
+    )
+    data = {
+        "etl": "failed",
+        "run_id": link.run_id,
+        "step": step.kind,
+        "failures": failures,
+        "since": since.isoformat(),
+        "last_attempt_at": now.isoformat(),
+        "last_error": error,
+        "retry_at": at.isoformat(),
+    }
+    if row is None:
+        _event(link, message, now, **data)
+    else:
+        MissionEvent.objects.filter(pk=row.pk).update(message=message[:2000], data=data)
+
+
+def _recovered(link: RunLink, sent: int, now: dt.datetime) -> None:
+    """The ETL answered again: one event for the outage's end (its failure event
+    already counts the attempts)."""
+    row = _open_failure(link)
+    failures = int(row.data.get("failures", 1)) if row is not None else 0
     since = link.failing_since
     RunLink.objects.filter(pk=link.pk).update(failing_since=None, last_error="", updated_at=now)
     link.failing_since = None
+    steps = "1 passo enviado" if sent == 1 else f"{sent} passos enviados"
     _event(
         link,
-        f"ETL de volta: etapas atrasadas desde {since:%H:%M:%S} UTC enviadas"
-        if since
-        else "ETL de volta",
+        f"ETL de volta; {steps}"
+        + (f" (indisponível desde {since:%H:%M:%S} UTC, {failures} tentativas)" if since else ""),
         now,
         etl="recovered",
+        sent=sent,
+        failures=failures,
     )
 
 
 FINAL_LABELS = {"completed": "concluída", "failed": "com falha", "cancelled": "cancelada"}
+
+
+def sync_state(link: RunLink, pending: int) -> tuple[str, str, str]:
+    """(code, pt-BR words, tone) of a run link's sync: `behind` ("atrasado desde ..."),
+    `error` ("com erro: ..."), `pending` ("envio pendente") or `up_to_date` ("em dia")."""
+    if link.failing_since is not None:
+        since = timezone.localtime(link.failing_since)
+        return "behind", f"atrasado desde {since:%d/%m %H:%M:%S}", "warn"
+    if link.last_error:
+        return "error", f"com erro: {link.last_error}", "error"
+    if pending:
+        return "pending", "envio pendente", "info"
+    return "up_to_date", "em dia", "ok"
+
+
+def link_of(mission: Mission) -> RunLink | None:
+    """The mission's run link (from `select_related("etl_run")` when loaded)."""
+    try:
+        return mission.etl_run  # type: ignore[no-any-return]
+    except RunLink.DoesNotExist:
+        return None
+
+
+def pending_steps(mission: Mission) -> int:
+    """Steps still owed to the ETL (the `etl_pending_steps` annotation when present)."""
+    annotated = getattr(mission, "etl_pending_steps", None)
+    if annotated is not None:
+        return int(annotated)
+    return EtlStep.objects.filter(mission=mission).count()
+
+
+def api_link(mission: Mission) -> dict[str, Any] | None:
+    """The mission ↔ run link as the API shows it (None: no ETL link)."""
+    link = link_of(mission)
+    if link is None:
+        return None
+    pending = pending_steps(mission)
+    code, words, _ = sync_state(link, pending)
+    return {
+        "run_id": link.run_id or None,
+        "origin": link.origin,
+        "origin_display": link.get_origin_display(),
+        "owner": link.live,
+        "sync": code,
+        "sync_display": words,
+        "failing_since": link.failing_since,
+        "last_ok_at": link.last_ok_at,
+        "last_error": link.last_error,
+        "pending_steps": pending,
+        "finalized_status": link.finalized_status or None,
+    }
 
 
 def panel(mission: Mission) -> dict[str, Any] | None:
@@ -545,23 +635,14 @@ def panel(mission: Mission) -> dict[str, Any] | None:
     if link is None:
         return None
     pending = EtlStep.objects.filter(mission=mission).count()
-    if link.failing_since is not None:
-        state, tone = (
-            f"atrasado desde {timezone.localtime(link.failing_since):%d/%m %H:%M:%S}",
-            "warn",
-        )
-    elif link.last_error:
-        state, tone = f"com erro: {link.last_error}", "error"
-    elif pending:
-        state, tone = "envio pendente", "info"
-    else:
-        state, tone = "em dia", "ok"
+    _, state, tone = sync_state(link, pending)
     return {
         "run_id": link.run_id or "ainda não criada",
         "origin": link.get_origin_display(),
         "state": state,
         "tone": tone,
         "pending": pending,
+        "pending_words": "1 etapa a enviar" if pending == 1 else f"{pending} etapas a enviar",
         "last_ok_at": link.last_ok_at,
         "final": FINAL_LABELS.get(link.finalized_status, ""),
         "last_error": link.last_error,

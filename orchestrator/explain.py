@@ -210,8 +210,9 @@ class Explainer:
             self._health_blocked[d].add(proxy_id)
 
     def domain_cap(self, site: SiteConfig, domain: str) -> tuple[Constraint | None, int]:
-        """The domain-wide cap (`max_concurrent_sessions`) and the room it leaves."""
-        cap = site.max_concurrent_sessions
+        """The domain-wide cap (`max_concurrent_sessions`, or the one a per-minute
+        budget implies) and the room it leaves."""
+        cap = domain_slots.cap_of(site)
         if not cap:
             return None, 10**6
         key = normalize_domain(domain)
@@ -222,7 +223,7 @@ class Explainer:
         if held >= cap:
             words = f"{domain_slots.wait_words(cap, held, missions)} ({rule})"
             return Constraint("domain_cap", False, words), 0
-        words = f"limite do domínio: {held} de {cap} sessões em uso ({rule})"
+        words = f"limite do domínio: {domain_slots.usage_words(cap, held)} ({rule})"
         return Constraint("domain_cap", True, words), cap - held
 
     def paused(self, domain: str) -> str:

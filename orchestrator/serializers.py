@@ -3,6 +3,7 @@ changes happen in `orchestrator.actions`."""
 
 from __future__ import annotations
 
+import copy
 import re
 import zoneinfo
 from typing import Any, ClassVar
@@ -16,7 +17,7 @@ from rest_framework import serializers
 from mission_control import outbound
 from mission_control.logging import redact
 from mission_control.permissions import ADMIN, has_role
-from orchestrator import actions
+from orchestrator import actions, etl_outbox
 from orchestrator.models import (
     BrowserSession,
     DomainBreaker,
@@ -135,6 +136,36 @@ class CheckpointsSerializer(serializers.Serializer):
     finalizado_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
 
+class EtlLinkSerializer(serializers.Serializer):
+    """The ETL run a mission owns (docs/contracts/etl-api.md) and how far its sync is."""
+
+    run_id = serializers.CharField(
+        allow_null=True, help_text="Null until the ETL created the run (it may be down)."
+    )
+    origin = serializers.ChoiceField(
+        choices=["created", "resumed"], help_text="The mission created the run or resumed it."
+    )
+    origin_display = serializers.CharField(help_text="pt-BR: criada / retomada.")
+    owner = serializers.BooleanField(
+        help_text="The mission is the run's live owner (false once it ended)."
+    )
+    sync = serializers.ChoiceField(
+        choices=["up_to_date", "pending", "behind", "error"],
+        help_text="up_to_date: nothing owed; pending: steps queued; behind: steps failing "
+        "since `failing_since`; error: the ETL refused a step (`last_error`).",
+    )
+    sync_display = serializers.CharField(
+        help_text='pt-BR: "em dia", "envio pendente", "atrasado desde …", "com erro: …".'
+    )
+    failing_since = serializers.DateTimeField(allow_null=True)
+    last_ok_at = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.CharField(allow_blank=True)
+    pending_steps = serializers.IntegerField(help_text="ETL steps still in the outbox.")
+    finalized_status = serializers.CharField(
+        allow_null=True, help_text="completed / failed / cancelled once the finalize was sent."
+    )
+
+
 class MissionSerializer(serializers.ModelSerializer):
     """A mission as the API shows it (list and detail)."""
 
@@ -145,6 +176,10 @@ class MissionSerializer(serializers.ModelSerializer):
     writer = ServiceRefSerializer(read_only=True, allow_null=True)
     created_by = serializers.CharField(
         source="created_by.username", read_only=True, allow_null=True
+    )
+    etl = serializers.SerializerMethodField(
+        help_text="The ETL run link (null without an ETL): run id, created or resumed, "
+        "sync state and pending steps."
     )
 
     class Meta:
@@ -170,10 +205,15 @@ class MissionSerializer(serializers.ModelSerializer):
             "schedule",
             "created_by",
             "etl_run_id",
+            "etl",
             "created_at",
             "updated_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(EtlLinkSerializer(allow_null=True))
+    def get_etl(self, mission: Mission) -> dict[str, Any] | None:
+        return etl_outbox.api_link(mission)
 
 
 class OptionalDomainField(RequestSchema, serializers.CharField):
@@ -708,16 +748,11 @@ class DryRunSerializer(serializers.Serializer):
         (an unsaved copy: a dry run never writes)."""
         data = self.validated_data
         stored = SiteConfig.for_domain(data["domain"])
-        site = SiteConfig(
-            domain=stored.domain,
-            proxy_types=list(stored.proxy_types or []),
-            countries=list(stored.countries or []),
-            blocked_proxies=list(stored.blocked_proxies or []),
-            max_sessions=stored.max_sessions,
-            items_per_job=stored.items_per_job,
-            enabled=stored.enabled,
-            require_verified_geo=stored.require_verified_geo,
-        )
+        # Every resolved field (the domain cap, pacing, providers, where each came
+        # from), not only the proxy ones: the dry run must see the domain's cap.
+        site = copy.copy(stored)
+        for name in ("proxy_types", "countries", "blocked_proxies"):
+            setattr(site, name, list(getattr(stored, name) or []))
         for key, value in (data.get("site") or {}).items():
             if key == "countries":
                 value = sorted({c.upper() for c in value})

@@ -262,44 +262,77 @@ def normalize_domain(value: str) -> str:
 
 
 class SiteConfig(models.Model):
-    """Proxy strategy and limits for one domain; `*` is the default for all others."""
+    """Proxy strategy and limits for one domain; `*` is the default for all others.
+
+    Every setting is resolved field by field (`resolve_rules`): a null (empty) field
+    inherits from the parent domain's rule, then from `*`, then `RULE_DEFAULTS`. An
+    explicit empty list (`[]`: any proxy type, any country) is a value, not "inherit"."""
 
     domain = models.CharField(max_length=253, unique=True)
-    proxy_types = models.JSONField(default=list, blank=True)
+    proxy_types = models.JSONField(
+        null=True, blank=True, default=None, help_text="Proxy types allowed; empty inherits."
+    )
     countries = models.JSONField(
-        default=list, blank=True, help_text="Allowed proxy countries; empty means any."
+        null=True,
+        blank=True,
+        default=None,
+        help_text="Allowed proxy countries ([] = any); empty inherits.",
     )
     blocked_proxies = models.JSONField(
-        default=list, blank=True, help_text="External ids of proxies never used for this domain."
+        null=True,
+        blank=True,
+        default=None,
+        help_text="External ids of proxies never used for this domain; empty inherits.",
     )
     max_sessions = models.PositiveIntegerField(
-        default=4, validators=[MinValueValidator(1), MaxValueValidator(1000)]
+        null=True,
+        blank=True,
+        default=None,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Sessions per mission; empty inherits.",
     )
     items_per_job = models.PositiveIntegerField(
-        default=50, validators=[MinValueValidator(1), MaxValueValidator(1000)]
-    )
-    job_timeout_s = models.PositiveIntegerField(default=60)
-    session_timeout_s = models.PositiveIntegerField(default=900)
-    engine = models.CharField(max_length=10, choices=Engine.choices, default=Engine.HTTP)
-    # Browser providers this site may use, first choice first (e.g. ["browserbase"] for
-    # a site that needs a real browser elsewhere); empty or ["*"] allows any.
-    providers = models.JSONField(
-        default=list,
+        null=True,
         blank=True,
-        help_text='Provedores aceitos, em ordem; vazio ou ["*"] = qualquer.',
+        default=None,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Items per job; empty inherits.",
+    )
+    job_timeout_s = models.PositiveIntegerField(
+        null=True, blank=True, default=None, help_text="Empty inherits."
+    )
+    session_timeout_s = models.PositiveIntegerField(
+        null=True, blank=True, default=None, help_text="Empty inherits."
+    )
+    engine = models.CharField(
+        max_length=10, choices=Engine.choices, blank=True, default="", help_text="Empty inherits."
+    )
+    # Browser providers this site may use, first choice first (e.g. ["browserbase"] for
+    # a site that needs a real browser elsewhere); [] or ["*"] allows any.
+    providers = models.JSONField(
+        null=True,
+        blank=True,
+        default=None,
+        help_text='Provedores aceitos, em ordem; [] ou ["*"] = qualquer; vazio herda.',
     )
     selectors = models.JSONField(
-        default=dict, blank=True, help_text='CSS selectors to extract, e.g. {"price": ".price"}.'
+        null=True,
+        blank=True,
+        default=None,
+        help_text='CSS selectors to extract, e.g. {"price": ".price"}; empty inherits.',
     )
     # Quality gate before FINALIZADO (orchestrator/quality.py), e.g. {"min_success_ratio":
     # 0.9, "required_fields": ["price"], "required_fields_min_pct": 95,
-    # "min_records_pct_of_recent": 50, "recent_missions": 5}; empty = no gate.
+    # "min_records_pct_of_recent": 50, "recent_missions": 5}; {} = no gate.
     quality_rules = models.JSONField(
-        default=dict, blank=True, help_text="Quality gate rules; empty means none."
+        null=True, blank=True, default=None, help_text="Quality gate rules; empty inherits."
     )
     # Only proxies whose exit country a connection test confirmed (registry/geo.py).
     require_verified_geo = models.BooleanField(
-        default=False, help_text="Use only proxies whose country a connection test verified."
+        null=True,
+        blank=True,
+        default=None,
+        help_text="Use only proxies whose country a connection test verified; empty inherits.",
     )
     # Load control for the whole domain across every mission (`for_domains` resolves
     # it; registry/site_rules.py turns it into job options). Null means "inherit": from
@@ -346,7 +379,8 @@ class SiteConfig(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.domain != DEFAULT_DOMAIN:
             self.domain = normalize_domain(self.domain)
-        self.countries = sorted({c.upper() for c in self.countries or []})
+        if self.countries is not None:
+            self.countries = sorted({c.upper() for c in self.countries})
         super().save(*args, **kwargs)
 
     @classmethod
@@ -375,6 +409,18 @@ class SiteConfig(models.Model):
 
 # Field -> value when no rule in the chain sets it.
 RULE_DEFAULTS: dict[str, Any] = {
+    "proxy_types": [],
+    "countries": [],
+    "blocked_proxies": [],
+    "max_sessions": 4,
+    "items_per_job": 50,
+    "job_timeout_s": 60,
+    "session_timeout_s": 900,
+    "engine": Engine.HTTP.value,
+    "providers": [],
+    "selectors": {},
+    "quality_rules": {},
+    "require_verified_geo": False,
     "max_concurrent_sessions": None,  # no domain-wide cap
     "min_delay_ms": 0,
     "max_requests_per_minute": None,  # no per-minute budget
@@ -419,6 +465,9 @@ def resolve_rule_from_rows(
         value = getattr(source, name) if source else RULE_DEFAULTS[name]
         setattr(resolved, name, copy.deepcopy(value))
         sources[name] = source.domain if source else RULE_CODE_DEFAULT
+    # The resolved copy is the rule *of* `domain` (its proxy rules then match the
+    # mission's items in the distributor); where it came from is `rule_domain`.
+    resolved.domain = normalize_domain(domain) or DEFAULT_DOMAIN
     resolved.rule_domain = base.domain if found else RULE_CODE_DEFAULT  # type: ignore[attr-defined]
     resolved.sources = sources  # type: ignore[attr-defined]
     return resolved

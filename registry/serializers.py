@@ -472,20 +472,28 @@ class SiteConfigSerializer(serializers.ModelSerializer):
         help_text="A domain without www. (normalized), or * for the default. Unique: a "
         "domain that already has a config is refused with 400.",
     )
-    proxy_types = serializers.ListField(child=ProxyTypeChoiceField(), required=False, max_length=10)
+    # Every setting is optional: null (or absent) inherits from the parent domain's
+    # rule, then from `*`, field by field; [] is a value ("any"), not "inherit".
+    proxy_types = serializers.ListField(
+        child=ProxyTypeChoiceField(), required=False, allow_null=True, max_length=10
+    )
     countries = serializers.ListField(
-        child=CountryCodeField(max_length=2, min_length=2), required=False, max_length=300
+        child=CountryCodeField(max_length=2, min_length=2),
+        required=False,
+        allow_null=True,
+        max_length=300,
     )
     blocked_proxies = serializers.ListField(
-        child=ProxyIdField(max_length=100), required=False, max_length=10_000
+        child=ProxyIdField(max_length=100), required=False, allow_null=True, max_length=10_000
     )
     selectors = serializers.DictField(
-        child=SelectorField(max_length=1000, allow_blank=False), required=False
+        child=SelectorField(max_length=1000, allow_blank=False), required=False, allow_null=True
     )
-    quality_rules = QualityRulesField(required=False)
+    quality_rules = QualityRulesField(required=False, allow_null=True)
     providers = serializers.ListField(
         child=serializers.ChoiceField(choices=[*WorkerProvider.choices, ("*", "any")]),
         required=False,
+        allow_null=True,
         max_length=len(WorkerProvider.choices) + 1,
         help_text='Browser providers the site may use, first choice first; [] or ["*"]: any.',
     )

@@ -31,12 +31,28 @@ def rule_of(site: SiteConfig) -> dict[str, Any]:
     }
 
 
+def domain_cap(site: SiteConfig) -> int | None:
+    """Live sessions allowed on the domain across every mission, worker and orchestrator
+    process (the slot rows of orchestrator/domain_slots.py enforce it): the rule's
+    `max_concurrent_sessions`; without one, a per-minute budget implies a cap of the
+    rule's `max_sessions`, because the budget is divided between the sessions through
+    their pace (`job_options`) and so their number must be bounded domain-wide, not
+    per mission. None: no cap."""
+    if site.max_concurrent_sessions:
+        return int(site.max_concurrent_sessions)
+    if site.max_requests_per_minute:
+        return int(site.max_sessions or 1)
+    return None
+
+
 def describe(site: SiteConfig) -> str:
     """pt-BR, e.g. "regra example.com (limite do domínio herdado de *)"."""
     rule = getattr(site, "rule_domain", site.domain)
     sources = getattr(site, "sources", {})
-    cap_from = sources.get("max_concurrent_sessions", rule)
     text = f"regra {rule}"
+    if not site.max_concurrent_sessions and site.max_requests_per_minute:
+        return f"{text} (limite derivado de {site.max_requests_per_minute} requisições/min)"
+    cap_from = sources.get("max_concurrent_sessions", rule)
     if cap_from != rule:
         text += f" (limite do domínio herdado de {cap_from})"
     return text
@@ -64,12 +80,13 @@ def job_options(site: SiteConfig) -> dict[str, Any]:
     """The worker-api v1.1 job options of a resolved rule.
 
     `delay_ms` is the larger of `min_delay_ms` and the spacing that keeps the domain
-    within `max_requests_per_minute` when every session it may have runs at once (the
-    domain cap, else the mission's `max_sessions`): the budget is shared by the sessions
-    through their pace, without the worker needing to know about the others."""
+    within `max_requests_per_minute` when every session it may have runs at once
+    (`domain_cap`: at most that many live sessions on the domain, across missions and
+    orchestrator processes): the budget is shared by the sessions through their pace,
+    without the worker needing to know about the others."""
     delay = site.min_delay_ms or 0
     if site.max_requests_per_minute:
-        sessions = site.max_concurrent_sessions or site.max_sessions or 1
+        sessions = domain_cap(site) or 1
         delay = max(delay, math.ceil(60_000 * sessions / site.max_requests_per_minute))
     headers = dict(site.headers or {})
     if site.user_agent:

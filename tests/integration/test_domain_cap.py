@@ -159,3 +159,53 @@ def test_the_dashboard_shows_each_domain_against_its_cap(
     assert "4000 ms entre requisições por sessão; até 30/min no domínio" in row
     assert "ignorado" in row
     assert "Pausado" in row
+
+
+def test_the_api_the_dashboard_and_the_dry_run_name_the_cap_in_pt_br(
+    viewer_api,  # type: ignore[no-untyped-def]
+    login: Callable[[str | None], Client],
+) -> None:
+    """The three surfaces of "why is it waiting": GET /api/missions/{id}/explain/, the
+    dashboard (mission page and the list's tooltip) and POST /api/allocation/dry-run/
+    (which must see the cap the domain inherits), with pt-BR singular and plural."""
+    factories.WorkerFactory(max_sessions=20)
+    factories.WriterFactory(is_default=True)
+    capped(4, "example.com")  # shop.example.com inherits the cap
+    holders = [
+        factories.MissionFactory(domain="shop.example.com", status="EXTRAINDO") for _ in range(2)
+    ]
+    for i in range(4):
+        factories.BrowserSessionFactory(
+            mission=holders[i % 2],
+            domain="shop.example.com",
+            domain_slot=i,
+            holds_slot=True,
+            status="busy",
+        )
+    waiting = factories.MissionFactory(domain="shop.example.com", n_items=2)
+    words = "aguardando: limite do domínio, 4 de 4 sessões em uso por 2 missões"
+
+    explained = viewer_api.get(f"/api/missions/{waiting.pk}/explain/").json()
+    assert explained["waiting"] is True and words in explained["summary"]
+    assert "(regra example.com)" in explained["summary"]
+
+    dry = viewer_api.post(
+        "/api/allocation/dry-run/", {"domain": "shop.example.com", "url_count": 5}, format="json"
+    ).json()
+    assert dry["waiting"] is True and words in dry["summary"]
+
+    viewer = login("viewer")
+    page = viewer.get(f"/missoes/{waiting.pk}/").content.decode()
+    assert words in page
+    listing = viewer.get("/missoes/").content.decode()
+    assert f'title="Por que está esperando? {words}' in listing
+
+    # Singular: a cap of one session held by one mission.
+    capped(1, "solo.com")
+    holder = factories.MissionFactory(domain="solo.com", status="EXTRAINDO")
+    factories.BrowserSessionFactory(
+        mission=holder, domain="solo.com", domain_slot=0, holds_slot=True, status="busy"
+    )
+    alone = factories.MissionFactory(domain="solo.com", n_items=1)
+    summary = viewer_api.get(f"/api/missions/{alone.pk}/explain/").json()["summary"]
+    assert "aguardando: limite do domínio, 1 de 1 sessão em uso por 1 missão" in summary

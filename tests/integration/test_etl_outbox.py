@@ -357,7 +357,15 @@ def test_an_etl_outage_during_20_missions_loses_and_repeats_nothing(
         fleet.step()  # the outbox keeps failing meanwhile
         time.sleep(0.2)
     backlog = EtlStep.objects.count()
-    failures = MissionEvent.objects.filter(data__etl="failed").count()
+    failed_events = list(
+        MissionEvent.objects.filter(data__etl="failed").values_list("data", flat=True)
+    )
+    failures = sum(int(d["failures"]) for d in failed_events)
+    # One event per mission for the outage, however many attempts failed.
+    assert (
+        len(failed_events)
+        == MissionEvent.objects.filter(data__etl="failed").values("mission").distinct().count()
+    )
     etl.up()
     back = time.monotonic()
     rounds = 0
@@ -393,7 +401,7 @@ def test_an_etl_outage_during_20_missions_loses_and_repeats_nothing(
     assert len(etl.runs) == 20
     print(
         f"\nETL outage figures: outage {outage:.0f} s, missions ended after {ended_s:.1f} s, "
-        f"backlog {backlog} steps, {failures} failed attempts recorded, "
+        f"backlog {backlog} steps, {failures} failed attempts in {len(failed_events)} events, "
         f"caught up {caught_up_s:.1f} s after the ETL returned ({rounds} passes), "
         f"{len(etl.applied)} steps applied, {etl.replays} replays, "
         f"{len(etl.key_conflicts)} key conflicts, {sum(etl.finalize_count.values())} finalizes"
@@ -475,3 +483,98 @@ def test_the_dashboard_form_resumes_a_domains_run_or_says_why_not(
     )
     assert refused.status_code == 200
     assert f"pertence à missão #{mission.pk}" in refused.content.decode()
+
+
+def test_repeated_failures_are_one_event_per_outage_and_one_when_back(etl: FakeEtl) -> None:
+    """While the ETL is down the outbox retries every few seconds: the mission's events
+    get one "ETL indisponível" row (its count and last error updated), then one
+    "ETL de volta; N passos enviados" once it answers."""
+    mission = actions.create_mission(name="Surto", urls=urls(2))
+    EtlStep.objects.create(
+        mission=mission,
+        kind="finalize",
+        key="k-final",
+        created_at=timezone.now(),
+        payload={"total": 2, "done": 0, "failed": 0, "duration_s": 1.0, "status": "cancelled"},
+    )
+    etl.down()
+    start = timezone.now()
+    for n in range(6):
+        etl_outbox.sync(start + dt.timedelta(minutes=n), config.load(), rng=random.Random(n))
+
+    (failed,) = MissionEvent.objects.filter(mission=mission, data__etl="failed")
+    assert failed.data["failures"] == 6 and failed.data["step"] == "create"
+    assert failed.created_at == start
+    assert failed.data["last_attempt_at"] == (start + dt.timedelta(minutes=5)).isoformat()
+    assert "6 tentativas falharam" in failed.message
+    assert failed.data["last_error"].startswith("connect_error")
+
+    etl.up()
+    assert etl_outbox.sync(start + dt.timedelta(minutes=7), config.load()) == {
+        "created": 1,
+        "finalized": 1,
+    }
+    (back,) = MissionEvent.objects.filter(mission=mission, data__etl="recovered")
+    assert back.message.startswith("ETL de volta; 2 passos enviados (indisponível desde")
+    assert back.data["failures"] == 6
+    assert MissionEvent.objects.filter(mission=mission, data__etl="failed").count() == 1
+
+    # A second outage is a new event.
+    EtlStep.objects.create(
+        mission=mission,
+        kind="items",
+        key="k-items",
+        created_at=timezone.now(),
+        payload={"items": [[urls(2)[0], "done", ""]]},
+    )
+    etl.down()
+    etl_outbox.sync(start + dt.timedelta(minutes=8), config.load())
+    assert MissionEvent.objects.filter(mission=mission, data__etl="failed").count() == 2
+
+
+def test_the_api_shows_the_run_link_and_its_sync_state(
+    fleet: Fleet,
+    etl: FakeEtl,
+    admin_api,  # type: ignore[no-untyped-def]
+    django_assert_max_num_queries,  # type: ignore[no-untyped-def]
+) -> None:
+    """`etl` on each mission: run id (null until created), created vs resumed, sync
+    state (em dia / atrasado desde … / com erro …) and the steps still owed."""
+    etl.down()
+    mission = actions.create_mission(name="API ETL", urls=urls(2))
+    fleet.step()
+
+    body = admin_api.get(f"/api/missions/{mission.pk}/").json()["etl"]
+    assert body["run_id"] is None and body["origin"] == "created" and body["owner"] is True
+    assert body["sync"] == "behind" and body["sync_display"].startswith("atrasado desde ")
+    assert body["failing_since"] is not None and body["pending_steps"] >= 1
+
+    etl.up()
+    fleet.drive_to(mission, MissionStatus.FINALIZADO)
+    drain(fleet)
+    body = admin_api.get(f"/api/missions/{mission.pk}/").json()["etl"]
+    assert body["run_id"] == run_of(mission).run_id and body["origin_display"] == "criada"
+    assert (body["sync"], body["sync_display"], body["pending_steps"]) == (
+        "up_to_date",
+        "em dia",
+        0,
+    )
+    assert (body["owner"], body["finalized_status"]) == (False, "completed")
+
+    resumed_run = etl.add_run(
+        "resume.example", urls(3, "https://resume.example/"), status="running"
+    )
+    resumed = actions.create_mission(name="Retomada", urls=[], etl_run=resumed_run.id)
+    EtlRun.objects.filter(mission=resumed).update(last_error="invalid_request: recusado")
+    with django_assert_max_num_queries(12):
+        listed = admin_api.get("/api/missions/").json()["results"]
+    by_id = {m["id"]: m["etl"] for m in listed}
+    assert (
+        by_id[resumed.pk]["origin"] == "resumed" and by_id[resumed.pk]["run_id"] == resumed_run.id
+    )
+    assert by_id[resumed.pk]["sync"] == "error"
+    assert by_id[resumed.pk]["sync_display"] == "com erro: invalid_request: recusado"
+
+    plain = actions.create_mission(name="Sem ETL", urls=urls(1, "https://x.example/"))
+    EtlRun.objects.filter(mission=plain).delete()
+    assert admin_api.get(f"/api/missions/{plain.pk}/").json()["etl"] is None

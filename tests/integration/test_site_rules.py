@@ -38,7 +38,9 @@ def test_each_field_falls_back_to_the_parent_then_star_then_the_default() -> Non
     assert shop.respect_robots is True  # nobody set it: the code default
     assert shop.max_requests_per_minute is None
     assert shop.rule_domain == "shop.example.com"  # type: ignore[attr-defined]
-    assert shop.sources == {  # type: ignore[attr-defined]
+    load = ("max_concurrent_sessions", "min_delay_ms", "max_requests_per_minute")
+    load += ("respect_robots", "user_agent", "headers")
+    assert {k: shop.sources[k] for k in load} == {  # type: ignore[attr-defined]
         "max_concurrent_sessions": "example.com",
         "min_delay_ms": "shop.example.com",
         "max_requests_per_minute": "padrão",
@@ -54,6 +56,67 @@ def test_each_field_falls_back_to_the_parent_then_star_then_the_default() -> Non
     assert SiteConfig.for_domain("unrelated.org").max_concurrent_sessions == 10
     # Resolution never writes back into the stored rows.
     assert SiteConfig.objects.get(domain="shop.example.com").max_concurrent_sessions is None
+
+
+# Older settings, one per row: (field, the parent's value, `*`'s value, code default).
+OLDER_FIELDS = [
+    ("proxy_types", ["residential"], ["datacenter"], []),
+    ("countries", ["BR"], ["US"], []),
+    ("blocked_proxies", ["px-1"], ["px-9"], []),
+    ("max_sessions", 2, 7, 4),
+    ("items_per_job", 5, 30, 50),
+    ("job_timeout_s", 20, 90, 60),
+    ("session_timeout_s", 300, 600, 900),
+    ("engine", "browser", "http", "http"),
+    ("providers", ["browserbase"], ["local"], []),
+    ("selectors", {"price": ".p"}, {"name": "h1"}, {}),
+    ("quality_rules", {"min_success_ratio": 0.9}, {"min_success_ratio": 0.5}, {}),
+    ("require_verified_geo", True, False, False),
+]
+
+
+@pytest.mark.parametrize(("field", "parent", "star", "default"), OLDER_FIELDS)
+def test_each_older_field_inherits_from_the_parent_then_star_then_the_default(
+    field: str, parent: object, star: object, default: object
+) -> None:
+    """Issue #20: `shop.example.com`'s row sets something else, so before this it took
+    the field from its own row (the model default) and never from `example.com`."""
+    SiteConfig.objects.create(domain="shop.example.com", min_delay_ms=5)
+    assert getattr(SiteConfig.for_domain("shop.example.com"), field) == default
+    assert SiteConfig.for_domain("shop.example.com").sources[field] == "padrão"  # type: ignore[attr-defined]
+
+    SiteConfig.objects.create(domain="*", **{field: star})
+    assert getattr(SiteConfig.for_domain("shop.example.com"), field) == star
+    SiteConfig.objects.create(domain="example.com", **{field: parent})
+    shop = SiteConfig.for_domain("shop.example.com")
+    assert getattr(shop, field) == parent
+    assert shop.sources[field] == "example.com"  # type: ignore[attr-defined]
+    assert shop.rule_domain == "shop.example.com"  # type: ignore[attr-defined]
+    # A value of its own wins; the other fields still come from up the chain.
+    SiteConfig.objects.filter(domain="shop.example.com").update(**{field: star})
+    assert getattr(SiteConfig.for_domain("shop.example.com"), field) == star
+    assert SiteConfig.for_domain("shop.example.com").min_delay_ms == 5
+
+
+def test_an_explicit_empty_list_overrides_the_parent_restriction() -> None:
+    SiteConfig.objects.create(domain="example.com", proxy_types=["residential"], countries=["BR"])
+    SiteConfig.objects.create(domain="shop.example.com", proxy_types=[])
+    shop = SiteConfig.for_domain("shop.example.com")
+    assert shop.proxy_types == [] and shop.countries == ["BR"]
+
+
+def test_the_api_and_the_form_leave_older_fields_to_inherit(admin_api: APIClient) -> None:
+    created = admin_api.post(
+        "/api/site-configs/", {"domain": "shop.example.com", "max_sessions": 3}, format="json"
+    )
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert body["proxy_types"] is None and body["items_per_job"] is None
+    assert body["max_sessions"] == 3
+    form = SiteConfigForm(data={"domain": "loja.example.com", "enabled": "on"})
+    assert form.is_valid(), form.errors
+    row = form.save()
+    assert (row.proxy_types, row.countries, row.max_sessions, row.engine) == (None, None, None, "")
 
 
 def test_without_any_row_the_code_defaults_apply() -> None:

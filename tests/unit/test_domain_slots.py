@@ -36,3 +36,6 @@ def test_the_wait_words_name_the_cap() -> None:
         "aguardando: limite do domínio, 4 de 4 sessões em uso por 2 missões"
     )
     assert wait_words(3, 3, 1).endswith("por 1 missão")
+    assert wait_words(1, 1, 1) == (
+        "aguardando: limite do domínio, 1 de 1 sessão em uso por 1 missão"
+    )

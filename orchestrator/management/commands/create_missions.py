@@ -4,10 +4,15 @@
   one mission per domain (``--group-by domain``, the default) or missions of at most
   ``--chunk`` URLs each (``--group-by chunk``). Names: ``--name`` plus the domain or
   the chunk number.
-- ``.csv``: a header with ``name`` and ``url`` (optional ``priority``, ``domain``); the
-  rows of one name make one mission, in file order.
-- ``.json``: a list of ``{"name", "urls", "priority"?, "domain"?}`` (or an object
-  with that list under ``"missions"``).
+- ``.csv``: a header with ``name`` and ``url`` (optional ``priority``, ``domain``,
+  ``etl_run``); the rows of one name make one mission, in file order.
+- ``.json``: a list of ``{"name", "urls", "priority"?, "domain"?, "etl_run"?}`` (or an
+  object with that list under ``"missions"``).
+
+A mission with a domain and no URLs resumes the latest unfinished ETL run of that
+domain; ``etl_run`` (a run id, or ``"latest"``) names the run. The same rules as the
+API (docs/contracts/etl-api.md): the run's pending items become the URLs, refused when
+no live mission may take it (owned by a live mission, finished, none, ETL down).
 
 The whole file is read and every mission validated before the first is created, so a
 bad file creates nothing (unless ``--skip-invalid``). Each mission is then created in
@@ -19,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,10 +34,11 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from orchestrator import actions
-from registry.models import Writer
+from orchestrator import actions, etl_outbox
+from registry.models import Writer, normalize_domain
 
 FORMATS = ("txt", "csv", "json")
+ETL_RUN = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")  # as the API's `etl_run`
 
 
 @dataclass
@@ -42,7 +49,12 @@ class Spec:
     urls: list[str] = field(default_factory=list)
     priority: int = 0
     domain: str = ""
+    etl_run: str = ""  # a run id or "latest": resume it (no URLs needed)
     where: str = ""  # "line 12", "mission 3": for error messages
+
+    @property
+    def resumes(self) -> bool:
+        return etl_outbox.wants_resume(self.urls, self.etl_run or None)
 
 
 class Command(BaseCommand):
@@ -126,7 +138,12 @@ class Command(BaseCommand):
                 "create the rest)."
             )
         total_urls = sum(len(s.urls) for s in valid)
-        self.stdout.write(f"{len(valid)} missions ({total_urls} URLs) to create.")
+        resuming = sum(1 for s in valid if s.resumes)
+        self.stdout.write(
+            f"{len(valid)} missions ({total_urls} URLs"
+            + (f"; {resuming} resuming an ETL run" if resuming else "")
+            + ") to create."
+        )
         if options["dry_run"]:
             self.stdout.write(self.style.SUCCESS("Dry run: nothing created."))
             return
@@ -135,13 +152,20 @@ class Command(BaseCommand):
         first_id = last_id = None
         urls_done = 0
         for done, spec in enumerate(valid, start=1):
-            mission = actions.create_mission(
-                name=spec.name,
-                urls=spec.urls,
-                domain=spec.domain,
-                priority=spec.priority,
-                writer=writer,
-            )
+            try:
+                mission = actions.create_mission(
+                    name=spec.name,
+                    urls=spec.urls,
+                    domain=spec.domain,
+                    etl_run=spec.etl_run or None,
+                    priority=spec.priority,
+                    writer=writer,
+                )
+            except etl_outbox.EtlRefused as exc:
+                raise CommandError(
+                    f"{spec.where or spec.name}: {exc.message} ({done - 1} missions created "
+                    "before it)."
+                ) from None
             first_id = first_id or mission.pk
             last_id = mission.pk
             urls_done += mission.total_items
@@ -207,10 +231,14 @@ def from_csv(text: str) -> list[Spec]:
         spec = specs.get(name)
         if spec is None:
             spec = specs[name] = Spec(
-                name=name, domain=row.get("domain", ""), where=f"line {reader.line_num}"
+                name=name,
+                domain=row.get("domain", ""),
+                etl_run=row.get("etl_run", ""),
+                where=f"line {reader.line_num}",
             )
             spec.priority = _int(row.get("priority") or "0", f"line {reader.line_num}: priority")
-        spec.urls.append(row.get("url", ""))
+        if row.get("url") or not (spec.domain or spec.etl_run):
+            spec.urls.append(row.get("url", ""))
     return list(specs.values())
 
 
@@ -226,14 +254,21 @@ def from_json(text: str) -> list[Spec]:
     specs = []
     for n, entry in enumerate(data, start=1):
         where = f"mission {n}"
-        if not isinstance(entry, dict) or not isinstance(entry.get("urls"), list):
-            raise ValueError(f'{where}: expected {{"name": ..., "urls": [...]}}')
+        resumes = isinstance(entry, dict) and (entry.get("domain") or entry.get("etl_run"))
+        if not isinstance(entry, dict) or not isinstance(
+            entry.get("urls", [] if resumes else None), list
+        ):
+            raise ValueError(
+                f'{where}: expected {{"name": ..., "urls": [...]}} (or a "domain" / '
+                '"etl_run" to resume)'
+            )
         specs.append(
             Spec(
                 name=str(entry.get("name") or ""),
-                urls=entry["urls"],
+                urls=entry.get("urls") or [],
                 priority=_int(entry.get("priority", 0), f"{where}: priority"),
                 domain=str(entry.get("domain") or ""),
+                etl_run=str(entry.get("etl_run") or ""),
                 where=where,
             )
         )
@@ -241,22 +276,41 @@ def from_json(text: str) -> list[Spec]:
 
 
 def validate(specs: list[Spec]) -> tuple[list[Spec], list[str]]:
-    """The specs that create_mission will accept, and one message per rejected one."""
+    """The specs that create_mission will accept, and one message per rejected one. A
+    spec that resumes an ETL run is checked against the ETL now (the API's rules)."""
     valid, errors = [], []
+    runs: dict[str, str] = {}  # run id -> the spec that resumes it
     for n, spec in enumerate(specs, start=1):
         where = spec.where or f"mission {n}"
         problems: list[str] = []
         if not spec.name.strip():
             problems.append("name: may not be blank")
-        try:
-            actions.clean_urls(spec.urls)
-        except ValidationError as exc:
-            problems.extend(f"{k}: {'; '.join(v)}" for k, v in exc.message_dict.items())
+        if spec.resumes:
+            problems.extend(_resume_problems(spec, where, runs))
+        else:
+            try:
+                actions.clean_urls(spec.urls)
+            except ValidationError as exc:
+                problems.extend(f"{k}: {'; '.join(v)}" for k, v in exc.message_dict.items())
         if problems:
             errors.append(f"{where} ({spec.name or '?'}): {' | '.join(problems)}")
         else:
             valid.append(spec)
     return valid, errors
+
+
+def _resume_problems(spec: Spec, where: str, runs: dict[str, str]) -> list[str]:
+    if spec.etl_run and not ETL_RUN.fullmatch(spec.etl_run):
+        return [f"etl_run: invalid run id {spec.etl_run!r}"]
+    try:
+        domain = normalize_domain(spec.domain) if spec.domain else ""
+        resume = etl_outbox.resolve_resume(domain, spec.etl_run or None)
+    except etl_outbox.EtlRefused as exc:
+        return [f"etl_run ({exc.status_code} {exc.code}): {exc.message}"]
+    if resume.run_id in runs:
+        return [f"etl_run: the run {resume.run_id} is already resumed by {runs[resume.run_id]}"]
+    runs[resume.run_id] = where
+    return []
 
 
 def _domain(url: str) -> str:
