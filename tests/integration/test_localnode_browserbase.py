@@ -200,3 +200,37 @@ def test_the_orchestrator_sees_the_wrong_key_as_a_degraded_worker(
     assert worker.health_status == "degraded"
     assert worker.providers == ["local", "browserbase"]
     assert "refused the API key" in worker.last_error and "wrong_key" not in worker.last_error
+
+
+@pytest.mark.django_db
+def test_the_runner_loop_reconciles_orphans_periodically_not_only_at_start(
+    fake: FakeBrowserbase,
+) -> None:
+    """The worker's own loop (`Runner.tick`) looks for orphans at start and then every
+    RECONCILE_EVERY; a row still `creating` (its remote id not recorded yet) is adopted
+    by its session_key, not released under it."""
+    loop = runner.Runner(name="t", max_workers=1)
+    start = loop.reconcile_due  # due at once: the start pass
+    try:
+        loop.tick(start)  # the start pass: nothing to release yet
+        open_bb("m1-a1-s1")
+        orphan = open_bb("m1-a1-s2").json()
+        LocalSession.objects.filter(session_key="m1-a1-s2").delete()
+        # A row being created right now: Browserbase already has its browser.
+        creating = open_bb("m1-a1-s3").json()
+        LocalSession.objects.filter(session_key="m1-a1-s3").update(
+            status="creating", remote_id=""
+        )
+        loop.tick(start + runner.RECONCILE_EVERY / 2)
+        assert fake.released == []  # not due yet
+        loop.tick(start + runner.RECONCILE_EVERY)
+        assert fake.released == [orphan["provider_session_id"]]
+        assert set(fake.running) == {"bb-0001", creating["provider_session_id"]}
+        # Its next pass comes one period later, by the same loop.
+        LocalSession.objects.filter(session_key="m1-a1-s1").delete()
+        loop.tick(start + runner.RECONCILE_EVERY * 1.5)
+        assert "bb-0001" in fake.running
+        loop.tick(start + runner.RECONCILE_EVERY * 2)
+        assert "bb-0001" not in fake.running
+    finally:
+        loop.shutdown(wait=True)
