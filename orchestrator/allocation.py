@@ -54,6 +54,7 @@ from registry.models import (
     HealthStatus,
     Proxy,
     ProxyStatus,
+    ProxyType,
     SiteConfig,
     Worker,
     Writer,
@@ -433,7 +434,9 @@ def _new_session(r: Request, n: int, slot: Slot, domain_slot: int | None) -> Bro
         engine=r.site.engine,
         proxy_external_id=proxy.external_id if proxy else "",
         proxy_type=proxy.type if proxy else "",
-        proxy_country=proxy.country if proxy else "",
+        proxy_country=eligibility.session_country(proxy.type, proxy.country, r.site)
+        if proxy
+        else "",
         holds_slot=True,
         worker_slot=slot.worker_slot,
         proxy_slot=slot.proxy_slot,
@@ -477,7 +480,9 @@ def _no_proxy_reason(site: SiteConfig, domain: str, now: dt.datetime) -> str:
     if site.proxy_types:
         base = base.filter(type__in=site.proxy_types)
     if site.countries:
-        base = base.filter(country__in=site.countries)
+        base = base.filter(
+            Q(country__in=site.countries) | Q(type=ProxyType.BROWSERBASE, country="")
+        )
     counts = base.aggregate(
         total=Count("id"),
         blocked=Count("id", filter=Q(external_id__in=site.blocked_proxies or [])),

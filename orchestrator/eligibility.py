@@ -18,7 +18,7 @@ from typing import Protocol
 from django.db.models import F, Q
 
 from registry import geo
-from registry.models import ProxyStatus, SiteConfig
+from registry.models import ProxyStatus, ProxyType, SiteConfig
 
 # What `refusal` answers, by the first rule a proxy fails ("" when it is usable).
 OTHER_KIND = "other_kind"  # not of the site's types or countries: not counted at all
@@ -77,12 +77,26 @@ class ProxyRule:
         return not self.types and not self.countries
 
 
+def any_country(p: ProxyFacts) -> bool:
+    """A managed Browserbase proxy without a country of its own geolocates wherever the
+    session asks (the site's country, `session_country`): it fits any country rule."""
+    return p.type == ProxyType.BROWSERBASE and not p.country
+
+
+def session_country(proxy_type: str, proxy_country: str, site: SiteConfig) -> str:
+    """The country a session on this proxy asks for: the proxy's own, or for a managed
+    Browserbase proxy without one, the site's first country (issue #17)."""
+    if proxy_country or proxy_type != ProxyType.BROWSERBASE:
+        return proxy_country
+    return next((c.upper() for c in site.countries or () if c), "")
+
+
 def refusal(
     rule: ProxyRule, p: ProxyFacts, now: dt.datetime, health_blocked: Iterable[int] = ()
 ) -> str:
     """Why `p` cannot carry a new session under `rule` ("" when it can). Pure."""
     if (rule.types and p.type not in rule.types) or (
-        rule.countries and p.country not in rule.countries
+        rule.countries and p.country not in rule.countries and not any_country(p)
     ):
         return OTHER_KIND
     if not p.enabled or p.status in (ProxyStatus.BANNED, ProxyStatus.DISABLED):
@@ -110,7 +124,7 @@ def rule_q(rule: ProxyRule, now: dt.datetime) -> Q:
     if rule.types:
         q &= Q(type__in=sorted(rule.types))
     if rule.countries:
-        q &= Q(country__in=sorted(rule.countries))
+        q &= Q(country__in=sorted(rule.countries)) | Q(type=ProxyType.BROWSERBASE, country="")
     if rule.need_verified:
         q &= geo.verified_q()
     if rule.blocked:

@@ -124,7 +124,11 @@ class SessionManager(BaseManager):
             proxy = session.proxy
             spec = (
                 ProxySpec(
-                    id=proxy.external_id, type=proxy.type, url=proxy.url(), country=proxy.country
+                    id=proxy.external_id,
+                    type=proxy.type,
+                    url=proxy.url(),
+                    # A managed proxy's country is the site's, chosen at allocation.
+                    country=session.proxy_country or proxy.country,
                 )
                 if proxy
                 else None

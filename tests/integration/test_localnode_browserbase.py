@@ -218,9 +218,7 @@ def test_the_runner_loop_reconciles_orphans_periodically_not_only_at_start(
         LocalSession.objects.filter(session_key="m1-a1-s2").delete()
         # A row being created right now: Browserbase already has its browser.
         creating = open_bb("m1-a1-s3").json()
-        LocalSession.objects.filter(session_key="m1-a1-s3").update(
-            status="creating", remote_id=""
-        )
+        LocalSession.objects.filter(session_key="m1-a1-s3").update(status="creating", remote_id="")
         loop.tick(start + runner.RECONCILE_EVERY / 2)
         assert fake.released == []  # not due yet
         loop.tick(start + runner.RECONCILE_EVERY)
@@ -234,3 +232,37 @@ def test_the_runner_loop_reconciles_orphans_periodically_not_only_at_start(
         assert "bb-0001" not in fake.running
     finally:
         loop.shutdown(wait=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sites_country_reaches_browserbase_for_a_managed_proxy(
+    fake: FakeBrowserbase, live_server: Any
+) -> None:
+    """Allocation -> SessionManager -> the built-in worker -> Browserbase: a managed proxy
+    with no country asks Browserbase for the site's country."""
+    from django.db import transaction
+
+    from orchestrator.allocation import Request, allocate_many
+    from orchestrator.managers.sessions import SessionManager
+    from orchestrator.models import BrowserSession
+
+    factories.WorkerFactory(
+        base_url=f"{live_server.url}{BASE}", api_key="", providers=["local", "browserbase"]
+    )
+    factories.ProxyFactory(type="browserbase", country="", external_id="bb-managed")
+    site = factories.SiteConfigFactory(
+        domain="example.com",
+        providers=["browserbase"],
+        proxy_types=["browserbase"],
+        countries=["DE"],
+        max_sessions=1,
+    )
+    mission = factories.MissionFactory(urls=["https://example.com/p/1"])
+    now = timezone.now()
+    with transaction.atomic():
+        allocate_many([Request(mission, 1, site)], now)
+    assert SessionManager("t").open_requested(now, config.load()) == 1
+    assert fake.created[0]["proxies"] == [{"type": "browserbase", "geolocation": {"country": "DE"}}]
+    session = BrowserSession.objects.get(mission=mission)
+    assert (session.provider, session.proxy_country) == ("browserbase", "DE")
+    assert session.provider_session_id == "bb-0001"
