@@ -47,9 +47,11 @@ def open_remote(session: LocalSession, now: dt.datetime) -> LocalSession:
         LocalSession.objects.filter(pk=session.pk, status=LocalSession.Status.CREATING).delete()
         raise _api_error(fault) from None
     clear_provider_error()
+    inspect_url = browserbase.inspector_url(remote.id)
     LocalSession.objects.filter(pk=session.pk).update(
         remote_id=remote.id,
         connect_url=remote.connect_url,
+        inspect_url=inspect_url,
         status=LocalSession.Status.READY,
         phase="idle",
         last_activity_at=now,

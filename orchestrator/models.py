@@ -305,6 +305,8 @@ class BrowserSession(Leased):
     remote_id = models.CharField(max_length=128, blank=True, default="")
     # The provider's own id of the browser (e.g. a Browserbase session id), when remote.
     provider_session_id = models.CharField(max_length=128, blank=True, default="")
+    # The provider's live inspector of that browser (Browserbase's debuggerFullscreenUrl).
+    provider_inspect_url = models.CharField(max_length=2000, blank=True, default="")
     status = models.CharField(
         max_length=16, choices=SessionStatus.choices, default=SessionStatus.REQUESTED
     )

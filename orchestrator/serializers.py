@@ -364,6 +364,7 @@ class BrowserSessionSerializer(serializers.ModelSerializer):
             "phase",
             "provider",
             "provider_session_id",
+            "provider_inspect_url",
             "engine",
             "holds_slot",
             "job_seq",

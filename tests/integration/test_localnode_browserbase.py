@@ -266,3 +266,39 @@ def test_the_sites_country_reaches_browserbase_for_a_managed_proxy(
     session = BrowserSession.objects.get(mission=mission)
     assert (session.provider, session.proxy_country) == ("browserbase", "DE")
     assert session.provider_session_id == "bb-0001"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_browserbase_inspector_link_comes_from_its_debug_endpoint(
+    fake: FakeBrowserbase, live_server: Any
+) -> None:
+    """The worker asks Browserbase's debug endpoint for the live inspector; the
+    orchestrator keeps it and the API shows the session's provider, its Browserbase id
+    and that link (the pages: tests/integration/test_dashboard_session_provider.py)."""
+    from django.db import transaction
+
+    from orchestrator.allocation import Request, allocate_many
+    from orchestrator.managers.sessions import SessionManager
+    from orchestrator.models import BrowserSession
+
+    factories.WorkerFactory(
+        base_url=f"{live_server.url}{BASE}", api_key="", providers=["local", "browserbase"]
+    )
+    site = factories.SiteConfigFactory(
+        domain="example.com", providers=["browserbase"], proxy_types=[], max_sessions=1
+    )
+    mission = factories.MissionFactory(urls=["https://example.com/p/1"])
+    now = timezone.now()
+    with transaction.atomic():
+        allocate_many([Request(mission, 1, site)], now)
+    assert SessionManager("t").open_requested(now, config.load()) == 1
+    inspector = f"{fake.root_url}/devtools/inspector.html?session=bb-0001&fullscreen=1"
+    assert ("GET /sessions/{id}/debug") in fake.route_counts
+    session = BrowserSession.objects.get(mission=mission)
+    assert (session.provider_session_id, session.provider_inspect_url) == ("bb-0001", inspector)
+
+    from orchestrator.serializers import BrowserSessionSerializer
+
+    api = BrowserSessionSerializer(session).data
+    assert api["provider"] == "browserbase" and api["provider_session_id"] == "bb-0001"
+    assert api["provider_inspect_url"] == inspector
