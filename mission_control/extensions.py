@@ -14,6 +14,8 @@ Hooks used today:
   writer holding a mission's records (None: the built-in writer).
 - ``mission_export_jsonl``: ``fn(mission_id) -> Iterator[str] | None``, a mission's export
   as JSON Lines (None: an external writer holds the records without read-back).
+- ``prune_uploads``: ``fn(cutoff) -> int``, retention of the built-in uploader's files
+  stored before ``cutoff`` (``orchestrator.retention``).
 """
 
 from __future__ import annotations

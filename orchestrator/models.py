@@ -277,7 +277,9 @@ class ItemEvidence(models.Model):
     headers = models.JSONField(default=dict, blank=True)
     html_excerpt = models.TextField(blank=True, default="")
     block_marker = models.CharField(max_length=40, blank=True, default="")
-    screenshot_png_base64 = models.TextField(blank=True, default="")
+    # The screenshot's file under settings.EVIDENCE_DIR (mission_control.evidence_files),
+    # relative; "" when the worker sent none. Never the image itself.
+    screenshot_file = models.CharField(max_length=300, blank=True, default="")
     # The uploader's URL of this snapshot, when uploads are on.
     upload_url = models.CharField(max_length=2048, blank=True, default="")
     captured_at = models.DateTimeField()
