@@ -94,7 +94,8 @@ def test_the_item_page_shows_the_record_and_the_evidence_screenshot(
     page = w.page
     page.goto(f"{live_server.url}/missoes/{mission.pk}/")
     wait_ready(page)
-    assert "Cafeteira Turbo" in page.locator("[data-record-preview]").first.inner_text()
+    row = page.locator("tr", has=page.locator("[data-item-link]", has_text="/p/1"))
+    assert row.locator("[data-record-preview]").inner_text() == "Cafeteira Turbo"
 
     page.locator("[data-item-link]", has_text="/p/1").click()
     wait_ready(page)
