@@ -61,7 +61,7 @@ def test_turning_uploads_on_sends_snapshots_and_the_export_to_the_builtin_upload
     runner = spawn("run_localnode", log=tmp_path / "localnode.log", **env)
     orchestrator = None
     try:
-        wait_for(lambda: server_up(base), 30, "the web server")
+        wait_for(lambda: server_up(base), 120, "the web server")
         call_command("bootstrap", base_url=base, no_demo=True)  # worker, writer, uploader
         for key, value in {
             "session_tick_s": 0.3,
