@@ -16,6 +16,7 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import IntegrityError, models
@@ -41,7 +42,7 @@ from dashboard.forms import (
     to_pt,
 )
 from mission_control.permissions import ADMIN, OPERATOR, VIEWER, has_role
-from mission_control.records import external_records
+from mission_control.records import RecordsUnavailable, external_records
 from orchestrator import (
     actions,
     domain_slots,
@@ -62,7 +63,6 @@ from orchestrator.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from orchestrator.serializers import item_record
 from orchestrator.states import CANCELLABLE, RETRYABLE_BY_OPERATOR, ItemStatus, MissionStatus
 from registry import config
 from registry.models import ConfigEntry, Proxy, SiteConfig, Uploader, Worker, Writer
@@ -322,16 +322,68 @@ def item_detail(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
     """One item: its extracted record and its last failure evidence."""
     mission = _get_mission(pk)
     item = get_object_or_404(MissionItem, mission=mission, pk=item_pk)
-    record = item_record(item)
+    record, elsewhere, unavailable = None, "", ""
+    try:
+        record = records.item_record(mission.pk, item.pk)
+    except records.RecordsElsewhere as exc:
+        elsewhere = exc.writer_name
+    except RecordsUnavailable as exc:
+        unavailable = str(exc)
+    evidence = ItemEvidence.objects.filter(item=item).first()
     ctx = {
         "mission": mission,
         "item": item,
         "record": record,
         "record_json": json.dumps(record, ensure_ascii=False, indent=2),
-        "builtin_writer": mission.writer is None or records.is_builtin(mission.writer),
-        "evidence": ItemEvidence.objects.filter(item=item).first(),
+        "records_elsewhere": elsewhere,
+        "records_unavailable": unavailable,
+        "evidence": evidence,
+        "screenshot_url": (
+            f"/api/missions/{mission.pk}/items/{item.pk}/screenshot/"
+            if evidence and evidence.screenshot_file
+            else ""
+        ),
     }
     return page(request, "dashboard/item_detail.html", ctx)
+
+
+PREVIEW_TTL_S = 30
+
+
+def _record_previews(mission: Mission, rows: list[MissionItem]) -> str:
+    """Set `record_preview` (a short text of the extracted record) on the done items
+    of the page; returns the external writer's name when it holds the records without
+    read-back (the table says so once). An external writer's answer is cached briefly:
+    the live page polls."""
+    wanted = [it.pk for it in rows if it.status == ItemStatus.DONE]
+    for it in rows:
+        it.record_preview = ""  # type: ignore[attr-defined]
+    if not wanted:
+        return ""
+    external = mission.writer is not None and not records.is_builtin(mission.writer)
+    key = f"record-previews:{mission.pk}:" + hashlib.sha256(str(wanted).encode()).hexdigest()
+    found = cache.get(key) if external else None
+    if found is None:
+        try:
+            found = records.item_records(mission.pk, wanted)
+        except records.RecordsElsewhere as exc:
+            return exc.writer_name
+        except RecordsUnavailable:
+            found = {}
+        if external:
+            cache.set(key, found, PREVIEW_TTL_S)
+    for it in rows:
+        it.record_preview = _preview_text(found.get(str(it.pk)))  # type: ignore[attr-defined]
+    return ""
+
+
+def _preview_text(record: Any) -> str:
+    if not isinstance(record, dict) or not record:
+        return ""
+    for field in ("title", "name", "price"):
+        if isinstance(record.get(field), str | int | float) and record[field] != "":
+            return str(record[field])[:120]
+    return json.dumps(record, ensure_ascii=False)[:120]
 
 
 @require_GET
@@ -351,8 +403,10 @@ def _mission_page_context(request: HttpRequest, pk: int) -> dict[str, Any]:
     item_status = request.GET.get("items", "")
     item_status = item_status if item_status in ItemStatus.values else ""
     ctx = _mission_live_context(mission)
+    items = queries.mission_items(mission, item_status, request.GET)
     ctx.update(
-        items=queries.mission_items(mission, item_status, request.GET),
+        items=items,
+        records_elsewhere=_record_previews(mission, items.rows),
         events=queries.mission_events(mission, request.GET),
         item_status=item_status,
         item_statuses=ItemStatus.choices,

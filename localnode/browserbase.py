@@ -12,6 +12,7 @@ degraded), `unavailable` (5xx, timeouts, connect errors: transient infrastructur
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -19,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 from django.conf import settings as django_settings
 
+log = logging.getLogger(__name__)
 NAME = "browserbase"
 # A proxy of this type is one of Browserbase's own managed residential proxies.
 MANAGED_PROXY_TYPE = "browserbase"
@@ -148,6 +150,25 @@ def create_session(
     except Exception as exc:
         raise _fault(exc) from None
     return RemoteSession(id=created.id, connect_url=created.connect_url, status=created.status)
+
+
+def inspector_url(remote_id: str) -> str:
+    """The session's live inspector (`GET /v1/sessions/{id}/debug`: its
+    `debuggerFullscreenUrl`, else `debuggerUrl`), or "" when Browserbase gives none now:
+    a missing link never fails a session. Only an http(s) URL is kept."""
+    cfg = settings()
+    if cfg is None:
+        return ""
+    try:
+        with _client(cfg) as client:
+            live = client.sessions.debug(remote_id)
+    except Exception as exc:
+        log.info("no inspector link for %s: %s", remote_id, _fault(exc).message)
+        return ""
+    url = str(live.debugger_fullscreen_url or live.debugger_url or "")
+    if urlsplit(url).scheme not in ("http", "https") or len(url) > 2000:
+        return ""
+    return url
 
 
 def release_session(remote_id: str) -> None:

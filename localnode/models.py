@@ -76,6 +76,8 @@ class LocalSession(models.Model):
     remote_id = models.CharField(max_length=100, blank=True, default="")
     connect_url = models.CharField(max_length=2000, blank=True, default="")
     remote_released_at = models.DateTimeField(null=True, blank=True)
+    # The provider's live inspector of this browser (Browserbase's debuggerFullscreenUrl).
+    inspect_url = models.CharField(max_length=2000, blank=True, default="")
     current_job = models.ForeignKey(
         "LocalJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

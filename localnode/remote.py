@@ -1,5 +1,5 @@
 """Sessions whose browser lives at a provider (Browserbase): opened after the local row
-holds a slot, released once the local session ended, and reconciled after a restart so
+holds a slot, released once the local session ended, and reconciled at start and periodically so
 no remote session keeps billing. No database lock is held across a provider call."""
 
 from __future__ import annotations
@@ -47,9 +47,11 @@ def open_remote(session: LocalSession, now: dt.datetime) -> LocalSession:
         LocalSession.objects.filter(pk=session.pk, status=LocalSession.Status.CREATING).delete()
         raise _api_error(fault) from None
     clear_provider_error()
+    inspect_url = browserbase.inspector_url(remote.id)
     LocalSession.objects.filter(pk=session.pk).update(
         remote_id=remote.id,
         connect_url=remote.connect_url,
+        inspect_url=inspect_url,
         status=LocalSession.Status.READY,
         phase="idle",
         last_activity_at=now,
@@ -96,21 +98,24 @@ def release_ended(now: dt.datetime, limit: int = RELEASE_BATCH) -> int:
 
 
 def reconcile(now: dt.datetime) -> int:
-    """After a restart: Browserbase sessions tagged by us that no live local session
-    holds are released (a live one is adopted: it stays). Returns how many released."""
+    """At start and periodically (the runner's loop): Browserbase sessions tagged by us
+    that no live local session holds are released; a live one is adopted (it stays),
+    found by its id or, for a row still `creating` whose id is not recorded yet, by its
+    `session_key`. Returns how many were released."""
     try:
         running = browserbase.running_sessions()
     except browserbase.ProviderFault as fault:
         log.warning("reconcile skipped: %s", fault.message)
         return 0
-    live = set(
-        LocalSession.objects.filter(status__in=LocalSession.HOLDING)
-        .exclude(remote_id="")
-        .values_list("remote_id", flat=True)
-    )
+    if not running:
+        return 0
+    holding = LocalSession.objects.filter(status__in=LocalSession.HOLDING)
+    live_ids = set(holding.exclude(remote_id="").values_list("remote_id", flat=True))
+    # A row still being created has no remote id yet: its key stands for it.
+    live_keys = set(holding.filter(remote_id="").values_list("session_key", flat=True))
     released = 0
-    for remote_id, _key in running:
-        if remote_id in live:
+    for remote_id, key in running:
+        if remote_id in live_ids or key in live_keys:
             continue
         try:
             browserbase.release_session(remote_id)

@@ -55,6 +55,10 @@ LEASE_S = 120
 DEFAULT_ITEM_TIMEOUT_S = 60.0
 ENDED_SESSION_KEEP = dt.timedelta(days=1)
 HOUSEKEEPING_EVERY = dt.timedelta(seconds=30)
+# Browserbase sessions tagged by us that no local session holds are looked for at start
+# and then on this period, so an orphan (a crash between create and record, a row lost)
+# stops billing within minutes, not at the next restart.
+RECONCILE_EVERY = dt.timedelta(minutes=5)
 
 
 LOCK_RETRIES = 8
@@ -414,23 +418,24 @@ class Runner:
         self.pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="localnode")
         self.running: dict[int, Future[str]] = {}
         self.housekeeping_due = timezone.now()
-        self.reconciled = False
+        self.reconcile_due = timezone.now()
 
     def _done(self, future: Future[str]) -> None:
         self.wakeup.set()
 
     @retry_locked
-    def tick(self) -> int:
+    def tick(self, now: dt.datetime | None = None) -> int:
         """One pass: housekeeping, then claim jobs for the free threads. Returns how many
-        jobs were claimed."""
+        jobs were claimed. `now` is injectable for tests."""
         if not connection.in_atomic_block:
             close_old_connections()
-        now = timezone.now()
+        now = now or timezone.now()
         self.running = {k: f for k, f in self.running.items() if not f.done()}
         heartbeat(self.name, now)
-        if not self.reconciled:
-            # Once per start: remote sessions this worker lost track of stop billing.
-            self.reconciled = True
+        if now >= self.reconcile_due:
+            # At start, then every RECONCILE_EVERY: remote sessions this worker lost
+            # track of stop billing.
+            self.reconcile_due = now + RECONCILE_EVERY
             remote.reconcile(now)
         requeue_expired(now)
         if now >= self.housekeeping_due:

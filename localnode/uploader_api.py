@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hashlib
 import re
 from pathlib import Path
@@ -83,6 +84,24 @@ def uploads(request: HttpRequest) -> HttpResponse:
     except IntegrityError:
         return _answer(request, LocalUpload.objects.get(upload_key=key), 200)
     return _answer(request, upload, 201)
+
+
+def prune_uploads(cutoff: dt.datetime) -> int:
+    """Retention (the ``prune_uploads`` hook): files stored before `cutoff` are deleted,
+    file first, then their rows, in small batches. Returns how many went."""
+    root = Path(settings.LOCALNODE_UPLOADS_DIR).resolve()
+    removed = 0
+    while True:
+        batch = list(
+            LocalUpload.objects.filter(created_at__lt=cutoff).order_by("id").only("relpath")[:200]
+        )
+        if not batch:
+            return removed
+        for upload in batch:
+            path = (root / upload.relpath).resolve()
+            if root in path.parents:
+                path.unlink(missing_ok=True)
+        removed += LocalUpload.objects.filter(pk__in=[u.pk for u in batch]).delete()[0]
 
 
 @require_GET

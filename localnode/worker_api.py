@@ -45,6 +45,7 @@ def session_json(session: LocalSession) -> dict[str, Any]:
         "engine": session.engine,
         "proxy_id": session.proxy_id or None,
         "provider_session_id": session.remote_id or None,
+        "provider_inspect_url": session.inspect_url or None,
         "job_id": f"j-{session.current_job_id}" if session.current_job_id else None,
         "created_at": _iso(session.created_at),
         "last_activity_at": _iso(session.last_activity_at),

@@ -68,6 +68,17 @@ def build(
     return snapshot
 
 
+def png(snapshot: Mapping[str, Any]) -> bytes:
+    """The screenshot of a built (or cleaned) snapshot as PNG bytes; b"" when none."""
+    shot = snapshot.get("screenshot_png_base64")
+    if not isinstance(shot, str) or not shot:
+        return b""
+    try:
+        return base64.b64decode(shot, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
 def clean(snapshot: Any) -> dict[str, Any] | None:
     """A snapshot received from any worker, reshaped and scrubbed; None when unusable."""
     if not isinstance(snapshot, dict):

@@ -16,6 +16,8 @@ Hooks used today:
   as JSON Lines (None: an external writer holds the records without read-back).
 - ``mission_transition``: ``fn(missions, to, now) -> None``, called inside every mission
   transition's transaction (``orchestrator.models.after_transition``; the ETL outbox).
+- ``prune_uploads``: ``fn(cutoff) -> int``, retention of the built-in uploader's files
+  stored before ``cutoff`` (``orchestrator.retention``).
 """
 
 from __future__ import annotations

@@ -109,6 +109,9 @@ LOCALNODE_ENABLED = env.bool("LOCALNODE_ENABLED", default=not IS_POSTGRES)
 LOCALNODE_API_KEY = _secret("LOCALNODE_API_KEY")
 # The built-in uploader's files (inside the data folder, never served as static files).
 LOCALNODE_UPLOADS_DIR = env.path("LOCALNODE_UPLOADS_DIR", default=VAR_DIR / "uploads")
+# Screenshots of failure evidence (mission_control/evidence_files.py): files in the data
+# folder, the database keeps their path; served only to logged-in users.
+EVIDENCE_DIR = env.path("EVIDENCE_DIR", default=VAR_DIR / "evidence")
 # The built-in worker's `browserbase` provider (localnode/browserbase.py): offered only
 # when both the key and the project are set. The key is a secret: never logged.
 BROWSERBASE_API_KEY = _secret("BROWSERBASE_API_KEY")

@@ -431,7 +431,9 @@ def _new_session(r: Request, n: int, slot: Slot, domain_slot: int | None) -> Bro
         engine=r.site.engine,
         proxy_external_id=proxy.external_id if proxy else "",
         proxy_type=proxy.type if proxy else "",
-        proxy_country=proxy.country if proxy else "",
+        proxy_country=eligibility.session_country(proxy.type, proxy.country, r.site)
+        if proxy
+        else "",
         holds_slot=True,
         worker_slot=slot.worker_slot,
         proxy_slot=slot.proxy_slot,

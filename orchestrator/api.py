@@ -12,9 +12,11 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
+from django.http import FileResponse
 from django.utils import timezone
 from django_filters.constants import EMPTY_VALUES
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
@@ -29,14 +31,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from mission_control import evidence_files
 from mission_control.api import Conflict
 from mission_control.pagination import CursorPagination
 from mission_control.permissions import OPERATOR, VIEWER
+from mission_control.records import RecordsUnavailable
 from orchestrator import (
     actions,
     explain,
     proxy_health,
     quality,
+    records,
     site_breaker,
     states,
     transitions,
@@ -46,6 +51,7 @@ from orchestrator.etl_models import EtlStep
 from orchestrator.models import (
     BrowserSession,
     DomainBreaker,
+    ItemEvidence,
     Mission,
     MissionEvent,
     MissionItem,
@@ -364,6 +370,50 @@ class MissionViewSet(
             raise NotFound(f"No item {item_id} in mission {mission.pk}.")
         return Response(MissionItemDetailSerializer(item).data)
 
+    def _item(self, pk: str, item_id: str) -> MissionItem:
+        mission = self._mission(pk)
+        item = MissionItem.objects.filter(mission=mission, pk=int(item_id)).first()
+        if item is None:
+            raise NotFound(f"No item {item_id} in mission {mission.pk}.")
+        return item
+
+    @extend_schema(
+        responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+        description=(
+            "One item's extracted record: the built-in writer's, or an external writer's "
+            "through its read-back; 409 records_in_external_writer (naming the writer) when "
+            "that writer holds it without read-back; 503 when it cannot answer now."
+        ),
+    )
+    @action(detail=True, filter_backends=[], url_path=r"items/(?P<item_id>[0-9]{1,18})/record")
+    def item_record(self, request: Request, pk: str, item_id: str) -> Response:
+        item = self._item(pk, item_id)
+        try:
+            found = records.item_record(item.mission_id, item.pk)
+        except records.RecordsElsewhere as exc:
+            raise RecordsElsewhereConflict(exc.writer_name) from None
+        except RecordsUnavailable as exc:
+            raise WriterUnavailable(f"O writer não devolveu o registro: {exc}") from None
+        if found is None:
+            raise NotFound(f"Item {item.pk} has no extracted record.")
+        return Response({"mission_id": item.mission_id, "item_id": item.pk, "record": found})
+
+    @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY})
+    @action(
+        detail=True,
+        filter_backends=[],
+        url_path=r"items/(?P<item_id>[0-9]{1,18})/screenshot",
+    )
+    def item_screenshot(self, request: Request, pk: str, item_id: str) -> Any:
+        """The screenshot of the item's last failure evidence (a PNG file in the data
+        folder), for authenticated users only."""
+        item = self._item(pk, item_id)
+        ev = ItemEvidence.objects.filter(item=item).only("screenshot_file").first()
+        path = evidence_files.resolve(ev.screenshot_file) if ev else None
+        if path is None:
+            raise NotFound(f"Item {item.pk} has no screenshot.")
+        return screenshot_response(path)
+
     @extend_schema(responses=BrowserSessionSerializer(many=True))
     @action(detail=True, filter_backends=[], pagination_class=CursorPagination)
     def sessions(self, request: Request, pk: str) -> Response:
@@ -371,6 +421,27 @@ class MissionViewSet(
         qs = BrowserSession.objects.filter(mission=mission).select_related("worker")
         page = self.paginate_queryset(qs)
         return self.get_paginated_response(BrowserSessionSerializer(page, many=True).data)
+
+
+class RecordsElsewhereConflict(Conflict):
+    default_code = "records_in_external_writer"
+
+    def __init__(self, writer_name: str):
+        super().__init__(records.elsewhere_message(writer_name), code=self.default_code)
+        self.fields = {"writer": writer_name}
+
+
+class WriterUnavailable(APIException):
+    status_code = 503
+    default_code = "writer_unavailable"
+    default_detail = "O writer não devolveu os registros."
+
+
+def screenshot_response(path: Any) -> FileResponse:
+    response = FileResponse(open(path, "rb"), content_type="image/png")  # noqa: SIM115
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=300"
+    return response
 
 
 class BulkConflict(Conflict):

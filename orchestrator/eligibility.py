@@ -111,13 +111,27 @@ class ProxyRule:
         return not self.types and not self.countries
 
 
+def any_country(p: ProxyFacts) -> bool:
+    """A managed Browserbase proxy without a country of its own geolocates wherever the
+    session asks (the site's country, `session_country`): it fits any country rule."""
+    return p.type == ProxyType.BROWSERBASE and not p.country
+
+
+def session_country(proxy_type: str, proxy_country: str, site: SiteConfig) -> str:
+    """The country a session on this proxy asks for: the proxy's own, or for a managed
+    Browserbase proxy without one, the site's first country (issue #17)."""
+    if proxy_country or proxy_type != ProxyType.BROWSERBASE:
+        return proxy_country
+    return next((c.upper() for c in site.countries or () if c), "")
+
+
 def refusal(
     rule: ProxyRule, p: ProxyFacts, now: dt.datetime, health_blocked: Iterable[int] = ()
 ) -> str:
     """Why `p` cannot carry a new session under `rule` ("" when it can). Pure."""
     if (
         (rule.types and p.type not in rule.types)
-        or (rule.countries and p.country not in rule.countries)
+        or (rule.countries and p.country not in rule.countries and not any_country(p))
         or p.type in rule.unusable_types
     ):
         return OTHER_KIND
@@ -142,7 +156,7 @@ def kind_q(rule: ProxyRule) -> Q:
     if rule.types:
         q &= Q(type__in=sorted(rule.types))
     if rule.countries:
-        q &= Q(country__in=sorted(rule.countries))
+        q &= Q(country__in=sorted(rule.countries)) | Q(type=ProxyType.BROWSERBASE, country="")
     if rule.unusable_types:
         q &= ~Q(type__in=sorted(rule.unusable_types))
     return q

@@ -284,7 +284,9 @@ class ItemEvidence(models.Model):
     headers = models.JSONField(default=dict, blank=True)
     html_excerpt = models.TextField(blank=True, default="")
     block_marker = models.CharField(max_length=40, blank=True, default="")
-    screenshot_png_base64 = models.TextField(blank=True, default="")
+    # The screenshot's file under settings.EVIDENCE_DIR (mission_control.evidence_files),
+    # relative; "" when the worker sent none. Never the image itself.
+    screenshot_file = models.CharField(max_length=300, blank=True, default="")
     # The uploader's URL of this snapshot, when uploads are on.
     upload_url = models.CharField(max_length=2048, blank=True, default="")
     captured_at = models.DateTimeField()
@@ -312,6 +314,8 @@ class BrowserSession(Leased):
     remote_id = models.CharField(max_length=128, blank=True, default="")
     # The provider's own id of the browser (e.g. a Browserbase session id), when remote.
     provider_session_id = models.CharField(max_length=128, blank=True, default="")
+    # The provider's live inspector of that browser (Browserbase's debuggerFullscreenUrl).
+    provider_inspect_url = models.CharField(max_length=2000, blank=True, default="")
     status = models.CharField(
         max_length=16, choices=SessionStatus.choices, default=SessionStatus.REQUESTED
     )

@@ -6,12 +6,19 @@ The writer's health is asked once a minute at most (cached), never under a DB lo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
+from django.apps import apps
 from django.core.cache import cache
 
-from mission_control.records import ExternalRecords, Record, RecordsUnavailable
+from mission_control.records import (
+    ExternalRecords,
+    Record,
+    RecordsUnavailable,
+    external_records,
+)
 from orchestrator.clients.base import ServiceError
 from orchestrator.clients.writer import WriterClient
 from orchestrator.models import Mission
@@ -58,3 +65,70 @@ def mission_records(mission_id: int) -> ExternalRecords | None:
             raise RecordsUnavailable(f"{writer.name}: {exc}") from exc
 
     return ExternalRecords(writer.name, stream)
+
+
+# ---------------------------------------------------------------- one item's record
+
+# A read-back has no per-item query: a preview reads at most this many records.
+PREVIEW_SCAN_MAX = 5000
+
+
+class RecordsElsewhere(Exception):
+    """An external writer holds the records and offers no read-back."""
+
+    def __init__(self, writer_name: str):
+        super().__init__(writer_name)
+        self.writer_name = writer_name
+
+
+def _builtin_records(mission_id: int, item_ids: list[str]) -> dict[str, Any]:
+    try:
+        model = apps.get_model("localnode", "LocalRecord")
+    except LookupError:
+        return {}
+    rows = model.objects.filter(mission_id=mission_id, item_id__in=item_ids)
+    return {row.item_id: row.data for row in rows.only("item_id", "data")}
+
+
+def item_records(mission_id: int, item_ids: Iterable[int | str]) -> dict[str, Any]:
+    """The extracted record (`data`) of each of `item_ids` that has one, keyed by item id:
+    from the built-in writer, or through an external writer's read-back (read until every
+    wanted id is found, at most PREVIEW_SCAN_MAX records). Raises RecordsElsewhere (an
+    external writer without read-back) or RecordsUnavailable (it failed to answer)."""
+    wanted = [str(i) for i in item_ids]
+    if not wanted:
+        return {}
+    external = external_records(mission_id)
+    if external is None:
+        return _builtin_records(mission_id, wanted)
+    if external.stream is None:
+        raise RecordsElsewhere(external.writer_name)
+    found: dict[str, Any] = {}
+    missing = set(wanted)
+    stream = external.stream()
+    try:
+        for n, record in enumerate(stream):
+            key = str(record.get("item_id", ""))
+            if key in missing:
+                data = record.get("data")
+                found[key] = data if isinstance(data, dict) else record
+                missing.discard(key)
+            if not missing or n + 1 >= PREVIEW_SCAN_MAX:
+                break
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()  # ends the writer's connection when we stop early
+    return found
+
+
+def item_record(mission_id: int, item_id: int | str) -> Any:
+    """One item's record (None when it has none); raises as `item_records`."""
+    return item_records(mission_id, [item_id]).get(str(item_id))
+
+
+def elsewhere_message(writer_name: str) -> str:
+    return (
+        f"Os registros desta missão estão no writer externo «{writer_name}», que não "
+        "oferece leitura de volta: consulte-os por lá."
+    )

@@ -8,7 +8,11 @@ What goes, once older than its config key (days):
   ERRO/CANCELADO mission afterwards has nothing left to resume;
 - `retention_sessions_days` (30): sessions that ended and hold no slot;
 - `retention_webhooks_days` (30): webhook deliveries that succeeded or gave up, with
-  their attempts.
+  their attempts;
+- `retention_items_days` also bounds failure evidence (`evidence`: rows captured that
+  long ago, besides those going with their items), the screenshot files no evidence row
+  names any more (`evidence_files`, under EVIDENCE_DIR) and the built-in uploader's files
+  (`uploaded_files`, through the ``prune_uploads`` hook).
 
 Each batch (`retention_batch_size` ids, oldest first) is its own short transaction, so
 pruning never holds long locks and may stop and resume at any point. Run it with
@@ -27,9 +31,11 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from mission_control import evidence_files, extensions
 from orchestrator import states
 from orchestrator.models import (
     BrowserSession,
+    ItemEvidence,
     ItemThroughput,
     Mission,
     MissionEvent,
@@ -95,6 +101,12 @@ TARGETS: tuple[Target, ...] = (
             created_at__lt=cutoff,
         ),
     ),
+    Target(
+        "evidence",
+        ItemEvidence,
+        "retention_items_days",
+        lambda cutoff: Q(captured_at__lt=cutoff),
+    ),
     # The per-minute item counters of the overview (kept as long as events).
     Target(
         "throughput",
@@ -103,7 +115,9 @@ TARGETS: tuple[Target, ...] = (
         lambda cutoff: Q(minute__lt=cutoff),
     ),
 )
-TARGET_NAMES = tuple(t.name for t in TARGETS)
+# Files, pruned after the rows that name them.
+FILE_TARGETS = ("evidence_files", "uploaded_files")
+TARGET_NAMES = tuple(t.name for t in TARGETS) + FILE_TARGETS
 
 
 def cutoff_for(target: Target, now: dt.datetime, cfg: Config) -> dt.datetime:
@@ -157,6 +171,29 @@ def prune(
         totals[target.name] = total
         if total:
             logger.info("pruned %s %s rows", total, target.name, extra={"target": target.name})
+    totals.update(prune_files(now, cfg, only))
+    return totals
+
+
+def prune_files(now: dt.datetime, cfg: Config, only: tuple[str, ...] | None) -> dict[str, int]:
+    """Screenshots no evidence row names (pruned or replaced) and the built-in
+    uploader's files older than `retention_items_days`."""
+    totals: dict[str, int] = {}
+    if not only or "evidence_files" in only:
+        referenced = set(
+            ItemEvidence.objects.exclude(screenshot_file="").values_list(
+                "screenshot_file", flat=True
+            )
+        )
+        totals["evidence_files"] = evidence_files.sweep(referenced, now)
+    if not only or "uploaded_files" in only:
+        cutoff = now - dt.timedelta(days=int(cfg["retention_items_days"]))
+        totals["uploaded_files"] = sum(
+            prune(cutoff) for prune in extensions.providers("prune_uploads")
+        )
+    for name, n in totals.items():
+        if n:
+            logger.info("pruned %s %s", n, name, extra={"target": name})
     return totals
 
 

@@ -8,7 +8,6 @@ import re
 import zoneinfo
 from typing import Any, ClassVar
 
-from django.apps import apps
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
@@ -17,7 +16,8 @@ from rest_framework import serializers
 from mission_control import outbound
 from mission_control.logging import redact
 from mission_control.permissions import ADMIN, has_role
-from orchestrator import actions, etl_outbox
+from mission_control.records import RecordsUnavailable
+from orchestrator import actions, etl_outbox, records
 from orchestrator.models import (
     BrowserSession,
     DomainBreaker,
@@ -311,6 +311,15 @@ class MissionItemSerializer(serializers.ModelSerializer):
 
 
 class ItemEvidenceSerializer(serializers.ModelSerializer):
+    # Where the screenshot is served (logged-in or token users only); null when none.
+    screenshot_url = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_screenshot_url(self, ev: ItemEvidence) -> str | None:
+        if not ev.screenshot_file:
+            return None
+        return f"/api/missions/{ev.item.mission_id}/items/{ev.item_id}/screenshot/"
+
     class Meta:
         model = ItemEvidence
         fields = [
@@ -321,7 +330,7 @@ class ItemEvidenceSerializer(serializers.ModelSerializer):
             "headers",
             "html_excerpt",
             "block_marker",
-            "screenshot_png_base64",
+            "screenshot_url",
             "upload_url",
             "captured_at",
         ]
@@ -340,7 +349,7 @@ class MissionItemDetailSerializer(MissionItemSerializer):
 
     @extend_schema_field(ItemEvidenceSerializer(allow_null=True))
     def get_evidence(self, item: MissionItem) -> dict[str, Any] | None:
-        found = ItemEvidence.objects.filter(item=item).first()
+        found = ItemEvidence.objects.filter(item=item).select_related("item").first()
         return ItemEvidenceSerializer(found).data if found else None
 
     @extend_schema_field(serializers.JSONField(allow_null=True))
@@ -349,14 +358,13 @@ class MissionItemDetailSerializer(MissionItemSerializer):
 
 
 def item_record(item: MissionItem) -> Any:
-    """The record the built-in writer stored for this item (None when another writer
-    holds it, or nothing was extracted)."""
+    """The record extracted for this item: the built-in writer's, or an external
+    writer's through its read-back (None when nothing was extracted, or the writer holds
+    it without read-back or cannot answer now: `GET .../record/` says which)."""
     try:
-        model = apps.get_model("localnode", "LocalRecord")
-    except LookupError:
+        return records.item_record(item.mission_id, item.pk)
+    except (records.RecordsElsewhere, RecordsUnavailable):
         return None
-    row = model.objects.filter(mission_id=item.mission_id, item_id=str(item.pk)).first()
-    return row.data if row is not None else None
 
 
 class MissionEventSerializer(serializers.ModelSerializer):
@@ -404,6 +412,7 @@ class BrowserSessionSerializer(serializers.ModelSerializer):
             "phase",
             "provider",
             "provider_session_id",
+            "provider_inspect_url",
             "engine",
             "holds_slot",
             "job_seq",

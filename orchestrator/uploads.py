@@ -7,11 +7,12 @@ No DB lock is held across an upload; the URL is written compare-and-set (only if
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Iterator
 
-from mission_control import extensions
+from mission_control import evidence_files, extensions
 from mission_control.records import RecordsUnavailable
 from orchestrator.clients.base import ServiceError
 from orchestrator.clients.uploader import UploaderClient
@@ -44,6 +45,7 @@ def run(cfg: Config) -> int:
 
 
 def _snapshot_file(ev: ItemEvidence) -> bytes:
+    png = evidence_files.read(ev.screenshot_file)
     body = {
         "mission_id": ev.item.mission_id,
         "item_id": ev.item_id,
@@ -54,7 +56,7 @@ def _snapshot_file(ev: ItemEvidence) -> bytes:
         "headers": ev.headers,
         "block_marker": ev.block_marker,
         "html_excerpt": ev.html_excerpt,
-        "screenshot_png_base64": ev.screenshot_png_base64 or None,
+        "screenshot_png_base64": base64.b64encode(png).decode("ascii") if png else None,
         "captured_at": ev.captured_at.isoformat(),
     }
     return json.dumps(body, ensure_ascii=False).encode()

@@ -95,6 +95,12 @@ def admin_api(make_api_client: Callable[..., APIClient]) -> APIClient:
     return make_api_client("admin")
 
 
+@pytest.fixture(autouse=True)
+def _evidence_files_in_tmp(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Evidence screenshots and built-in uploads go to a temporary folder, never var/."""
+    settings.EVIDENCE_DIR = tmp_path_factory.mktemp("evidence")
+
+
 @pytest.fixture
 def online_worker(db: None) -> factories.Worker:  # type: ignore[name-defined]
     return factories.WorkerFactory(health_status="ok")

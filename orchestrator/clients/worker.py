@@ -61,6 +61,7 @@ class RemoteSession:
     error_code: str | None
     error_message: str | None
     provider_session_id: str = ""
+    provider_inspect_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,16 @@ def parse_session(data: Any) -> RemoteSession:
         error_code=code,
         error_message=message,
         provider_session_id=_str(data.get("provider_session_id"))[:128],
+        provider_inspect_url=_inspect_url(data.get("provider_inspect_url")),
     )
+
+
+def _inspect_url(value: Any) -> str:
+    """The provider's inspector link, kept only when it is an http(s) URL."""
+    url = _str(value)
+    if len(url) > 2000 or not url.lower().startswith(("https://", "http://")):
+        return ""
+    return url
 
 
 def parse_job(data: Any) -> RemoteJob:

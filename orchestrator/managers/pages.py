@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import Case, CharField, F, FloatField, IntegerField, Value, When
 from django.db.models.functions import Greatest
 
-from mission_control import evidence
+from mission_control import evidence, evidence_files
 from orchestrator import etl_outbox, events, leases, pgbatch, proxy_health, quality
 from orchestrator.clients.worker import Result, ResultsPage
 from orchestrator.models import BrowserSession, ItemEvidence, Mission, MissionItem
@@ -324,7 +324,10 @@ def store_evidence(failures: list[tuple[MissionItem, Result]], now: dt.datetime)
             headers=snap["headers"],
             html_excerpt=snap["html_excerpt"],
             block_marker=evidence.block_marker(snap["html_excerpt"])[:40],
-            screenshot_png_base64=snap.get("screenshot_png_base64", ""),
+            # A file under the data folder; the row keeps its path (issue #21).
+            screenshot_file=evidence_files.save_png(
+                item.mission_id, item.pk, item.attempts, evidence.png(snap)
+            ),
             captured_at=now,
         )
     if rows:

@@ -45,6 +45,7 @@ DISAPPEAR_GRACE = dt.timedelta(seconds=10)
 OPENED_FIELDS = [
     "remote_id",
     "provider_session_id",
+    "provider_inspect_url",
     "status",
     "phase",
     "opened_at",
@@ -124,7 +125,11 @@ class SessionManager(BaseManager):
             proxy = session.proxy
             spec = (
                 ProxySpec(
-                    id=proxy.external_id, type=proxy.type, url=proxy.url(), country=proxy.country
+                    id=proxy.external_id,
+                    type=proxy.type,
+                    url=proxy.url(),
+                    # A managed proxy's country is the site's, chosen at allocation.
+                    country=session.proxy_country or proxy.country,
                 )
                 if proxy
                 else None
@@ -243,6 +248,7 @@ class SessionManager(BaseManager):
                     continue
                 session.remote_id = remote.id
                 session.provider_session_id = remote.provider_session_id
+                session.provider_inspect_url = remote.provider_inspect_url
                 session.status = REMOTE_STATUS.get(remote.status, SessionStatus.CREATING)
                 session.phase = remote.phase or ""
                 session.opened_at = now

@@ -72,7 +72,7 @@ def test_browserbase_and_local_sites_finish_side_by_side(
     runner = spawn("run_localnode", log=tmp_path / "localnode.log", **env)
     orchestrator = None
     try:
-        wait_for(lambda: server_up(base), 30, "the web server")
+        wait_for(lambda: server_up(base), 120, "the web server")
         for key, value in {
             "session_tick_s": 0.3,
             "worker_tick_s": 0.3,
@@ -128,6 +128,11 @@ def test_browserbase_and_local_sites_finish_side_by_side(
     assert set(BrowserSession.objects.filter(mission=local).values_list("provider", flat=True)) == {
         "local"
     }
+    # Each Browserbase session carries its id there and the inspector link Browserbase's
+    # debug endpoint gave (what the mission page links to).
+    for bb_session in BrowserSession.objects.filter(mission=remote):
+        assert bb_session.provider_session_id.startswith("bb-")
+        assert bb_session.provider_inspect_url.startswith(f"{fake.root_url}/devtools/")
     assert Worker.objects.get(pk=worker.pk).providers == ["local", "browserbase"]
     # Browserbase's 429 was a full worker to the orchestrator, not a fault of the mission.
     assert fake.refused >= 1 and fake.fail_creates == []

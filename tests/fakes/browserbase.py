@@ -2,7 +2,8 @@
 
 Written from the public API reference: `POST /v1/sessions` (create), `GET /v1/sessions`
 (list, `status` filter), `GET /v1/sessions/{id}`, `POST /v1/sessions/{id}` with
-`{"status": "REQUEST_RELEASE"}` (release); the key travels in `X-BB-API-Key`. Every
+`{"status": "REQUEST_RELEASE"}` (release), `GET /v1/sessions/{id}/debug` (the live
+inspector URLs: `debuggerFullscreenUrl`, `debuggerUrl`, `wsUrl`, `pages`); the key travels in `X-BB-API-Key`. Every
 session's `connectUrl` is the DevTools WebSocket of one real Chromium started on
 127.0.0.1 with `--remote-debugging-port`, so Playwright really connects over CDP.
 """
@@ -87,6 +88,7 @@ class FakeBrowserbase(FakeServer):
         self.route("GET", "/sessions", self.list)
         self.route("GET", "/sessions/{id}", self.retrieve)
         self.route("POST", "/sessions/{id}", self.update, body=True)
+        self.route("GET", "/sessions/{id}/debug", self.debug)
 
     def check_auth(self, headers: Message) -> bool:
         got = headers.get("X-BB-API-Key", "")
@@ -147,6 +149,20 @@ class FakeBrowserbase(FakeServer):
 
     def retrieve(self, request: Request) -> Response:
         return Response(200, self._session(request))
+
+    def debug(self, request: Request) -> Response:
+        """The session's live inspector URLs (`SessionLiveURLs`)."""
+        session = self._session(request)
+        inspector = f"{self.root_url}/devtools/inspector.html?session={session['id']}"
+        return Response(
+            200,
+            {
+                "debuggerFullscreenUrl": f"{inspector}&fullscreen=1",
+                "debuggerUrl": inspector,
+                "wsUrl": self.connect_url,
+                "pages": [],
+            },
+        )
 
     def update(self, request: Request) -> Response:
         session = self._session(request)

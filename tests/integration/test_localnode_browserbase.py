@@ -200,3 +200,105 @@ def test_the_orchestrator_sees_the_wrong_key_as_a_degraded_worker(
     assert worker.health_status == "degraded"
     assert worker.providers == ["local", "browserbase"]
     assert "refused the API key" in worker.last_error and "wrong_key" not in worker.last_error
+
+
+@pytest.mark.django_db
+def test_the_runner_loop_reconciles_orphans_periodically_not_only_at_start(
+    fake: FakeBrowserbase,
+) -> None:
+    """The worker's own loop (`Runner.tick`) looks for orphans at start and then every
+    RECONCILE_EVERY; a row still `creating` (its remote id not recorded yet) is adopted
+    by its session_key, not released under it."""
+    loop = runner.Runner(name="t", max_workers=1)
+    start = loop.reconcile_due  # due at once: the start pass
+    try:
+        loop.tick(start)  # the start pass: nothing to release yet
+        open_bb("m1-a1-s1")
+        orphan = open_bb("m1-a1-s2").json()
+        LocalSession.objects.filter(session_key="m1-a1-s2").delete()
+        # A row being created right now: Browserbase already has its browser.
+        creating = open_bb("m1-a1-s3").json()
+        LocalSession.objects.filter(session_key="m1-a1-s3").update(status="creating", remote_id="")
+        loop.tick(start + runner.RECONCILE_EVERY / 2)
+        assert fake.released == []  # not due yet
+        loop.tick(start + runner.RECONCILE_EVERY)
+        assert fake.released == [orphan["provider_session_id"]]
+        assert set(fake.running) == {"bb-0001", creating["provider_session_id"]}
+        # Its next pass comes one period later, by the same loop.
+        LocalSession.objects.filter(session_key="m1-a1-s1").delete()
+        loop.tick(start + runner.RECONCILE_EVERY * 1.5)
+        assert "bb-0001" in fake.running
+        loop.tick(start + runner.RECONCILE_EVERY * 2)
+        assert "bb-0001" not in fake.running
+    finally:
+        loop.shutdown(wait=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sites_country_reaches_browserbase_for_a_managed_proxy(
+    fake: FakeBrowserbase, live_server: Any
+) -> None:
+    """Allocation -> SessionManager -> the built-in worker -> Browserbase: a managed proxy
+    with no country asks Browserbase for the site's country."""
+    from django.db import transaction
+
+    from orchestrator.allocation import Request, allocate_many
+    from orchestrator.managers.sessions import SessionManager
+    from orchestrator.models import BrowserSession
+
+    factories.WorkerFactory(
+        base_url=f"{live_server.url}{BASE}", api_key="", providers=["local", "browserbase"]
+    )
+    factories.ProxyFactory(type="browserbase", country="", external_id="bb-managed")
+    site = factories.SiteConfigFactory(
+        domain="example.com",
+        providers=["browserbase"],
+        proxy_types=["browserbase"],
+        countries=["DE"],
+        max_sessions=1,
+    )
+    mission = factories.MissionFactory(urls=["https://example.com/p/1"])
+    now = timezone.now()
+    with transaction.atomic():
+        allocate_many([Request(mission, 1, site)], now)
+    assert SessionManager("t").open_requested(now, config.load()) == 1
+    assert fake.created[0]["proxies"] == [{"type": "browserbase", "geolocation": {"country": "DE"}}]
+    session = BrowserSession.objects.get(mission=mission)
+    assert (session.provider, session.proxy_country) == ("browserbase", "DE")
+    assert session.provider_session_id == "bb-0001"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_browserbase_inspector_link_comes_from_its_debug_endpoint(
+    fake: FakeBrowserbase, live_server: Any
+) -> None:
+    """The worker asks Browserbase's debug endpoint for the live inspector; the
+    orchestrator keeps it and the API shows the session's provider, its Browserbase id
+    and that link (the pages: tests/integration/test_dashboard_session_provider.py)."""
+    from django.db import transaction
+
+    from orchestrator.allocation import Request, allocate_many
+    from orchestrator.managers.sessions import SessionManager
+    from orchestrator.models import BrowserSession
+
+    factories.WorkerFactory(
+        base_url=f"{live_server.url}{BASE}", api_key="", providers=["local", "browserbase"]
+    )
+    site = factories.SiteConfigFactory(
+        domain="example.com", providers=["browserbase"], proxy_types=[], max_sessions=1
+    )
+    mission = factories.MissionFactory(urls=["https://example.com/p/1"])
+    now = timezone.now()
+    with transaction.atomic():
+        allocate_many([Request(mission, 1, site)], now)
+    assert SessionManager("t").open_requested(now, config.load()) == 1
+    inspector = f"{fake.root_url}/devtools/inspector.html?session=bb-0001&fullscreen=1"
+    assert ("GET /sessions/{id}/debug") in fake.route_counts
+    session = BrowserSession.objects.get(mission=mission)
+    assert (session.provider_session_id, session.provider_inspect_url) == ("bb-0001", inspector)
+
+    from orchestrator.serializers import BrowserSessionSerializer
+
+    api = BrowserSessionSerializer(session).data
+    assert api["provider"] == "browserbase" and api["provider_session_id"] == "bb-0001"
+    assert api["provider_inspect_url"] == inspector

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -16,6 +19,7 @@ from django_q.models import Schedule
 from orchestrator import events, retention
 from orchestrator.models import (
     BrowserSession,
+    ItemEvidence,
     Mission,
     MissionEvent,
     MissionItem,
@@ -164,3 +168,57 @@ def test_the_django_q_schedules_include_pruning_and_webhooks() -> None:
     assert prune.minutes == 60
     assert Schedule.objects.filter(func="orchestrator.webhooks.deliver_due_task").exists()
     assert retention.prune_task() == dict.fromkeys(retention.TARGET_NAMES, 0)
+
+
+def test_old_evidence_its_screenshots_and_uploaded_files_go(settings: Any, tmp_path: Path) -> None:
+    """Evidence rows captured before `retention_items_days`, the screenshot files no row
+    names any more, and the built-in uploader's old files (file and row) are pruned;
+    recent ones stay."""
+    from localnode.models import LocalUpload
+    from mission_control import evidence_files
+
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 32
+    mission = factories.MissionFactory(status=MissionStatus.EXTRAINDO, n_items=3)
+    old_item, new_item, replaced_item = MissionItem.objects.filter(mission=mission).order_by("id")
+    old = ItemEvidence.objects.create(
+        item=old_item,
+        attempt=1,
+        screenshot_file=evidence_files.save_png(mission.pk, old_item.pk, 1, png),
+        captured_at=days_ago(40),
+    )
+    new = ItemEvidence.objects.create(
+        item=new_item,
+        attempt=1,
+        screenshot_file=evidence_files.save_png(mission.pk, new_item.pk, 1, png + b"n"),
+        captured_at=days_ago(1),
+    )
+    # A screenshot whose row was replaced by a later attempt: no row names it.
+    stray = evidence_files.save_png(mission.pk, replaced_item.pk, 1, png + b"s")
+    root = Path(settings.EVIDENCE_DIR)
+    for rel in (old.screenshot_file, stray):
+        os.utime(root / rel, (days_ago(2).timestamp(), days_ago(2).timestamp()))
+
+    settings.LOCALNODE_UPLOADS_DIR = tmp_path
+    uploads = []
+    for key, age in (("old-export", 40), ("new-export", 1)):
+        (tmp_path / key).write_bytes(b"{}")
+        uploads.append(
+            LocalUpload.objects.create(
+                upload_key=key,
+                filename=key,
+                content_type="application/json",
+                relpath=key,
+                size=2,
+                created_at=days_ago(age),
+            )
+        )
+
+    totals = retention.prune(NOW)
+
+    assert (totals["evidence"], totals["evidence_files"], totals["uploaded_files"]) == (1, 2, 1)
+    assert list(ItemEvidence.objects.values_list("pk", flat=True)) == [new.pk]
+    assert not (root / old.screenshot_file).exists() and not (root / stray).exists()
+    assert evidence_files.read(new.screenshot_file) == png + b"n"
+    assert list(LocalUpload.objects.values_list("upload_key", flat=True)) == ["new-export"]
+    assert not (tmp_path / "old-export").exists() and (tmp_path / "new-export").exists()
+    assert retention.prune(NOW) == dict.fromkeys(retention.TARGET_NAMES, 0)

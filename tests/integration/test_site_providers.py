@@ -81,3 +81,22 @@ def test_managed_browserbase_proxies_serve_only_browserbase_sites() -> None:
     )
     session = allocate(mission, 1, bb_site).sessions[0]
     assert (session.proxy, session.provider) == (managed, "browserbase")
+
+
+def test_a_managed_proxy_without_a_country_takes_the_sites_country() -> None:
+    """Browserbase geolocates its managed proxies on demand: a `browserbase` proxy with no
+    country of its own serves a site of any country, and the session asks for the
+    site's (first) country; a managed proxy pinned to another country does not fit."""
+    factories.WorkerFactory(providers=["local", "browserbase"])
+    factories.ProxyFactory(type="browserbase", country="US", max_sessions=4)
+    managed = factories.ProxyFactory(type="browserbase", country="", max_sessions=4)
+    mission = factories.MissionFactory()
+    br_site = SiteConfig(
+        domain="*",
+        providers=["browserbase"],
+        proxy_types=["browserbase"],
+        countries=["BR", "PT"],
+        max_sessions=4,
+    )
+    sessions = allocate(mission, 2, br_site).sessions
+    assert [(s.proxy, s.proxy_country) for s in sessions] == [(managed, "BR")] * 2
