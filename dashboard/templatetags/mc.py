@@ -13,7 +13,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from dashboard import texts
 from orchestrator.states import ItemStatus, MissionStatus, SessionStatus
-from registry.models import HealthStatus, ProxyStatus
+from registry.models import HealthStatus, ProxyStatus, ProxyType
 
 register = template.Library()
 
@@ -293,3 +293,38 @@ def tick_text(value: Any) -> str:
 @register.filter
 def error_line(value: str) -> str:
     return texts.error_line(value or "")
+
+
+PROXY_TYPES: dict[str, str] = dict(ProxyType.choices)
+
+
+@register.filter
+def proxy_type(value: str) -> str:
+    """`residential` → "Residencial": the type as the operator reads it."""
+    return PROXY_TYPES.get(value, value) if value else "—"
+
+
+@register.simple_tag
+def human_error(raw: str, compact: bool = True) -> SafeString:
+    """A raw error (a service's last_error, an event's text) as a pt-BR sentence, with
+    the raw code and message beneath as secondary text (truncated when `compact`)."""
+    found = texts.human_error(raw or "")
+    if not found.text:
+        return mark_safe('<span class="text-muted-foreground">—</span>')
+    if not found.detail:
+        return format_html('<span class="human-error">{}</span>', found.text)
+    detail_cls = "block truncate" if compact else "block break-words"
+    return format_html(
+        '<span class="human-error" title="{}"><span class="font-medium">{}</span>'
+        '<span class="mono {} text-[11px] opacity-80" data-raw-error>{}</span></span>',
+        found.detail,
+        found.text,
+        detail_cls,
+        found.detail,
+    )
+
+
+@register.filter
+def human_text(raw: str) -> str:
+    """Only the pt-BR sentence of `human_error`, for one-line places."""
+    return texts.human_error(raw or "").text
