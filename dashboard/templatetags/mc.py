@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from django import template
@@ -328,3 +329,42 @@ def human_error(raw: str, compact: bool = True) -> SafeString:
 def human_text(raw: str) -> str:
     """Only the pt-BR sentence of `human_error`, for one-line places."""
     return texts.human_error(raw or "").text
+
+
+_INLINE_CSS: dict[str, str] = {}
+
+
+def _read_static(path: str) -> tuple[str, str]:
+    """The text of a static file as served and the URL of its folder: the hashed copy
+    collectstatic made (manifest storage), else the source file (DEBUG, tests)."""
+    from django.contrib.staticfiles import finders
+    from django.contrib.staticfiles.storage import staticfiles_storage
+    from django.templatetags.static import static
+
+    url = static(path)
+    stored_name = getattr(staticfiles_storage, "stored_name", None)
+    if stored_name is not None:
+        with staticfiles_storage.open(stored_name(path)) as f:
+            return f.read().decode(), url.rsplit("/", 1)[0]
+    found = finders.find(path)
+    if not isinstance(found, str):
+        raise FileNotFoundError(path)
+    with open(found, encoding="utf-8") as f:
+        return f.read(), url.rsplit("/", 1)[0]
+
+
+@register.simple_tag
+def inline_css(path: str) -> SafeString:
+    """A stylesheet's text for a <style> block, its relative url()s made absolute.
+    Read once per process (a deploy restarts it)."""
+    from django.conf import settings
+
+    css = _INLINE_CSS.get(path)
+    if css is None:
+        text, folder = _read_static(path)
+        parent = folder.rsplit("/", 1)[0]
+        css = re.sub(r"url\((['\"]?)\.\./", lambda m: f"url({m.group(1)}{parent}/", text)
+        css = css.replace("</", "<\\/")  # never closes the <style> element early
+        if not settings.DEBUG:
+            _INLINE_CSS[path] = css
+    return mark_safe(css)  # our own compiled stylesheet
