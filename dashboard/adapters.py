@@ -25,6 +25,8 @@ class ConnectionResult:
     ok: bool
     message: str
     latency_ms: int | None = None
+    # The probe's own words (a code or an English reason), shown humanized.
+    error: str = ""
 
 
 def test_connection(obj: Any) -> ConnectionResult:
@@ -33,9 +35,8 @@ def test_connection(obj: Any) -> ConnectionResult:
     result = connection.check_connection(obj)
     if result.ok:
         return ConnectionResult(True, "Conexão bem-sucedida", result.latency_ms)
-    return ConnectionResult(
-        False, f"Falha: {result.error or result.status_class or 'sem resposta'}", result.latency_ms
-    )
+    error = result.error or result.status_class or ""
+    return ConnectionResult(False, f"Falha: {error or 'sem resposta'}", result.latency_ms, error)
 
 
 @dataclass(frozen=True)

@@ -479,10 +479,3 @@ class SiteConfigForm(Styled, forms.ModelForm):
         if not isinstance(value, dict):
             raise ValidationError('Informe um objeto JSON, como {"preco": ".price"}.')
         return value
-
-
-# --- Configurações --------------------------------------------------------------------
-
-
-class ConfigValueForm(Styled, forms.Form):
-    value = forms.CharField(label="Valor", required=False, max_length=1000)

@@ -463,6 +463,8 @@ class SessionGroup:
     error_code: str
     count: int
     last_activity_at: dt.datetime | None
+    # One of the group's error messages (they differ only in addresses and ids).
+    sample: str = ""
 
 
 @dataclass
@@ -493,6 +495,7 @@ def mission_sessions(mission: Mission) -> MissionSessions:
             "items_done",
             "items_failed",
             "error_code",
+            "error_message",
             "attempt",
             "worker__id",
             "worker__name",
@@ -500,11 +503,11 @@ def mission_sessions(mission: Mission) -> MissionSessions:
         .order_by("-id")[: LIVE_SESSION_ROWS + 1]
     )
     ended = [
-        SessionGroup(status, code, n, last)
-        for status, code, n, last in BrowserSession.objects.filter(mission=mission)
+        SessionGroup(status, code, n, last, sample or "")
+        for status, code, n, last, sample in BrowserSession.objects.filter(mission=mission)
         .exclude(status__in=SESSION_LIVE)
         .values_list("status", "error_code")
-        .annotate(n=Count("id"), last=Max("last_activity_at"))
+        .annotate(n=Count("id"), last=Max("last_activity_at"), sample=Max("error_message"))
         .order_by("-n")[:ENDED_SESSION_GROUPS]
     ]
     return MissionSessions(live[:LIVE_SESSION_ROWS], len(live) > LIVE_SESSION_ROWS, ended)

@@ -3,7 +3,16 @@ with a pt-BR description of what changing it does and its unit."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from dashboard.forms import to_pt
+from registry import config
+from registry.models import ConfigEntry
 
 # (key, what it is and what changing it does)
 GROUPS: list[tuple[str, str, list[tuple[str, str]]]] = [
@@ -140,3 +149,74 @@ def unit(key: str) -> Unit | None:
     if key.endswith("_days"):
         return Unit("dias", "dias")
     return None
+
+
+def groups() -> list[tuple[str, str, list[str]]]:
+    """(title, description, keys) as the page shows them, numbered from 1; a key no
+    group names lands in a last "Outras"."""
+    out = [(t, d, [k for k, _ in keys if k in config.KEYS]) for t, d, keys in GROUPS]
+    named = {k for _, _, keys in out for k in keys}
+    rest = [k for k in config.KEYS if k not in named]
+    if rest:
+        out.append(("Outras", "", rest))
+    return out
+
+
+def group_keys(index: int) -> tuple[str, list[str]]:
+    """Title and keys of group `index` (1-based); IndexError if there is none."""
+    if index < 1:
+        raise IndexError(index)
+    title, _, keys = groups()[index - 1]
+    return title, keys
+
+
+def _raw(key: str, data: Mapping[str, str]) -> str:
+    raw = str(data.get(key, ""))
+    spec = config.KEYS[key]
+    if spec.type is bool:
+        return "true" if raw in ("true", "on", "1") else "false"
+    if spec.type in (int, float):
+        return raw.strip().replace(",", ".")  # pt-BR decimal comma
+    return raw
+
+
+@dataclass
+class GroupSave:
+    """What saving one group did: `errors` per key (then nothing was saved), the
+    values posted (to show them back) and the keys whose value changed."""
+
+    errors: dict[str, str] = field(default_factory=dict)
+    posted: dict[str, str] = field(default_factory=dict)
+    changed: list[str] = field(default_factory=list)
+
+
+def save_group(keys: list[str], data: Mapping[str, str]) -> GroupSave:
+    """Validate every posted key of a group, then store all the changed ones in one
+    transaction, or none: a group is never half saved."""
+    result = GroupSave()
+    cleaned: dict[str, Any] = {}
+    for key in keys:
+        if key not in data:
+            continue  # not on the form: left as it is
+        result.posted[key] = str(data[key])  # shown back as typed
+        try:
+            cleaned[key] = config.KEYS[key].clean(_raw(key, data))
+        except ValidationError as exc:
+            result.errors[key] = to_pt(exc.messages[0])
+    if result.errors:
+        return result
+    with transaction.atomic():
+        # Locked so two admins saving groups at once cannot both pass check_pairs.
+        stored = dict(ConfigEntry.objects.select_for_update().values_list("key", "value"))
+        current = config.Config(stored).as_dict()
+        try:
+            config.check_pairs(current | cleaned)
+        except ValidationError as exc:
+            target = "session_stuck_after_s" if "session_stuck_after_s" in cleaned else keys[0]
+            result.errors[target] = to_pt(exc.messages[0])
+            return result
+        for key, value in cleaned.items():
+            if value != current[key] or (key in stored and stored[key] != value):
+                ConfigEntry.objects.update_or_create(key=key, defaults={"value": value})
+                result.changed.append(key)
+    return result

@@ -52,6 +52,6 @@ urlpatterns: list[URLPattern] = [
     path("recorrentes/nova/", views.recurring_form, name="recurring_new"),
     path("recorrentes/<int:pk>/editar/", views.recurring_form, name="recurring_edit"),
     path("configuracoes/", views.settings_page, name="settings"),
-    path("configuracoes/<str:key>/", views.setting_set, name="setting_set"),
+    path("configuracoes/grupo/<int:index>/", views.setting_group_save, name="setting_group_save"),
     path("configuracoes/<str:key>/restaurar/", views.setting_reset, name="setting_reset"),
 ]

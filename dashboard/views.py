@@ -30,7 +30,6 @@ from django.views.decorators.http import require_GET, require_POST
 from audit.log import record_updates
 from dashboard import adapters, queries, settings_catalog, texts
 from dashboard.forms import (
-    ConfigValueForm,
     MissionForm,
     ProxyForm,
     ProxyImportForm,
@@ -735,13 +734,9 @@ def _settings_context(
         }
 
     groups = [
-        {"title": title, "desc": desc, "rows": [row(k) for k, _ in keys if k in config.KEYS]}
-        for title, desc, keys in settings_catalog.GROUPS
+        {"title": title, "desc": desc, "rows": [row(k) for k in keys]}
+        for title, desc, keys in settings_catalog.groups()
     ]
-    grouped = {k for _, _, keys in settings_catalog.GROUPS for k, _ in keys}
-    rest = [row(k) for k in config.KEYS if k not in grouped]
-    if rest:
-        groups.append({"title": "Outras", "desc": "", "rows": rest})
     return {"groups": groups}
 
 
@@ -753,29 +748,28 @@ def settings_page(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @role_required(ADMIN)
-def setting_set(request: HttpRequest, key: str) -> HttpResponse:
-    if key not in config.KEYS:
-        from django.http import Http404
-
-        raise Http404
-    form = ConfigValueForm(request.POST)
-    raw = form.data.get("value", "")
-    if config.KEYS[key].type is bool:
-        raw = "true" if request.POST.get("value") in ("true", "on", "1") else "false"
-    elif config.KEYS[key].type in (int, float):
-        raw = raw.strip().replace(",", ".")  # pt-BR decimal comma
+def setting_group_save(request: HttpRequest, index: int) -> HttpResponse:
+    """One Salvar per group: every value of the group is validated, then all the changed
+    ones are stored together or none (errors shown beside each field)."""
     try:
-        config.set_value(key, raw)
-    except ValidationError as exc:
-        msg = to_pt(exc.messages[0])
-        return page(
-            request,
-            "dashboard/settings.html",
-            _settings_context({key: msg}, {key: raw}),
-            status=400,
+        title, keys = settings_catalog.group_keys(index)
+    except IndexError:
+        raise Http404 from None
+    result = settings_catalog.save_group(keys, request.POST)
+    if result.errors:
+        n = len(result.errors)
+        ctx = _settings_context(result.errors, result.posted)
+        ctx["failed_group"] = index
+        ctx["failed_summary"] = (
+            f"{title}: nada foi salvo; corrija {texts.plural(n, 'campo', 'campos')}."
         )
-    messages.success(request, f"Configuração “{key}” salva.")
-    return redirect("dashboard:settings")
+        return page(request, "dashboard/settings.html", ctx, status=400)
+    n = len(result.changed)
+    if n:
+        messages.success(request, f"{title}: {texts.plural(n, 'valor salvo', 'valores salvos')}.")
+    else:
+        messages.info(request, f"{title}: nenhum valor mudou.")
+    return redirect(reverse("dashboard:settings") + f"#grupo-{index}")
 
 
 @require_POST

@@ -197,6 +197,9 @@ AUTHENTICATION_BACKENDS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # HTML compressed (whitenoise compresses static files itself): the console's pages
+    # carry their stylesheet inline. Django pads gzip output against BREACH.
+    "django.middleware.gzip.GZipMiddleware",
     # Hostile input (oversized bodies, NUL bytes, lone surrogates) is a 4xx, never a 500.
     "mission_control.hardening.InputGuardMiddleware",
     "csp.middleware.CSPMiddleware",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from django import template
@@ -13,7 +14,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from dashboard import texts
 from orchestrator.states import ItemStatus, MissionStatus, SessionStatus
-from registry.models import HealthStatus, ProxyStatus
+from registry.models import HealthStatus, ProxyStatus, ProxyType
 
 register = template.Library()
 
@@ -293,3 +294,77 @@ def tick_text(value: Any) -> str:
 @register.filter
 def error_line(value: str) -> str:
     return texts.error_line(value or "")
+
+
+PROXY_TYPES: dict[str, str] = dict(ProxyType.choices)
+
+
+@register.filter
+def proxy_type(value: str) -> str:
+    """`residential` → "Residencial": the type as the operator reads it."""
+    return PROXY_TYPES.get(value, value) if value else "—"
+
+
+@register.simple_tag
+def human_error(raw: str, compact: bool = True) -> SafeString:
+    """A raw error (a service's last_error, an event's text) as a pt-BR sentence, with
+    the raw code and message beneath as secondary text (truncated when `compact`)."""
+    found = texts.human_error(raw or "")
+    if not found.text:
+        return mark_safe('<span class="text-muted-foreground">—</span>')
+    if not found.detail:
+        return format_html('<span class="human-error">{}</span>', found.text)
+    detail_cls = "block truncate" if compact else "block break-words"
+    return format_html(
+        '<span class="human-error" title="{}"><span class="font-medium">{}</span>'
+        '<span class="mono {} text-[11px] opacity-80" data-raw-error>{}</span></span>',
+        found.detail,
+        found.text,
+        detail_cls,
+        found.detail,
+    )
+
+
+@register.filter
+def human_text(raw: str) -> str:
+    """Only the pt-BR sentence of `human_error`, for one-line places."""
+    return texts.human_error(raw or "").text
+
+
+_INLINE_CSS: dict[str, str] = {}
+
+
+def _read_static(path: str) -> tuple[str, str]:
+    """The text of a static file as served and the URL of its folder: the hashed copy
+    collectstatic made (manifest storage), else the source file (DEBUG, tests)."""
+    from django.contrib.staticfiles import finders
+    from django.contrib.staticfiles.storage import staticfiles_storage
+    from django.templatetags.static import static
+
+    url = static(path)
+    stored_name = getattr(staticfiles_storage, "stored_name", None)
+    if stored_name is not None:
+        with staticfiles_storage.open(stored_name(path)) as f:
+            return f.read().decode(), url.rsplit("/", 1)[0]
+    found = finders.find(path)
+    if not isinstance(found, str):
+        raise FileNotFoundError(path)
+    with open(found, encoding="utf-8") as f:
+        return f.read(), url.rsplit("/", 1)[0]
+
+
+@register.simple_tag
+def inline_css(path: str) -> SafeString:
+    """A stylesheet's text for a <style> block, its relative url()s made absolute.
+    Read once per process (a deploy restarts it)."""
+    from django.conf import settings
+
+    css = _INLINE_CSS.get(path)
+    if css is None:
+        text, folder = _read_static(path)
+        parent = folder.rsplit("/", 1)[0]
+        css = re.sub(r"url\((['\"]?)\.\./", lambda m: f"url({m.group(1)}{parent}/", text)
+        css = css.replace("</", "<\\/")  # never closes the <style> element early
+        if not settings.DEBUG:
+            _INLINE_CSS[path] = css
+    return mark_safe(css)  # our own compiled stylesheet

@@ -534,3 +534,27 @@ def test_nothing_clips_in_tables_at_1280_px(
                  .map(el => el.className + ' ' + (el.textContent || el.placeholder).trim().slice(0, 30))"""
         )
         assert not clipped, (url, clipped)
+
+
+# Width the placeholder's text needs (canvas, in the input's own font) against the room
+# the input gives it (content box): a truncated placeholder is cut mid-word.
+PLACEHOLDERS_CUT = """() => Array.from(document.querySelectorAll('input[placeholder]'))
+  .filter(el => el.offsetParent !== null)
+  .filter(el => { const s = getComputedStyle(el);
+    const ctx = document.createElement('canvas').getContext('2d');
+    ctx.font = `${s.fontWeight} ${s.fontSize} ${s.fontFamily}`;
+    const room = el.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);
+    return ctx.measureText(el.placeholder).width > room + 0.5; })
+  .map(el => `${el.id}: ${el.placeholder} (${el.clientWidth}px)`)"""
+
+
+@pytest.mark.parametrize("width", [1280, 1440])
+def test_placeholders_are_never_cut(
+    open_page: Callable[..., Watched], live_server: Any, width: int
+) -> None:
+    data = _seed()
+    page = open_page(data["admin"], {"width": width, "height": 900}).page
+    for url in ["/missoes/", "/recursos/proxies/", "/missoes/nova/"]:
+        page.goto(live_server.url + url)
+        wait_ready(page)
+        assert not page.evaluate(PLACEHOLDERS_CUT), (url, width)

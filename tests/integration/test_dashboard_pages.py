@@ -107,7 +107,7 @@ def test_viewer_sees_no_action_buttons(login: Callable[[str | None], Client]) ->
         "/recursos/proxies/importar/",
         "/estrategias/nova/",
         "/estrategias/1/excluir/",
-        "/configuracoes/max_retries/",
+        "/configuracoes/grupo/2/",
         "/configuracoes/max_retries/restaurar/",
         "/webhooks/entregas/1/reenviar/",
     ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -205,10 +206,10 @@ def test_test_connection_renders_the_result_inline(
     monkeypatch.setattr(
         conn, "check_connection", lambda obj, **kw: conn.Result(False, None, None, "timeout")
     )
-    assert (
-        "Falha: timeout"
-        in login("admin").post(f"/recursos/workers/{worker.pk}/testar/").content.decode()
-    )
+    body = login("admin").post(f"/recursos/workers/{worker.pk}/testar/").content.decode()
+    # The probe's word in pt-BR, the raw reason beneath it.
+    assert "Falha no teste: " in body and "Tempo esgotado" in body
+    assert "data-raw-error>timeout</span>" in body
 
 
 def test_adapter_reports_a_refused_target() -> None:
@@ -331,14 +332,35 @@ def test_settings_list_every_key_with_default(login: Callable[..., Client]) -> N
     assert "Salvar" not in body  # viewer: read only
 
 
+def _group(key: str) -> int:
+    from dashboard import settings_catalog
+
+    return next(i for i, (_, _, keys) in enumerate(settings_catalog.groups(), 1) if key in keys)
+
+
+def _save(client: Client, key: str, value: str) -> Any:
+    """Post `key`'s whole group as the page does: every field with its current value."""
+    from dashboard import settings_catalog
+
+    _, keys = settings_catalog.group_keys(_group(key))
+    current = config.load()
+    data = {
+        k: str(current[k]).lower() if isinstance(current[k], bool) else str(current[k])
+        for k in keys
+    }
+    data[key] = value
+    return client.post(f"/configuracoes/grupo/{_group(key)}/", data)
+
+
 def test_admin_sets_and_resets_a_value(login: Callable[..., Client]) -> None:
     client = login("admin")
-    assert client.post("/configuracoes/max_retries/", {"value": "4"}).status_code == 302
+    assert _save(client, "max_retries", "4").status_code == 302
     assert config.get("max_retries") == 4
+    assert list(ConfigEntry.objects.values_list("key", flat=True)) == ["max_retries"]
     assert "alterado" in client.get("/configuracoes/").content.decode()
-    client.post("/configuracoes/paused/", {"value": "true"})
+    _save(client, "paused", "true")
     assert config.get("paused") is True
-    client.post("/configuracoes/retry_jitter/", {"value": "0,35"})  # decimal comma
+    _save(client, "retry_jitter", "0,35")  # decimal comma
     assert config.get("retry_jitter") == 0.35
     body = client.get("/configuracoes/").content.decode()
     assert 'value="0,35"' in body and "Variação aleatória da espera" in body
@@ -363,14 +385,16 @@ def test_admin_sets_and_resets_a_value(login: Callable[..., Client]) -> None:
 def test_invalid_values_show_portuguese_errors(
     login: Callable[..., Client], key: str, value: str, message: str
 ) -> None:
-    response = login("admin").post(f"/configuracoes/{key}/", {"value": value})
+    response = _save(login("admin"), key, value)
     assert response.status_code == 400
-    assert message in response.content.decode()
-    assert not ConfigEntry.objects.filter(key=key).exists()
+    body = response.content.decode()
+    assert message in body and f'data-field-error="{key}"' in body
+    assert not ConfigEntry.objects.exists()
 
 
-def test_unknown_key_is_404(login: Callable[..., Client]) -> None:
-    assert login("admin").post("/configuracoes/nao_existe/", {"value": "1"}).status_code == 404
+def test_unknown_group_is_404(login: Callable[..., Client]) -> None:
+    assert login("admin").post("/configuracoes/grupo/99/", {"max_retries": "1"}).status_code == 404
+    assert login("admin").post("/configuracoes/grupo/0/", {}).status_code == 404
 
 
 def test_writer_default_flag_shows(login: Callable[..., Client]) -> None:

@@ -153,9 +153,7 @@ def test_token_authenticated_api_writes_need_no_csrf_token(admin_api: APIClient)
     assert response.status_code == 201
 
 
-@pytest.mark.parametrize(
-    "path", ["/missoes/nova/", "/execucao/pausa/", "/configuracoes/max_retries/"]
-)
+@pytest.mark.parametrize("path", ["/missoes/nova/", "/execucao/pausa/", "/configuracoes/grupo/2/"])
 def test_dashboard_writes_need_the_csrf_token(path: str) -> None:
     client = _session_client("admin")
 

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Lighthouse (mobile, simulated throttling) over every console page, as docs/performance.md
+# reports it. Needs /usr/bin/chromium and lighthouse from npm in a folder outside the repo:
+#   mkdir -p /tmp/lh && (cd /tmp/lh && npm init -y && npm install lighthouse)
+#   LH=/tmp/lh/node_modules/.bin/lighthouse tests/e2e/lighthouse/run.sh
+# Serves the console with DEBUG off (whitenoise, manifest static files, gzip) on a fresh
+# SQLite database seeded with the browser suite's cast; logged-in pages get the admin's
+# session cookie. LH_ARGS passes more flags (e.g. --throttling.cpuSlowdownMultiplier=1).
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+LH=${LH:-/tmp/lh/node_modules/.bin/lighthouse}
+WORK=${WORK:-$(mktemp -d)}
+PORT=${PORT:-18519}
+OUT=${OUT:-$WORK/out}
+export DEBUG=0 SECRET_KEY=lighthouse-local-only-secret-key-0123456789abcdef
+export DATABASE_URL=sqlite:///$WORK/db.sqlite3 STATIC_ROOT=$WORK/static LOCALNODE_ENABLED=0
+export SECURE_SSL_REDIRECT=0 SESSION_COOKIE_SECURE=0 CSRF_COOKIE_SECURE=0 SECURE_HSTS_SECONDS=0
+.venv/bin/python manage.py migrate --noinput -v 0
+.venv/bin/python manage.py collectstatic --noinput -v 0
+COOKIE=$(.venv/bin/python manage.py shell -v 0 -c '
+from django.test import Client
+from tests.e2e.test_dashboard_browser import _seed
+c = Client(); c.force_login(_seed()["admin"]); print(c.cookies["sessionid"].value)' | tail -1)
+.venv/bin/gunicorn mission_control.wsgi -b 127.0.0.1:$PORT -w 2 --access-logfile /dev/null &
+SERVER=$!
+trap 'kill $SERVER' EXIT
+sleep 3
+mkdir -p "$OUT"; : > "$OUT/scores.tsv"
+PAGES=${PAGES:-"login=/login/ visao-geral=/ missoes=/missoes/ missao-nova=/missoes/nova/ missao-detalhe=/missoes/1/ item=/missoes/1/itens/1/ execucao=/execucao/ recursos-workers=/recursos/workers/ recursos-writers=/recursos/writers/ recursos-proxies=/recursos/proxies/ estrategias=/estrategias/ webhooks=/webhooks/ recorrentes=/recorrentes/ configuracoes=/configuracoes/"}
+for entry in $PAGES; do
+  name=${entry%%=*}; path=${entry#*=}
+  headers='{}'; [ "$name" != login ] && headers="{\"Cookie\":\"sessionid=$COOKIE\"}"
+  # shellcheck disable=SC2086
+  CHROME_PATH=/usr/bin/chromium "$LH" "http://127.0.0.1:$PORT$path" \
+    --only-categories=performance --quiet ${LH_ARGS:-} --output=json --output-path="$OUT/$name.json" \
+    --extra-headers="$headers" --chrome-flags="--headless=new --no-sandbox --disable-dev-shm-usage" \
+    > /dev/null 2> "$OUT/$name.err" || true
+  python3 - "$OUT/$name.json" "$name" >> "$OUT/scores.tsv" <<'P'
+import json, sys
+r = json.load(open(sys.argv[1])); a = r["audits"]
+def v(k): return a[k].get("numericValue", 0)
+print("\t".join([sys.argv[2], str(round(r["categories"]["performance"]["score"] * 100)),
+  f"FCP {v('first-contentful-paint')/1000:.1f}s", f"LCP {v('largest-contentful-paint')/1000:.1f}s",
+  f"TBT {v('total-blocking-time'):.0f}ms", f"CLS {v('cumulative-layout-shift'):.3f}",
+  f"benchmarkIndex {r['environment']['benchmarkIndex']:.0f}"]))
+P
+done
+cat "$OUT/scores.tsv"
