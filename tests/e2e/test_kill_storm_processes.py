@@ -67,18 +67,22 @@ class Storm:
     urls: int
     orchestrators: int
     kills: int
+    slots: int  # the worker's sessions: fewer than the missions want, so they queue
+    item_s: float  # the fake worker's time per item
 
 
-SHORT_ONE = Storm(missions=8, urls=10, orchestrators=1, kills=4)
-SHORT_TWO = Storm(missions=8, urls=10, orchestrators=2, kills=2)
-LONG_ONE = Storm(missions=30, urls=40, orchestrators=1, kills=15)
-LONG_TWO = Storm(missions=30, urls=40, orchestrators=2, kills=5)
+SHORT_ONE = Storm(missions=10, urls=20, orchestrators=1, kills=4, slots=12, item_s=0.5)
+SHORT_TWO = Storm(missions=10, urls=20, orchestrators=2, kills=2, slots=12, item_s=0.5)
+LONG_ONE = Storm(missions=30, urls=40, orchestrators=1, kills=15, slots=24, item_s=1.0)
+LONG_TWO = Storm(missions=30, urls=40, orchestrators=2, kills=5, slots=24, item_s=1.0)
 
 
 def setup(worker: FakeWorker, writer: FakeWriter, storm: Storm) -> list[int]:
     for key, value in SETTINGS.items():
         config.set_value(key, value)
-    factories.WorkerFactory(base_url=worker.base_url, api_key=worker.api_key, max_sessions=100)
+    factories.WorkerFactory(
+        base_url=worker.base_url, api_key=worker.api_key, max_sessions=storm.slots
+    )
     factories.WriterFactory(base_url=writer.base_url, api_key=writer.api_key, is_default=True)
     for i in range(80):
         factories.ProxyFactory(external_id=f"px-{i}", type="datacenter")
@@ -197,7 +201,7 @@ def check(ids: list[int], worker: FakeWorker, writer: FakeWriter, storm: Storm) 
 def test_a_kill_storm_converges_charging_no_one(
     make_fake_worker, fake_writer: FakeWriter, tmp_path: Path, storm: Storm
 ) -> None:  # type: ignore[no-untyped-def]
-    worker = make_fake_worker(max_sessions=100, item_latency=0.1)
+    worker = make_fake_worker(max_sessions=storm.slots, item_latency=storm.item_s)
     run_storm(worker, fake_writer, storm, tmp_path)
 
 
@@ -209,5 +213,5 @@ def test_a_kill_storm_converges_charging_no_one(
 def test_the_issues_kill_storm_converges_charging_no_one(
     make_fake_worker, fake_writer: FakeWriter, tmp_path: Path, storm: Storm
 ) -> None:  # type: ignore[no-untyped-def]
-    worker = make_fake_worker(max_sessions=100, item_latency=0.1)
+    worker = make_fake_worker(max_sessions=storm.slots, item_latency=storm.item_s)
     run_storm(worker, fake_writer, storm, tmp_path)
