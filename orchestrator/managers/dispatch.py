@@ -382,6 +382,7 @@ class JobDispatch(BaseManager):
                 now=now,
                 cfg=cfg,
                 remote_holds_slot=exc.code == "session_busy",
+                remote_code=exc.code,
             )
             return 0
         # 422 or another permanent refusal of the job itself: this attempt failed.
