@@ -232,3 +232,53 @@ def test_only_the_leases_of_gone_instances_are_freed() -> None:
     assert (rows[stopped.pk].locked_by, rows[stopped.pk].lease_token) == ("", 1)
     assert rows[stopped.pk].locked_until is None
     assert rows[unknown.pk].locked_by == "never-seen"
+
+
+def test_a_site_failed_by_its_proxies_errs_within_its_retry_budget(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    # Issue #15, case 3: every session fails as soon as its job starts
+    # (proxy_connect_failed). The breaker's defaults (5 failed sessions pause the site
+    # for 900 s) stay on: a proxy fault must not count, so the mission spends its 3
+    # attempts x 2 sessions and ends, its only waits the retry backoffs (2 s, then 4 s).
+    fleet = build_fleet(
+        fake_worker,
+        fake_writer,
+        n_proxies=8,
+        max_sessions=1,
+        overrides={
+            "max_session_rotations": 1,
+            "max_retries": 2,
+            "retry_backoff_base_s": 2.0,
+            "retry_backoff_cap_s": 5.0,
+            "retry_jitter": 0.0,
+        },
+    )
+    fake_worker.fail_sessions_on_job = "proxy_connect_failed"
+    mission = actions.create_mission(
+        name="Proxy ruim", urls=[f"https://inalcancavel.example/p/{i}" for i in range(10)]
+    )
+    waited = 0.0  # the injected clock: each backoff is skipped and added here
+    for _ in range(120):
+        fleet.step()
+        mission.refresh_from_db()
+        if mission.status == MissionStatus.ERRO:
+            break
+        now = timezone.now()
+        if mission.status == MissionStatus.QUEUED and mission.next_attempt_at:
+            waited += max(0.0, (mission.next_attempt_at - now).total_seconds())
+            Mission.objects.filter(pk=mission.pk).update(next_attempt_at=now)
+    assert mission.status == MissionStatus.ERRO
+    assert mission.error_code == "SESSION_ROTATIONS_EXHAUSTED"
+    assert mission.attempt == 3
+    assert waited <= 6.5
+    opened = len(fake_worker.sessions)
+    fleet.step(5)
+    assert len(fake_worker.sessions) == opened <= 6
+    assert not DomainBreaker.objects.filter(trips__gt=0).exists()
+    faults = set(
+        MissionEvent.objects.filter(
+            mission=mission, kind="session", error_code__startswith="SESSION_"
+        ).values_list("data__fault", flat=True)
+    )
+    assert faults == {"proxy"}
