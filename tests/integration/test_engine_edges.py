@@ -282,3 +282,35 @@ def test_a_site_failed_by_its_proxies_errs_within_its_retry_budget(
         ).values_list("data__fault", flat=True)
     )
     assert faults == {"proxy"}
+
+
+def test_a_job_refused_by_a_session_its_proxy_failed_is_blamed_on_the_proxy(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    # Issue #15, case 3: the session failed on the worker (proxy_connect_failed) before
+    # our poll saw it; the next job is refused `session_not_ready`. The dispatcher asks
+    # the worker why: the proxy's fault, not the site's.
+    fleet = build_fleet(fake_worker, fake_writer, items_per_job=1, max_sessions=1)
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(
+        name="Recusa", urls=["https://example.com/a", "https://example.com/b"]
+    )
+    fleet.drive(lambda: BrowserSession.objects.filter(job_status="running").exists())
+    session = BrowserSession.objects.get(mission=mission, job_status="running")
+    fake_worker.jobs_paused = False
+    fake_worker.tick()
+    manager = fleet.orchestrator.managers["workers"]
+    # Collect the first job (the session is ready again), then the worker fails it.
+    fleet.drive(
+        lambda: BrowserSession.objects.filter(pk=session.pk, job_status="").exists(),
+        what="the first job collected",
+    )
+    fake_worker.fail_session(session.remote_id, "proxy_connect_failed")
+
+    manager.dispatch_jobs(timezone.now(), config.load())
+
+    session.refresh_from_db()
+    assert session.status == SessionStatus.FAILED
+    event = MissionEvent.objects.get(mission=mission, error_code="SESSION_FAILED")
+    assert event.data["fault"] == "proxy"
+    assert "session_not_ready (proxy_connect_failed)" in event.message
