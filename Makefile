@@ -56,7 +56,7 @@ demo-proxies: install
 	DEBUG=$${DEBUG:-1} $(PY) manage.py demo_proxies --count $${COUNT:-3}
 
 chaos: install
-	CHAOS_MISSIONS=$${CHAOS_MISSIONS:-500} CHAOS_SECONDS=$${CHAOS_SECONDS:-600} $(BIN)/pytest -m chaos -n 0 -s tests/e2e/test_chaos.py
+	CHAOS_MISSIONS=$${CHAOS_MISSIONS:-500} CHAOS_SECONDS=$${CHAOS_SECONDS:-600} MC_LONG_STORMS=1 $(BIN)/pytest -m chaos -n 0 -s tests/e2e/test_chaos.py tests/e2e/test_kill_storm_processes.py
 
 assets:
 	bash dashboard/build_assets.sh

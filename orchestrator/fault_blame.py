@@ -11,6 +11,9 @@ from __future__ import annotations
 from orchestrator.states import ErrorCode
 
 SITE, PROXY, WORKER, OURS = "site", "proxy", "worker", "ours"
+# A job refused because the worker no longer has the session ready: whatever ended it
+# there, the site did nothing (it never got a request of this job).
+REFUSED_BY_WORKER = frozenset({"session_not_found", "session_not_ready"})
 # Faults that are never the site's: the breaker of a site ignores them.
 NOT_THE_SITES = (PROXY, WORKER, OURS)
 
@@ -24,6 +27,8 @@ def session_fault(code: ErrorCode, remote_code: str = "", *, infra: bool = False
         # The worker could not reach the site through this proxy, or the provider
         # could not start a browser with it.
         return PROXY
-    if code == ErrorCode.SESSION_OPEN_FAILED:
-        return WORKER  # the open never reached the site
+    if code == ErrorCode.SESSION_OPEN_FAILED or remote_code in REFUSED_BY_WORKER:
+        return WORKER  # the open, or the job, never reached the site
+    if remote_code == "session_busy":
+        return OURS  # a job handed to a session still running one: our bookkeeping
     return SITE

@@ -373,15 +373,17 @@ class JobDispatch(BaseManager):
             leases.release(BrowserSession, lease, self.owner)
             return 0
         if exc.code in ("session_not_found", "session_not_ready", "session_busy"):
+            remote_code, why = self._why_refused(session, exc, cfg)
             end_session(
                 session,
                 expected_status=SessionStatus.READY,
                 status=SessionStatus.FAILED if exc.code != "session_busy" else SessionStatus.STUCK,
                 code=ErrorCode.SESSION_FAILED,
-                message=f"job recusado: {exc.code}",
+                message=f"job recusado: {why}",
                 now=now,
                 cfg=cfg,
                 remote_holds_slot=exc.code == "session_busy",
+                remote_code=remote_code,
             )
             return 0
         # 422 or another permanent refusal of the job itself: this attempt failed.
@@ -396,6 +398,21 @@ class JobDispatch(BaseManager):
             self.rng,
         )
         return 0
+
+    def _why_refused(
+        self, session: BrowserSession, exc: ServiceError, cfg: Config
+    ) -> tuple[str, str]:
+        """(remote code, message) of a session that refused its job as not ready: the
+        worker's own error of the session when it has one (a proxy that failed it is the
+        proxy's fault, not the site's: issue #15, case 3), else the refusal's code."""
+        if exc.code == "session_not_ready" and session.remote_id:
+            try:
+                remote = self.worker_client(session.worker, cfg).get_session(session.remote_id)
+            except ServiceError:
+                remote = None
+            if remote is not None and remote.error_code:
+                return remote.error_code, f"{exc.code} ({remote.error_code})"
+        return exc.code, exc.code
 
     def _give_back_job(
         self, session: BrowserSession, lease: leases.Lease, now: dt.datetime

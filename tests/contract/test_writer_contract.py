@@ -313,3 +313,30 @@ def test_fake_unavailable_and_invalid_item_ids(fake_writer: FakeWriter) -> None:
     error = assert_error(response, 422, "invalid_records")
     assert list(error["fields"]) == ["records[1]"]
     assert fake_writer.stored_count(1) == 0
+
+
+def test_fake_fault_rates_lost_answers_and_batch_key_conflicts(fake_writer: FakeWriter) -> None:
+    # The switches of the #15 storms: faults drawn at rates, an answer lost after the
+    # request was handled, a batch key arriving again with other records.
+    with make_client(fake_writer.base_url, fake_writer.api_key) as client:
+        fake_writer.fault_rates = {"lost": 1.0}
+        with pytest.raises(httpx.TransportError):
+            client.post("/batches", json=_batch(3, _records(range(2)), key="k-lost"))
+        assert fake_writer.stored_count(3) == 2  # handled; only the answer was lost
+        fake_writer.fault_rates = {"503": 1.0}
+        assert_error(
+            client.post("/batches", json=_batch(3, _records(range(9)))), 503, "unavailable"
+        )
+        fake_writer.clear_faults()
+        fake_writer.fail_after_store_rate = 1.0
+        assert_error(
+            client.post("/batches", json=_batch(3, _records(range(2, 4)), key="k-2")),
+            503,
+            "unavailable",
+        )
+        fake_writer.clear_faults()
+        again = client.post("/batches", json=_batch(3, _records(range(4, 6)), key="k-2"))
+    assert again.status_code == 200
+    assert fake_writer.stored_count(3) == 4
+    assert fake_writer.batch_key_conflicts == ["k-2"]
+    assert fake_writer.faults_served == {"lost": 1, "503": 1, "after_store": 1}

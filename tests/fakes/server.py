@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import random
 import re
 import socket
 import threading
@@ -178,6 +179,12 @@ class FakeServer:
         self._hold_rules: list[tuple[str, re.Pattern[str]]] = []
         self._released = threading.Event()
         self.holding = 0  # requests held right now
+        # Random faults at rates (issue #15 storms): {"503": 0.03, "429": 0.03,
+        # "lost": 0.02} -- a status answered instead of handling the request, or "lost":
+        # the request is handled, then its connection dropped unanswered. Seeded by
+        # `fault_seed` for a reproducible run.
+        self.fault_rates: dict[str, float] = {}
+        self.fault_rng = random.Random(0)
         # Inspection.
         self.calls: list[Call] = []
         self.route_counts: Counter[str] = Counter()
@@ -296,6 +303,15 @@ class FakeServer:
             self._hold_rules.clear()
         self._released.set()
 
+    def _roll_fault(self) -> tuple[int | None, bool]:
+        """One draw against `fault_rates` (under the lock): (status to answer, lost)."""
+        draw = self.fault_rng.random()
+        for name, rate in self.fault_rates.items():
+            if draw < rate:
+                return (None, True) if name == "lost" else (int(name), False)
+            draw -= rate
+        return None, False
+
     def _take_hold(self, method: str, path: str) -> bool:
         for i, (m, rx) in enumerate(self._hold_rules):
             if m == method and rx.search(path):
@@ -309,6 +325,7 @@ class FakeServer:
             self._hang_next.clear()
             self._garbage_next = 0
             self.latency = 0.0
+            self.fault_rates = {}
 
     # ---------------------------------------------------------------- inspection
     def count(self, method: str, path_regex: str = "") -> int:
@@ -389,6 +406,9 @@ class FakeServer:
                 Call(h.command, route_path + (f"?{split.query}" if split.query else ""), logged)
             )
             fail = self._fail_next.pop(0) if self._fail_next else None
+            lost = False
+            if fail is None and self.fault_rates:
+                fail, lost = self._roll_fault()
             hang = self._hang_next.pop(0) if self._hang_next and fail is None else None
             garbage = False
             if fail is None and hang is None and self._garbage_next:
@@ -432,6 +452,10 @@ class FakeServer:
                     self.holding -= 1
 
         response = self._dispatch(h.command, route_path, query, h.headers, raw)
+        if lost:
+            with self.lock:
+                self.faults_served["lost"] += 1
+            return -1, b"", {}  # handled, but the answer never reaches the client
         if response.status == 204 or response.body is None:
             return response.status, b"", response.headers
         status, payload, headers = self._json(response.body, response.status)

@@ -161,6 +161,9 @@ class FakeWorker(FakeServer):
         self.provider_error_for_proxies: set[str] = set()
         self.provider_error_all = False  # every new session → 502 provider_error
         self.sessions_get_stuck = False  # every session frozen (see stick_session)
+        # A session fails (with this error code) as soon as a job starts on it, its
+        # job failing with it: a proxy that cannot reach the site (issue #15, case 3).
+        self.fail_sessions_on_job: str | None = None
         self.stuck_status: str | None = "stuck"  # reported status of a stuck session
         self.data_for: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         # True: error results of the v1.1 codes carry a `snapshot` (with a proxy
@@ -568,6 +571,8 @@ class FakeWorker(FakeServer):
         )
         self.jobs[job.id] = job
         s.status, s.phase, s.job_id, s.last_activity_t = "busy", "navigating", job.id, now
+        if self.fail_sessions_on_job:
+            self.fail_session(s.id, self.fail_sessions_on_job)
         return Response(202, self._job_body(job))
 
     def _get_job(self, req: Request) -> Response:

@@ -47,6 +47,10 @@ class CompleteCall:
     status: int
 
 
+def _item_ids(records: list[Any]) -> list[Any]:
+    return sorted(str(r.get("item_id")) if isinstance(r, dict) else repr(r) for r in records)
+
+
 class FakeWriter(FakeServer):
     """See the module docstring. Every public attribute is a switch settable at run time."""
 
@@ -66,11 +70,15 @@ class FakeWriter(FakeServer):
         self.read_back = False  # True: lists the read_back capability and serves records
         self.invalid_item_ids: set[str] = set()  # records with these ids → 422 invalid_records
         self._fail_after_store = 0
+        # Share of accepted batches stored, then answered 503 (drawn from `fault_rng`).
+        self.fail_after_store_rate = 0.0
         # State and inspection.
         self.records: dict[tuple[MissionKey, str], dict[str, Any]] = {}
         self.batches: dict[str, FakeBatch] = {}  # by batch_key
         self.duplicate_records_received = 0  # records that arrived again (not stored)
         self.duplicate_batches_received = 0  # batch_keys that arrived again
+        # batch_keys that arrived again with other records (a key reused: must stay 0).
+        self.batch_key_conflicts: list[str] = []
         self.completed: dict[MissionKey, dict[str, Any]] = {}  # accepted complete payloads
         self.complete_calls: list[CompleteCall] = []
         self._seq = 0
@@ -85,6 +93,11 @@ class FakeWriter(FakeServer):
         """The next ``n`` accepted batches are stored, then answered 503 unavailable."""
         with self.lock:
             self._fail_after_store += n
+
+    def clear_faults(self) -> None:
+        super().clear_faults()
+        with self.lock:
+            self.fail_after_store_rate = 0.0
 
     # ---------------------------------------------------------------- inspection
     def stored_count(self, mission_id: object) -> int:
@@ -153,6 +166,8 @@ class FakeWriter(FakeServer):
         assert isinstance(key, str) and isinstance(mission, dict) and isinstance(records, list)
         known = self.batches.get(key)
         if known is not None:
+            if _item_ids(records) != _item_ids(known.records):
+                self.batch_key_conflicts.append(key)
             known.received += 1
             self.duplicate_batches_received += 1
             return Response(200, self._batch_body(known, duplicate=True))
@@ -191,8 +206,13 @@ class FakeWriter(FakeServer):
         self._seq += 1
         batch = FakeBatch(f"b-{self._seq}", key, mission, records, stored, duplicates)
         self.batches[key] = batch
-        if self._fail_after_store > 0:
+        after_store = self._fail_after_store > 0
+        if after_store:
             self._fail_after_store -= 1
+        elif self.fail_after_store_rate and self.fault_rng.random() < self.fail_after_store_rate:
+            after_store = True
+            self.faults_served["after_store"] += 1
+        if after_store:
             batch.answered_503 = True
             raise ApiError(503, "unavailable", "stored, but failed before answering")
         return Response(201, self._batch_body(batch, duplicate=False))

@@ -232,3 +232,85 @@ def test_only_the_leases_of_gone_instances_are_freed() -> None:
     assert (rows[stopped.pk].locked_by, rows[stopped.pk].lease_token) == ("", 1)
     assert rows[stopped.pk].locked_until is None
     assert rows[unknown.pk].locked_by == "never-seen"
+
+
+def test_a_site_failed_by_its_proxies_errs_within_its_retry_budget(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    # Issue #15, case 3: every session fails as soon as its job starts
+    # (proxy_connect_failed). The breaker's defaults (5 failed sessions pause the site
+    # for 900 s) stay on: a proxy fault must not count, so the mission spends its 3
+    # attempts x 2 sessions and ends, its only waits the retry backoffs (2 s, then 4 s).
+    fleet = build_fleet(
+        fake_worker,
+        fake_writer,
+        n_proxies=8,
+        max_sessions=1,
+        overrides={
+            "max_session_rotations": 1,
+            "max_retries": 2,
+            "retry_backoff_base_s": 2.0,
+            "retry_backoff_cap_s": 5.0,
+            "retry_jitter": 0.0,
+        },
+    )
+    fake_worker.fail_sessions_on_job = "proxy_connect_failed"
+    mission = actions.create_mission(
+        name="Proxy ruim", urls=[f"https://inalcancavel.example/p/{i}" for i in range(10)]
+    )
+    waited = 0.0  # the injected clock: each backoff is skipped and added here
+    for _ in range(120):
+        fleet.step()
+        mission.refresh_from_db()
+        if mission.status == MissionStatus.ERRO:
+            break
+        now = timezone.now()
+        if mission.status == MissionStatus.QUEUED and mission.next_attempt_at:
+            waited += max(0.0, (mission.next_attempt_at - now).total_seconds())
+            Mission.objects.filter(pk=mission.pk).update(next_attempt_at=now)
+    assert mission.status == MissionStatus.ERRO
+    assert mission.error_code == "SESSION_ROTATIONS_EXHAUSTED"
+    assert mission.attempt == 3
+    assert waited <= 6.5
+    opened = len(fake_worker.sessions)
+    fleet.step(5)
+    assert len(fake_worker.sessions) == opened <= 6
+    assert not DomainBreaker.objects.filter(trips__gt=0).exists()
+    faults = set(
+        MissionEvent.objects.filter(
+            mission=mission, kind="session", error_code__startswith="SESSION_"
+        ).values_list("data__fault", flat=True)
+    )
+    assert faults == {"proxy"}
+
+
+def test_a_job_refused_by_a_session_its_proxy_failed_is_blamed_on_the_proxy(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    # Issue #15, case 3: the session failed on the worker (proxy_connect_failed) before
+    # our poll saw it; the next job is refused `session_not_ready`. The dispatcher asks
+    # the worker why: the proxy's fault, not the site's.
+    fleet = build_fleet(fake_worker, fake_writer, items_per_job=1, max_sessions=1)
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(
+        name="Recusa", urls=["https://example.com/a", "https://example.com/b"]
+    )
+    fleet.drive(lambda: BrowserSession.objects.filter(job_status="running").exists())
+    session = BrowserSession.objects.get(mission=mission, job_status="running")
+    fake_worker.jobs_paused = False
+    fake_worker.tick()
+    manager = fleet.orchestrator.managers["workers"]
+    # Collect the first job (the session is ready again), then the worker fails it.
+    fleet.drive(
+        lambda: BrowserSession.objects.filter(pk=session.pk, job_status="").exists(),
+        what="the first job collected",
+    )
+    fake_worker.fail_session(session.remote_id, "proxy_connect_failed")
+
+    manager.dispatch_jobs(timezone.now(), config.load())
+
+    session.refresh_from_db()
+    assert session.status == SessionStatus.FAILED
+    event = MissionEvent.objects.get(mission=mission, error_code="SESSION_FAILED")
+    assert event.data["fault"] == "proxy"
+    assert "session_not_ready (proxy_connect_failed)" in event.message
