@@ -14,13 +14,13 @@ from django.db.models import (
 )
 
 from orchestrator import leases, quality
-from orchestrator.job_polling import JobPolls
 from orchestrator.clients import breaker
 from orchestrator.clients.base import ServiceError
 from orchestrator.clients.pool import call_all
 from orchestrator.clients.worker import ResultsPage, WorkerClient
 from orchestrator.clients.writer import WriterClient
 from orchestrator.crashpoints import crashpoint
+from orchestrator.job_polling import JobPolls
 from orchestrator.managers.base import (
     BaseManager,
     end_session,
