@@ -160,8 +160,10 @@ class ResultDelivery(BaseManager):
                 if self._record_step(drain, step, now, cfg):
                     assert step.page is not None
                     ready.append((drain, step.page))
+            # Recorded as of the round's last answer, not the tick's start (#15 case 8).
+            answered = max([now, *(o.at for o in outcomes if o.at is not None)])
             recorded = record_pages(
-                [(d.session, d.lease, page) for d, page in ready], self.owner, rules, now, cfg
+                [(d.session, d.lease, page) for d, page in ready], self.owner, rules, answered, cfg
             )
             going: list[_Drain] = []
             for drain, page in ready:
