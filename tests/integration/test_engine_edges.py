@@ -232,3 +232,22 @@ def test_only_the_leases_of_gone_instances_are_freed() -> None:
     assert (rows[stopped.pk].locked_by, rows[stopped.pk].lease_token) == ("", 1)
     assert rows[stopped.pk].locked_until is None
     assert rows[unknown.pk].locked_by == "never-seen"
+
+
+def test_a_502_provider_error_outside_post_sessions_costs_no_attempt(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    # Issue #15 case 7: the contract defines `provider_error` for POST /sessions only;
+    # on the job and results endpoints a 502 is the worker's transient fault.
+    fleet = build_fleet(fake_worker, fake_writer, items_per_job=2, max_sessions=1)
+    fake_worker.fail_matching("POST", r"^/sessions/[^/]+/jobs$", 2, 502, "provider_error")
+    fake_worker.fail_matching("GET", r"^/jobs/[^/]+/results$", 2, 502, "provider_error")
+    mission = actions.create_mission(
+        name="Transitório", urls=["https://example.com/a", "https://example.com/b"]
+    )
+    mission = fleet.drive_to(mission, MissionStatus.FINALIZADO, MissionStatus.ERRO)
+    assert fake_worker.faults_served["502"] == 4
+    assert mission.status == MissionStatus.FINALIZADO
+    assert (mission.attempt, mission.session_rotations, mission.done_items) == (1, 0, 2)
+    assert BrowserSession.objects.filter(mission=mission).count() == 1
+    assert fake_writer.stored_count(mission.pk) == 2
