@@ -76,6 +76,14 @@ def database_lost(exc: BaseException) -> bool:
     return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
 
 
+def next_wait(interval_s: float, result: TickResult) -> float:
+    """How long a manager sleeps after a tick: its interval, or the sooner follow-up
+    the tick asked for (running jobs, issue #15 case 6)."""
+    if result.follow_up_s is None:
+        return interval_s
+    return min(interval_s, result.follow_up_s)
+
+
 def instance_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -366,7 +374,7 @@ class Orchestrator:
                     continue
                 drains = 0
                 if not self.stopping.is_set():
-                    wake.wait(float(cfg[INTERVAL_KEYS[kind]]))
+                    wake.wait(next_wait(float(cfg[INTERVAL_KEYS[kind]]), result))
         except BaseException:
             logger.critical("manager %s stopped:\n%s", kind, traceback.format_exc())
             self.stop()  # the process exits rather than run without this manager

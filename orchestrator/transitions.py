@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,13 +249,15 @@ def transition_many(
         locked = hold(Mission.objects.filter(cond))
         if not locked:
             return []
+        at = _not_before_checkpoints(locked, now)
         groups: dict[str, tuple[dict[str, Any], list[Move]]] = {}
         for move in moves:
             if move.mission.pk not in locked:
                 continue
-            updates = {**fields, **move.fields, "status": to, "updated_at": now}
+            when = at[move.mission.pk]
+            updates = {**fields, **move.fields, "status": to, "updated_at": when}
             if checkpoint:
-                updates.setdefault(checkpoint, now)
+                updates.setdefault(checkpoint, when)
             key = repr(sorted(updates.items()))
             groups.setdefault(key, (updates, []))[1].append(move)
         sources = {m.mission.pk: m.mission.status for m in moves}
@@ -274,7 +277,7 @@ def transition_many(
                 attempt=mission.attempt,
                 message=by_id[mission.pk].message,
                 data=by_id[mission.pk].data or {},
-                created_at=now,
+                created_at=at[mission.pk],
             )
             for mission in won
         )
@@ -282,6 +285,18 @@ def transition_many(
     for mission in won:
         events.publish(f"mission.{to.lower()}", mission_id=mission.pk)
     return won
+
+
+def _not_before_checkpoints(ids: Iterable[int], now: dt.datetime) -> dict[int, dt.datetime]:
+    """The time each mission's transition is recorded at: `now`, or its latest
+    checkpoint if that is later (two managers' ticks started in the other order; or
+    another host's clock), so checkpoints and transition events stay in order
+    (issue #15 case 8: `extraindo_at` was recorded before `atribuido_at`)."""
+    fields = list(states.CHECKPOINTS.values())
+    at: dict[int, dt.datetime] = {}
+    for pk, *marks in Mission.objects.filter(pk__in=list(ids)).values_list("pk", *fields):
+        at[pk] = max([now, *(m for m in marks if m is not None)])
+    return at
 
 
 def close_sessions_of(mission_ids: list[int], now: dt.datetime) -> int:

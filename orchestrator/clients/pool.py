@@ -11,12 +11,15 @@ no lock is held across the calls; idempotency keys are computed by the caller.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from django.utils import timezone
 
 from orchestrator.clients.base import ServiceError
 
@@ -35,6 +38,9 @@ class Outcome(Generic[T]):
 
     value: T | None = None
     error: ServiceError | None = None
+    # When the answer (or the error) came back: what the caller records as the time the
+    # thing happened, not its tick's start (issue #15 case 8).
+    at: dt.datetime | None = None
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -59,9 +65,10 @@ os.register_at_fork(after_in_child=_reset_after_fork)
 
 def _guarded(call: Callable[[], T]) -> Outcome[T]:
     try:
-        return Outcome(value=call())
+        value = call()
     except ServiceError as exc:
-        return Outcome(error=exc)
+        return Outcome(error=exc, at=timezone.now())
+    return Outcome(value=value, at=timezone.now())
 
 
 def call_all(calls: Sequence[Callable[[], T]]) -> list[Outcome[T]]:

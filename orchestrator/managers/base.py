@@ -54,6 +54,8 @@ class TickResult:
     """What one tick did, by action name; `did_work` tells the loop to drain again."""
 
     counts: dict[str, int] = field(default_factory=dict)
+    # Seconds until this manager should tick again, if sooner than its interval.
+    follow_up_s: float | None = None
 
     def add(self, key: str, n: int = 1) -> None:
         if n:

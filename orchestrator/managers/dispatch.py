@@ -266,7 +266,7 @@ class JobDispatch(BaseManager):
             .values_list("session_id", "job_key", "id", "url")
         ):
             items[(session_id, job_key)].append((item_id, url))
-        started: list[tuple[BrowserSession, str, int]] = []
+        started: list[tuple[BrowserSession, str, int, dt.datetime]] = []
         calls: list[tuple[BrowserSession, list[tuple[int, str]]]] = []
         for session in sessions:
             lease = tokens[session.pk]
@@ -305,14 +305,16 @@ class JobDispatch(BaseManager):
             assert job is not None
             crashpoint("after_job_start")
             breaker.record_success(session.worker, now)
-            started.append((session, job.id, len(job_items)))
+            started.append((session, job.id, len(job_items), max(now, outcome.at or now)))
         if not started:
             return 0
+        # The job started when its worker answered, not when this tick began (#15 case 8).
+        answered = max(at for _, _, _, at in started)
         with transaction.atomic():
             fence = pgbatch.rows_in(
                 BrowserSession,
                 ["pk", "lease_token", "job_key"],
-                [(s.pk, tokens[s.pk].token, s.job_key) for s, _, _ in started],
+                [(s.pk, tokens[s.pk].token, s.job_key) for s, _, _, _ in started],
             )
             won = leases.hold(
                 BrowserSession.objects.filter(
@@ -320,7 +322,7 @@ class JobDispatch(BaseManager):
                 )
             )
             recorded = [entry for entry in started if entry[0].pk in won]
-            for session, _, _ in started:
+            for session, _, _, _ in started:
                 if session.pk not in won:
                     leases.stale(
                         f"session {session.session_key}",
@@ -332,19 +334,19 @@ class JobDispatch(BaseManager):
             BrowserSession.objects.filter(pk__in=won).update(
                 status=SessionStatus.BUSY,
                 job_remote_id=Case(
-                    *(When(pk=s.pk, then=Value(job_id)) for s, job_id, _ in recorded)
+                    *(When(pk=s.pk, then=Value(job_id)) for s, job_id, _, _ in recorded)
                 ),
                 job_status=JOB_RUNNING,
-                last_activity_at=now,
+                last_activity_at=answered,
                 locked_by="",
                 locked_until=None,
             )
             first: dict[int, Move] = {}
-            for session, _, _ in recorded:
+            for session, _, _, _ in recorded:
                 mission = session.mission
                 if mission.status == MissionStatus.ATRIBUIDO and mission.pk not in first:
                     first[mission.pk] = Move(mission, "Primeiro job iniciado")
-            transition_many(list(first.values()), MissionStatus.EXTRAINDO, now=now)
+            transition_many(list(first.values()), MissionStatus.EXTRAINDO, now=answered)
             MissionEvent.objects.bulk_create(
                 MissionEvent(
                     mission_id=session.mission_id,
@@ -352,9 +354,9 @@ class JobDispatch(BaseManager):
                     attempt=session.attempt,
                     message=f"Job {session.job_key} iniciado com {n} {'item' if n == 1 else 'itens'}",
                     data={"job_key": session.job_key, "job_id": job_id, "items": n},
-                    created_at=now,
+                    created_at=at,
                 )
-                for session, job_id, n in recorded
+                for session, job_id, n, at in recorded
             )
         return len(recorded)
 

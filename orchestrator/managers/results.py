@@ -20,6 +20,7 @@ from orchestrator.clients.pool import call_all
 from orchestrator.clients.worker import ResultsPage, WorkerClient
 from orchestrator.clients.writer import WriterClient
 from orchestrator.crashpoints import crashpoint
+from orchestrator.job_polling import JobPolls
 from orchestrator.managers.base import (
     BaseManager,
     end_session,
@@ -64,10 +65,17 @@ class _Step:
 class ResultDelivery(BaseManager):
     """Result paging and delivery (`WorkerManager.collect_results`)."""
 
+    job_polls: JobPolls
+
     def collect_results(self, now: dt.datetime, cfg: Config) -> int:
+        running = Q(job_status=JOB_RUNNING, status__in=[SessionStatus.READY, SessionStatus.BUSY])
+        not_due = self.job_polls.not_due() if self.throttle else []
+        if not_due:
+            # The loop follows each running job at its own pace (`job_polling`).
+            running &= ~Q(id__in=not_due)
         claimed = leases.claim(
             BrowserSession,
-            Q(job_status=JOB_RUNNING, status__in=[SessionStatus.READY, SessionStatus.BUSY]),
+            running,
             owner=self.owner,
             lease_s=cfg.lease_s,
             limit=cfg.claim_batch_size * 5,
@@ -81,11 +89,20 @@ class ResultDelivery(BaseManager):
             .order_by("id")
         )
         writers = writers_for([s.mission for s in sessions])
+        progressed: set[int] = set()
         try:
-            return self._drain_jobs(sessions, tokens, writers, now, cfg)
+            pages = self._drain_jobs(sessions, tokens, writers, now, cfg, progressed)
         finally:
             # One statement for the whole batch (a finished job already dropped its lease).
             release_many(BrowserSession, claimed, self.owner)
+        self.job_polls.polled(
+            [(s.pk, s.worker_id, s.pk in progressed) for s in sessions],
+            BrowserSession.objects.filter(id__in=tokens, job_status=JOB_RUNNING).values_list(
+                "id", flat=True
+            ),
+            cfg.worker_tick_s,
+        )
+        return pages
 
     def _drain_jobs(
         self,
@@ -94,6 +111,7 @@ class ResultDelivery(BaseManager):
         writers: dict[int, Writer | None],
         now: dt.datetime,
         cfg: Config,
+        progressed: set[int],
     ) -> int:
         """Page the results of every claimed job to its writer, a round of pages at a
         time: the worker and writer calls of a round run concurrently (`call_all`, no
@@ -142,14 +160,18 @@ class ResultDelivery(BaseManager):
                 if self._record_step(drain, step, now, cfg):
                     assert step.page is not None
                     ready.append((drain, step.page))
+            # Recorded as of the round's last answer, not the tick's start (#15 case 8).
+            answered = max([now, *(o.at for o in outcomes if o.at is not None)])
             recorded = record_pages(
-                [(d.session, d.lease, page) for d, page in ready], self.owner, rules, now, cfg
+                [(d.session, d.lease, page) for d, page in ready], self.owner, rules, answered, cfg
             )
             going: list[_Drain] = []
             for drain, page in ready:
                 if drain.session.pk not in recorded:
                     continue
                 pages += 1
+                if page.results:
+                    progressed.add(drain.session.pk)
                 if page.next_cursor is not None:
                     drain.session.job_cursor = page.next_cursor
                     drain.session.job_pages += 1

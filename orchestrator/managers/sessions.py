@@ -20,6 +20,7 @@ from orchestrator.clients.worker import ProxySpec, RemoteSession
 from orchestrator.crashpoints import crashpoint
 from orchestrator.leases import hold, reclaim_orphaned, stale
 from orchestrator.managers.base import (
+    LIVE_NOT_CLOSING,
     BaseManager,
     TickResult,
     end_session,
@@ -162,7 +163,42 @@ class SessionManager(BaseManager):
             answered.append((session, lease, remote))
         # Recorded together: one transaction (and one wake-up) for the batch.
         opened += self._record_opened(answered, now)
+        self._close_given_up_opens(answered, cfg)
         return opened
+
+    def _close_given_up_opens(
+        self,
+        answered: list[tuple[BrowserSession, allocation.Lease, RemoteSession]],
+        cfg: Config,
+    ) -> None:
+        """Opens the worker answered after their row was given up (cancelled while the
+        call was in flight): the close step may have looked for the session by its key
+        before the worker had it, found nothing and freed the row, so nobody else will
+        close it. Close it here, after the write (no lock held across the calls; a
+        second DELETE of a session is harmless). Issue #15 case 5: a session of a
+        cancelled mission left open on the worker."""
+        if not answered:
+            return
+        given_up = set(
+            BrowserSession.objects.filter(pk__in=[s.pk for s, _, _ in answered])
+            .exclude(LIVE_NOT_CLOSING)
+            .values_list("id", flat=True)
+        )
+        lost = [(s, remote) for s, _, remote in answered if s.pk in given_up]
+        for (session, _remote), outcome in zip(
+            lost,
+            call_all(
+                [partial(self.worker_client(s.worker, cfg).close_session, r.id) for s, r in lost]
+            ),
+            strict=True,
+        ):
+            logger.info(
+                "session %s opened after it was given up: closed on %s (%s)",
+                session.session_key,
+                session.worker.name,
+                "ok" if outcome.error is None else outcome.error.code,
+                extra={"mission_id": session.mission_id},
+            )
 
     def _open_failed(
         self,

@@ -4,6 +4,9 @@ their results and streams each page to the mission's writer before saving the cu
 
 from __future__ import annotations
 
+from typing import Any
+
+from orchestrator.job_polling import JobPolls
 from orchestrator.managers.base import TickResult
 from orchestrator.managers.dispatch import JobDispatch
 from orchestrator.managers.results import (  # noqa: F401  (re-exported)
@@ -21,6 +24,10 @@ class WorkerManager(WorkerHealth, JobDispatch, ResultDelivery):
 
     name = "workers"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.job_polls = JobPolls()
+
     def tick(self) -> TickResult:
         now, cfg = self.load()
         result = TickResult()
@@ -29,6 +36,9 @@ class WorkerManager(WorkerHealth, JobDispatch, ResultDelivery):
         if not cfg.paused:
             result.add("jobs_started", self.dispatch_jobs(now, cfg))
         result.add("pages", self.collect_results(now, cfg))
+        if self.throttle:
+            # Running jobs are followed sooner than the tick (issue #15 case 6).
+            result.follow_up_s = self.job_polls.next_in(cfg.worker_tick_s)
         return result
 
 

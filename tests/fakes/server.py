@@ -177,6 +177,8 @@ class FakeServer:
         self.unreachable = False
         # (method, path regex) of requests to hold unanswered until release_held().
         self._hold_rules: list[tuple[str, re.Pattern[str]]] = []
+        # (method, path regex, status, error code) of the next matching requests to fail.
+        self._fail_rules: list[tuple[str, re.Pattern[str], int, str]] = []
         self._released = threading.Event()
         self.holding = 0  # requests held right now
         # Random faults at rates (issue #15 storms): {"503": 0.03, "429": 0.03,
@@ -297,6 +299,22 @@ class FakeServer:
             self._released.clear()
             self._hold_rules.extend([(method.upper(), re.compile(path_regex))] * n)
 
+    def fail_matching(
+        self, method: str, path_regex: str, n: int = 1, status: int = 502, code: str = ""
+    ) -> None:
+        """The next ``n`` requests of ``method`` whose route path matches ``path_regex``
+        get ``status`` with ``code`` (default: the status's usual code) and change nothing."""
+        with self.lock:
+            rule = (method.upper(), re.compile(path_regex), status, code)
+            self._fail_rules.extend([rule] * n)
+
+    def _take_fail(self, method: str, path: str) -> tuple[int, str] | None:
+        for i, (m, rx, status, code) in enumerate(self._fail_rules):
+            if m == method and rx.search(path):
+                del self._fail_rules[i]
+                return status, code
+        return None
+
     def release_held(self) -> None:
         """Let every held request through (it is then handled as usual)."""
         with self.lock:
@@ -323,6 +341,7 @@ class FakeServer:
         with self.lock:
             self._fail_next.clear()
             self._hang_next.clear()
+            self._fail_rules.clear()
             self._garbage_next = 0
             self.latency = 0.0
             self.fault_rates = {}
@@ -406,6 +425,9 @@ class FakeServer:
                 Call(h.command, route_path + (f"?{split.query}" if split.query else ""), logged)
             )
             fail = self._fail_next.pop(0) if self._fail_next else None
+            fail_code = ""
+            if fail is None and (rule := self._take_fail(h.command, route_path)):
+                fail, fail_code = rule
             lost = False
             if fail is None and self.fault_rates:
                 fail, lost = self._roll_fault()
@@ -427,7 +449,7 @@ class FakeServer:
         if fail is not None:
             with self.lock:
                 self.faults_served[str(fail)] += 1
-            code = _STATUS_CODES.get(fail, "injected_failure")
+            code = fail_code or _STATUS_CODES.get(fail, "injected_failure")
             return self._json(ApiError(fail, code, "injected failure").body(), fail)
         if garbage:
             with self.lock:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from orchestrator import actions, leases, site_breaker
 from orchestrator.clients.worker import WorkerClient
 from orchestrator.managers.base import close_mission_sessions
+from orchestrator.managers.sessions import SessionManager
 from orchestrator.managers.workers import WorkerManager
 from orchestrator.models import BrowserSession, DomainBreaker, Mission, MissionEvent
+from orchestrator.runner import Orchestrator
 from orchestrator.states import MissionStatus, SessionStatus
 from registry import config
 from registry.config import Config
@@ -314,3 +320,61 @@ def test_a_job_refused_by_a_session_its_proxy_failed_is_blamed_on_the_proxy(
     event = MissionEvent.objects.get(mission=mission, error_code="SESSION_FAILED")
     assert event.data["fault"] == "proxy"
     assert "session_not_ready (proxy_connect_failed)" in event.message
+
+
+def test_a_502_provider_error_outside_post_sessions_costs_no_attempt(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    # Issue #15 case 7: the contract defines `provider_error` for POST /sessions only;
+    # on the job and results endpoints a 502 is the worker's transient fault.
+    fleet = build_fleet(fake_worker, fake_writer, items_per_job=2, max_sessions=1)
+    fake_worker.fail_matching("POST", r"^/sessions/[^/]+/jobs$", 2, 502, "provider_error")
+    fake_worker.fail_matching("GET", r"^/jobs/[^/]+/results$", 2, 502, "provider_error")
+    mission = actions.create_mission(
+        name="Transitório", urls=["https://example.com/a", "https://example.com/b"]
+    )
+    mission = fleet.drive_to(mission, MissionStatus.FINALIZADO, MissionStatus.ERRO)
+    assert fake_worker.faults_served["502"] == 4
+    assert mission.status == MissionStatus.FINALIZADO
+    assert (mission.attempt, mission.session_rotations, mission.done_items) == (1, 0, 2)
+    assert BrowserSession.objects.filter(mission=mission).count() == 1
+    assert fake_writer.stored_count(mission.pk) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_session_the_worker_opens_after_its_mission_was_cancelled_is_closed(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    # Issue #15, case 5 (two processes): the cancel lands while POST /sessions is in
+    # flight; the close step looks the session up by its key before the worker has it,
+    # finds nothing and frees the row. The opener, fenced out when the answer comes,
+    # closes what the worker opened.
+    fleet = build_fleet(fake_worker, fake_writer)
+    mission = actions.create_mission(name="Em voo", urls=["https://example.com/a"])
+    fleet.orchestrator.run_tick("missions")
+    fake_worker.hold_next("POST", r"^/sessions$")
+    opener = threading.Thread(target=_tick_then_close, args=(fleet.orchestrator, "sessions"))
+    opener.start()
+    try:
+        for _ in range(200):
+            if fake_worker.holding:
+                break
+            time.sleep(0.05)
+        assert fake_worker.holding == 1
+        actions.cancel_mission(mission)
+        closer = SessionManager("closer")
+        assert closer.close_sessions(timezone.now(), config.load()) == 1
+        session = BrowserSession.objects.get(mission=mission)
+        assert (session.status, session.holds_slot) == (SessionStatus.CLOSED, False)
+    finally:
+        fake_worker.release_held()
+        opener.join()
+    assert len(fake_worker.sessions) == 1  # the worker did open it
+    assert fake_worker.active_sessions() == []
+
+
+def _tick_then_close(orchestrator: Orchestrator, kind: str) -> None:
+    try:
+        orchestrator.run_tick(kind)
+    finally:
+        connection.close()
