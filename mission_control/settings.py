@@ -263,6 +263,10 @@ STORAGES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # A mission of 100k URLs is about 4 MB of JSON.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=32 * 1024 * 1024)
+# Proxy imports (API JSON, text/csv, multipart, dashboard, import_proxies) are read as
+# streams: at most this many bytes (413 past it) and entries (400), whatever the body.
+IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=DATA_UPLOAD_MAX_MEMORY_SIZE)
+IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=200_000)
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"

@@ -3,6 +3,7 @@ connection tests) and the typed config keys."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from django.db import IntegrityError, models, transaction
@@ -23,7 +24,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from audit.log import record_updates
 from mission_control import hardening
 from mission_control.api import Conflict
-from registry import config, connection, importers, tokens
+from registry import config, connection, importers, streams, tokens
 from registry.models import ConfigEntry, Proxy, SiteConfig, Uploader, Worker, Writer
 from registry.serializers import (
     BULK_DESCRIPTION,
@@ -48,14 +49,42 @@ SERVICE_FILTERS = ["enabled", "health_status"]
 SERVICE_ORDERING = ["name", "created_at", "health_status", "last_checked_at"]
 
 
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+    default_detail = "Request body too large."
+
+
+def refusal(exc: importers.FileRefused, field: str = "file") -> exceptions.APIException:
+    """A refused import file as the API's answer: 413 past the size limit, else 400."""
+    if exc.too_large:
+        return PayloadTooLarge(f"Import {exc.message}")
+    return exceptions.ValidationError({field: exc.message})
+
+
+def _spooled(stream: Any, *, is_json: bool) -> importers.ProxyFile:
+    try:
+        return importers.ProxyFile.from_body(stream or io.BytesIO(), is_json=is_json)
+    except importers.FileRefused as exc:
+        raise refusal(exc, "body") from None
+
+
+class ProxyJSONParser(parsers.BaseParser):
+    """A proxies.json body, spooled to a temporary file and read entry by entry."""
+
+    media_type = "application/json"
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        return _spooled(stream, is_json=True)
+
+
 class CSVTextParser(parsers.BaseParser):
+    """A text/csv body, spooled to a temporary file and read line by line."""
+
     media_type = "text/csv"
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        try:
-            return stream.read().decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise exceptions.ParseError("CSV must be UTF-8.") from None
+        return _spooled(stream, is_json=False)
 
 
 class TokenView(ObtainAuthToken):
@@ -354,27 +383,39 @@ class ProxyViewSet(ConnectionTestMixin, RegistryViewSet):
         detail=False,
         methods=["post"],
         url_path="import",
-        parser_classes=[hardening.JSONParser, CSVTextParser, parsers.MultiPartParser],
+        parser_classes=[ProxyJSONParser, CSVTextParser, parsers.MultiPartParser],
     )
     def import_(self, request: Request) -> Response:
         """Upsert proxies by external id from proxies.json or CSV; all or nothing
-        unless ?skip_invalid=true."""
+        unless ?skip_invalid=true. Every path reads the file as a stream, twice."""
         data = request.data
         if "file" in getattr(request, "FILES", {}):
             upload = request.FILES["file"]
-            try:
-                parsed = importers.parse_proxies_text(upload.read().decode(), upload.name or "")
-            except UnicodeDecodeError:
-                raise exceptions.ValidationError({"file": "Must be UTF-8."}) from None
-            except ValueError:
-                raise exceptions.ValidationError({"file": "Not valid JSON."}) from None
-        elif isinstance(data, str):
-            parsed = importers.parse_proxies_csv(data)
+            if upload.size is not None and upload.size > importers.max_bytes():
+                raise refusal(streams.too_large(importers.max_bytes()))
+            proxy_file = importers.ProxyFile.open(upload.open("rb"), upload.name or "")
+        elif isinstance(data, importers.ProxyFile):
+            proxy_file = data
         elif hasattr(data, "getlist"):  # multipart without a file
             raise exceptions.ValidationError({"file": "Upload a JSON or CSV file."})
-        else:
-            parsed = importers.parse_proxies(data)
-        return _import_response(parsed, request, importers.apply_proxies)
+        else:  # an empty body
+            raise exceptions.ValidationError({"entries": {"0": {"file": "is empty."}}})
+        with proxy_file:
+            try:
+                checked = proxy_file.check()
+                if checked.error_count and not _flag(request, "skip_invalid"):
+                    raise exceptions.ValidationError({"entries": checked.error_fields()})
+                summary = proxy_file.apply(total=checked.valid)
+            except importers.FileRefused as exc:
+                raise refusal(exc) from None
+        return Response(
+            {
+                "created": summary.created,
+                "updated": summary.updated,
+                "skipped": checked.error_count,
+                "errors": checked.error_fields(),
+            }
+        )
 
 
 @extend_schema_view(bulk=extend_schema(request=bulk_request_schema(SiteConfigSerializer)))
