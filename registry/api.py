@@ -13,10 +13,10 @@ from django.utils.text import capfirst
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import exceptions, parsers, serializers, status, viewsets
+from rest_framework import exceptions, mixins, parsers, serializers, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -25,9 +25,10 @@ from audit.log import record_updates
 from mission_control import hardening
 from mission_control.api import Conflict
 from registry import config, connection, importers, streams, tokens
-from registry.models import ConfigEntry, Proxy, SiteConfig, Uploader, Worker, Writer
+from registry.models import ApiToken, ConfigEntry, Proxy, SiteConfig, Uploader, Worker, Writer
 from registry.serializers import (
     BULK_DESCRIPTION,
+    ApiTokenSerializer,
     ConfigKeySerializer,
     ConfigValueSerializer,
     ConnectionTestResultSerializer,
@@ -105,10 +106,20 @@ class TokenView(ObtainAuthToken):
             return []
         return super().get_authenticators()
 
+    def get_authenticate_header(self, request: Request) -> str:
+        # A 401 here names the scheme even on POST, which takes no credentials.
+        return "Token"
+
     @extend_schema(responses=TokenResponseSerializer)
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        if not serializer.is_valid():
+            if set(serializer.errors) == {"non_field_errors"}:
+                # Well-formed but wrong credentials: not authenticated, not a bad request.
+                raise exceptions.AuthenticationFailed(
+                    "Unable to log in with the given username and password."
+                )
+            raise exceptions.ValidationError(serializer.errors)
         token, key = tokens.issue(serializer.validated_data["user"])
         return Response({"token": key, "expires_at": token.expires_at})
 
@@ -120,6 +131,36 @@ class TokenView(ObtainAuthToken):
                 "Send the token to revoke: Authorization: Token <key>."
             )
         tokens.revoke(type(token).objects.filter(pk=token.pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        description="The logged-in user's API tokens (prefix, dates), newest first."
+    ),
+    retrieve=extend_schema(description="One of the user's API tokens."),
+    destroy=extend_schema(
+        description="Revoke one of the user's tokens (204; a revoked one stays listed). "
+        "Works with the dashboard's session (send the CSRF token) as with a token."
+    ),
+)
+class ApiTokenViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
+    """The user's own API tokens: listed without key or hash, revocable one by one, from a
+    browser session (a user who only logs in to the dashboard) or with a token."""
+
+    serializer_class = ApiTokenSerializer
+    permission_classes = [IsAuthenticated]
+    filter_backends: list[Any] = []
+
+    def get_queryset(self) -> Any:
+        user = self.request.user
+        if not user.is_authenticated:  # the schema generator
+            return ApiToken.objects.none()
+        return ApiToken.objects.filter(user=user).order_by("-created_at", "-id")
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        token = self.get_object()
+        tokens.revoke(ApiToken.objects.filter(pk=token.pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
