@@ -139,6 +139,8 @@ OUTBOUND_ALLOWED_NETWORKS = env.list(
     default=env.list("CONNECTION_TEST_ALLOWED_NETWORKS", default=[]),
 )
 CONNECTION_TEST_RATE = env.str("CONNECTION_TEST_RATE", default="30/min")
+# POST /api/auth/token/ per client address (DRF's "login" throttle).
+LOGIN_RATE = env.str("LOGIN_RATE", default="10/min")
 # /metrics: a bearer token for Prometheus (or a staff session); empty = staff only.
 METRICS_TOKEN = _secret("METRICS_TOKEN")
 METRICS_EVENT_WINDOW_S = env.int("METRICS_EVENT_WINDOW_S", default=300)
@@ -331,7 +333,7 @@ REST_FRAMEWORK = {
     ],
     "EXCEPTION_HANDLER": "mission_control.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-    "DEFAULT_THROTTLE_RATES": {"login": "10/min", "connection_test": "30/min"},
+    "DEFAULT_THROTTLE_RATES": {"login": LOGIN_RATE, "connection_test": CONNECTION_TEST_RATE},
     # Throttles key on the same client address as the audit log and axes.
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
