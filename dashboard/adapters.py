@@ -5,7 +5,6 @@ here. The views also read the models and call `orchestrator.actions` directly.""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,27 +44,26 @@ class ImportResult:
     updated: int
 
 
-def import_proxies(filename: str, content: bytes) -> ImportResult:
-    """Validate every entry of a proxies JSON or CSV file, then upsert all or nothing."""
+def import_proxies(filename: str, stream: Any) -> ImportResult:
+    """Validate every entry of a proxies JSON or CSV file (a rewindable binary file,
+    read as a stream), then upsert all or nothing."""
+    proxy_file = importers.ProxyFile.open(stream, filename)
+    with proxy_file:
+        return _import(proxy_file)
+
+
+def _import(proxy_file: importers.ProxyFile) -> ImportResult:
     try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ValidationError("O arquivo precisa estar em UTF-8.") from None
-    if filename.lower().endswith(".json"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValidationError(f"JSON inválido (linha {exc.lineno}).") from None
-        parsed = importers.parse_proxies(data)
-    else:
-        parsed = importers.parse_proxies_csv(text)
-    if parsed.errors:
-        raise ValidationError(
-            [
-                f"Entrada {e.index + 1}{f' ({e.key})' if e.key else ''}: "
-                + "; ".join(f"{k}: {v}" for k, v in e.errors.items())
-                for e in parsed.errors[:20]
-            ]
-        )
-    summary = importers.apply_proxies(parsed.rows)
+        checked = proxy_file.check()
+        if checked.error_count:
+            raise ValidationError(
+                [
+                    f"Entrada {e.index + 1}{f' ({e.key})' if e.key else ''}: "
+                    + "; ".join(f"{k}: {v}" for k, v in e.errors.items())
+                    for e in checked.errors[:20]
+                ]
+            )
+        summary = proxy_file.apply(total=checked.valid)
+    except importers.FileRefused as exc:
+        raise ValidationError(exc.message_pt) from None
     return ImportResult(summary.created, summary.updated)

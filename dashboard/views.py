@@ -662,7 +662,7 @@ def proxies_import(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         f = form.cleaned_data["file"]
         try:
-            result = adapters.import_proxies(f.name, f.read())
+            result = adapters.import_proxies(f.name, f.open("rb"))
         except ValidationError as exc:
             for msg in exc.messages[:10]:
                 messages.error(request, to_pt(msg))

@@ -195,10 +195,17 @@ def body_limit(request: HttpRequest) -> int:
     return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0) or LOCAL_MAX_BODY_BYTES
 
 
+# Query parameters the API documents as arrays (form style, exploded): only these may
+# be repeated; any other given twice is a 400 (the schema says one value).
+REPEATABLE_QUERY = frozenset({"status", "outcome"})
+
+
 def _query_problem(request: HttpRequest) -> tuple[str, str] | None:
     for key, values in request.GET.lists():
         if problem := text_problem(key):
             return key[:50], problem
+        if len(values) > 1 and request.path.startswith("/api/") and key not in REPEATABLE_QUERY:
+            return key, "given more than once"
         for value in values:
             if problem := text_problem(value):
                 return key, problem

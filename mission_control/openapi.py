@@ -26,6 +26,7 @@ DESCRIPTIONS = {
     "403": "The user's role does not allow this.",
     "404": "Not found.",
     "409": "Conflict with the current state.",
+    "413": "Body too large.",
     "415": "Unsupported media type.",
     "422": "Well-formed but cannot be applied.",
     "429": "Throttled.",
@@ -65,7 +66,7 @@ def add_error_responses(
             # 404 also on lists: a page past the end.
             codes = ["400", "401", "403", "404", "429"]
             if method in WRITE_METHODS:
-                codes += ["409", "415", "422"]
+                codes += ["409", "413", "415", "422"]
             for code in codes:
                 operation["responses"].setdefault(
                     code,

@@ -142,6 +142,8 @@ OUTBOUND_ALLOWED_NETWORKS = env.list(
     default=env.list("CONNECTION_TEST_ALLOWED_NETWORKS", default=[]),
 )
 CONNECTION_TEST_RATE = env.str("CONNECTION_TEST_RATE", default="30/min")
+# POST /api/auth/token/ per client address (DRF's "login" throttle).
+LOGIN_RATE = env.str("LOGIN_RATE", default="10/min")
 # /metrics: a bearer token for Prometheus (or a staff session); empty = staff only.
 METRICS_TOKEN = _secret("METRICS_TOKEN")
 METRICS_EVENT_WINDOW_S = env.int("METRICS_EVENT_WINDOW_S", default=300)
@@ -269,6 +271,10 @@ STORAGES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # A mission of 100k URLs is about 4 MB of JSON.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=32 * 1024 * 1024)
+# Proxy imports (API JSON, text/csv, multipart, dashboard, import_proxies) are read as
+# streams: at most this many bytes (413 past it) and entries (400), whatever the body.
+IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=DATA_UPLOAD_MAX_MEMORY_SIZE)
+IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=200_000)
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
@@ -333,7 +339,7 @@ REST_FRAMEWORK = {
     ],
     "EXCEPTION_HANDLER": "mission_control.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-    "DEFAULT_THROTTLE_RATES": {"login": "10/min", "connection_test": "30/min"},
+    "DEFAULT_THROTTLE_RATES": {"login": LOGIN_RATE, "connection_test": CONNECTION_TEST_RATE},
     # Throttles key on the same client address as the audit log and axes.
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }

@@ -3,6 +3,7 @@ connection tests) and the typed config keys."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from django.db import IntegrityError, models, transaction
@@ -12,10 +13,10 @@ from django.utils.text import capfirst
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import exceptions, parsers, serializers, status, viewsets
+from rest_framework import exceptions, mixins, parsers, serializers, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -23,10 +24,11 @@ from rest_framework.throttling import ScopedRateThrottle
 from audit.log import record_updates
 from mission_control import hardening
 from mission_control.api import Conflict
-from registry import config, connection, importers, tokens
-from registry.models import ConfigEntry, Proxy, SiteConfig, Uploader, Worker, Writer
+from registry import config, connection, importers, streams, tokens
+from registry.models import ApiToken, ConfigEntry, Proxy, SiteConfig, Uploader, Worker, Writer
 from registry.serializers import (
     BULK_DESCRIPTION,
+    ApiTokenSerializer,
     ConfigKeySerializer,
     ConfigValueSerializer,
     ConnectionTestResultSerializer,
@@ -48,14 +50,42 @@ SERVICE_FILTERS = ["enabled", "health_status"]
 SERVICE_ORDERING = ["name", "created_at", "health_status", "last_checked_at"]
 
 
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+    default_detail = "Request body too large."
+
+
+def refusal(exc: importers.FileRefused, field: str = "file") -> exceptions.APIException:
+    """A refused import file as the API's answer: 413 past the size limit, else 400."""
+    if exc.too_large:
+        return PayloadTooLarge(f"Import {exc.message}")
+    return exceptions.ValidationError({field: exc.message})
+
+
+def _spooled(stream: Any, *, is_json: bool) -> importers.ProxyFile:
+    try:
+        return importers.ProxyFile.from_body(stream or io.BytesIO(), is_json=is_json)
+    except importers.FileRefused as exc:
+        raise refusal(exc, "body") from None
+
+
+class ProxyJSONParser(parsers.BaseParser):
+    """A proxies.json body, spooled to a temporary file and read entry by entry."""
+
+    media_type = "application/json"
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        return _spooled(stream, is_json=True)
+
+
 class CSVTextParser(parsers.BaseParser):
+    """A text/csv body, spooled to a temporary file and read line by line."""
+
     media_type = "text/csv"
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        try:
-            return stream.read().decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise exceptions.ParseError("CSV must be UTF-8.") from None
+        return _spooled(stream, is_json=False)
 
 
 class TokenView(ObtainAuthToken):
@@ -76,10 +106,20 @@ class TokenView(ObtainAuthToken):
             return []
         return super().get_authenticators()
 
+    def get_authenticate_header(self, request: Request) -> str:
+        # A 401 here names the scheme even on POST, which takes no credentials.
+        return "Token"
+
     @extend_schema(responses=TokenResponseSerializer)
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        if not serializer.is_valid():
+            if set(serializer.errors) == {"non_field_errors"}:
+                # Well-formed but wrong credentials: not authenticated, not a bad request.
+                raise exceptions.AuthenticationFailed(
+                    "Unable to log in with the given username and password."
+                )
+            raise exceptions.ValidationError(serializer.errors)
         token, key = tokens.issue(serializer.validated_data["user"])
         return Response({"token": key, "expires_at": token.expires_at})
 
@@ -91,6 +131,36 @@ class TokenView(ObtainAuthToken):
                 "Send the token to revoke: Authorization: Token <key>."
             )
         tokens.revoke(type(token).objects.filter(pk=token.pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        description="The logged-in user's API tokens (prefix, dates), newest first."
+    ),
+    retrieve=extend_schema(description="One of the user's API tokens."),
+    destroy=extend_schema(
+        description="Revoke one of the user's tokens (204; a revoked one stays listed). "
+        "Works with the dashboard's session (send the CSRF token) as with a token."
+    ),
+)
+class ApiTokenViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
+    """The user's own API tokens: listed without key or hash, revocable one by one, from a
+    browser session (a user who only logs in to the dashboard) or with a token."""
+
+    serializer_class = ApiTokenSerializer
+    permission_classes = [IsAuthenticated]
+    filter_backends: list[Any] = []
+
+    def get_queryset(self) -> Any:
+        user = self.request.user
+        if not user.is_authenticated:  # the schema generator
+            return ApiToken.objects.none()
+        return ApiToken.objects.filter(user=user).order_by("-created_at", "-id")
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        token = self.get_object()
+        tokens.revoke(ApiToken.objects.filter(pk=token.pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -354,27 +424,39 @@ class ProxyViewSet(ConnectionTestMixin, RegistryViewSet):
         detail=False,
         methods=["post"],
         url_path="import",
-        parser_classes=[hardening.JSONParser, CSVTextParser, parsers.MultiPartParser],
+        parser_classes=[ProxyJSONParser, CSVTextParser, parsers.MultiPartParser],
     )
     def import_(self, request: Request) -> Response:
         """Upsert proxies by external id from proxies.json or CSV; all or nothing
-        unless ?skip_invalid=true."""
+        unless ?skip_invalid=true. Every path reads the file as a stream, twice."""
         data = request.data
         if "file" in getattr(request, "FILES", {}):
             upload = request.FILES["file"]
-            try:
-                parsed = importers.parse_proxies_text(upload.read().decode(), upload.name or "")
-            except UnicodeDecodeError:
-                raise exceptions.ValidationError({"file": "Must be UTF-8."}) from None
-            except ValueError:
-                raise exceptions.ValidationError({"file": "Not valid JSON."}) from None
-        elif isinstance(data, str):
-            parsed = importers.parse_proxies_csv(data)
+            if upload.size is not None and upload.size > importers.max_bytes():
+                raise refusal(streams.too_large(importers.max_bytes()))
+            proxy_file = importers.ProxyFile.open(upload.open("rb"), upload.name or "")
+        elif isinstance(data, importers.ProxyFile):
+            proxy_file = data
         elif hasattr(data, "getlist"):  # multipart without a file
             raise exceptions.ValidationError({"file": "Upload a JSON or CSV file."})
-        else:
-            parsed = importers.parse_proxies(data)
-        return _import_response(parsed, request, importers.apply_proxies)
+        else:  # an empty body
+            raise exceptions.ValidationError({"entries": {"0": {"file": "is empty."}}})
+        with proxy_file:
+            try:
+                checked = proxy_file.check()
+                if checked.error_count and not _flag(request, "skip_invalid"):
+                    raise exceptions.ValidationError({"entries": checked.error_fields()})
+                summary = proxy_file.apply(total=checked.valid)
+            except importers.FileRefused as exc:
+                raise refusal(exc) from None
+        return Response(
+            {
+                "created": summary.created,
+                "updated": summary.updated,
+                "skipped": checked.error_count,
+                "errors": checked.error_fields(),
+            }
+        )
 
 
 @extend_schema_view(bulk=extend_schema(request=bulk_request_schema(SiteConfigSerializer)))

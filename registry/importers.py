@@ -19,16 +19,18 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from django.conf import settings
 from django.db import transaction
 
 from mission_control import hardening
-from registry import site_rules
+from registry import site_rules, streams
 from registry.models import DEFAULT_DOMAIN, Engine, Proxy, ProxyScheme, ProxyType, SiteConfig
 from registry.serializers import clean_country, clean_domain
+from registry.streams import FileRefused
 
 CHUNK = 1000
-# Entries per import (JSON, CSV, multipart, dashboard): more is a clear error.
-MAX_IMPORT_ROWS = 200_000
+# Entries with their reasons in an answer (every bad entry is counted in `skipped`).
+MAX_REPORTED_ERRORS = 1000
 CSV_COLUMNS = (
     "id",
     "type",
@@ -255,32 +257,30 @@ def parse_proxies(data: Any) -> Parsed:
     return _parse_entries(enumerate(data), parse_proxy)
 
 
-def parse_proxies_csv(text: str) -> Parsed:
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+def _csv_entries(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
+    """(index, entry) of a CSV proxies file, one line at a time. A bad header raises
+    FileRefused; a field over the CSV limit, a NUL byte or a broken quote csv.Error."""
+    reader = csv.DictReader(lines)
     try:
         header = [(h or "").strip().lower() for h in reader.fieldnames or []]
     except csv.Error as exc:
-        return Parsed(errors=[EntryError(0, "", {"file": f"CSV: {exc}."})])
+        raise FileRefused(f"CSV: {exc}.", "CSV inválido: " + str(exc)) from None
     missing = {"id", "type"} - set(header)
     if missing or not ({"host", "port"} <= set(header) or "server" in header):
-        return Parsed(
-            errors=[
-                EntryError(
-                    0,
-                    "",
-                    {
-                        "file": f"CSV header must include id, type and host+port or server: {CSV_COLUMNS}"
-                    },
-                )
-            ]
+        raise FileRefused(
+            f"CSV header must include id, type and host+port or server: {CSV_COLUMNS}",
+            "O cabeçalho do CSV precisa ter id, type e host+port ou server.",
         )
     reader.fieldnames = header
+    for index, row in enumerate(reader):
+        yield index, {k: v for k, v in row.items() if k and v not in (None, "")}
 
-    def rows() -> Iterator[tuple[int, dict[str, Any]]]:
-        for index, row in enumerate(reader):
-            yield index, {k: v for k, v in row.items() if k and v not in (None, "")}
 
-    return _parse_entries(rows(), parse_proxy)
+def parse_proxies_csv(text: str) -> Parsed:
+    try:
+        return _parse_entries(_csv_entries(io.StringIO(text.lstrip("\ufeff"))), parse_proxy)
+    except FileRefused as exc:
+        return Parsed(errors=[EntryError(0, "", {"file": exc.message})])
 
 
 def parse_proxies_text(text: str, filename: str = "") -> Parsed:
@@ -292,19 +292,33 @@ def parse_proxies_text(text: str, filename: str = "") -> Parsed:
     return parse_proxies_csv(text)
 
 
+def max_rows() -> int:
+    """Entries per import (JSON, CSV, multipart, dashboard, command): more is refused."""
+    return int(settings.IMPORT_MAX_ROWS)
+
+
+def max_bytes() -> int:
+    """Bytes per import file or body; more is refused with a 413."""
+    return int(settings.IMPORT_MAX_BYTES)
+
+
+def _too_many_rows() -> FileRefused:
+    limit = max_rows()
+    return FileRefused(f"more than {limit} entries.", f"Mais de {limit} entradas.")
+
+
 def _parse_entries(entries: Iterable[tuple[int, Any]], parse: Callable[[Any], Any]) -> Parsed:
     parsed = Parsed()
     seen: set[str] = set()
     try:
         for index, entry in entries:
-            if index >= MAX_IMPORT_ROWS:
-                parsed.errors.append(
-                    EntryError(index, "", {"file": f"more than {MAX_IMPORT_ROWS} entries."})
-                )
-                break
+            if index >= max_rows():
+                raise _too_many_rows()
             _parse_entry(parsed, seen, index, entry, parse)
     except csv.Error as exc:  # a field over the CSV limit, a NUL byte, a broken quote
         parsed.errors.append(EntryError(len(parsed.rows), "", {"file": f"CSV: {exc}."}))
+    except FileRefused as exc:
+        parsed.errors.append(EntryError(len(parsed.rows), "", {"file": exc.message}))
     return parsed
 
 
@@ -326,6 +340,102 @@ def _parse_entry(
     parsed.rows.append(row)
 
 
+@dataclass
+class Checked:
+    """What a first pass over a proxies file found: the valid count, every bad entry
+    counted, the first MAX_REPORTED_ERRORS of them kept with their reasons."""
+
+    valid: int = 0
+    error_count: int = 0
+    errors: list[EntryError] = field(default_factory=list)
+
+    def error_fields(self) -> dict[str, dict[str, str]]:
+        return {str(e.index): e.errors for e in self.errors}
+
+
+class ProxyFile:
+    """A proxies file (a JSON array or CSV) in a rewindable binary file, read as a
+    stream twice: `check()` validates every entry, `apply()` upserts the valid ones.
+    Memory stays bounded by a chunk of rows and the set of ids, whatever the size;
+    the file's bytes and entries are limited (IMPORT_MAX_BYTES, IMPORT_MAX_ROWS)."""
+
+    def __init__(self, stream: Any, *, is_json: bool) -> None:
+        self.stream = stream
+        self.is_json = is_json
+
+    @classmethod
+    def open(cls, stream: Any, filename: str = "") -> ProxyFile:
+        """A rewindable file (an upload, a spooled body, a file on disk)."""
+        return cls(stream, is_json=streams.sniff_json(stream, filename))
+
+    @classmethod
+    def from_body(cls, stream: Any, *, is_json: bool) -> ProxyFile:
+        """A request body, spooled to a temporary file; FileRefused past the limit."""
+        return cls(streams.spool(streams.read_chunks(stream), max_bytes()), is_json=is_json)
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def __enter__(self) -> ProxyFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _entries(self) -> Iterator[tuple[int, Any]]:
+        self.stream.seek(0)
+        text = streams.text_chunks(self.stream)
+        if self.is_json:
+            return streams.json_array(text)
+        return _csv_entries(streams.lines(text))
+
+    def outcomes(self) -> Iterator[ProxyRow | EntryError]:
+        """Each entry, parsed: a row, or why it is refused. FileRefused for the file."""
+        seen: set[str] = set()
+        entries = self._entries()
+        try:
+            for index, entry in entries:
+                if index >= max_rows():
+                    raise _too_many_rows()
+                key = (
+                    str(entry.get("id") or entry.get("_id") or "")
+                    if isinstance(entry, dict)
+                    else ""
+                )
+                try:
+                    row = parse_proxy(entry)
+                except EntryInvalid as exc:
+                    yield EntryError(index, key, exc.errors)
+                    continue
+                if row.external_id in seen:
+                    yield EntryError(index, key, {"id": "appears more than once."})
+                    continue
+                seen.add(row.external_id)
+                yield row
+        except csv.Error as exc:  # a field over the CSV limit, a NUL byte, a broken quote
+            raise FileRefused(f"CSV: {exc}.", f"CSV inválido: {exc}.") from None
+
+    def check(self) -> Checked:
+        checked = Checked()
+        try:
+            for outcome in self.outcomes():
+                if isinstance(outcome, EntryError):
+                    checked.error_count += 1
+                    if len(checked.errors) < MAX_REPORTED_ERRORS:
+                        checked.errors.append(outcome)
+                else:
+                    checked.valid += 1
+        except streams.NotAnArray as exc:
+            checked.error_count += 1
+            checked.errors.append(EntryError(0, "", {"file": exc.message}))
+        return checked
+
+    def apply(self, progress: Progress | None = None, total: int | None = None) -> ImportSummary:
+        """Upsert the valid entries (run `check()` first: the file is read again)."""
+        rows = (o for o in self.outcomes() if isinstance(o, ProxyRow))
+        return apply_proxies(rows, progress, total=total)
+
+
 _PROXY_FIELDS = ("type", "scheme", "host", "port", "username", "password", "country", "provider")
 
 
@@ -337,41 +447,58 @@ def _keeps_password(proxy: Proxy, row: ProxyRow) -> bool:
     return all(getattr(proxy, n) == getattr(row, n) for n in ("scheme", "host", "port", "username"))
 
 
-def apply_proxies(rows: list[ProxyRow], progress: Progress | None = None) -> ImportSummary:
-    """Upsert by external id in one transaction, CHUNK rows per statement.
+def _chunks(rows: Iterable[ProxyRow]) -> Iterator[list[ProxyRow]]:
+    chunk: list[ProxyRow] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _upsert(chunk: list[ProxyRow], summary: ImportSummary) -> None:
+    existing = Proxy.objects.in_bulk([r.external_id for r in chunk], field_name="external_id")
+    new, changed = [], []
+    for row in chunk:
+        proxy = existing.get(row.external_id)
+        if proxy is None:
+            proxy = Proxy(external_id=row.external_id)
+            new.append(proxy)
+        else:
+            changed.append(proxy)
+        keep_password = _keeps_password(proxy, row)
+        for name in _PROXY_FIELDS:
+            if not (name == "password" and keep_password):
+                setattr(proxy, name, getattr(row, name))
+        if row.max_sessions is not None:
+            proxy.max_sessions = row.max_sessions
+        if row.enabled is not None:
+            proxy.enabled = row.enabled
+    Proxy.objects.bulk_create(new)
+    Proxy.objects.bulk_update(changed, [*_PROXY_FIELDS, "max_sessions", "enabled", "updated_at"])
+    summary.created += len(new)
+    summary.updated += len(changed)
+
+
+def apply_proxies(
+    rows: Iterable[ProxyRow], progress: Progress | None = None, *, total: int | None = None
+) -> ImportSummary:
+    """Upsert by external id in one transaction, CHUNK rows per statement; `rows` may
+    be a stream (only one chunk is held at a time).
 
     Runtime state (status, counters, cooldown) of an existing proxy is kept."""
     summary = ImportSummary()
+    if total is None and isinstance(rows, list):
+        total = len(rows)
+    done = 0
     with transaction.atomic():
-        for start in range(0, len(rows), CHUNK):
-            chunk = rows[start : start + CHUNK]
-            existing = Proxy.objects.in_bulk(
-                [r.external_id for r in chunk], field_name="external_id"
-            )
-            new, changed = [], []
-            for row in chunk:
-                proxy = existing.get(row.external_id)
-                if proxy is None:
-                    proxy = Proxy(external_id=row.external_id)
-                    new.append(proxy)
-                else:
-                    changed.append(proxy)
-                keep_password = _keeps_password(proxy, row)
-                for name in _PROXY_FIELDS:
-                    if not (name == "password" and keep_password):
-                        setattr(proxy, name, getattr(row, name))
-                if row.max_sessions is not None:
-                    proxy.max_sessions = row.max_sessions
-                if row.enabled is not None:
-                    proxy.enabled = row.enabled
-            Proxy.objects.bulk_create(new)
-            Proxy.objects.bulk_update(
-                changed, [*_PROXY_FIELDS, "max_sessions", "enabled", "updated_at"]
-            )
-            summary.created += len(new)
-            summary.updated += len(changed)
+        for chunk in _chunks(rows):
+            _upsert(chunk, summary)
+            done += len(chunk)
             if progress:
-                progress(start + len(chunk), len(rows))
+                progress(done, total if total is not None else done)
     return summary
 
 
@@ -468,6 +595,8 @@ def parse_strategies(data: Any) -> Parsed:
     if "default" in data:
         entries.append(("default", data["default"]))
     entries.extend((str(k), v) for k, v in (data.get("domains") or {}).items())
+    if len(entries) > max_rows():
+        return Parsed(errors=[EntryError(0, "", {"file": _too_many_rows().message})])
     parsed = Parsed()
     seen: set[str] = set()
     for index, (key, entry) in enumerate(entries):

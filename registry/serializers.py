@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models, transaction
+from django.utils import timezone
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.serializers import PolymorphicProxySerializerExtension
@@ -23,6 +24,7 @@ from mission_control.logging import redact
 from registry import config, site_rules
 from registry.models import (
     DEFAULT_DOMAIN,
+    ApiToken,
     Proxy,
     ProxyScheme,
     ProxyType,
@@ -769,6 +771,22 @@ class ConnectionTestResultSerializer(serializers.Serializer):
     status_class = serializers.CharField(allow_null=True)
     latency_ms = serializers.IntegerField(allow_null=True)
     error = serializers.CharField(required=False)
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    """A token of the user, never its key or hash: the prefix names it."""
+
+    live = serializers.SerializerMethodField(help_text="Neither revoked nor expired.")
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "prefix", "created_at", "expires_at", "revoked_at", "live"]
+        read_only_fields = fields
+
+    def get_live(self, token: ApiToken) -> bool:
+        if token.revoked_at is not None:
+            return False
+        return token.expires_at is None or token.expires_at > timezone.now()
 
 
 class TokenResponseSerializer(serializers.Serializer):

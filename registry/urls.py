@@ -13,6 +13,7 @@ router.register("uploaders", api.UploaderViewSet, basename="uploader")
 router.register("proxies", api.ProxyViewSet, basename="proxy")
 router.register("site-configs", api.SiteConfigViewSet, basename="siteconfig")
 router.register("config", api.ConfigViewSet, basename="config")
+router.register("auth/tokens", api.ApiTokenViewSet, basename="api-token")
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("auth/token/", api.TokenView.as_view(), name="auth-token"),

@@ -46,10 +46,11 @@ def test_it_refuses_bad_credentials_with_the_error_shape(anon_api: APIClient) ->
 
     response = anon_api.post(URL, {"username": "ana", "password": "errada"}, format="json")
 
-    assert response.status_code == 400
+    # Well-formed but wrong: 401 (the schema's answer for credentials it cannot know).
+    assert response.status_code == 401
     error = response.json()["error"]
-    assert error["code"] == "invalid_request"
-    assert "non_field_errors" in error["fields"]
+    assert error["code"] == "not_authenticated"
+    assert "username and password" in error["message"]
     assert not ApiToken.objects.exists()
 
 
@@ -66,7 +67,7 @@ def test_it_throttles_login_attempts_after_ten_per_minute(anon_api: APIClient) -
         anon_api.post(URL, {"username": "ana", "password": "errada"}).status_code for _ in range(11)
     ]
 
-    assert codes[:10] == [400] * 10
+    assert codes[:10] == [401] * 10
     assert codes[10] == 429
     assert (
         anon_api.post(URL, {"username": "ana", "password": "senha-forte-123"}).json()["error"][

@@ -12,6 +12,7 @@ from django.core.cache import cache
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
+from django.utils.crypto import get_random_string
 from rest_framework.test import APIClient
 
 from registry import tokens
@@ -171,3 +172,76 @@ def test_the_migration_moves_plaintext_tokens_into_hashes() -> None:
     assert not Token.objects.exists()
     assert tokens.find_live("a" * 40) is not None
     assert authed("a" * 40).get("/api/workers/").status_code == 200
+
+
+TOKENS = "/api/auth/tokens/"
+
+
+def session_client(username: str) -> APIClient:
+    """A browser that logged in to the dashboard (session cookie) and sends CSRF."""
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(factories.UserFactory._meta.model.objects.get(username=username))
+    client.cookies["csrftoken"] = get_random_string(32)  # as the dashboard's pages set it
+    return client
+
+
+def _csrf(client: APIClient) -> dict[str, str]:
+    return {"HTTP_X_CSRFTOKEN": client.cookies["csrftoken"].value}
+
+
+def test_a_session_lists_and_revokes_its_own_tokens_without_a_key() -> None:
+    factories.UserFactory.create(username="ana", role="viewer")
+    factories.UserFactory.create(username="bia", role="admin")
+    key, other_key = login(APIClient())["token"], login(APIClient(), "bia")["token"]
+    client = session_client("ana")
+
+    listed = client.get(TOKENS).json()["results"]
+    assert [(t["prefix"], t["live"]) for t in listed] == [(key[:12], True)]
+    assert key not in str(listed) and ApiToken.objects.get(prefix=key[:12]).digest not in str(
+        listed
+    )
+    token_id = listed[0]["id"]
+
+    # A session must send the CSRF token, like any browser write.
+    refused = client.delete(f"{TOKENS}{token_id}/")
+    assert refused.status_code == 403
+    assert authed(key).get("/api/workers/").status_code == 200
+
+    assert client.delete(f"{TOKENS}{token_id}/", **_csrf(client)).status_code == 204
+    assert authed(key).get("/api/workers/").status_code == 401
+    assert client.get(f"{TOKENS}{token_id}/").json()["live"] is False
+    # Another user's token is not even visible.
+    bia_token = ApiToken.objects.get(prefix=other_key[:12])
+    assert client.delete(f"{TOKENS}{bia_token.pk}/", **_csrf(client)).status_code == 404
+    assert authed(other_key).get("/api/workers/").status_code == 200
+
+
+def test_a_token_revokes_another_token_of_its_user_and_anonymous_gets_401() -> None:
+    factories.UserFactory.create(username="ana", role="viewer")
+    first, second = login(APIClient())["token"], login(APIClient())["token"]
+    second_id = ApiToken.objects.get(prefix=second[:12]).pk
+
+    assert authed(first).delete(f"{TOKENS}{second_id}/").status_code == 204
+
+    assert authed(second).get("/api/workers/").status_code == 401
+    assert authed(first).get("/api/workers/").status_code == 200
+    anonymous = APIClient().get(TOKENS)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["code"] == "not_authenticated"
+
+
+def test_changing_the_password_in_the_admin_revokes_the_tokens() -> None:
+    user = factories.UserFactory.create(username="ana", role="viewer")
+    factories.UserFactory.create(username="root", is_staff=True, is_superuser=True)
+    key = login(APIClient())["token"]
+    admin = Client()
+    admin.force_login(factories.UserFactory._meta.model.objects.get(username="root"))
+
+    response = admin.post(
+        f"/admin/auth/user/{user.pk}/password/",
+        {"password1": "outra-senha-456", "password2": "outra-senha-456", "usable_password": "true"},
+    )
+
+    assert response.status_code == 302, response.content[:500]
+    assert authed(key).get("/api/workers/").status_code == 401
+    assert ApiToken.objects.get().revoked_at is not None

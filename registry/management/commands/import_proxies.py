@@ -23,19 +23,26 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, file: Path, skip_invalid: bool, **options: Any) -> None:
         try:
-            text = file.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
+            stream = file.open("rb")
+        except OSError as exc:
             raise CommandError(f"Cannot read {file}: {exc}") from None
-        try:
-            parsed = importers.parse_proxies_text(text, file.name)
-        except ValueError as exc:
-            raise CommandError(f"{file} is not valid JSON: {exc}") from None
-        report(self, parsed, skip_invalid)
-        summary = importers.apply_proxies(parsed.rows, progress=self.progress)
+        with stream:
+            size = file.stat().st_size
+            if size > importers.max_bytes():
+                raise CommandError(
+                    f"{file} is {importers.streams.too_large(importers.max_bytes())}"
+                )
+            proxy_file = importers.ProxyFile.open(stream, file.name)
+            try:
+                checked = proxy_file.check()
+                report_checked(self, checked, skip_invalid)
+                summary = proxy_file.apply(progress=self.progress, total=checked.valid)
+            except importers.FileRefused as exc:
+                raise CommandError(f"{file}: {exc.message}") from None
         self.stdout.write(
             self.style.SUCCESS(
                 f"Proxies: {summary.created} created, {summary.updated} updated, "
-                f"{len(parsed.errors)} skipped."
+                f"{checked.error_count} skipped."
             )
         )
 
@@ -55,3 +62,17 @@ def report(command: BaseCommand, parsed: importers.Parsed, skip_invalid: bool) -
             "import the rest)."
         )
     command.stdout.write(f"{len(parsed.rows)} valid entries to import.")
+
+
+def report_checked(command: BaseCommand, checked: importers.Checked, skip_invalid: bool) -> None:
+    """`report` for a file read as a stream (errors counted, the first ones kept)."""
+    for error in checked.errors[:100]:
+        command.stderr.write(error.describe())
+    if checked.error_count > 100:
+        command.stderr.write(f"... and {checked.error_count - 100} more")
+    if checked.error_count and not skip_invalid:
+        raise CommandError(
+            f"{checked.error_count} invalid entries; nothing imported (use --skip-invalid to "
+            "import the rest)."
+        )
+    command.stdout.write(f"{checked.valid} valid entries to import.")
