@@ -119,6 +119,14 @@ class BaseManager:
     def tick(self) -> TickResult:
         raise NotImplementedError
 
+    def lanes(self) -> dict[str, Callable[[], TickResult]]:
+        """The parts of the tick that the orchestrator may run each on a loop and thread
+        of its own, by name ("" is the main lane). Parts qualify when nothing between
+        them relies on running one at a time — as between two orchestrator processes:
+        leases, compare-and-set transitions, locks in one order. By default the whole
+        tick is one lane."""
+        return {"": self.tick}
+
     @staticmethod
     def load() -> tuple[dt.datetime, Config]:
         return timezone.now(), config.load()
