@@ -141,6 +141,7 @@ class _KeepAliveHandler(_RequestHandler):
     Every answer carries its Content-Length, so the connection can be reused."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stall
 
 
 class FakeServer:
