@@ -27,7 +27,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from django.utils import timezone
 
 from orchestrator import events, webhooks
-from orchestrator.managers.base import BaseManager, TickResult
+from orchestrator.managers.base import BaseManager, TickResult, ticking_with
 from orchestrator.managers.etl import EtlManager
 from orchestrator.managers.missions import MissionManager
 from orchestrator.managers.sessions import SessionManager
@@ -371,7 +371,8 @@ class Orchestrator:
                     self._wake.discard(kind)
                 if self.stopping.is_set():
                     break  # a stop() since the check above: its wake-up was just cleared
-                result = self.run_tick(kind, lane)
+                with ticking_with(cfg):  # the tick reuses this read, not a second one
+                    result = self.run_tick(kind, lane)
                 lost = getattr(self._local, "db_error", None)
                 if lost is None:
                     try:
