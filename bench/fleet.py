@@ -1,5 +1,5 @@
 """A fleet for the end-to-end benchmarks: the fake worker and writer from `tests/fakes`
-as subprocesses on loopback (zero latency), registered in the benchmark database with
+as subprocesses on loopback (zero latency, HTTP/1.1 keep-alive), registered in the benchmark database with
 proxies, a `*` site config and fast manager intervals. Django must be set up."""
 
 from __future__ import annotations
@@ -22,10 +22,24 @@ class Fake:
     proc: subprocess.Popen[str]
     base_url: str
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the fake's process has used so far (Linux /proc;
+        0.0 where it is not readable)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        # utime and stime: fields 14 and 15 of stat(5), 12 and 13 after the command.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 def start_fake(kind: str, key: str, *extra: str) -> Fake:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes", kind, "--port", "0", "--key", key, *extra],
+        [
+            sys.executable,
+            *("-m", "tests.fakes", kind, "--port", "0", "--key", key, "--keep-alive", *extra),
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

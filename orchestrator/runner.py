@@ -3,8 +3,9 @@ thread (and database connection), wakes them at once on events (NOTIFY across
 processes, signals inside this one), heartbeats, and stops gracefully (SIGTERM/SIGINT
 let every manager finish its current tick; a second signal exits at once).
 
-One thread per manager: a manager waiting on a worker's or writer's answer, or on the
-database, no longer holds up the other two. They already run concurrently across
+One thread per manager lane (a manager's tick, or each independent part of it: the
+WorkerManager's dispatch and its result delivery are two lanes): a manager waiting on a
+worker's or writer's answer, or on the database, no longer holds up the others. They already run concurrently across
 orchestrator processes, so nothing between them relies on running one at a time:
 claims are leases, transitions compare-and-set, and batches lock in one order."""
 
@@ -26,7 +27,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from django.utils import timezone
 
 from orchestrator import events, webhooks
-from orchestrator.managers.base import BaseManager, TickResult
+from orchestrator.managers.base import BaseManager, TickResult, ticking_with
 from orchestrator.managers.etl import EtlManager
 from orchestrator.managers.missions import MissionManager
 from orchestrator.managers.sessions import SessionManager
@@ -84,6 +85,12 @@ def next_wait(interval_s: float, result: TickResult) -> float:
     return min(interval_s, result.follow_up_s)
 
 
+def stat_key(kind: str, lane: str) -> str:
+    """The stats (and thread) name of a manager's lane: the manager's own for its main
+    lane, "<manager>:<lane>" for another."""
+    return f"{kind}:{lane}" if lane else kind
+
+
 def instance_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -105,11 +112,20 @@ class Orchestrator:
         self.stopping = threading.Event()
         self._wake: set[str] = set()
         self._wake_lock = threading.Lock()
-        # One wake-up per manager thread: set by events, cleared before each tick.
-        self._wakes = {kind: threading.Event() for kind in self.manager_names}
         self._listener: events.Listener | None = None
         self._signals = 0
-        self.stats: dict[str, dict[str, Any]] = {k: {"ticks": 0} for k in self.manager_names}
+        # Each manager's lanes (parts of its tick with a loop and thread of their own):
+        # "" is the main lane, whose stats keep the manager's name; another lane's
+        # stats are under "<manager>:<lane>".
+        self.lanes = {kind: self.managers[kind].lanes() for kind in self.manager_names}
+        self._lane_wakes = {
+            (kind, lane): threading.Event()
+            for kind in self.manager_names
+            for lane in self.lanes[kind]
+        }
+        self.stats: dict[str, dict[str, Any]] = {
+            stat_key(kind, lane): {"ticks": 0} for kind, lane in self._lane_wakes
+        }
         self._stats_lock = threading.Lock()  # manager threads write, the heartbeat reads
         self._last_heartbeat = 0.0
         self._heartbeat_lock = threading.Lock()
@@ -135,7 +151,7 @@ class Orchestrator:
     def stop(self) -> None:
         """Ask every manager to stop after its current tick (thread-safe)."""
         self.stopping.set()
-        for wake in self._wakes.values():
+        for wake in self._lane_wakes.values():
             wake.set()
 
     def _on_event(
@@ -148,8 +164,9 @@ class Orchestrator:
         if relevant:
             with self._wake_lock:
                 self._wake |= relevant
-            for kind in relevant:
-                self._wakes[kind].set()
+            for (kind, _), event in self._lane_wakes.items():
+                if kind in relevant:
+                    event.set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -247,14 +264,15 @@ class Orchestrator:
 
     # ------------------------------------------------------------------ ticks
 
-    def run_tick(self, kind: str) -> TickResult:
-        """One tick of one manager; its outcome (or error) goes into the stats."""
-        manager = self.managers[kind]
+    def run_tick(self, kind: str, lane: str | None = None) -> TickResult:
+        """One tick of one manager (or of one of its lanes); its outcome (or error)
+        goes into the stats."""
+        tick = self.managers[kind].tick if lane is None else self.lanes[kind][lane]
         started = time.monotonic()
-        stat = self.stats[kind]
+        stat = self.stats[stat_key(kind, lane or "")]
         try:
             with webhooks.cached_endpoints():
-                result = manager.tick()
+                result = tick()
         except DATABASE_ERRORS as exc:
             self._record_error(stat, exc)
             if not database_lost(exc):
@@ -314,8 +332,12 @@ class Orchestrator:
         connection.close()
         deadline = time.monotonic() + max_seconds if max_seconds else None
         threads = [
-            threading.Thread(target=self._manager_loop, args=(kind,), name=f"manager-{kind}")
-            for kind in self.manager_names
+            threading.Thread(
+                target=self._manager_loop,
+                args=(kind, lane),
+                name=f"manager-{stat_key(kind, lane)}",
+            )
+            for kind, lane in self._lane_wakes
         ]
         try:
             for thread in threads:
@@ -333,11 +355,11 @@ class Orchestrator:
                     thread.join()
             self.shutdown()
 
-    def _manager_loop(self, kind: str) -> None:
-        """One manager's loop on its own thread: tick when due or woken, go again at once
-        after a tick that did work (up to MAX_DRAIN in a row), back off while the
-        database is unreachable."""
-        wake = self._wakes[kind]
+    def _manager_loop(self, kind: str, lane: str = "") -> None:
+        """One manager lane's loop on its own thread: tick when due or woken, go again
+        at once after a tick that did work (up to MAX_DRAIN in a row), back off while
+        the database is unreachable."""
+        wake = self._lane_wakes[(kind, lane)]
         self.managers[kind].throttle = True  # woken by events: periodic parts at their pace
         drains = failures = 0
         try:
@@ -357,7 +379,8 @@ class Orchestrator:
                     self._wake.discard(kind)
                 if self.stopping.is_set():
                     break  # a stop() since the check above: its wake-up was just cleared
-                result = self.run_tick(kind)
+                with ticking_with(cfg):  # the tick reuses this read, not a second one
+                    result = self.run_tick(kind, lane)
                 lost = getattr(self._local, "db_error", None)
                 if lost is None:
                     try:
@@ -369,6 +392,12 @@ class Orchestrator:
                     failures += 1
                     self._database_down(lost, failures)
                     continue
+                if result.did_work:
+                    # The manager's other lanes go again at once too, as when its
+                    # tick was one (jobs just started have results to page).
+                    for (other, name), event in self._lane_wakes.items():
+                        if other == kind and name != lane:
+                            event.set()
                 if result.did_work and drains < MAX_DRAIN:
                     drains += 1  # drain: go again at once
                     continue
@@ -376,7 +405,7 @@ class Orchestrator:
                 if not self.stopping.is_set():
                     wake.wait(next_wait(float(cfg[INTERVAL_KEYS[kind]]), result))
         except BaseException:
-            logger.critical("manager %s stopped:\n%s", kind, traceback.format_exc())
+            logger.critical("manager %s stopped:\n%s", stat_key(kind, lane), traceback.format_exc())
             self.stop()  # the process exits rather than run without this manager
             raise
         finally:

@@ -235,34 +235,52 @@ def parse_datetime(value: Any) -> dt.datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
 
 
-# -- the shared connection pool ---------------------------------------------------
+# -- the shared connection pools ---------------------------------------------------
 
-_shared_client: httpx.Client | None = None
+# One pooled client per service (origin: scheme, host and port), so that the calls to
+# one service never queue behind another's on a pool lock (httpcore serialises its
+# connection bookkeeping per pool; with one pool for every service that lock was where
+# the call threads spent a third of their time). Idle keep-alive connections per
+# service: enough for every call thread of the process at once.
+KEEPALIVE_PER_SERVICE = 16
+_shared_clients: dict[str, httpx.Client] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_http_client() -> httpx.Client:
-    """One pooled `httpx.Client` per process, created on first use. Timeouts are
-    given per request; redirects are not followed (a service answers where it is)."""
-    global _shared_client
-    client = _shared_client
+def service_origin(url: str) -> str:
+    """The pool key of a service's base URL: scheme://host:port, lower case."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return ""
+    return f"{parsed.scheme}://{parsed.host}:{parsed.port or ''}".lower()
+
+
+def shared_http_client(origin: str = "") -> httpx.Client:
+    """One pooled `httpx.Client` per service origin and process, created on first use.
+    Timeouts are given per request; redirects are not followed (a service answers
+    where it is)."""
+    client = _shared_clients.get(origin)
     if client is not None:
         return client
     with _shared_lock:
-        if _shared_client is None:
-            _shared_client = httpx.Client(
+        client = _shared_clients.get(origin)
+        if client is None:
+            client = _shared_clients[origin] = httpx.Client(
                 timeout=httpx.Timeout(15.0, connect=3.0),
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                limits=httpx.Limits(
+                    max_connections=100, max_keepalive_connections=KEEPALIVE_PER_SERVICE
+                ),
                 follow_redirects=False,
             )
-        return _shared_client
+        return client
 
 
 def _reset_after_fork() -> None:
     # A forked child must not share the parent's sockets: drop (not close) the
-    # inherited client; the child builds its own on first use.
-    global _shared_client, _shared_lock
-    _shared_client = None
+    # inherited clients; the child builds its own on first use.
+    global _shared_clients, _shared_lock
+    _shared_clients = {}
     _shared_lock = threading.Lock()
 
 
@@ -284,7 +302,7 @@ class BaseClient:
     """A JSON-over-HTTP client of one service at `base_url`.
 
     Tests pass `transport=` (an `httpx.MockTransport`) or `http=`; otherwise the
-    process-wide pooled client is used. `sleep` is the backoff sleeper and `clock` the
+    process-wide pooled client of its service (origin) is used. `sleep` is the backoff sleeper and `clock` the
     monotonic clock the deadline is measured on (tests may pass fakes).
     """
 
@@ -311,7 +329,7 @@ class BaseClient:
             self._http = httpx.Client(transport=transport, follow_redirects=False)
             self._owns_http = True
         else:
-            self._http = shared_http_client()
+            self._http = shared_http_client(service_origin(base_url))
         self._sleep = sleep
         self._clock = clock
         # Of the last successful call: for `breaker.record_success(latency_ms=...)`.

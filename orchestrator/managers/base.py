@@ -9,8 +9,10 @@ import datetime as dt
 import logging
 import math
 import random
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,9 +123,34 @@ class BaseManager:
     def tick(self) -> TickResult:
         raise NotImplementedError
 
+    def lanes(self) -> dict[str, Callable[[], TickResult]]:
+        """The parts of the tick that the orchestrator may run each on a loop and thread
+        of its own, by name ("" is the main lane). Parts qualify when nothing between
+        them relies on running one at a time — as between two orchestrator processes:
+        leases, compare-and-set transitions, locks in one order. By default the whole
+        tick is one lane."""
+        return {"": self.tick}
+
     @staticmethod
     def load() -> tuple[dt.datetime, Config]:
-        return timezone.now(), config.load()
+        cfg = getattr(_tick_config, "cfg", None)
+        return timezone.now(), cfg if cfg is not None else config.load()
+
+
+# The configuration the orchestrator's loop has just read for this thread's next tick
+# (`ticking_with`): the tick uses it instead of reading the same rows again.
+_tick_config = threading.local()
+
+
+@contextmanager
+def ticking_with(cfg: Config) -> Iterator[None]:
+    """Within the block, `BaseManager.load()` on this thread returns `cfg` (read by the
+    caller just before the tick) rather than a fresh read."""
+    _tick_config.cfg = cfg
+    try:
+        yield
+    finally:
+        _tick_config.cfg = None
 
 
 def writer_for(mission: Mission) -> Writer | None:

@@ -4,6 +4,7 @@ their results and streams each page to the mission's writer before saving the cu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from orchestrator.job_polling import JobPolls
@@ -29,12 +30,31 @@ class WorkerManager(WorkerHealth, JobDispatch, ResultDelivery):
         self.job_polls = JobPolls()
 
     def tick(self) -> TickResult:
+        result = self.tick_dispatch()
+        for key, n in self.tick_results().counts.items():
+            result.add(key, n)
+        return result
+
+    def lanes(self) -> dict[str, Callable[[], TickResult]]:
+        # Dispatch and result delivery touch different sessions (ready ones without a
+        # job, and those with a running job), each under its own lease, as they would
+        # in two orchestrator processes: one need not wait for the other's calls.
+        return {"": self.tick_dispatch, "results": self.tick_results}
+
+    def tick_dispatch(self) -> TickResult:
+        """Health checks (at their interval) and new jobs."""
         now, cfg = self.load()
         result = TickResult()
         if self.periodic("health", cfg.worker_tick_s):
             result.add("checked", self.check_health(now, cfg))
         if not cfg.paused:
             result.add("jobs_started", self.dispatch_jobs(now, cfg))
+        return result
+
+    def tick_results(self) -> TickResult:
+        """Result paging and delivery of the running jobs."""
+        now, cfg = self.load()
+        result = TickResult()
         result.add("pages", self.collect_results(now, cfg))
         if self.throttle:
             # Running jobs are followed sooner than the tick (issue #15 case 6).

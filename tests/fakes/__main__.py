@@ -35,8 +35,15 @@ def build(argv: list[str] | None = None) -> FakeServer:
     parser.add_argument("--ready-delay", type=float, default=0.0)
     parser.add_argument("--item-latency", type=float, default=0.0)
     parser.add_argument("--max-batch-records", type=int, default=1000)
+    parser.add_argument("--keep-alive", action="store_true", help="HTTP/1.1 persistent connections")
     args = parser.parse_args(argv)
-    common = {"api_key": args.key, "host": args.host, "port": args.port, "control": True}
+    common = {
+        "api_key": args.key,
+        "host": args.host,
+        "port": args.port,
+        "control": True,
+        "keep_alive": args.keep_alive,
+    }
     if args.prefix is not None:
         common["prefix"] = args.prefix
     if args.kind == "worker":

@@ -136,6 +136,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 
 
+class _KeepAliveHandler(_RequestHandler):
+    """HTTP/1.1 with persistent connections, as a real service answers (the benchmarks
+    use it: a connection per request would measure TCP set-up, not the orchestrator).
+    Every answer carries its Content-Length, so the connection can be reused."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stall
+
+
 class FakeServer:
     """Base of the fakes. Subclasses call ``self.route(...)`` in ``__init__``."""
 
@@ -150,8 +159,11 @@ class FakeServer:
         host: str = "127.0.0.1",
         clock: Callable[[], float] = time.time,
         control: bool = False,
+        keep_alive: bool = False,
     ) -> None:
         self.api_key = api_key
+        # HTTP/1.1 keep-alive (off by default: down() then leaves no connection open).
+        self.keep_alive = keep_alive
         # Remote control for multi-process tests: POST {root}/__fake__/call
         # {"method": "fail_next_requests", "args": [3]} or /__fake__/set {"latency": 2}.
         self.control = control
@@ -200,7 +212,8 @@ class FakeServer:
             if self._httpd is not None:
                 return self
             self._stopping.clear()
-            httpd = _HTTPServer((self.host, self.port), _RequestHandler)
+            handler = _KeepAliveHandler if self.keep_alive else _RequestHandler
+            httpd = _HTTPServer((self.host, self.port), handler)
             httpd.fake = self
             self.port = httpd.server_address[1]
             self._httpd = httpd
@@ -386,6 +399,7 @@ class FakeServer:
         try:
             status, payload, headers = self._answer(h)
             if status < 0:
+                h.close_connection = True
                 return  # stopped while hanging: drop the connection
             h.send_response(status)
             for name, value in headers.items():

@@ -554,15 +554,21 @@ def test_settings_come_from_config_keys() -> None:
     )
 
 
-def test_the_shared_client_is_one_per_process_and_reset_on_fork() -> None:
+def test_the_shared_client_is_one_per_service_and_process_and_reset_on_fork() -> None:
+    origin = base.service_origin("http://svc.test/api/v1")
     seen: list[httpx.Client] = []
-    threads = [threading.Thread(target=lambda: seen.append(shared_http_client())) for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: seen.append(shared_http_client(origin))) for _ in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert len({id(c) for c in seen}) == 1
     assert BaseClient("http://svc.test")._http is seen[0]
+    assert BaseClient("http://SVC.test:80/other")._http is seen[0]
+    assert BaseClient("http://svc.test:8080")._http is not seen[0]
+    assert BaseClient("https://svc.test")._http is not seen[0]
 
     before = shared_http_client()
     base._reset_after_fork()  # what os.register_at_fork runs in a child
