@@ -13,6 +13,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
+from tests.patience import Deadline
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -51,12 +53,16 @@ def spawn(*args: str, log: Path | None = None, **env: str) -> subprocess.Popen[b
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Poll `condition` until true; `timeout` is a hang guard counted in the machine's
+    time (`tests.patience`: it stretches while the machine is overloaded)."""
+    deadline = Deadline(timeout)
+    while not deadline.expired():
         if condition():
             return
         time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    if condition():
+        return
+    raise AssertionError(f"timed out after {timeout}s (load-adjusted) waiting for {what}")
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 20) -> int:
