@@ -53,6 +53,7 @@ import pytest
 from tests.fakes.fixtures import *  # noqa: F403
 from tests.fakes.worker import FakeWorker
 from tests.fakes.writer import FakeWriter
+from tests.patience import Deadline
 
 REQUEST_TIMEOUT = httpx.Timeout(5.0)
 
@@ -84,12 +85,12 @@ def wait_until(
     probe: Callable[[], Any], *, deadline_s: float = 10.0, interval_s: float = 0.02
 ) -> Any:
     """Call ``probe`` until it returns something truthy; fail after ``deadline_s``."""
-    deadline = time.monotonic() + deadline_s
+    deadline = Deadline(deadline_s)  # counted in the machine's time (tests.patience)
     while True:
         value = probe()
         if value:
             return value
-        if time.monotonic() > deadline:
+        if deadline.expired():
             pytest.fail(f"condition not met within {deadline_s}s (last value: {value!r})")
         time.sleep(interval_s)
 

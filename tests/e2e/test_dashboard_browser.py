@@ -18,6 +18,7 @@ from orchestrator.models import Mission, MissionEvent, MissionItem
 from orchestrator.states import MissionStatus
 from tests import factories
 from tests.e2e.conftest import DESKTOP, MOBILE, Watched, copy_screenshots_to_docs, wait_ready
+from tests.patience import Deadline
 
 pytestmark = [pytest.mark.browser]
 
@@ -193,8 +194,8 @@ def _set_theme(page: Any, theme: str) -> None:
 
 
 def _wait_until(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    deadline = Deadline(timeout)
+    while not deadline.expired():
         if check():
             return
         time.sleep(0.2)

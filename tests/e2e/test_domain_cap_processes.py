@@ -18,6 +18,7 @@ from tests import factories
 from tests.e2e.processes import spawn, stop
 from tests.fakes.worker import FakeWorker
 from tests.fakes.writer import FakeWriter
+from tests.patience import Deadline
 
 pytestmark = [
     pytest.mark.postgres,
@@ -68,8 +69,8 @@ def test_two_orchestrators_never_exceed_the_domain_cap(
     held_samples: list[int] = []
     remote_samples: list[int] = []
     try:
-        deadline = time.monotonic() + DEADLINE_S
-        while time.monotonic() < deadline:
+        deadline = Deadline(DEADLINE_S)
+        while not deadline.expired():
             held_samples.append(
                 BrowserSession.objects.filter(domain="shop.example", holds_slot=True).count()
             )
