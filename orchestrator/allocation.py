@@ -485,8 +485,8 @@ def _no_proxy_reason(site: SiteConfig, domain: str, now: dt.datetime) -> str:
         banned=Count("id", filter=Q(status__in=[ProxyStatus.BANNED, ProxyStatus.DISABLED])),
         busy=Count("id", filter=Q(active_sessions__gte=F("max_sessions"))),
     )
-    kinds = "/".join(site.proxy_types) or "qualquer tipo"
-    geo = "/".join(site.countries) or "qualquer país"
+    kinds = "/".join(site.proxy_types or []) or "qualquer tipo"
+    geo = "/".join(site.countries or []) or "qualquer país"
     if not counts["total"]:
         return f"nenhum proxy {kinds} {geo} cadastrado"
     parts = [f"{counts['total']} proxies {kinds} {geo}"]

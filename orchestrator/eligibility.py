@@ -18,7 +18,7 @@ from typing import Protocol
 from django.db.models import F, Q
 
 from registry import geo
-from registry.models import ProxyStatus, SiteConfig
+from registry.models import RULE_DEFAULTS, ProxyStatus, SiteConfig
 
 # What `refusal` answers, by the first rule a proxy fails ("" when it is usable).
 OTHER_KIND = "other_kind"  # not of the site's types or countries: not counted at all
@@ -121,4 +121,7 @@ def rule_q(rule: ProxyRule, now: dt.datetime) -> Q:
 def sessions_wanted(site: SiteConfig, pending: int) -> int:
     """Sessions a group of `pending` items wants: one per `items_per_job`, at least one,
     at most the site's `max_sessions`."""
-    return min(site.max_sessions, max(1, math.ceil(pending / max(1, site.items_per_job))))
+    # A resolved rule always has both; an unresolved row may inherit them (None).
+    most = site.max_sessions or RULE_DEFAULTS["max_sessions"]
+    per_job = site.items_per_job or RULE_DEFAULTS["items_per_job"]
+    return int(min(most, max(1, math.ceil(pending / max(1, per_job)))))
