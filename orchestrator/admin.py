@@ -122,7 +122,7 @@ class MissionAddForm(forms.ModelForm):
         return data
 
     def _post_clean(self) -> None:
-        super()._post_clean()
+        super()._post_clean()  # type: ignore[misc]
         if self.errors:
             return
         data = self.cleaned_data

@@ -22,7 +22,7 @@ from django.db.models import BooleanField, ExpressionWrapper, F, Q
 
 from orchestrator import providers
 from registry import geo
-from registry.models import Proxy, ProxyStatus, ProxyType, SiteConfig
+from registry.models import RULE_DEFAULTS, Proxy, ProxyStatus, ProxyType, SiteConfig
 
 # What `refusal` answers, by the first rule a proxy fails ("" when it is usable).
 # not of the site's types or countries, or a managed proxy its provider cannot use:
@@ -229,4 +229,7 @@ def refusal_words(causes: Counter[str], total: int, domain: str) -> str:
 def sessions_wanted(site: SiteConfig, pending: int) -> int:
     """Sessions a group of `pending` items wants: one per `items_per_job`, at least one,
     at most the site's `max_sessions`."""
-    return min(site.max_sessions, max(1, math.ceil(pending / max(1, site.items_per_job))))
+    # A resolved rule always has both; an unresolved row may inherit them (None).
+    most = site.max_sessions or RULE_DEFAULTS["max_sessions"]
+    per_job = site.items_per_job or RULE_DEFAULTS["items_per_job"]
+    return int(min(most, max(1, math.ceil(pending / max(1, per_job)))))

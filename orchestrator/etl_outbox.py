@@ -594,7 +594,7 @@ def sync_state(link: RunLink, pending: int) -> tuple[str, str, str]:
 def link_of(mission: Mission) -> RunLink | None:
     """The mission's run link (from `select_related("etl_run")` when loaded)."""
     try:
-        return mission.etl_run  # type: ignore[no-any-return]
+        return mission.etl_run
     except RunLink.DoesNotExist:
         return None
 

@@ -294,10 +294,14 @@ class SiteConfigAdmin(admin.ModelAdmin):
 
     @admin.display(description="Tipos de proxy")
     def types(self, obj: SiteConfig) -> str:
+        if obj.proxy_types is None:
+            return "herda"
         return ", ".join(obj.proxy_types) or "todos"
 
     @admin.display(description="Países")
     def country_list(self, obj: SiteConfig) -> str:
+        if obj.countries is None:
+            return "herda"
         return ", ".join(obj.countries) or "todos"
 
 

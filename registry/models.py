@@ -269,6 +269,8 @@ class SiteConfig(models.Model):
     explicit empty list (`[]`: any proxy type, any country) is a value, not "inherit"."""
 
     domain = models.CharField(max_length=253, unique=True)
+    # Null on a stored row means "inherit". The engine reads resolved rules
+    # (`for_domains`), where every setting has a value: that is how they are typed.
     proxy_types = models.JSONField(
         null=True, blank=True, default=None, help_text="Proxy types allowed; empty inherits."
     )
@@ -284,24 +286,24 @@ class SiteConfig(models.Model):
         default=None,
         help_text="External ids of proxies never used for this domain; empty inherits.",
     )
-    max_sessions = models.PositiveIntegerField(
+    max_sessions: models.PositiveIntegerField[int | None, int] = models.PositiveIntegerField(  # type: ignore[misc]
         null=True,
         blank=True,
         default=None,
         validators=[MinValueValidator(1), MaxValueValidator(1000)],
         help_text="Sessions per mission; empty inherits.",
     )
-    items_per_job = models.PositiveIntegerField(
+    items_per_job: models.PositiveIntegerField[int | None, int] = models.PositiveIntegerField(  # type: ignore[misc]
         null=True,
         blank=True,
         default=None,
         validators=[MinValueValidator(1), MaxValueValidator(1000)],
         help_text="Items per job; empty inherits.",
     )
-    job_timeout_s = models.PositiveIntegerField(
+    job_timeout_s: models.PositiveIntegerField[int | None, int] = models.PositiveIntegerField(  # type: ignore[misc]
         null=True, blank=True, default=None, help_text="Empty inherits."
     )
-    session_timeout_s = models.PositiveIntegerField(
+    session_timeout_s: models.PositiveIntegerField[int | None, int] = models.PositiveIntegerField(  # type: ignore[misc]
         null=True, blank=True, default=None, help_text="Empty inherits."
     )
     engine = models.CharField(

@@ -547,28 +547,34 @@ class SiteConfigSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(f"A site config for {domain!r} already exists.")
         return domain
 
-    def validate_proxy_types(self, value: list[str]) -> list[str]:
-        return sorted(set(value))
+    # None: the setting inherits (parent domain, then `*`); kept as None.
 
-    def validate_countries(self, value: list[str]) -> list[str]:
+    def validate_proxy_types(self, value: list[str] | None) -> list[str] | None:
+        return None if value is None else sorted(set(value))
+
+    def validate_countries(self, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
         try:
             return sorted({clean_country(c) for c in value})
         except ValueError as exc:
             raise serializers.ValidationError(str(exc)) from None
 
-    def validate_blocked_proxies(self, value: list[str]) -> list[str]:
-        return sorted({v.strip() for v in value if v.strip()})
+    def validate_blocked_proxies(self, value: list[str] | None) -> list[str] | None:
+        return None if value is None else sorted({v.strip() for v in value if v.strip()})
 
     def validate_quality_rules(self, value: Any) -> Any:
         from django.core.exceptions import ValidationError as DjangoValidationError
 
         from registry.quality_rules import Rules
 
+        if value is None:
+            return None
         try:
             Rules.parse(value)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages) from None
-        return value or {}
+        return value
 
 
 MAX_BULK_ITEMS = 1000

@@ -91,6 +91,9 @@ class SiteConfigFactory(factory.django.DjangoModelFactory[SiteConfig]):
 
     domain = "*"
     proxy_types = factory.LazyFunction(lambda: ["datacenter", "residential"])
+    # Explicit, as the model's defaults were before settings inherited field by field.
+    countries = factory.LazyFunction(list)
+    blocked_proxies = factory.LazyFunction(list)
     max_sessions = 4
     items_per_job = 50
 

@@ -235,8 +235,8 @@ def test_a_disabled_strategy_falls_back_to_the_default_in_allocation_and_explain
     mission = factories.MissionFactory(n_items=3)
 
     # Both read the one lookup: the disabled strategy is set aside for `*`.
-    assert SiteConfig.for_domain("example.com").domain == "*"
-    assert allocation.SiteCache().get("example.com").domain == "*"
+    assert SiteConfig.for_domain("example.com").rule_domain == "*"  # type: ignore[attr-defined]
+    assert allocation.SiteCache().get("example.com").rule_domain == "*"  # type: ignore[attr-defined]
     body = viewer_api.get(f"/api/missions/{mission.pk}/explain/").json()
     assert body["failed"] == [] and body["sessions_possible"] >= 1
     assert body["summary"].startswith("pronta para alocar")

@@ -38,8 +38,8 @@ def test_each_field_falls_back_to_the_parent_then_star_then_the_default() -> Non
     assert shop.respect_robots is True  # nobody set it: the code default
     assert shop.max_requests_per_minute is None
     assert shop.rule_domain == "shop.example.com"  # type: ignore[attr-defined]
-    load = ("max_concurrent_sessions", "min_delay_ms", "max_requests_per_minute")
-    load += ("respect_robots", "user_agent", "headers")
+    load = ["max_concurrent_sessions", "min_delay_ms", "max_requests_per_minute"]
+    load += ["respect_robots", "user_agent", "headers"]
     assert {k: shop.sources[k] for k in load} == {  # type: ignore[attr-defined]
         "max_concurrent_sessions": "example.com",
         "min_delay_ms": "shop.example.com",
