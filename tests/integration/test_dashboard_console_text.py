@@ -196,3 +196,11 @@ def test_session_and_event_errors_are_humanized(login: Callable[..., Client]) ->
     assert "Tempo esgotado ao navegar" in body
     assert "Sessão sk-1 falhou: Conexão interrompida" in body
     assert "data-raw-error>network_error: reset" in body
+
+
+def test_no_template_comment_leaks_into_a_page(login: Callable[..., Client]) -> None:
+    # Django's {# #} is one line only: a multi-line one renders as text.
+    client = login("admin")
+    for url in ["/", "/missoes/", "/configuracoes/", "/recursos/workers/", "/login/"]:
+        body = client.get(url).content.decode()
+        assert "{#" not in body and "#}" not in body, url
