@@ -218,10 +218,16 @@ def missions_bulk(request: HttpRequest) -> HttpResponse:
             done += 1
         except actions.ActionError:
             skipped += 1
-    verb = "cancelada(s)" if action == "cancel" else "reenfileirada(s)"
-    text = f"{done} missão(ões) {verb}."
+    one, many = (
+        ("cancelada", "canceladas") if action == "cancel" else ("reenfileirada", "reenfileiradas")
+    )
+    text = f"{texts.plural(done, 'missão', 'missões')} {one if done == 1 else many}."
     if skipped:
-        text += f" {skipped} ignorada(s) por estarem em um estado que não permite a ação."
+        state = "estava" if skipped == 1 else "estavam"
+        text += (
+            f" {texts.plural(skipped, 'ignorada', 'ignoradas')}: {state} em um estado que não"
+            " permite a ação."
+        )
     (messages.success if done else messages.warning)(request, text)
     return _back_to_missions(request)
 

@@ -377,7 +377,8 @@ class MissionAdmin(admin.ModelAdmin):
             except actions.ActionError as exc:
                 refused.append(f"#{mission.pk}: {exc.message}")
         if done:
-            self.message_user(request, f"{done} missão(ões) {verb}.", messages.SUCCESS)
+            said = f"1 missão {verb[:-1]}" if done == 1 else f"{done} missões {verb}"
+            self.message_user(request, f"{said}.", messages.SUCCESS)
         if refused:
             self.message_user(
                 request,

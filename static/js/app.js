@@ -15,6 +15,8 @@
       var n = document.querySelectorAll('input[name="ids"][form="' + form + '"]:checked').length;
       el.textContent = String(n);
       var bar = el.closest("[data-bulk-bar]");
+      var noun = bar ? bar.querySelector("[data-bulk-noun]") : null;
+      if (noun) noun.textContent = noun.getAttribute(n === 1 ? "data-one" : "data-many");
       if (bar) bar.toggleAttribute("data-active", n > 0);
       document.querySelectorAll('[data-bulk-action][form="' + form + '"]').forEach(function (b) { b.disabled = n === 0; });
       document.querySelectorAll('[data-bulk-hint="' + form + '"]').forEach(function (h) { h.hidden = n > 0; });

@@ -324,8 +324,12 @@ def test_bulk_cancel(open_page: Callable[..., Watched], live_server: Any) -> Non
     page.get_by_label(f"Selecionar missão #{queued.pk}").check()
     page.get_by_label(f"Selecionar missão #{assigned.pk}").check()
     assert page.locator('[data-bulk-count="bulk-missions"]').inner_text() == "2"
+    assert page.locator("[data-bulk-noun]").first.inner_text() == "selecionadas"
+    page.get_by_label(f"Selecionar missão #{assigned.pk}").uncheck()
+    assert page.locator("[data-bulk-noun]").first.inner_text() == "selecionada"
+    page.get_by_label(f"Selecionar missão #{assigned.pk}").check()
     page.get_by_role("button", name="Cancelar").click()
-    page.get_by_text("2 missão(ões) cancelada(s).").wait_for()
+    page.get_by_text("2 missões canceladas.").wait_for()
     statuses = set(
         Mission.objects.filter(pk__in=[queued.pk, assigned.pk]).values_list("status", flat=True)
     )

@@ -80,7 +80,7 @@ def test_cancel_action_cancels_what_it_can_and_reports_the_rest(admin_client: Cl
     done.refresh_from_db()
     assert (queued.status, done.status) == (MissionStatus.CANCELADO, MissionStatus.FINALIZADO)
     messages = [str(m) for m in response.context["messages"]]
-    assert any("1 missão(ões) canceladas" in m for m in messages)
+    assert any("1 missão cancelada." in m for m in messages)
     assert any(f"#{done.pk}" in m for m in messages)
 
 

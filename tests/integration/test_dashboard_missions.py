@@ -110,7 +110,7 @@ def test_operator_bulk_cancels_and_keeps_filters(login: Callable[..., Client]) -
         Mission.objects.filter(status=MissionStatus.CANCELADO).values_list("pk", flat=True)
     ) == {m.pk for m in queued}
     body = response.content.decode()
-    assert "2 missão(ões) cancelada(s)." in body and "1 ignorada(s)" in body
+    assert "2 missões canceladas." in body and "1 ignorada: estava" in body
 
 
 def test_operator_bulk_retries(login: Callable[..., Client]) -> None:
