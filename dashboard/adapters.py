@@ -55,6 +55,8 @@ def import_proxies(filename: str, stream: Any) -> ImportResult:
 def _import(proxy_file: importers.ProxyFile) -> ImportResult:
     try:
         checked = proxy_file.check()
+        if checked.not_an_array:
+            raise checked.not_an_array
         if checked.error_count:
             raise ValidationError(
                 [

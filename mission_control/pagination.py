@@ -9,10 +9,24 @@ from rest_framework import exceptions, pagination
 from mission_control import hardening
 
 
+def checked_page_size(request: Any, default: int, maximum: int) -> int:
+    """`page_size` from the query: absent or 0 is the default, above the maximum is the
+    maximum, anything but a whole number is a 400 (the schema says integer)."""
+    raw = request.query_params.get("page_size")
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit():
+        raise exceptions.ValidationError({"page_size": ["Must be a whole number."]})
+    return min(int(raw), maximum) or default
+
+
 class PageNumberPagination(pagination.PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def get_page_size(self, request: Any) -> int:
+        return checked_page_size(request, self.page_size, self.max_page_size)
 
 
 INVALID_CURSOR = "Invalid cursor: use the `next` or `previous` link of an earlier page."
@@ -40,6 +54,9 @@ class CursorPagination(pagination.CursorPagination):
     max_page_size = 500
     ordering = "-id"
     cursor_query_description = CURSOR_DESCRIPTION
+
+    def get_page_size(self, request: Any) -> int:
+        return checked_page_size(request, self.page_size, self.max_page_size)
 
     def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> Any:
         self._model = getattr(queryset, "model", None)

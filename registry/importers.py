@@ -348,6 +348,8 @@ class Checked:
     valid: int = 0
     error_count: int = 0
     errors: list[EntryError] = field(default_factory=list)
+    # A JSON document that is not an array: one "entry" error (the API's shape).
+    not_an_array: FileRefused | None = None
 
     def error_fields(self) -> dict[str, dict[str, str]]:
         return {str(e.index): e.errors for e in self.errors}
@@ -428,6 +430,7 @@ class ProxyFile:
         except streams.NotAnArray as exc:
             checked.error_count += 1
             checked.errors.append(EntryError(0, "", {"file": exc.message}))
+            checked.not_an_array = exc
         return checked
 
     def apply(self, progress: Progress | None = None, total: int | None = None) -> ImportSummary:

@@ -210,13 +210,25 @@ class QualityRulesField(RequestSchema, serializers.JSONField):
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "min_success_ratio": {"type": "number", "minimum": 0, "maximum": 1},
+            # null means "not set", as registry/quality_rules.py reads it.
+            "min_success_ratio": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True},
             "required_fields": {
                 "type": "array",
                 "items": {"type": "string", "minLength": 1},
+                "nullable": True,
             },
-            "required_fields_min_pct": {"type": "number", "minimum": 0, "maximum": 100},
-            "min_records_pct_of_recent": {"type": "number", "minimum": 0, "maximum": 100},
+            "required_fields_min_pct": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 100,
+                "nullable": True,
+            },
+            "min_records_pct_of_recent": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 100,
+                "nullable": True,
+            },
             "recent_missions": {"type": "integer", "minimum": 1, "maximum": 100},
         },
         "description": "Quality gate rules (see registry/quality_rules.py); {} means none.",

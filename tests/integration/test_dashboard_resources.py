@@ -250,6 +250,23 @@ def test_proxy_import_errors_are_listed(login: Callable[..., Client]) -> None:
     assert "Envie um arquivo .json ou .csv." in body
 
 
+def test_proxy_import_reads_the_upload_as_a_stream(login: Callable[..., Client]) -> None:
+    client = login("admin")
+    rows = "".join(f"px-{i},datacenter,10.0.{i // 250}.{i % 250},8000\n" for i in range(2500))
+    big = SimpleUploadedFile("p.csv", ("id,type,host,port\n" + rows).encode())
+    body = client.post("/recursos/proxies/importar/", {"file": big}, follow=True).content.decode()
+    assert "2500 criado(s)" in body  # three chunks of upserts from one pass over the file
+    for name, content, message in [
+        ("p.json", b"[{", "JSON inválido"),
+        ("p.csv", b"id,type\n\xff\xfe\n", "UTF-8"),
+        ("p.json", b'{"proxies": []}', "lista de proxies"),
+    ]:
+        upload = SimpleUploadedFile(name, content)
+        page = client.post("/recursos/proxies/importar/", {"file": upload}, follow=True)
+        assert message in page.content.decode(), name
+    assert Proxy.objects.count() == 2500
+
+
 # --- strategies -----------------------------------------------------------------------
 
 

@@ -137,7 +137,7 @@ def _post(port: int) -> int:
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=300) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
