@@ -13,6 +13,7 @@ from django.db import models, transaction
 from django.db.models import Case, Count, F, Value, When
 from django.db.models.functions import Greatest
 
+from orchestrator.leases import hold
 from orchestrator.models import BrowserSession
 from registry.models import Proxy, Worker
 
@@ -56,10 +57,8 @@ def release_slots(sessions: Iterable[BrowserSession]) -> None:
             continue
         manager = model._default_manager
         rows = manager.filter(pk__in=list(counts), active_sessions__gt=0)
-        if len(counts) > 1:
-            ids = list(rows.order_by("id").select_for_update(of=("self",)).values_list("id"))
-            if not ids:
-                continue
+        if len(counts) > 1 and not hold(rows):  # several rows: locked in id order first
+            continue
         if len(counts) == 1:
             minus: Any = Value(next(iter(counts.values())))
         else:

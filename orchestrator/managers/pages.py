@@ -177,12 +177,7 @@ def _add_counts(saved: list[_Saved], now: dt.datetime) -> None:
             per_proxy[session.proxy_id] = (d + p.done, f + p.proxy_failures)
     if per_mission:
         if len(per_mission) > 1:
-            list(
-                Mission.objects.filter(pk__in=list(per_mission))
-                .order_by("id")
-                .select_for_update(of=("self",))
-                .values_list("id")
-            )
+            leases.hold(Mission.objects.filter(pk__in=list(per_mission)))
         done_n = _by_pk({pk: d for pk, (d, _) in per_mission.items()})
         failed_n = _by_pk({pk: f for pk, (_, f) in per_mission.items()})
         Mission.objects.filter(pk__in=list(per_mission)).update(
@@ -193,12 +188,7 @@ def _add_counts(saved: list[_Saved], now: dt.datetime) -> None:
         )
     if per_proxy:
         if len(per_proxy) > 1:
-            list(
-                Proxy.objects.filter(pk__in=list(per_proxy))
-                .order_by("id")
-                .select_for_update(of=("self",))
-                .values_list("id")
-            )
+            leases.hold(Proxy.objects.filter(pk__in=list(per_proxy)))
         Proxy.objects.filter(pk__in=list(per_proxy)).update(
             success_count=F("success_count") + _by_pk({k: d for k, (d, _) in per_proxy.items()}),
             failure_count=F("failure_count") + _by_pk({k: f for k, (_, f) in per_proxy.items()}),
