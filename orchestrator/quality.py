@@ -29,7 +29,7 @@ from django.utils import timezone
 from orchestrator import events
 from orchestrator.models import Mission, MissionEvent, QualityFieldCount
 from orchestrator.states import MissionStatus
-from registry.quality_rules import Rules, rules_for, rules_for_domains  # noqa: F401  (re-export)
+from registry.quality_rules import Rules, rules_for
 
 logger = logging.getLogger(__name__)
 

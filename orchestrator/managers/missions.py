@@ -26,6 +26,7 @@ from orchestrator.managers.base import (
 )
 from orchestrator.models import Mission, MissionItem
 from orchestrator.states import SESSION_LIVE, ErrorCode, ItemStatus, MissionStatus
+from registry import quality_rules
 from registry.config import Config
 from registry.models import Writer
 
@@ -127,7 +128,7 @@ class MissionManager(BaseManager):
         missions = list(Mission.objects.filter(pk__in=[lease.id for lease in claimed]))
         by_id = {m.pk: m for m in missions}
         writers = writers_for(missions)
-        rules = quality.rules_for_domains({m.domain for m in missions})
+        rules = quality_rules.rules_for_domains({m.domain for m in missions})
         moves: list[Move] = []
         calls: list[tuple[Mission, leases.Lease, Writer]] = []
         for lease in claimed:

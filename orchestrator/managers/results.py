@@ -13,7 +13,7 @@ from django.db.models import (
     Q,
 )
 
-from orchestrator import leases, quality
+from orchestrator import leases
 from orchestrator.clients import breaker
 from orchestrator.clients.base import ServiceError
 from orchestrator.clients.pool import call_all
@@ -34,6 +34,7 @@ from orchestrator.states import (
     ErrorCode,
     SessionStatus,
 )
+from registry import quality_rules
 from registry.config import Config
 from registry.models import Writer
 
@@ -141,7 +142,7 @@ class ResultDelivery(BaseManager):
                     self.writer_client(writer, cfg),
                 )
             )
-        rules = quality.rules_for_domains({d.session.mission.domain for d in active})
+        rules = quality_rules.rules_for_domains({d.session.mission.domain for d in active})
         pages = 0
         for _ in range(PAGES_PER_SESSION_PER_TICK):
             # A breaker opened by the previous round stops the calls of the next one.
