@@ -13,5 +13,6 @@ class LocalnodeConfig(AppConfig):
 
         extensions.register("demo_urls", demo.demo_urls)
         extensions.register("demo_private_urls", demo.private_urls)
+        extensions.register("demo_engine", demo.engine)
         extensions.register("mission_export_jsonl", export.export_jsonl)
         extensions.register("prune_uploads", uploader_api.prune_uploads)

@@ -21,6 +21,8 @@ import time
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import escape
 
+from localnode import engines
+
 CATALOGUE_SIZE = 300
 SLOW_EVERY = 37
 THROTTLED_EVERY = 97
@@ -66,6 +68,14 @@ def private_urls(base_url: str, n: int) -> list[str]:
     """`n` demo URLs robots.txt disallows."""
     base = base_url.rstrip("/")
     return [f"{base}{PRIVATE_PREFIX}{i % CATALOGUE_SIZE + 1}/" for i in range(n)]
+
+
+def engine() -> tuple[str, str]:
+    """The engine the demo site should run with here, and why not the browser: the
+    browser when the built-in worker can start Chromium (a blocked page then keeps a
+    screenshot of the block), HTTP otherwise."""
+    reason = engines.browser_unavailable_reason()
+    return ("http", reason) if reason else ("browser", "")
 
 
 def release(token: str) -> None:

@@ -10,6 +10,8 @@ Hooks used today:
 - ``mission_exists``: ``fn(mission_id) -> bool`` (the built-in writer's export);
 - ``demo_urls``: ``fn(base_url, n) -> list[str]``, pages the demo missions scrape.
 - ``demo_private_urls``: ``fn(base_url, n) -> list[str]``, demo pages robots.txt disallows.
+- ``demo_engine``: ``fn() -> (engine, reason)``, the engine the demo site runs with:
+  ``("browser", "")`` when the built-in worker can start Chromium, else ``("http", why)``.
 - ``mission_records``: ``fn(mission_id) -> records.ExternalRecords | None``, the external
   writer holding a mission's records (None: the built-in writer).
 - ``mission_export_jsonl``: ``fn(mission_id) -> Iterator[str] | None``, a mission's export

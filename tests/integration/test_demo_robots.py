@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
-from localnode import demo, politeness
+from localnode import demo, engines, politeness
 from localnode import runner as local_runner
-from orchestrator.models import Mission, MissionItem
+from orchestrator import actions
+from orchestrator.models import ItemEvidence, Mission, MissionItem
 from orchestrator.runner import Orchestrator
 from orchestrator.states import ErrorCode, ItemStatus, MissionStatus
 from registry import config
+from registry.models import SiteConfig
 from tests.integration.engine_helpers import FAST_CONFIG
 
 pytestmark = [pytest.mark.urls("localnode.root_urls"), pytest.mark.django_db(transaction=True)]
@@ -34,13 +36,18 @@ def _fresh() -> Iterator[None]:
 
 
 def test_the_bootstrap_demo_refuses_the_pages_robots_txt_disallows(
-    live_server: Any, settings: Any
+    live_server: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The demo as seeded without Chromium (HTTP engine): robots.txt is read before any
+    # engine, and `test_demo_evidence` drives the browser demo.
+    monkeypatch.setattr(engines, "browser_unavailable_reason", lambda: "no Chromium here")
     settings.LOCALNODE_ENABLED = True
     settings.LOCALNODE_API_KEY = "demo-robots-key"
     call_command("bootstrap", base_url=live_server.url, stdout=io.StringIO())
     for key, value in FAST_CONFIG.items():
         config.set_value(key, value)
+
+    assert SiteConfig.for_domain(actions.domain_of(live_server.url)).engine == "http"
 
     private = MissionItem.objects.filter(url__contains=demo.PRIVATE_PREFIX)
     assert private.count() == 3  # the demo includes robots-disallowed pages
@@ -61,3 +68,5 @@ def test_the_bootstrap_demo_refuses_the_pages_robots_txt_disallows(
     assert demo.hits("/robots.txt")  # the worker read robots.txt
     done = MissionItem.objects.filter(mission=mission, status=ItemStatus.DONE).count()
     assert done > 0
+    blocked = ItemEvidence.objects.filter(item__mission=mission, error_code="blocked")
+    assert blocked.count() == 2 and not blocked.exclude(screenshot_file="").exists()

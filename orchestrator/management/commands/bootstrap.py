@@ -1,6 +1,8 @@
 """First-run set-up, safe to repeat: the admin login (password printed once), the
 built-in worker and writer, a default proxy strategy, and a few demo missions the
-first time only."""
+first time only, with a site rule for the demo's host that runs it in the browser
+(Chromium) when the built-in worker can start one, so blocked pages keep a screenshot
+of the block, and over HTTP otherwise."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from django.core.management.base import BaseCommand
 from mission_control import extensions
 from orchestrator import actions
 from orchestrator.models import Mission
-from registry.models import ConfigEntry, SiteConfig, Uploader, Worker, Writer
+from registry.models import ConfigEntry, Engine, SiteConfig, Uploader, Worker, Writer
 
 DEMO_MARKER = "bootstrap_demo_done"
 
@@ -51,6 +53,7 @@ class Command(BaseCommand):
                 f"  Demo catalogue {base}/local/demo/   (products {base}/local/demo/p/1/ to /p/300/;"
                 " paste them into Nova missão)"
             )
+            lines += self._demo_engine_lines(base)
         lines += [
             f"  Admin          {base}/admin/",
             f"  API            {base}/api/   docs {base}/api/docs/",
@@ -60,6 +63,21 @@ class Command(BaseCommand):
             "",
         ]
         self.stdout.write("\n".join(lines))
+
+    def _demo_engine_lines(self, base: str) -> list[str]:
+        """Which engine the demo's site rule runs (none without the demo)."""
+        domain = actions.domain_of(base)
+        if not SiteConfig.objects.filter(domain=domain).exists():
+            return []
+        _, reason = extensions.first("demo_engine")()
+        if SiteConfig.for_domain(domain).engine == Engine.BROWSER:
+            text = "browser (Chromium): blocked pages keep a screenshot of the block"
+            return [f"  Demo engine    {text}" + (f"; but {reason}" if reason else "")]
+        why = reason or f"the site rules for {domain} say so"
+        return [
+            f"  Demo engine    HTTP ({why}): blocked pages keep their status and HTML, no"
+            " screenshot"
+        ]
 
     def _admin(self, username: str) -> None:
         User = get_user_model()
@@ -105,7 +123,15 @@ class Command(BaseCommand):
         urls = extensions.first("demo_urls")(base, 120)
         # A few pages the demo's robots.txt disallows: they end robots_disallowed.
         urls[-3:] = extensions.first("demo_private_urls")(base, 3)
+        engine, _ = extensions.first("demo_engine")()
+        # The demo's host gets its own rule; an operator's rule for it is kept.
+        SiteConfig.objects.get_or_create(
+            domain=actions.domain_of(base), defaults={"engine": engine}
+        )
         for n, chunk in enumerate((urls[:40], urls[40:80], urls[80:]), start=1):
             actions.create_mission(name=f"Demonstração {n}: catálogo", urls=chunk, priority=n)
         ConfigEntry.objects.create(key=DEMO_MARKER, value=True)
-        self.stdout.write(f"Queued 3 demo missions ({Mission.objects.count()} missions in total).")
+        self.stdout.write(
+            f"Queued 3 demo missions ({Mission.objects.count()} missions in total);"
+            f" the demo site runs with the {engine} engine."
+        )
