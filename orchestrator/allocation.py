@@ -61,6 +61,14 @@ from registry.models import (
 
 logger = logging.getLogger(__name__)
 
+# Sessions that may take new jobs (opening or open, not closing).
+SESSION_SERVING = (
+    SessionStatus.REQUESTED,
+    SessionStatus.CREATING,
+    SessionStatus.READY,
+    SessionStatus.BUSY,
+)
+
 # --------------------------------------------------------------------------- capacity
 
 
@@ -588,7 +596,13 @@ def replenish_sessions(owner: str, now: dt.datetime, cfg: Config, limit: int = 5
     """Open sessions for running missions that have pending items and fewer live
     sessions than they may use: replacements after failures, within the rotation
     budget. Returns how many sessions were requested."""
-    live = Q(sessions__status__in=states.SESSION_LIVE) & Q(sessions__attempt=F("attempt"))
+    # Sessions that may still take new jobs: not closing, not marked for retirement
+    # (a busy session whose proxy got blocked is replaced at once: issue #15 case 4).
+    live = (
+        Q(sessions__status__in=SESSION_SERVING)
+        & Q(sessions__attempt=F("attempt"))
+        & Q(sessions__retire_reason="")
+    )
     candidates = list(
         Mission.objects.filter(
             status__in=[MissionStatus.ATRIBUIDO, MissionStatus.EXTRAINDO],
@@ -619,21 +633,28 @@ def replenish_sessions(owner: str, now: dt.datetime, cfg: Config, limit: int = 5
                 continue
             pending = MissionItem.objects.filter(mission=mission, status=ItemStatus.PENDING).count()
             live_now = BrowserSession.objects.filter(
-                mission=mission, attempt=mission.attempt, status__in=states.SESSION_LIVE
+                mission=mission,
+                attempt=mission.attempt,
+                status__in=SESSION_SERVING,
+                retire_reason="",
             ).count()
             wanted = sessions_wanted(site, pending) - live_now
             if pending == 0 or wanted <= 0:
                 continue
             # Proxies that failed this mission's sessions in this attempt rest elsewhere.
+            # So do the proxies of the sessions being retired.
             failed_proxies = set(
                 BrowserSession.objects.filter(
+                    Q(
+                        status__in=[
+                            SessionStatus.FAILED,
+                            SessionStatus.STUCK,
+                            SessionStatus.DISCONNECTED,
+                        ]
+                    )
+                    | Q(status__in=states.SESSION_LIVE, retire_reason__gt=""),
                     mission=mission,
                     attempt=mission.attempt,
-                    status__in=[
-                        SessionStatus.FAILED,
-                        SessionStatus.STUCK,
-                        SessionStatus.DISCONNECTED,
-                    ],
                 )
                 .exclude(proxy_external_id="")
                 .values_list("proxy_external_id", flat=True)

@@ -322,3 +322,54 @@ def test_items_failed_on_every_live_proxy_wait_for_a_session_being_opened_elsewh
     assert JobDispatch._distribute(live, pending, site, {"px-1"}) == {1: [11]}
     assert JobDispatch._distribute(live, pending, site, {"px-0"}) == {1: [11, 10]}
     assert JobDispatch._distribute(live, pending, site) == {1: [11, 10]}
+
+
+def test_a_busy_session_whose_proxy_got_blocked_is_replaced_at_once_and_closed_after_its_job(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    """Issue #15 case 4: the block is learned while the session runs a job. The session
+    is marked for retirement (it stays BUSY with its job), its replacement is requested
+    on the other proxy in the same SessionManager tick although the site allows one
+    session, and once the job ends the marked session gets no job and is closed."""
+    fleet = build_fleet(fake_worker, fake_writer, n_proxies=2, items_per_job=2, max_sessions=1)
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(
+        name="Ocupada", urls=[f"https://example.com/p/{i}" for i in range(6)]
+    )
+    busy = BrowserSession.objects.filter(mission=mission, status=SessionStatus.BUSY)
+    fleet.drive(busy.exists, max_rounds=30, what="a busy session")
+    s = busy.get()
+    ProxyDomainHealth.objects.create(
+        proxy_id=s.proxy_id,
+        domain="example.com",
+        score=10,
+        blocked_until=timezone.now() + dt.timedelta(minutes=30),
+        blocked_reason="pontuação 10 >= 3",
+        updated_at=timezone.now(),
+    )
+
+    fleet.orchestrator.run_tick("sessions")
+
+    s.refresh_from_db()
+    assert (s.status, s.retire_reason, s.job_seq) == (
+        SessionStatus.BUSY,
+        "proxy bloqueado para o site",
+        1,
+    )
+    others = BrowserSession.objects.filter(mission=mission).exclude(pk=s.pk)
+    assert [(o.status, o.proxy_external_id) for o in others] == [
+        (SessionStatus.REQUESTED, next(p for p in ("px-0", "px-1") if p != s.proxy_external_id))
+    ]
+    assert MissionEvent.objects.filter(
+        mission=mission, message__contains="será aposentada ao fim do job atual"
+    ).exists()
+
+    fake_worker.jobs_paused = False
+    mission = fleet.drive_to(mission, MissionStatus.FINALIZADO, max_rounds=60)
+
+    s.refresh_from_db()
+    assert s.job_seq == 1 and s.status in (SessionStatus.CLOSING, SessionStatus.CLOSED)
+    assert mission.done_items == 6 and fake_writer.stored_count(mission.pk) == 6
+    assert not BrowserSession.objects.filter(
+        mission=mission, proxy_id=s.proxy_id, pk__gt=s.pk
+    ).exists()
