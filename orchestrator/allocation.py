@@ -26,6 +26,7 @@ from orchestrator import (
     proxy_health,
     site_breaker,
     states,
+    untried,
     worker_capacity,
 )
 from orchestrator.eligibility import ProxyRule, sessions_wanted
@@ -585,6 +586,18 @@ def claim_due_missions(
     return outcomes
 
 
+def _serving_proxies(mission: Mission) -> set[str]:
+    """The proxies of the sessions that may take the mission's new jobs."""
+    return set(
+        BrowserSession.objects.filter(
+            mission=mission,
+            attempt=mission.attempt,
+            status__in=SESSION_SERVING,
+            retire_reason="",
+        ).values_list("proxy_external_id", flat=True)
+    )
+
+
 def _set_wait(mission: Mission, code: str, reason: str) -> None:
     text = f"{code}: {reason}" if reason else code
     if mission.wait_reason != text:
@@ -639,7 +652,18 @@ def replenish_sessions(owner: str, now: dt.datetime, cfg: Config, limit: int = 5
                 retire_reason="",
             ).count()
             wanted = sessions_wanted(site, pending) - live_now
-            if pending == 0 or wanted <= 0:
+            if pending == 0:
+                continue
+            # A session on a proxy every pending item already failed on is useless:
+            # never reopened there (the dispatcher retires such sessions).
+            useless = untried.tried_by_every_pending(mission.pk)
+            # Items that failed on every serving session's proxy get one more session,
+            # on a proxy they have not tried, if the site allows it (issue #15 case 4).
+            stuck = None
+            if wanted <= 0 and live_now < site.max_sessions:
+                stuck = untried.first_stuck(mission.pk, _serving_proxies(mission))
+                wanted = 1 if stuck is not None else 0
+            if wanted <= 0:
                 continue
             # Proxies that failed this mission's sessions in this attempt rest elsewhere.
             # So do the proxies of the sessions being retired.
@@ -659,12 +683,19 @@ def replenish_sessions(owner: str, now: dt.datetime, cfg: Config, limit: int = 5
                 .exclude(proxy_external_id="")
                 .values_list("proxy_external_id", flat=True)
             )
-            allocation = allocate_sessions(
-                mission, wanted, site, now, exclude_proxies=failed_proxies
-            )
-            if not allocation.sessions and failed_proxies:
+            if stuck is not None:
+                allocation = allocate_sessions(
+                    mission, wanted, site, now, exclude_proxies=stuck | failed_proxies
+                )
+                if not allocation.sessions:
+                    continue  # the items wait for a proxy they have not tried
+            else:
+                allocation = allocate_sessions(
+                    mission, wanted, site, now, exclude_proxies=failed_proxies | useless
+                )
+            if not allocation.sessions and failed_proxies - useless and stuck is None:
                 # Better a proxy that failed before than none at all.
-                allocation = allocate_sessions(mission, wanted, site, now)
+                allocation = allocate_sessions(mission, wanted, site, now, exclude_proxies=useless)
             if allocation.sessions:
                 requested += len(allocation.sessions)
                 mission.log(

@@ -393,26 +393,38 @@ def mark_busy_sessions(now: dt.datetime, limit: int = 100) -> int:
     return len(marked)
 
 
-def retire_claimed(sessions: Iterable[BrowserSession], owner: str, now: dt.datetime) -> set[int]:
+def retire_claimed(
+    sessions: Iterable[BrowserSession], owner: str, now: dt.datetime, why: str = ""
+) -> set[int]:
     """Retire the jobless sessions `owner` holds whose proxy is blocked for their
     mission's site, or whose error score is past the limit, or that are marked for
-    retirement (the dispatcher, before it hands them a job: issue #15 case 4). They go
-    CLOSING with their lease dropped (the token bump fences the holder) and the
-    SessionManager opens replacements on other proxies. Returns the ids retired."""
+    retirement (the dispatcher, before it hands them a job: issue #15 case 4); with
+    `why`, every one of them for that reason. They go CLOSING with their lease dropped
+    (the token bump fences the holder) and the SessionManager opens replacements on
+    other proxies. Returns the ids retired."""
     fresh = [s for s in sessions if not s.job_key]
     if not fresh:
         return set()
+    if why:
+        return _retire_held({s.pk: (s, why) for s in fresh}, owner, now)
     blocked = blocked_by_domain({s.mission.domain for s in fresh}, now)
-    why: dict[int, tuple[BrowserSession, str]] = {}
+    reasons: dict[int, tuple[BrowserSession, str]] = {}
     for s in fresh:
         if s.retire_reason:
-            why[s.pk] = (s, s.retire_reason)
+            reasons[s.pk] = (s, s.retire_reason)
         elif s.proxy_external_id and s.proxy_external_id in blocked[s.mission.domain]:
-            why[s.pk] = (s, f"proxy bloqueado para {normalize_domain(s.mission.domain)}")
+            reasons[s.pk] = (s, f"proxy bloqueado para {normalize_domain(s.mission.domain)}")
         elif s.error_score >= SESSION_MAX_ERROR_SCORE:
-            why[s.pk] = (s, f"pontuação de erro {s.error_score:g}")
-    if not why:
+            reasons[s.pk] = (s, f"pontuação de erro {s.error_score:g}")
+    if not reasons:
         return set()
+    return _retire_held(reasons, owner, now)
+
+
+def _retire_held(
+    why: dict[int, tuple[BrowserSession, str]], owner: str, now: dt.datetime
+) -> set[int]:
+    """`retire_claimed` of the sessions `why` names, with their reasons."""
     with transaction.atomic():
         won = leases.hold(
             BrowserSession.objects.filter(

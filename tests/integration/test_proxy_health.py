@@ -373,3 +373,66 @@ def test_a_busy_session_whose_proxy_got_blocked_is_replaced_at_once_and_closed_a
     assert not BrowserSession.objects.filter(
         mission=mission, proxy_id=s.proxy_id, pk__gt=s.pk
     ).exists()
+
+
+def test_an_item_that_failed_on_the_only_session_proxy_waits_for_a_session_on_another(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    """Issue #15 case 4, the "retry anyway" path: one item fails (`proxy_error`) on the
+    proxy of the mission's only session; another fitting proxy exists. The item is not
+    handed back to that proxy: it waits, the session is retired once no pending item may
+    use it, and a session on the other proxy takes the item."""
+    fleet = build_fleet(fake_worker, fake_writer, n_proxies=2, items_per_job=2, max_sessions=1)
+    urls = [f"https://example.com/p/{i}" for i in range(6)]
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(name="Outro proxy", urls=urls)
+    fleet.drive(
+        lambda: BrowserSession.objects.filter(mission=mission).exists(),
+        max_rounds=10,
+        what="a session",
+    )
+    first = BrowserSession.objects.get(mission=mission)
+    fake_worker.fail_on_proxy = {first.proxy_external_id: {urls[0]: "proxy_error"}}
+    fake_worker.jobs_paused = False
+
+    mission = fleet.drive_to(mission, MissionStatus.FINALIZADO, MissionStatus.ERRO, max_rounds=80)
+
+    assert (mission.status, mission.done_items, mission.failed_items) == (
+        MissionStatus.FINALIZADO,
+        6,
+        0,
+    )
+    item = mission.items.get(url=urls[0])
+    assert (item.status, item.attempts, item.failed_proxies) == (
+        "done",
+        2,
+        [first.proxy_external_id],
+    )
+    assert item.session is not None
+    assert item.session.proxy_external_id != first.proxy_external_id
+    first.refresh_from_db()
+    assert first.status in (SessionStatus.CLOSING, SessionStatus.CLOSED)
+    assert first.error_code == ""  # retired, not failed: no rotation spent
+    assert mission.session_rotations == 0
+
+
+def test_items_failed_on_every_live_proxy_wait_while_an_untried_fitting_proxy_exists() -> None:
+    """`_distribute` holds an item that failed on every live session's proxy while a
+    fitting proxy it has not tried exists (a session on it will be asked for), and
+    retries it on a failed proxy only when no such proxy exists."""
+    from orchestrator.managers.dispatch import JobDispatch
+
+    site = factories.SiteConfigFactory.build(
+        domain="*", proxy_types=["datacenter"], items_per_job=2
+    )
+    live = [
+        BrowserSession(pk=1, proxy_external_id="px-0", proxy_type="datacenter", proxy_country="BR")
+    ]
+    pending = [(10, "https://example.com/1", ["px-0"]), (11, "https://example.com/2", [])]
+    held: list[int] = []
+
+    assert JobDispatch._distribute(
+        live, pending, site, fitting=lambda: {"px-0", "px-1"}, held=held
+    ) == {1: [11]}
+    assert held == [10]
+    assert JobDispatch._distribute(live, pending, site, fitting=lambda: {"px-0"}) == {1: [11, 10]}
