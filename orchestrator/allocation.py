@@ -654,9 +654,6 @@ def replenish_sessions(owner: str, now: dt.datetime, cfg: Config, limit: int = 5
             wanted = sessions_wanted(site, pending) - live_now
             if pending == 0:
                 continue
-            # A session on a proxy every pending item already failed on is useless:
-            # never reopened there (the dispatcher retires such sessions).
-            useless = untried.tried_by_every_pending(mission.pk)
             # Items that failed on every serving session's proxy get one more session,
             # on a proxy they have not tried, if the site allows it (issue #15 case 4).
             stuck = None
@@ -665,6 +662,9 @@ def replenish_sessions(owner: str, now: dt.datetime, cfg: Config, limit: int = 5
                 wanted = 1 if stuck is not None else 0
             if wanted <= 0:
                 continue
+            # A session on a proxy every pending item already failed on is useless:
+            # never reopened there (the dispatcher retires such sessions).
+            useless = untried.tried_by_every_pending(mission.pk)
             # Proxies that failed this mission's sessions in this attempt rest elsewhere.
             # So do the proxies of the sessions being retired.
             failed_proxies = set(
