@@ -436,3 +436,40 @@ def test_items_failed_on_every_live_proxy_wait_while_an_untried_fitting_proxy_ex
     ) == {1: [11]}
     assert held == [10]
     assert JobDispatch._distribute(live, pending, site, fitting=lambda: {"px-0"}) == {1: [11, 10]}
+
+
+@pytest.mark.parametrize("max_sessions", [3, 1])
+def test_replenish_asks_for_a_session_on_a_proxy_an_item_stuck_on_every_live_one_has_not_tried(
+    fake_worker: FakeWorker, fake_writer: FakeWriter, max_sessions: int
+) -> None:
+    """An item failed on the proxy of the mission's only session, which still has work:
+    when the site allows another session, one is asked for at once on a proxy the item
+    has not tried; at the site's limit, none (the dispatcher retires the session once no
+    pending item may use it)."""
+    from orchestrator import allocation
+
+    fleet = build_fleet(
+        fake_worker, fake_writer, n_proxies=3, items_per_job=5, max_sessions=max_sessions
+    )
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(
+        name="Preso", urls=[f"https://example.com/p/{i}" for i in range(2)]
+    )
+    busy = BrowserSession.objects.filter(mission=mission, status=SessionStatus.BUSY)
+    fleet.drive(busy.exists, max_rounds=30, what="a busy session")
+    s = busy.get()
+    stuck = mission.items.order_by("id").first()
+    assert stuck is not None
+    mission.items.filter(pk=stuck.pk).update(
+        status="pending", session=None, job_key="", failed_proxies=[s.proxy_external_id]
+    )
+
+    requested = allocation.replenish_sessions("test", timezone.now(), config.load())
+
+    others = BrowserSession.objects.filter(mission=mission).exclude(pk=s.pk)
+    if max_sessions == 1:
+        assert requested == 0 and not others.exists()
+        return
+    assert requested == 1
+    assert [o.status for o in others] == [SessionStatus.REQUESTED]
+    assert others.get().proxy_external_id not in ("", s.proxy_external_id)
