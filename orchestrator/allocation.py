@@ -26,6 +26,7 @@ from orchestrator import (
     proxy_health,
     site_breaker,
     states,
+    untried,
     worker_capacity,
 )
 from orchestrator.eligibility import ProxyRule, sessions_wanted
@@ -60,6 +61,14 @@ from registry.models import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Sessions that may take new jobs (opening or open, not closing).
+SESSION_SERVING = (
+    SessionStatus.REQUESTED,
+    SessionStatus.CREATING,
+    SessionStatus.READY,
+    SessionStatus.BUSY,
+)
 
 # --------------------------------------------------------------------------- capacity
 
@@ -577,6 +586,18 @@ def claim_due_missions(
     return outcomes
 
 
+def _serving_proxies(mission: Mission) -> set[str]:
+    """The proxies of the sessions that may take the mission's new jobs."""
+    return set(
+        BrowserSession.objects.filter(
+            mission=mission,
+            attempt=mission.attempt,
+            status__in=SESSION_SERVING,
+            retire_reason="",
+        ).values_list("proxy_external_id", flat=True)
+    )
+
+
 def _set_wait(mission: Mission, code: str, reason: str) -> None:
     text = f"{code}: {reason}" if reason else code
     if mission.wait_reason != text:
@@ -588,7 +609,13 @@ def replenish_sessions(owner: str, now: dt.datetime, cfg: Config, limit: int = 5
     """Open sessions for running missions that have pending items and fewer live
     sessions than they may use: replacements after failures, within the rotation
     budget. Returns how many sessions were requested."""
-    live = Q(sessions__status__in=states.SESSION_LIVE) & Q(sessions__attempt=F("attempt"))
+    # Sessions that may still take new jobs: not closing, not marked for retirement
+    # (a busy session whose proxy got blocked is replaced at once: issue #15 case 4).
+    live = (
+        Q(sessions__status__in=SESSION_SERVING)
+        & Q(sessions__attempt=F("attempt"))
+        & Q(sessions__retire_reason="")
+    )
     candidates = list(
         Mission.objects.filter(
             status__in=[MissionStatus.ATRIBUIDO, MissionStatus.EXTRAINDO],
@@ -619,31 +646,56 @@ def replenish_sessions(owner: str, now: dt.datetime, cfg: Config, limit: int = 5
                 continue
             pending = MissionItem.objects.filter(mission=mission, status=ItemStatus.PENDING).count()
             live_now = BrowserSession.objects.filter(
-                mission=mission, attempt=mission.attempt, status__in=states.SESSION_LIVE
+                mission=mission,
+                attempt=mission.attempt,
+                status__in=SESSION_SERVING,
+                retire_reason="",
             ).count()
             wanted = sessions_wanted(site, pending) - live_now
-            if pending == 0 or wanted <= 0:
+            if pending == 0:
                 continue
+            # Items that failed on every serving session's proxy get one more session,
+            # on a proxy they have not tried, if the site allows it (issue #15 case 4).
+            stuck = None
+            if wanted <= 0 and live_now < site.max_sessions:
+                stuck = untried.first_stuck(mission.pk, _serving_proxies(mission))
+                wanted = 1 if stuck is not None else 0
+            if wanted <= 0:
+                continue
+            # A session on a proxy every pending item already failed on is useless:
+            # never reopened there (the dispatcher retires such sessions).
+            useless = untried.tried_by_every_pending(mission.pk)
             # Proxies that failed this mission's sessions in this attempt rest elsewhere.
+            # So do the proxies of the sessions being retired.
             failed_proxies = set(
                 BrowserSession.objects.filter(
+                    Q(
+                        status__in=[
+                            SessionStatus.FAILED,
+                            SessionStatus.STUCK,
+                            SessionStatus.DISCONNECTED,
+                        ]
+                    )
+                    | Q(status__in=states.SESSION_LIVE, retire_reason__gt=""),
                     mission=mission,
                     attempt=mission.attempt,
-                    status__in=[
-                        SessionStatus.FAILED,
-                        SessionStatus.STUCK,
-                        SessionStatus.DISCONNECTED,
-                    ],
                 )
                 .exclude(proxy_external_id="")
                 .values_list("proxy_external_id", flat=True)
             )
-            allocation = allocate_sessions(
-                mission, wanted, site, now, exclude_proxies=failed_proxies
-            )
-            if not allocation.sessions and failed_proxies:
+            if stuck is not None:
+                allocation = allocate_sessions(
+                    mission, wanted, site, now, exclude_proxies=stuck | failed_proxies
+                )
+                if not allocation.sessions:
+                    continue  # the items wait for a proxy they have not tried
+            else:
+                allocation = allocate_sessions(
+                    mission, wanted, site, now, exclude_proxies=failed_proxies | useless
+                )
+            if not allocation.sessions and failed_proxies - useless and stuck is None:
                 # Better a proxy that failed before than none at all.
-                allocation = allocate_sessions(mission, wanted, site, now)
+                allocation = allocate_sessions(mission, wanted, site, now, exclude_proxies=useless)
             if allocation.sessions:
                 requested += len(allocation.sessions)
                 mission.log(

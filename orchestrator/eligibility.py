@@ -180,6 +180,19 @@ def rule_q(rule: ProxyRule, now: dt.datetime) -> Q:
     return q
 
 
+def present_q(rule: ProxyRule) -> Q:
+    """The proxies that fit `rule` whatever their load: of its kind, enabled, not
+    banned, not blocked for the domain (`refusal` short of COOLDOWN and BUSY, which
+    pass). Items wait for a session on one of these rather than fail on a proxy that
+    already failed them (issue #15 case 4)."""
+    q = Q(enabled=True) & ~Q(status__in=[ProxyStatus.BANNED, ProxyStatus.DISABLED]) & kind_q(rule)
+    if rule.need_verified:
+        q &= geo.verified_q()
+    if rule.blocked:
+        q &= ~Q(external_id__in=sorted(rule.blocked))
+    return q
+
+
 @dataclass(frozen=True)
 class Tally:
     """`refusal`'s answers over a set of proxies: how many per cause, and the session

@@ -320,6 +320,10 @@ class BrowserSession(Leased):
         max_length=16, choices=SessionStatus.choices, default=SessionStatus.REQUESTED
     )
     phase = models.CharField(max_length=64, blank=True, default="")
+    # Why a live session is to be closed when its current job ends ("" = it is not):
+    # its proxy got blocked for its site, or its error score passed the limit. It
+    # gets no new job and the SessionManager opens its replacement at once.
+    retire_reason = models.CharField(max_length=200, blank=True, default="")
     provider = models.CharField(max_length=32, default="local")
     engine = models.CharField(max_length=10, default="http")
     # Denormalized from the proxy at allocation, for the distributor and for history.

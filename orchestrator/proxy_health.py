@@ -11,7 +11,10 @@ A success while blocked (a session opened before the block) lifts the block at o
 Sessions retire like Crawlee's session pool (error score 3, 50 uses, 50 minutes of
 age): a READY session past any limit is closed between jobs (by the WorkerManager's
 dispatch) and the SessionManager opens its replacement (`allocation.replenish_sessions`)
-on the least recently used proxy, another one.
+on the least recently used proxy, another one. A session running a job when its proxy
+gets blocked for its site (or its score passes the limit) is marked for retirement
+(`mark_busy_sessions`): it no longer counts as one of its mission's sessions, so its
+replacement opens at once, gets no new job, and is closed when its job ends.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from functools import partial
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Greatest, Now
 
 from orchestrator import events, leases, pgbatch, site_breaker, states
@@ -256,11 +259,14 @@ def retire_sessions(now: dt.datetime, limit: int = 100) -> int:
     due = (
         BrowserSession.objects.filter(status=SessionStatus.READY, job_key="")
         .filter(lease_free())
+        .annotate(on_blocked=Exists(_blocked_for_its_site(now)))
         .filter(
             Q(error_score__gte=SESSION_MAX_ERROR_SCORE)
             | Q(opened_at__lt=too_old)
             | Q(items_done__gte=SESSION_MAX_USAGE)
             | Q(items_failed__gte=SESSION_MAX_USAGE)
+            | Q(retire_reason__gt="")
+            | Q(on_blocked=True)
         )
         .values_list(
             "id",
@@ -271,12 +277,18 @@ def retire_sessions(now: dt.datetime, limit: int = 100) -> int:
             "attempt",
             "items_done",
             "items_failed",
+            "retire_reason",
+            "on_blocked",
         )[:limit]
     )
     reasons: dict[int, tuple[int, str, int, str]] = {}
-    for pk, mission_id, key, score, opened_at, attempt, done, failed in due:
+    for pk, mission_id, key, score, opened_at, attempt, done, failed, marked, blocked in due:
         uses = done + failed
-        if score >= SESSION_MAX_ERROR_SCORE:
+        if marked:
+            why = marked
+        elif blocked:
+            why = "proxy bloqueado para o site"
+        elif score >= SESSION_MAX_ERROR_SCORE:
             why = f"pontuação de erro {score:g}"
         elif opened_at is not None and opened_at < too_old:
             why = f"idade acima de {SESSION_MAX_AGE_S // 60} min"
@@ -324,24 +336,95 @@ def retire_sessions(now: dt.datetime, limit: int = 100) -> int:
     return len(won)
 
 
-def retire_claimed(sessions: Iterable[BrowserSession], owner: str, now: dt.datetime) -> set[int]:
+def _blocked_for_its_site(now: dt.datetime) -> Any:
+    """The (proxy, domain) health rows that block a session's proxy for its site now
+    (for `Exists`, correlated on the session's proxy and domain)."""
+    return ProxyDomainHealth.objects.filter(
+        proxy_id=OuterRef("proxy_id"), domain=OuterRef("domain"), blocked_until__gt=now
+    )
+
+
+def mark_busy_sessions(now: dt.datetime, limit: int = 100) -> int:
+    """Mark for retirement the sessions running a job whose proxy got blocked for their
+    site, or whose error score passed the limit (issue #15 case 4): they get no new job
+    (`retire_claimed`, `retire_sessions` close them once the job ends) and no longer
+    count as the mission's sessions for new jobs, so `allocation.replenish_sessions`
+    opens their replacement on another proxy right away. Only `retire_reason` is
+    written (the job's holder keeps its lease and writes its own columns); rows are
+    locked in id order, sessions only. Returns how many were marked."""
+    due = list(
+        BrowserSession.objects.filter(
+            status__in=[SessionStatus.READY, SessionStatus.BUSY], retire_reason=""
+        )
+        .exclude(status=SessionStatus.READY, job_key="")
+        .annotate(on_blocked=Exists(_blocked_for_its_site(now)))
+        .filter(Q(on_blocked=True) | Q(error_score__gte=SESSION_MAX_ERROR_SCORE))
+        .values_list("id", "mission_id", "session_key", "attempt", "error_score", "on_blocked")[
+            :limit
+        ]
+    )
+    if not due:
+        return 0
+    why: dict[int, tuple[int, str, int, str]] = {}
+    for pk, mission_id, key, attempt, score, blocked in due:
+        reason = "proxy bloqueado para o site" if blocked else f"pontuação de erro {score:g}"
+        why[pk] = (mission_id, key, attempt, reason)
+    marked: list[int] = []
+    with transaction.atomic():
+        won = leases.hold(BrowserSession.objects.filter(pk__in=list(why), retire_reason=""))
+        for reason in sorted({why[pk][3] for pk in won}):
+            group = sorted(pk for pk in won if why[pk][3] == reason)
+            BrowserSession.objects.filter(pk__in=group).update(retire_reason=reason)
+            marked.extend(group)
+        MissionEvent.objects.bulk_create(
+            MissionEvent(
+                mission_id=why[pk][0],
+                kind=MissionEvent.Kind.SESSION,
+                attempt=why[pk][2],
+                message=f"Sessão {why[pk][1]} será aposentada ao fim do job atual "
+                f"({why[pk][3]}); a substituta é aberta em outro proxy",
+                data={"session": why[pk][1], "reason": why[pk][3]},
+                created_at=now,
+            )
+            for pk in sorted(marked)
+        )
+    for pk in sorted(marked):
+        events.publish("session.requested", mission_id=why[pk][0])
+    return len(marked)
+
+
+def retire_claimed(
+    sessions: Iterable[BrowserSession], owner: str, now: dt.datetime, why: str = ""
+) -> set[int]:
     """Retire the jobless sessions `owner` holds whose proxy is blocked for their
-    mission's site, or whose error score is past the limit (the dispatcher, before it
-    hands them a job: issue #15 case 4). They go CLOSING with their lease dropped (the
-    token bump fences the holder) and the SessionManager opens replacements on other
-    proxies. Returns the ids retired."""
+    mission's site, or whose error score is past the limit, or that are marked for
+    retirement (the dispatcher, before it hands them a job: issue #15 case 4); with
+    `why`, every one of them for that reason. They go CLOSING with their lease dropped
+    (the token bump fences the holder) and the SessionManager opens replacements on
+    other proxies. Returns the ids retired."""
     fresh = [s for s in sessions if not s.job_key]
     if not fresh:
         return set()
+    if why:
+        return _retire_held({s.pk: (s, why) for s in fresh}, owner, now)
     blocked = blocked_by_domain({s.mission.domain for s in fresh}, now)
-    why: dict[int, tuple[BrowserSession, str]] = {}
+    reasons: dict[int, tuple[BrowserSession, str]] = {}
     for s in fresh:
-        if s.proxy_external_id and s.proxy_external_id in blocked[s.mission.domain]:
-            why[s.pk] = (s, f"proxy bloqueado para {normalize_domain(s.mission.domain)}")
+        if s.retire_reason:
+            reasons[s.pk] = (s, s.retire_reason)
+        elif s.proxy_external_id and s.proxy_external_id in blocked[s.mission.domain]:
+            reasons[s.pk] = (s, f"proxy bloqueado para {normalize_domain(s.mission.domain)}")
         elif s.error_score >= SESSION_MAX_ERROR_SCORE:
-            why[s.pk] = (s, f"pontuação de erro {s.error_score:g}")
-    if not why:
+            reasons[s.pk] = (s, f"pontuação de erro {s.error_score:g}")
+    if not reasons:
         return set()
+    return _retire_held(reasons, owner, now)
+
+
+def _retire_held(
+    why: dict[int, tuple[BrowserSession, str]], owner: str, now: dt.datetime
+) -> set[int]:
+    """`retire_claimed` of the sessions `why` names, with their reasons."""
     with transaction.atomic():
         won = leases.hold(
             BrowserSession.objects.filter(

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
-from functools import partial
+from functools import cache, partial
 
 from django.db import connection, transaction
 from django.db.models import (
@@ -20,7 +21,7 @@ from django.db.models import (
 )
 from django.db.models.functions import RowNumber
 
-from orchestrator import events, leases, pgbatch, proxy_health
+from orchestrator import events, leases, pgbatch, proxy_health, untried
 from orchestrator.clients import breaker
 from orchestrator.clients.base import ServiceError
 from orchestrator.clients.pool import call_all
@@ -48,6 +49,8 @@ from orchestrator.states import (
 from registry import site_rules
 from registry.config import Config
 from registry.models import SiteConfig
+
+USELESS = "os itens pendentes já falharam neste proxy"
 
 
 class JobDispatch(BaseManager):
@@ -124,7 +127,13 @@ class JobDispatch(BaseManager):
             mission_id: sites[group[0].mission.domain].items_per_job * len(group) * 4
             for mission_id, group in by_mission.items()
         }
-        rank = Window(RowNumber(), partition_by=[F("mission_id")], order_by=F("id").asc())
+        # Fresh items first: items that failed before (some waiting for a session on a
+        # proxy they have not tried) do not crowd the window out.
+        rank = Window(
+            RowNumber(),
+            partition_by=[F("mission_id")],
+            order_by=[F("attempts").asc(), F("id").asc()],
+        )
         pending: dict[int, list[tuple[int, str, list[str]]]] = defaultdict(list)
         for mission_id, item_id, url, failed, n in (
             MissionItem.objects.filter(mission_id__in=list(by_mission), status=ItemStatus.PENDING)
@@ -142,6 +151,7 @@ class JobDispatch(BaseManager):
             opening[mission_id].add(proxy)
         chosen: dict[int, list[int]] = {}
         drained: list[leases.Lease] = []
+        useless: list[BrowserSession] = []
         for mission_id, group in by_mission.items():
             items = sorted(pending.get(mission_id, []))
             if not items:
@@ -149,10 +159,21 @@ class JobDispatch(BaseManager):
                 drained.extend(tokens[s.pk] for s in group)
                 continue
             site = sites[group[0].mission.domain]
-            picked_by = self._distribute(group, items, site, opening.get(mission_id, set()))
+            domain = group[0].mission.domain
+            waiting: list[int] = []
+            picked_by = self._distribute(
+                group,
+                items,
+                site,
+                opening.get(mission_id, set()),
+                fitting=cache(partial(untried.fitting_proxies, site, domain, now)),
+                held=waiting,
+            )
             for session_id, picked in picked_by.items():
                 if picked:
                     chosen[session_id] = picked
+            if waiting:
+                useless.extend(self._useless(mission_id, group, picked_by))
         if drained:
             update_in_id_order(
                 BrowserSession.objects.filter(
@@ -166,6 +187,8 @@ class JobDispatch(BaseManager):
                 locked_until=None,
             )
             events.publish("session.closing")
+        if useless:
+            proxy_health.retire_claimed(useless, self.owner, now, why=USELESS)
         if not chosen:
             return
         with transaction.atomic():
@@ -192,14 +215,34 @@ class JobDispatch(BaseManager):
             _assign({pk: chosen[pk] for pk in seqs}, keys)
 
     @staticmethod
+    def _useless(
+        mission_id: int, group: list[BrowserSession], picked_by: dict[int, list[int]]
+    ) -> list[BrowserSession]:
+        """The sessions of a mission that got no item while items were held for a
+        session on a proxy they have not tried, and that no pending item may use any
+        more (every one failed on their proxy): they are retired, so the mission gets a
+        session on another proxy."""
+        idle = [s for s in group if not picked_by.get(s.pk) and s.proxy_external_id]
+        if not idle:
+            return []
+        tried = untried.tried_by_every_pending(mission_id)
+        return [s for s in idle if s.proxy_external_id in tried]
+
+    @staticmethod
     def _distribute(
         sessions: list[BrowserSession],
         pending: list[tuple[int, str, list[str]]],
         site: SiteConfig,
         opening: AbstractSet[str] = frozenset(),
+        *,
+        fitting: Callable[[], AbstractSet[str]] = frozenset,
+        held: list[int] | None = None,
     ) -> dict[int, list[int]]:
         """The distributor's choice of item ids per session of one mission. `opening`:
-        the proxies of the mission's sessions being opened."""
+        the proxies of the mission's sessions being opened; `fitting`: the proxies that
+        fit the site (`untried.fitting_proxies`, asked only when needed). Items that
+        failed on every live session's proxy wait (their ids are added to `held`) while
+        a fitting proxy they have not tried exists or is being opened."""
         per_job = site.items_per_job
         infos = [
             SessionInfo(
@@ -217,15 +260,19 @@ class JobDispatch(BaseManager):
         ]
         distribution = items_to_sessions(items, infos, rules)
         by_session = distribution.by_session()
-        retry_anyway = [
-            u.item
-            for u in distribution.unassigned
-            if u.reason.value == "all_fitting_proxies_blocked"
-            and not (opening - u.item.excluded_proxies - {""})
-        ]
+        retry_anyway = []
+        for u in distribution.unassigned:
+            if u.reason.value != "all_fitting_proxies_blocked":
+                continue
+            tried = u.item.excluded_proxies
+            if opening - tried - {""} or fitting() - tried:
+                if held is not None:
+                    held.append(u.item.id)
+            else:
+                retry_anyway.append(u.item)
         if retry_anyway:
-            # Every live proxy already failed these items and no session on a proxy
-            # they have not tried is being opened (else they wait for it: issue #15
+            # Every live proxy already failed these items, none they have not tried
+            # exists or is being opened (else they wait for a session on it: issue #15
             # case 4). Better another try on one of them (the attempt budget still
             # bounds it) than items stuck pending.
             left = [

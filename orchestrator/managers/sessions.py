@@ -81,6 +81,7 @@ class SessionManager(BaseManager):
             result.add("polled", polled)
             result.add("ended", ended)
         result.add("retired", proxy_health.retire_sessions(now))
+        result.add("marked", proxy_health.mark_busy_sessions(now))
         if not cfg.paused:
             result.add("replenished", allocation.replenish_sessions(self.owner, now, cfg))
         return result

@@ -8,6 +8,7 @@ is ``completed`` on the next request. ``jobs_paused = True`` holds every job whe
 
 What each item returns (first rule that matches):
 1. ``fail_items[url]`` — an error code (``timeout``, ``blocked``, ``http_error``, ...);
+   ``fail_on_proxy[proxy_id][url]`` the same on sessions of that proxy only;
 2. the session's proxy id in ``blocked_proxies`` — ``blocked`` (403);
 3. URL rules: ``/status/403`` and ``/status/429`` → ``blocked``; ``/status/NNN``
    (NNN >= 400) → ``http_error`` with that status; ``/captcha`` → ``blocked``;
@@ -158,6 +159,7 @@ class FakeWorker(FakeServer):
         self.jobs_paused = False
         self.blocked_proxies: set[str] = set()
         self.fail_items: dict[str, str] = {}
+        self.fail_on_proxy: dict[str, dict[str, str]] = {}
         self.provider_error_for_proxies: set[str] = set()
         self.provider_error_all = False  # every new session → 502 provider_error
         self.sessions_get_stuck = False  # every session frozen (see stick_session)
@@ -296,7 +298,7 @@ class FakeWorker(FakeServer):
     # ------------------------------------------------------------ item outcomes
     def _result(self, item: dict[str, Any], s: FakeSession, now: float) -> dict[str, Any]:
         url: str = item["url"]
-        code = self.fail_items.get(url)
+        code = self.fail_items.get(url) or self.fail_on_proxy.get(s.proxy_id or "", {}).get(url)
         http_status: int | None = None
         if code is None and s.proxy_id is not None and s.proxy_id in self.blocked_proxies:
             code, http_status = "blocked", 403

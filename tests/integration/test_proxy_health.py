@@ -322,3 +322,154 @@ def test_items_failed_on_every_live_proxy_wait_for_a_session_being_opened_elsewh
     assert JobDispatch._distribute(live, pending, site, {"px-1"}) == {1: [11]}
     assert JobDispatch._distribute(live, pending, site, {"px-0"}) == {1: [11, 10]}
     assert JobDispatch._distribute(live, pending, site) == {1: [11, 10]}
+
+
+def test_a_busy_session_whose_proxy_got_blocked_is_replaced_at_once_and_closed_after_its_job(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    """Issue #15 case 4: the block is learned while the session runs a job. The session
+    is marked for retirement (it stays BUSY with its job), its replacement is requested
+    on the other proxy in the same SessionManager tick although the site allows one
+    session, and once the job ends the marked session gets no job and is closed."""
+    fleet = build_fleet(fake_worker, fake_writer, n_proxies=2, items_per_job=2, max_sessions=1)
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(
+        name="Ocupada", urls=[f"https://example.com/p/{i}" for i in range(6)]
+    )
+    busy = BrowserSession.objects.filter(mission=mission, status=SessionStatus.BUSY)
+    fleet.drive(busy.exists, max_rounds=30, what="a busy session")
+    s = busy.get()
+    ProxyDomainHealth.objects.create(
+        proxy_id=s.proxy_id,
+        domain="example.com",
+        score=10,
+        blocked_until=timezone.now() + dt.timedelta(minutes=30),
+        blocked_reason="pontuação 10 >= 3",
+        updated_at=timezone.now(),
+    )
+
+    fleet.orchestrator.run_tick("sessions")
+
+    s.refresh_from_db()
+    assert (s.status, s.retire_reason, s.job_seq) == (
+        SessionStatus.BUSY,
+        "proxy bloqueado para o site",
+        1,
+    )
+    others = BrowserSession.objects.filter(mission=mission).exclude(pk=s.pk)
+    assert [(o.status, o.proxy_external_id) for o in others] == [
+        (SessionStatus.REQUESTED, next(p for p in ("px-0", "px-1") if p != s.proxy_external_id))
+    ]
+    assert MissionEvent.objects.filter(
+        mission=mission, message__contains="será aposentada ao fim do job atual"
+    ).exists()
+
+    fake_worker.jobs_paused = False
+    mission = fleet.drive_to(mission, MissionStatus.FINALIZADO, max_rounds=60)
+
+    s.refresh_from_db()
+    assert s.job_seq == 1 and s.status in (SessionStatus.CLOSING, SessionStatus.CLOSED)
+    assert mission.done_items == 6 and fake_writer.stored_count(mission.pk) == 6
+    assert not BrowserSession.objects.filter(
+        mission=mission, proxy_id=s.proxy_id, pk__gt=s.pk
+    ).exists()
+
+
+def test_an_item_that_failed_on_the_only_session_proxy_waits_for_a_session_on_another(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    """Issue #15 case 4, the "retry anyway" path: one item fails (`proxy_error`) on the
+    proxy of the mission's only session; another fitting proxy exists. The item is not
+    handed back to that proxy: it waits, the session is retired once no pending item may
+    use it, and a session on the other proxy takes the item."""
+    fleet = build_fleet(fake_worker, fake_writer, n_proxies=2, items_per_job=2, max_sessions=1)
+    urls = [f"https://example.com/p/{i}" for i in range(6)]
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(name="Outro proxy", urls=urls)
+    fleet.drive(
+        lambda: BrowserSession.objects.filter(mission=mission).exists(),
+        max_rounds=10,
+        what="a session",
+    )
+    first = BrowserSession.objects.get(mission=mission)
+    fake_worker.fail_on_proxy = {first.proxy_external_id: {urls[0]: "proxy_error"}}
+    fake_worker.jobs_paused = False
+
+    mission = fleet.drive_to(mission, MissionStatus.FINALIZADO, MissionStatus.ERRO, max_rounds=80)
+
+    assert (mission.status, mission.done_items, mission.failed_items) == (
+        MissionStatus.FINALIZADO,
+        6,
+        0,
+    )
+    item = mission.items.get(url=urls[0])
+    assert (item.status, item.attempts, item.failed_proxies) == (
+        "done",
+        2,
+        [first.proxy_external_id],
+    )
+    assert item.session is not None
+    assert item.session.proxy_external_id != first.proxy_external_id
+    first.refresh_from_db()
+    assert first.status in (SessionStatus.CLOSING, SessionStatus.CLOSED)
+    assert first.error_code == ""  # retired, not failed: no rotation spent
+    assert mission.session_rotations == 0
+
+
+def test_items_failed_on_every_live_proxy_wait_while_an_untried_fitting_proxy_exists() -> None:
+    """`_distribute` holds an item that failed on every live session's proxy while a
+    fitting proxy it has not tried exists (a session on it will be asked for), and
+    retries it on a failed proxy only when no such proxy exists."""
+    from orchestrator.managers.dispatch import JobDispatch
+
+    site = factories.SiteConfigFactory.build(
+        domain="*", proxy_types=["datacenter"], items_per_job=2
+    )
+    live = [
+        BrowserSession(pk=1, proxy_external_id="px-0", proxy_type="datacenter", proxy_country="BR")
+    ]
+    pending = [(10, "https://example.com/1", ["px-0"]), (11, "https://example.com/2", [])]
+    held: list[int] = []
+
+    assert JobDispatch._distribute(
+        live, pending, site, fitting=lambda: {"px-0", "px-1"}, held=held
+    ) == {1: [11]}
+    assert held == [10]
+    assert JobDispatch._distribute(live, pending, site, fitting=lambda: {"px-0"}) == {1: [11, 10]}
+
+
+@pytest.mark.parametrize("max_sessions", [3, 1])
+def test_replenish_asks_for_a_session_on_a_proxy_an_item_stuck_on_every_live_one_has_not_tried(
+    fake_worker: FakeWorker, fake_writer: FakeWriter, max_sessions: int
+) -> None:
+    """An item failed on the proxy of the mission's only session, which still has work:
+    when the site allows another session, one is asked for at once on a proxy the item
+    has not tried; at the site's limit, none (the dispatcher retires the session once no
+    pending item may use it)."""
+    from orchestrator import allocation
+
+    fleet = build_fleet(
+        fake_worker, fake_writer, n_proxies=3, items_per_job=5, max_sessions=max_sessions
+    )
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(
+        name="Preso", urls=[f"https://example.com/p/{i}" for i in range(2)]
+    )
+    busy = BrowserSession.objects.filter(mission=mission, status=SessionStatus.BUSY)
+    fleet.drive(busy.exists, max_rounds=30, what="a busy session")
+    s = busy.get()
+    stuck = mission.items.order_by("id").first()
+    assert stuck is not None
+    mission.items.filter(pk=stuck.pk).update(
+        status="pending", session=None, job_key="", failed_proxies=[s.proxy_external_id]
+    )
+
+    requested = allocation.replenish_sessions("test", timezone.now(), config.load())
+
+    others = BrowserSession.objects.filter(mission=mission).exclude(pk=s.pk)
+    if max_sessions == 1:
+        assert requested == 0 and not others.exists()
+        return
+    assert requested == 1
+    assert [o.status for o in others] == [SessionStatus.REQUESTED]
+    assert others.get().proxy_external_id not in ("", s.proxy_external_id)
