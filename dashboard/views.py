@@ -978,6 +978,8 @@ def recurring_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         "cron": schedule.cron if schedule else "0 6 * * *",
         "timezone": schedule.timezone if schedule else "America/Sao_Paulo",
         "urls": "\n".join(schedule.urls) if schedule else "",
+        "domain": schedule.domain if schedule else "",
+        "etl_run": schedule.etl_run if schedule else "",
         "priority": schedule.priority if schedule else 0,
         "overlap_policy": schedule.overlap_policy if schedule else "skip",
         "writer": schedule.writer_id if schedule and schedule.writer_id else "",
@@ -1035,6 +1037,22 @@ def _recurring_fields(values: dict[str, Any], errors: dict[str, str]) -> list[di
         ),
         ("writer", "Writer", "", False, False, writers),
         ("urls", "URLs (uma por linha)", "", True, True, None),
+        (
+            "domain",
+            "Domínio",
+            "Sem URLs: cada execução retoma a última execução ETL não concluída do domínio.",
+            True,
+            False,
+            None,
+        ),
+        (
+            "etl_run",
+            "Execução ETL a retomar",
+            "Sem URLs: latest (a última do domínio) ou o id de uma execução.",
+            True,
+            False,
+            None,
+        ),
     ]
     return [
         {
