@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -993,7 +994,10 @@ def recurring_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             **values,
             "urls": [u.strip() for u in values["urls"].splitlines() if u.strip()],
             "writer": values["writer"] or None,
-            "priority": values["priority"] or 0,
+            # The API's serializer wants a JSON integer; a form sends text.
+            "priority": int(values["priority"])
+            if re.fullmatch(r"-?\d{1,9}", values["priority"])
+            else values["priority"] or 0,
             "enabled": enabled,
         }
         serializer = RecurringMissionSerializer(schedule, data=data)
