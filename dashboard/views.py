@@ -1001,11 +1001,15 @@ def recurring_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             "enabled": enabled,
         }
         serializer = RecurringMissionSerializer(schedule, data=data)
-        if serializer.is_valid():
+        try:
+            valid = serializer.is_valid()
+        except etl_outbox.EtlRefused as exc:  # no ETL to resume from: the API's 409
+            valid, errors = False, {"urls": exc.message}
+        if valid:
             saved = serializer.save()
             messages.success(request, f"Missão recorrente “{saved.name}” salva.")
             return redirect("dashboard:recurring")
-        errors = _serializer_errors_pt(serializer.errors)
+        errors = errors or _serializer_errors_pt(serializer.errors)
     return page(
         request,
         "dashboard/recurring_form.html",

@@ -100,12 +100,12 @@ def template_errors(urls: Sequence[Any], domain: str, etl_run: str) -> dict[str,
     """Why a recurring mission's template could never create a mission (no HTTP: the
     run itself is looked up at each due run, which records a refusal as a failed run):
     URLs, or a run to resume (the domain's latest, or a run id) with an ETL configured."""
+    if not enabled() and (etl_run or not urls):
+        return {"urls": "Informe as URLs: sem ETL configurado não há execução a retomar."}
     if urls and etl_run:
         return {"etl_run": "Informe as URLs ou a execução ETL a retomar, não os dois."}
     if urls:
         return {}
-    if not enabled():
-        return {"urls": "Informe as URLs: sem ETL configurado não há execução a retomar."}
     if etl_run in ("", "latest") and not domain:
         return {"domain": "Informe o domínio (ou as URLs) para retomar a última execução ETL."}
     return {}

@@ -612,9 +612,15 @@ class RecurringMissionSerializer(serializers.ModelSerializer):
                 return attrs[name]
             return getattr(self.instance, name, default)
 
-        errors = etl_outbox.template_errors(
-            current("urls", []), current("domain", ""), current("etl_run", "")
-        )
+        urls, etl_run = current("urls", []), current("etl_run", "")
+        if not etl_outbox.enabled() and (etl_run or not urls):
+            # As for a mission: nothing to resume from is a 409, not a malformed request.
+            raise etl_outbox.EtlRefused(
+                409,
+                "etl_not_configured",
+                "Informe as URLs: sem ETL configurado não há execução a retomar.",
+            )
+        errors = etl_outbox.template_errors(urls, current("domain", ""), etl_run)
         if errors:
             raise serializers.ValidationError(errors, code="etl_resume")
         enabled = current("enabled", True)

@@ -91,11 +91,22 @@ def test_the_api_refuses_a_template_that_cannot_resume_with_a_400(
     assert not RecurringMission.objects.exists()
 
 
-def test_without_an_etl_no_urls_is_a_400_that_says_why(operator_api: APIClient) -> None:
-    response = operator_api.post(RURL, payload(domain="example.com"), format="json")
+@pytest.mark.parametrize(
+    "overrides",
+    [{"domain": "example.com"}, {}, {"urls": ["https://example.com/a"], "etl_run": "run-1"}],
+)
+def test_without_an_etl_resuming_is_a_409_that_says_why(
+    operator_api: APIClient, overrides: dict[str, Any]
+) -> None:
+    """As for a mission (`etl_not_configured`); absent and empty URLs alike."""
+    for body in (payload(**overrides), {k: v for k, v in payload(**overrides).items() if v}):
+        response = operator_api.post(RURL, body, format="json")
 
-    assert response.status_code == 400
-    assert "sem ETL configurado" in str(response.json()["error"]["fields"]["urls"])
+        assert response.status_code == 409, response.content
+        error = response.json()["error"]
+        assert error["code"] == "etl_not_configured"
+        assert "sem ETL configurado" in error["message"]
+    assert not RecurringMission.objects.exists()
 
 
 def test_a_patch_keeps_the_rule(etl: FakeEtl, operator_api: APIClient) -> None:
