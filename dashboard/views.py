@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -978,6 +979,8 @@ def recurring_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         "cron": schedule.cron if schedule else "0 6 * * *",
         "timezone": schedule.timezone if schedule else "America/Sao_Paulo",
         "urls": "\n".join(schedule.urls) if schedule else "",
+        "domain": schedule.domain if schedule else "",
+        "etl_run": schedule.etl_run if schedule else "",
         "priority": schedule.priority if schedule else 0,
         "overlap_policy": schedule.overlap_policy if schedule else "skip",
         "writer": schedule.writer_id if schedule and schedule.writer_id else "",
@@ -991,15 +994,22 @@ def recurring_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             **values,
             "urls": [u.strip() for u in values["urls"].splitlines() if u.strip()],
             "writer": values["writer"] or None,
-            "priority": values["priority"] or 0,
+            # The API's serializer wants a JSON integer; a form sends text.
+            "priority": int(values["priority"])
+            if re.fullmatch(r"-?\d{1,9}", values["priority"])
+            else values["priority"] or 0,
             "enabled": enabled,
         }
         serializer = RecurringMissionSerializer(schedule, data=data)
-        if serializer.is_valid():
+        try:
+            valid = serializer.is_valid()
+        except etl_outbox.EtlRefused as exc:  # no ETL to resume from: the API's 409
+            valid, errors = False, {"urls": exc.message}
+        if valid:
             saved = serializer.save()
             messages.success(request, f"Missão recorrente “{saved.name}” salva.")
             return redirect("dashboard:recurring")
-        errors = _serializer_errors_pt(serializer.errors)
+        errors = errors or _serializer_errors_pt(serializer.errors)
     return page(
         request,
         "dashboard/recurring_form.html",
@@ -1035,6 +1045,22 @@ def _recurring_fields(values: dict[str, Any], errors: dict[str, str]) -> list[di
         ),
         ("writer", "Writer", "", False, False, writers),
         ("urls", "URLs (uma por linha)", "", True, True, None),
+        (
+            "domain",
+            "Domínio",
+            "Sem URLs: cada execução retoma a última execução ETL não concluída do domínio.",
+            True,
+            False,
+            None,
+        ),
+        (
+            "etl_run",
+            "Execução ETL a retomar",
+            "Sem URLs: latest (a última do domínio) ou o id de uma execução.",
+            True,
+            False,
+            None,
+        ),
     ]
     return [
         {

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -110,14 +110,18 @@ def create_mission(
     schedule: Any = None,
     now: dt.datetime | None = None,
     etl_run: str | None = None,
+    fetch_etl_run: Callable[[str, str | None], Any] | None = None,
 ) -> Mission:
     """A QUEUED mission of `urls`; with no URLs (or `etl_run`: "latest" or a run id) it
-    resumes the ETL run's pending items instead (etl_outbox.EtlRefused when it cannot)."""
+    resumes the ETL run's pending items instead (etl_outbox.EtlRefused when it cannot).
+    `fetch_etl_run` replaces the ETL lookup (a caller holding a lock fetched it before)."""
     now = now or timezone.now()
     urls = list(urls)
     resume = None
     if etl_outbox.wants_resume(urls, etl_run):
-        resume = etl_outbox.resolve_resume(normalize_domain(domain) if domain else "", etl_run)
+        wanted = normalize_domain(domain) if domain else ""
+        run = (fetch_etl_run or etl_outbox.fetch_run)(wanted, etl_run)
+        resume = etl_outbox.check_resumable(run, wanted)
         urls = resume.urls
     cleaned = clean_urls(urls)
     domain = normalize_domain(domain) if domain else derive_domain(cleaned.urls)

@@ -3,6 +3,7 @@ instances) are read-only; missions change state only through `orchestrator.actio
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
@@ -34,6 +35,7 @@ from orchestrator.models import (
 from orchestrator.schedules import next_run
 from orchestrator.states import ItemStatus
 from orchestrator.status import validate_cron, validate_timezone
+from registry.models import normalize_domain
 
 DETAIL_EVENTS = 20
 DETAIL_SESSIONS = 20
@@ -474,8 +476,10 @@ class RecurringMissionForm(forms.ModelForm):
     )
     urls_text = forms.CharField(
         label="URLs",
+        required=False,
         widget=forms.Textarea(attrs={"rows": 8, "cols": 100}),
-        help_text="Uma URL por linha.",
+        help_text="Uma URL por linha. Sem URLs (com ETL configurado), cada execução retoma "
+        "uma execução ETL: a última não concluída do domínio ou a informada abaixo.",
     )
 
     class Meta:
@@ -485,6 +489,7 @@ class RecurringMissionForm(forms.ModelForm):
             "cron",
             "timezone",
             "domain",
+            "etl_run",
             "priority",
             "writer",
             "enabled",
@@ -507,10 +512,32 @@ class RecurringMissionForm(forms.ModelForm):
 
     def clean_urls_text(self) -> list[str]:
         lines = [line for line in self.cleaned_data["urls_text"].splitlines() if line.strip()]
+        if not lines:
+            return []
         try:
             return actions.clean_urls(lines).urls
         except ValidationError as exc:
             raise ValidationError(exc.message_dict.get("urls", exc.messages)) from None
+
+    def clean_domain(self) -> str:
+        domain = (self.cleaned_data.get("domain") or "").strip()
+        return normalize_domain(domain) if domain else ""
+
+    def clean_etl_run(self) -> str:
+        etl_run = (self.cleaned_data.get("etl_run") or "").strip()
+        if etl_run and not re.fullmatch(etl_outbox.ETL_RUN_PATTERN, etl_run):
+            raise ValidationError("Informe latest ou o id de uma execução ETL.")
+        return etl_run
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if "urls_text" in cleaned and not self.errors:
+            errors = etl_outbox.template_errors(
+                cleaned["urls_text"], cleaned.get("domain", ""), cleaned.get("etl_run", "")
+            )
+            for field, message in errors.items():
+                self.add_error("urls_text" if field == "urls" else field, message)
+        return cleaned
 
     def save(self, commit: bool = True) -> RecurringMission:
         obj: RecurringMission = super().save(commit=False)

@@ -504,6 +504,14 @@ class BrowserSessionViewSet(viewsets.ReadOnlyModelViewSet):
 # Recurring missions
 
 
+_RECURRING_WRITE = {400: ErrorSerializer, 409: ErrorSerializer}  # 409: no ETL to resume from
+
+
+@extend_schema_view(
+    create=extend_schema(responses={201: RecurringMissionSerializer, **_RECURRING_WRITE}),
+    update=extend_schema(responses={200: RecurringMissionSerializer, **_RECURRING_WRITE}),
+    partial_update=extend_schema(responses={200: RecurringMissionSerializer, **_RECURRING_WRITE}),
+)
 class RecurringMissionViewSet(BodyLimitMixin, viewsets.ModelViewSet):
     serializer_class = RecurringMissionSerializer
     queryset = RecurringMission.objects.all()

@@ -93,10 +93,35 @@ def wants_resume(urls: Sequence[Any], etl_run: str | None) -> bool:
     return bool(etl_run) or not urls
 
 
+ETL_RUN_PATTERN = r"^[A-Za-z0-9._:-]{1,100}$"
+
+
+def template_errors(urls: Sequence[Any], domain: str, etl_run: str) -> dict[str, str]:
+    """Why a recurring mission's template could never create a mission (no HTTP: the
+    run itself is looked up at each due run, which records a refusal as a failed run):
+    URLs, or a run to resume (the domain's latest, or a run id) with an ETL configured."""
+    if not enabled() and (etl_run or not urls):
+        return {"urls": "Informe as URLs: sem ETL configurado não há execução a retomar."}
+    if urls and etl_run:
+        return {"etl_run": "Informe as URLs ou a execução ETL a retomar, não os dois."}
+    if urls:
+        return {}
+    if etl_run in ("", "latest") and not domain:
+        return {"domain": "Informe o domínio (ou as URLs) para retomar a última execução ETL."}
+    return {}
+
+
 def resolve_resume(domain: str, etl_run: str | None) -> Resume:
     """The run a new mission resumes (HTTP, before any transaction): the latest of
     `domain` (`etl_run` None or "latest") or the run `etl_run`; refused unless it is
     unfinished, has pending items and no live mission owns it."""
+    return check_resumable(fetch_run(domain, etl_run), domain)
+
+
+def fetch_run(domain: str, etl_run: str | None) -> EtlRun | None:
+    """The ETL's side of `resolve_resume` (HTTP only, no database lock may be held):
+    the run to resume, None when the domain has none; `check_resumable` then decides
+    (recurring missions fetch before locking their schedule and check under it)."""
     if not enabled():
         raise EtlRefused(
             409,
@@ -123,10 +148,10 @@ def resolve_resume(domain: str, etl_run: str | None) -> Resume:
                 409, "etl_run_not_found", f"Execução ETL {etl_run} não existe."
             ) from None
         raise EtlRefused(409, "etl_rejected", f"ETL recusou: {exc.code}") from None
-    return _check_resumable(run, domain)
+    return run
 
 
-def _check_resumable(run: EtlRun | None, domain: str) -> Resume:
+def check_resumable(run: EtlRun | None, domain: str) -> Resume:
     if run is None or run.finished:
         raise EtlRefused(
             409, "etl_no_unfinished_run", f"Nenhuma execução ETL não concluída para {domain}."

@@ -500,6 +500,9 @@ class RecurringMission(models.Model):
     timezone = models.CharField(max_length=64, default="America/Sao_Paulo")
     urls = models.JSONField(default=list)
     domain = models.CharField(max_length=253, blank=True, default="")
+    # No URLs: each run resumes an ETL run's pending items: "latest" (or blank) takes
+    # the domain's latest unfinished run, a run id that run (docs/contracts/etl-api.md).
+    etl_run = models.CharField(max_length=100, blank=True, default="")
     priority = models.IntegerField(default=0)
     writer = models.ForeignKey(
         "registry.Writer", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

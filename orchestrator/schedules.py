@@ -20,7 +20,7 @@ import zoneinfo
 from croniter import croniter
 from django.db import transaction
 
-from orchestrator import actions, states
+from orchestrator import actions, etl_outbox, states
 from orchestrator.models import Mission, OverlapPolicy, RecurringMission, ScheduleRun
 
 logger = logging.getLogger(__name__)
@@ -53,16 +53,49 @@ def active_mission(schedule: RecurringMission) -> Mission | None:
     return Mission.objects.filter(schedule=schedule, status__in=ACTIVE).order_by("-id").first()
 
 
-def _create(schedule: RecurringMission, now: dt.datetime) -> Mission:
+class Fetched:
+    """The ETL run a schedule without URLs resumes, looked up before its row is locked
+    (no database lock is held across an HTTP call); whether a live mission owns it is
+    decided under the lock (`cancel_previous` frees the previous mission's run first)."""
+
+    def __init__(self, schedule_id: int) -> None:
+        self.outcome: object = None
+        row = (
+            RecurringMission.objects.filter(pk=schedule_id)
+            .values_list("urls", "domain", "etl_run")
+            .first()
+        )
+        self.wanted = row is not None and etl_outbox.wants_resume(row[0], row[2] or None)
+        if self.wanted and row is not None:
+            try:
+                self.outcome = etl_outbox.fetch_run(row[1], row[2] or None)
+            except etl_outbox.EtlRefused as exc:
+                self.outcome = exc
+
+    def __call__(self, domain: str, etl_run: str | None) -> object:
+        if isinstance(self.outcome, etl_outbox.EtlRefused):
+            raise self.outcome
+        return self.outcome
+
+
+def _create(schedule: RecurringMission, now: dt.datetime, fetched: Fetched | None) -> Mission:
     return actions.create_mission(
         name=f"{schedule.name} · {now:%d/%m %H:%M}",
         urls=schedule.urls,
         domain=schedule.domain,
+        etl_run=schedule.etl_run or None,
         priority=schedule.priority,
         writer=schedule.writer,
         schedule=schedule,
         now=now,
+        fetch_etl_run=fetched if fetched is not None and fetched.wanted else None,
     )
+
+
+def _failure(exc: Exception) -> str:
+    if isinstance(exc, etl_outbox.EtlRefused):
+        return f"ETL: {exc.message} ({exc.code})"[:1000]
+    return f"{type(exc).__name__}: {exc}"[:1000]
 
 
 def _record(
@@ -99,7 +132,7 @@ def _record(
     return run
 
 
-def _run_one(schedule: RecurringMission, now: dt.datetime) -> bool:
+def _run_one(schedule: RecurringMission, now: dt.datetime, fetched: Fetched | None = None) -> bool:
     """Apply one due run of a locked schedule; returns whether a mission was created."""
     due = schedule.next_run_at or now
     missed = missed_runs(schedule.cron, schedule.timezone, due, now)
@@ -114,7 +147,7 @@ def _run_one(schedule: RecurringMission, now: dt.datetime) -> bool:
     created: Mission | None = None
     try:
         if previous is None:
-            created = _create(schedule, now)
+            created = _create(schedule, now, fetched)
             _record(
                 schedule,
                 due=due,
@@ -152,7 +185,7 @@ def _run_one(schedule: RecurringMission, now: dt.datetime) -> bool:
             )
         else:
             actions.cancel_mission(previous, actor=f"agendamento {schedule.pk}", now=now)
-            created = _create(schedule, now)
+            created = _create(schedule, now, fetched)
             _record(
                 schedule,
                 due=due,
@@ -164,13 +197,14 @@ def _run_one(schedule: RecurringMission, now: dt.datetime) -> bool:
                 previous=previous,
             )
     except Exception as exc:
-        logger.exception("schedule %s could not create its mission", schedule.pk)
+        if not isinstance(exc, etl_outbox.EtlRefused):  # a refusal is recorded, not a bug
+            logger.exception("schedule %s could not create its mission", schedule.pk)
         _record(
             schedule,
             due=due,
             now=now,
             outcome=ScheduleRun.Outcome.FAILED,
-            message=note + f"{type(exc).__name__}: {exc}"[:1000],
+            message=(note + _failure(exc))[:1000],
             missed=missed,
             previous=previous,
         )
@@ -180,14 +214,16 @@ def _run_one(schedule: RecurringMission, now: dt.datetime) -> bool:
     return created is not None
 
 
-def _run_queued(schedule: RecurringMission, now: dt.datetime) -> bool:
+def _run_queued(
+    schedule: RecurringMission, now: dt.datetime, fetched: Fetched | None = None
+) -> bool:
     """A run held by the `queue` policy: create it once the previous mission ended."""
     if active_mission(schedule) is not None:
         return False
     due = schedule.queued_run_at or now
     created: Mission | None = None
     try:
-        created = _create(schedule, now)
+        created = _create(schedule, now, fetched)
         _record(
             schedule,
             due=due,
@@ -198,13 +234,14 @@ def _run_queued(schedule: RecurringMission, now: dt.datetime) -> bool:
             mission=created,
         )
     except Exception as exc:
-        logger.exception("schedule %s could not create its queued mission", schedule.pk)
+        if not isinstance(exc, etl_outbox.EtlRefused):  # a refusal is recorded, not a bug
+            logger.exception("schedule %s could not create its queued mission", schedule.pk)
         _record(
             schedule,
             due=due,
             now=now,
             outcome=ScheduleRun.Outcome.FAILED,
-            message=f"{type(exc).__name__}: {exc}"[:1000],
+            message=_failure(exc),
         )
     schedule.queued_run_at = None
     schedule.save(update_fields=["queued_run_at", "updated_at"])
@@ -216,6 +253,8 @@ def run_due(now: dt.datetime) -> int:
     created = 0
     held = RecurringMission.objects.filter(queued_run_at__isnull=False).values_list("id", flat=True)
     for schedule_id in list(held):
+        waiting = Mission.objects.filter(schedule_id=schedule_id, status__in=ACTIVE).exists()
+        fetched = None if waiting else Fetched(schedule_id)
         with transaction.atomic():
             schedule = (
                 RecurringMission.objects.select_for_update(skip_locked=True)
@@ -223,11 +262,12 @@ def run_due(now: dt.datetime) -> int:
                 .first()
             )
             if schedule is not None:
-                created += _run_queued(schedule, now)
+                created += _run_queued(schedule, now, fetched)
     due = RecurringMission.objects.filter(enabled=True, next_run_at__lte=now).values_list(
         "id", flat=True
     )
     for schedule_id in list(due):
+        fetched = Fetched(schedule_id)
         with transaction.atomic():
             schedule = (
                 RecurringMission.objects.select_for_update(skip_locked=True)
@@ -235,5 +275,5 @@ def run_due(now: dt.datetime) -> int:
                 .first()
             )
             if schedule is not None:
-                created += _run_one(schedule, now)
+                created += _run_one(schedule, now, fetched)
     return created

@@ -529,7 +529,20 @@ class RecurringMissionSerializer(serializers.ModelSerializer):
     cron = CronField(max_length=100, help_text="Cron expression, e.g. '0 6 * * *'.")
     timezone = TimezoneField(max_length=64, required=False)
     domain = OptionalDomainField(max_length=253, required=False, allow_blank=True)
-    urls = UrlListField()
+    urls = UrlListField(
+        required=False,
+        help_text="Absolute http(s) URLs. Empty (with an ETL configured): each run resumes "
+        "an ETL run's pending items, the domain's latest unfinished one or `etl_run`.",
+    )
+    etl_run = serializers.RegexField(
+        etl_outbox.ETL_RUN_PATTERN,
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        help_text='Without URLs: the ETL run each run resumes, "latest" (or blank: the '
+        "domain's latest unfinished run) or a run id. A run that cannot be resumed "
+        "when due is a failed schedule run, with the reason.",
+    )
     writer = serializers.PrimaryKeyRelatedField(
         queryset=enabled_writers(), required=False, allow_null=True
     )
@@ -546,6 +559,7 @@ class RecurringMissionSerializer(serializers.ModelSerializer):
             "timezone",
             "urls",
             "domain",
+            "etl_run",
             "priority",
             "writer",
             "enabled",
@@ -582,6 +596,8 @@ class RecurringMissionSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(exc.messages) from None
 
     def validate_urls(self, value: list[Any]) -> list[str]:
+        if not value:
+            return []
         try:
             return actions.clean_urls(value).urls
         except DjangoValidationError as exc:
@@ -596,6 +612,17 @@ class RecurringMissionSerializer(serializers.ModelSerializer):
                 return attrs[name]
             return getattr(self.instance, name, default)
 
+        urls, etl_run = current("urls", []), current("etl_run", "")
+        if not etl_outbox.enabled() and (etl_run or not urls):
+            # As for a mission: nothing to resume from is a 409, not a malformed request.
+            raise etl_outbox.EtlRefused(
+                409,
+                "etl_not_configured",
+                "Informe as URLs: sem ETL configurado não há execução a retomar.",
+            )
+        errors = etl_outbox.template_errors(urls, current("domain", ""), etl_run)
+        if errors:
+            raise serializers.ValidationError(errors, code="etl_resume")
         enabled = current("enabled", True)
         attrs["next_run_at"] = (
             next_run(current("cron", ""), current("timezone", "America/Sao_Paulo"), timezone.now())

@@ -578,3 +578,49 @@ def test_the_api_shows_the_run_link_and_its_sync_state(
     plain = actions.create_mission(name="Sem ETL", urls=urls(1, "https://x.example/"))
     EtlRun.objects.filter(mission=plain).delete()
     assert admin_api.get(f"/api/missions/{plain.pk}/").json()["etl"] is None
+
+
+class Killed(BaseException):
+    """The process dies (not an Exception: nothing in the outbox may catch it)."""
+
+
+@pytest.mark.parametrize("kind", ["create", "finalize"])
+def test_a_process_killed_after_the_etl_applied_a_step_before_deleting_it_sends_it_once(
+    etl: FakeEtl, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """The orchestrator dies between the ETL's acknowledgement and the step's deletion
+    (its lease still held): after the lease expires another process sends the step again
+    with the same Idempotency-Key, and the ETL applies it once (one run, one finalize)."""
+    mission = actions.create_mission(name="Morta", urls=urls(2))
+    now = timezone.now()
+    if kind == "finalize":
+        assert etl_outbox.sync(now, config.load()) == {"created": 1}
+        actions.cancel_mission(mission)
+    real_ok = etl_outbox._ok
+
+    def die(link, steps, when, **fields):  # type: ignore[no-untyped-def]
+        raise Killed
+
+    monkeypatch.setattr(etl_outbox, "_ok", die)
+    with pytest.raises(Killed):
+        etl_outbox.sync(now, config.load(), owner="dead")
+    monkeypatch.setattr(etl_outbox, "_ok", real_ok)
+    # A killed process runs no `finally`: its lease stays until it expires.
+    EtlRun.objects.filter(mission=mission).update(
+        locked_by="dead", locked_until=now + dt.timedelta(seconds=etl_outbox.LEASE_S)
+    )
+    assert EtlStep.objects.filter(mission=mission, kind=kind).count() == 1
+
+    assert etl_outbox.sync(now + dt.timedelta(seconds=1), config.load(), owner="new") == {}
+    later = now + dt.timedelta(seconds=etl_outbox.LEASE_S + 1)
+    sent = etl_outbox.sync(later, config.load(), owner="new")
+
+    assert sent == {"created": 1} if kind == "create" else {"finalized": 1}
+    assert not EtlStep.objects.filter(mission=mission).exists()
+    assert len(etl.runs) == 1 and etl.replays == 1
+    run_id = run_of(mission).run_id
+    assert run_id in etl.runs
+    if kind == "finalize":
+        assert etl.finalize_count == {run_id: 1}
+        assert etl.finalized[run_id]["status"] == "cancelled"
+    assert_applied_once(etl)
