@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("orchestrator", "0016_evidence_screenshot_file"),
+        ("orchestrator", "0017_session_retire_reason"),
     ]
 
     operations = [
