@@ -39,6 +39,7 @@ from mission_control.filters import (
     FilterBackend,
     StrictBooleanFilter,
     StrictDateTimeField,
+    StrictFilterSet,
     strict_bool,
 )
 from mission_control.pagination import CursorPagination
@@ -149,7 +150,7 @@ class InstantFilter(django_filters.IsoDateTimeFilter):
         return super().filter(qs, value)
 
 
-class MissionFilter(django_filters.FilterSet):
+class MissionFilter(StrictFilterSet):
     status = MultiStatusFilter(choices=MissionStatus.choices)
     domain = django_filters.CharFilter(method="filter_domain")
     created_after = InstantFilter(field_name="created_at", lookup_expr="gte")
@@ -168,7 +169,7 @@ class MissionFilter(django_filters.FilterSet):
         return queryset.filter(domain=normalize_domain(value))
 
 
-class MissionItemFilter(django_filters.FilterSet):
+class MissionItemFilter(StrictFilterSet):
     status = MultiStatusFilter(choices=ItemStatus.choices)
 
     class Meta:
@@ -176,7 +177,7 @@ class MissionItemFilter(django_filters.FilterSet):
         fields = ["status"]
 
 
-class SessionFilter(django_filters.FilterSet):
+class SessionFilter(StrictFilterSet):
     status = MultiStatusFilter(choices=SessionStatus.choices)
     mission = IdFilter(field_name="mission_id")
     worker = IdFilter(field_name="worker_id")
@@ -616,7 +617,7 @@ class AllocationDryRunView(APIView):
 # Webhooks (orchestrator/webhooks.py)
 
 
-class WebhookDeliveryFilter(django_filters.FilterSet):
+class WebhookDeliveryFilter(StrictFilterSet):
     status = MultiStatusFilter(choices=WebhookDelivery.Status.choices)
     endpoint = IdFilter(field_name="endpoint_id")
     event = django_filters.CharFilter(field_name="event")
@@ -668,7 +669,7 @@ class WebhookDeliveryViewSet(viewsets.ReadOnlyModelViewSet):
 # Recurring runs (orchestrator/schedules.py)
 
 
-class ScheduleRunFilter(django_filters.FilterSet):
+class ScheduleRunFilter(StrictFilterSet):
     outcome = MultiStatusFilter(choices=ScheduleRun.Outcome.choices)
 
     class Meta:
@@ -712,7 +713,7 @@ class RecurringMissionRunsView(APIView):
 # Proxy x site health (orchestrator/proxy_health.py)
 
 
-class ProxyHealthFilter(django_filters.FilterSet):
+class ProxyHealthFilter(StrictFilterSet):
     domain = django_filters.CharFilter(method="filter_domain")
     proxy = django_filters.CharFilter(field_name="proxy__external_id")
     blocked = StrictBooleanFilter(method="filter_blocked")

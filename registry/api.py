@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
@@ -24,6 +25,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from audit.log import record_updates
 from mission_control import hardening
 from mission_control.api import Conflict
+from mission_control.filters import StrictFilterSet, strict_bool
 from registry import config, connection, importers, streams, tokens
 from registry.models import ApiToken, ConfigEntry, Proxy, SiteConfig, Uploader, Worker, Writer
 from registry.serializers import (
@@ -318,12 +320,18 @@ class ConnectionTestMixin:
 
 
 def _flag(request: Request, name: str) -> bool:
-    return request.query_params.get(name, "").lower() in ("1", "true", "yes")
+    """A boolean query flag as the schema types it: true/false/1/0 or absent; else 400."""
+    try:
+        return bool(strict_bool(request.query_params.get(name)))
+    except DjangoValidationError as exc:
+        raise exceptions.ValidationError({name: exc.messages}) from None
 
 
 def _import_response(parsed: importers.Parsed, request: Request, apply: Any) -> Response:
     skip = _flag(request, "skip_invalid")
-    if parsed.errors and not skip:
+    # skip_invalid skips bad entries, never a body that is not the file's shape.
+    whole_file = any("file" in error.errors for error in parsed.errors)
+    if parsed.errors and (whole_file or not skip):
         raise exceptions.ValidationError({"entries": parsed.error_fields()})
     summary = apply(parsed.rows)
     return Response(
@@ -379,7 +387,7 @@ class UploaderViewSet(ConnectionTestMixin, RegistryViewSet):
     ordering_fields = SERVICE_ORDERING
 
 
-class ProxyFilter(filters.FilterSet):
+class ProxyFilter(StrictFilterSet):
     country = filters.CharFilter(field_name="country", lookup_expr="iexact")
 
     class Meta:

@@ -51,3 +51,16 @@ def test_page_size_from_zero_is_stated_in_the_schema(admin_api: APIClient) -> No
     params = schema["paths"]["/api/workers/"]["get"]["parameters"]
 
     assert next(p for p in params if p["name"] == "page_size")["schema"]["minimum"] == 0
+
+
+def test_skip_invalid_is_a_boolean_too(admin_api: APIClient) -> None:
+    response = admin_api.post("/api/site-configs/import/?skip_invalid=maybe", {}, format="json")
+
+    assert response.status_code == 400
+    assert "skip_invalid" in response.json()["error"]["fields"]
+
+
+def test_skip_invalid_never_skips_a_body_of_the_wrong_shape(admin_api: APIClient) -> None:
+    response = admin_api.post("/api/site-configs/import/?skip_invalid=true", 7, format="json")
+
+    assert response.status_code == 400
