@@ -38,6 +38,9 @@ def strict_bool(raw: str | None) -> bool | None:
 
 
 class StrictBooleanField(forms.NullBooleanField):
+    # NullBooleanSelect would read an unknown word as None before to_python sees it.
+    widget = forms.TextInput
+
     def to_python(self, value: Any) -> bool | None:
         if value is None or isinstance(value, bool):
             return value
