@@ -20,9 +20,10 @@ from django_filters.rest_framework import DjangoFilterBackend
 TRUE_WORDS = frozenset({"true", "True", "1"})
 FALSE_WORDS = frozenset({"false", "False", "0"})
 BOOLEAN_MESSAGE = "Must be true or false."
-# RFC 3339 date-time (OpenAPI `format: date-time`): date, `T`, time, offset.
+# RFC 3339 date-time (OpenAPI `format: date-time`): date, `T`, time, offset. The
+# offset may be left out (read in the server's time zone, as before).
 RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z", re.ASCII
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?\Z", re.ASCII
 )
 
 
