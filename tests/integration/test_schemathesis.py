@@ -17,6 +17,7 @@ import pytest
 import schemathesis
 import schemathesis.engine
 from django.core.cache import cache
+from schemathesis.config import InferenceAlgorithm
 from schemathesis.engine import Status
 from schemathesis.engine import events as engine_events
 
@@ -25,7 +26,7 @@ from tests import factories
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "10"))
+EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "5"))
 MIN_SCENARIOS = 80
 # Left out: the token endpoint takes no token and is throttled by design; the two DELETEs
 # revoke credentials, and the stateful phase follows the token list's ids to this run's
@@ -152,6 +153,10 @@ def test_the_api_conforms_to_its_schema(admin_token: str, seeded: None, live_ser
     schema.config.update(workers=1, headers=headers)
     schema.config.generation.update(max_examples=EXAMPLES, deterministic=True, database="none")
     schema.config.phases.update(phases=["examples", "coverage", "fuzzing", "stateful"])
+    # Links come from the schema's dependency analysis only: schemathesis 4.32.5's
+    # location-header inference raises (and ends the run) on a URL in a response body
+    # that urllib cannot split, such as a stored mission URL with host `[a582af92:f]`.
+    schema.config.phases.stateful.inference.algorithms = [InferenceAlgorithm.DEPENDENCY_ANALYSIS]
 
     scenarios, failed, errors = _failures(schemathesis.engine.from_schema(schema).execute())
 
