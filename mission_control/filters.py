@@ -42,7 +42,7 @@ class StrictBooleanField(forms.NullBooleanField):
     # NullBooleanSelect would read an unknown word as None before to_python sees it.
     widget = forms.TextInput
 
-    def to_python(self, value: Any) -> bool | None:
+    def to_python(self, value: Any) -> Any:
         if value is None or isinstance(value, bool):
             return value
         return strict_bool(str(value))
