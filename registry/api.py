@@ -437,6 +437,7 @@ class ProxyViewSet(ConnectionTestMixin, RegistryViewSet):
     def import_(self, request: Request) -> Response:
         """Upsert proxies by external id from proxies.json or CSV; all or nothing
         unless ?skip_invalid=true. Every path reads the file as a stream, twice."""
+        skip = _flag(request, "skip_invalid")  # a 400 for a bad value, errors or not
         data = request.data
         if "file" in getattr(request, "FILES", {}):
             upload = request.FILES["file"]
@@ -452,7 +453,7 @@ class ProxyViewSet(ConnectionTestMixin, RegistryViewSet):
         with proxy_file:
             try:
                 checked = proxy_file.check()
-                if checked.error_count and not _flag(request, "skip_invalid"):
+                if checked.error_count and not skip:
                     raise exceptions.ValidationError({"entries": checked.error_fields()})
                 summary = proxy_file.apply(total=checked.valid)
             except importers.FileRefused as exc:

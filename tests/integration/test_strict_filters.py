@@ -64,3 +64,10 @@ def test_skip_invalid_never_skips_a_body_of_the_wrong_shape(admin_api: APIClient
     response = admin_api.post("/api/site-configs/import/?skip_invalid=true", 7, format="json")
 
     assert response.status_code == 400
+
+
+def test_proxy_import_reads_skip_invalid_even_without_errors(admin_api: APIClient) -> None:
+    response = admin_api.post("/api/proxies/import/?skip_invalid=maybe", [], format="json")
+
+    assert response.status_code == 400
+    assert "skip_invalid" in response.json()["error"]["fields"]
