@@ -20,6 +20,14 @@ def checked_page_size(request: Any, default: int, maximum: int) -> int:
     return min(int(raw), maximum) or default
 
 
+def _page_size_bounds(parameters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The schema states what checked_page_size accepts: a whole number from 0."""
+    for parameter in parameters:
+        if parameter.get("name") == "page_size":
+            parameter["schema"] = {**parameter.get("schema", {}), "minimum": 0}
+    return parameters
+
+
 class PageNumberPagination(pagination.PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
@@ -27,6 +35,9 @@ class PageNumberPagination(pagination.PageNumberPagination):
 
     def get_page_size(self, request: Any) -> int:
         return checked_page_size(request, self.page_size, self.max_page_size)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        return _page_size_bounds(super().get_schema_operation_parameters(view))
 
 
 INVALID_CURSOR = "Invalid cursor: use the `next` or `previous` link of an earlier page."
@@ -57,6 +68,9 @@ class CursorPagination(pagination.CursorPagination):
 
     def get_page_size(self, request: Any) -> int:
         return checked_page_size(request, self.page_size, self.max_page_size)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        return _page_size_bounds(super().get_schema_operation_parameters(view))
 
     def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> Any:
         self._model = getattr(queryset, "model", None)

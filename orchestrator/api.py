@@ -9,21 +9,23 @@ from typing import Any
 import django_filters
 from django import forms
 from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import FileResponse
 from django.utils import timezone
 from django_filters.constants import EMPTY_VALUES
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
     extend_schema_field,
     extend_schema_view,
+    inline_serializer,
 )
 from rest_framework import filters, mixins, status, viewsets
+from rest_framework import serializers as drf_serializers
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.generics import get_object_or_404
@@ -33,6 +35,13 @@ from rest_framework.views import APIView
 
 from mission_control import evidence_files
 from mission_control.api import Conflict
+from mission_control.filters import (
+    FilterBackend,
+    StrictBooleanFilter,
+    StrictDateTimeField,
+    StrictFilterSet,
+    strict_bool,
+)
 from mission_control.pagination import CursorPagination
 from mission_control.permissions import OPERATOR, VIEWER
 from mission_control.records import RecordsUnavailable
@@ -122,6 +131,8 @@ class IdFilter(django_filters.NumberFilter):
 
 
 class InstantFilter(django_filters.IsoDateTimeFilter):
+    field_class = StrictDateTimeField
+
     """An ISO 8601 instant compared in UTC. Any valid offset is accepted (RFC 3339
     allows up to ±23:59; PostgreSQL refuses more than ±15:59, so the value is never
     sent with its own offset). An instant outside years 1-9999 in UTC lies beyond
@@ -139,12 +150,12 @@ class InstantFilter(django_filters.IsoDateTimeFilter):
         return super().filter(qs, value)
 
 
-class MissionFilter(django_filters.FilterSet):
+class MissionFilter(StrictFilterSet):
     status = MultiStatusFilter(choices=MissionStatus.choices)
     domain = django_filters.CharFilter(method="filter_domain")
     created_after = InstantFilter(field_name="created_at", lookup_expr="gte")
     created_before = InstantFilter(field_name="created_at", lookup_expr="lt")
-    needs_review = django_filters.BooleanFilter(
+    needs_review = StrictBooleanFilter(
         help_text="FINALIZADO missions that failed their site's quality gate."
     )
 
@@ -158,7 +169,7 @@ class MissionFilter(django_filters.FilterSet):
         return queryset.filter(domain=normalize_domain(value))
 
 
-class MissionItemFilter(django_filters.FilterSet):
+class MissionItemFilter(StrictFilterSet):
     status = MultiStatusFilter(choices=ItemStatus.choices)
 
     class Meta:
@@ -166,7 +177,7 @@ class MissionItemFilter(django_filters.FilterSet):
         fields = ["status"]
 
 
-class SessionFilter(django_filters.FilterSet):
+class SessionFilter(StrictFilterSet):
     status = MultiStatusFilter(choices=SessionStatus.choices)
     mission = IdFilter(field_name="mission_id")
     worker = IdFilter(field_name="worker_id")
@@ -234,7 +245,7 @@ class MissionViewSet(
 
     serializer_class = MissionSerializer
     pagination_class = TieBreakCursorPagination
-    filter_backends = [DjangoFilterBackend, filters.SearchFilter, filters.OrderingFilter]
+    filter_backends = [FilterBackend, filters.SearchFilter, filters.OrderingFilter]
     filterset_class = MissionFilter
     search_fields = ["name", "domain"]
     ordering_fields = ["id", "created_at", "priority", "name", "status"]
@@ -494,7 +505,7 @@ class BrowserSessionViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = BrowserSessionSerializer
     pagination_class = CursorPagination
     lookup_value_regex = r"\d+"
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [FilterBackend]
     filterset_class = SessionFilter
 
     def get_queryset(self) -> QuerySet[BrowserSession]:
@@ -614,7 +625,7 @@ class AllocationDryRunView(APIView):
 # Webhooks (orchestrator/webhooks.py)
 
 
-class WebhookDeliveryFilter(django_filters.FilterSet):
+class WebhookDeliveryFilter(StrictFilterSet):
     status = MultiStatusFilter(choices=WebhookDelivery.Status.choices)
     endpoint = IdFilter(field_name="endpoint_id")
     event = django_filters.CharFilter(field_name="event")
@@ -646,7 +657,7 @@ class WebhookDeliveryViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = WebhookDeliverySerializer
     pagination_class = CursorPagination
     lookup_value_regex = r"\d+"
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [FilterBackend]
     filterset_class = WebhookDeliveryFilter
     action_roles = {"replay": OPERATOR}
 
@@ -666,7 +677,7 @@ class WebhookDeliveryViewSet(viewsets.ReadOnlyModelViewSet):
 # Recurring runs (orchestrator/schedules.py)
 
 
-class ScheduleRunFilter(django_filters.FilterSet):
+class ScheduleRunFilter(StrictFilterSet):
     outcome = MultiStatusFilter(choices=ScheduleRun.Outcome.choices)
 
     class Meta:
@@ -679,7 +690,15 @@ class RecurringMissionRunsView(APIView):
     cancelled the previous one, failed), with runs missed while down."""
 
     @extend_schema(
-        responses=ScheduleRunSerializer(many=True),
+        # A cursor page, like every other growing list.
+        responses=inline_serializer(
+            "PaginatedScheduleRunList",
+            {
+                "next": drf_serializers.URLField(allow_null=True),
+                "previous": drf_serializers.URLField(allow_null=True),
+                "results": ScheduleRunSerializer(many=True),
+            },
+        ),
         operation_id="recurring_missions_runs",
         parameters=[
             OpenApiParameter(
@@ -702,10 +721,10 @@ class RecurringMissionRunsView(APIView):
 # Proxy x site health (orchestrator/proxy_health.py)
 
 
-class ProxyHealthFilter(django_filters.FilterSet):
+class ProxyHealthFilter(StrictFilterSet):
     domain = django_filters.CharFilter(method="filter_domain")
     proxy = django_filters.CharFilter(field_name="proxy__external_id")
-    blocked = django_filters.BooleanFilter(method="filter_blocked")
+    blocked = StrictBooleanFilter(method="filter_blocked")
 
     class Meta:
         model = ProxyDomainHealth
@@ -731,7 +750,7 @@ class ProxyHealthViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ProxyDomainHealthSerializer
     pagination_class = TieBreakCursorPagination
     lookup_value_regex = r"\d+"
-    filter_backends = [DjangoFilterBackend, filters.OrderingFilter]
+    filter_backends = [FilterBackend, filters.OrderingFilter]
     filterset_class = ProxyHealthFilter
     ordering_fields = ["score", "updated_at", "domain"]
     ordering = ["-score"]
@@ -788,7 +807,11 @@ class DomainBreakerListView(APIView):
     )
     def get(self, request: Request) -> Response:
         qs = DomainBreaker.objects.all()
-        if request.query_params.get("paused") in ("true", "1"):
+        try:
+            paused = strict_bool(request.query_params.get("paused"))
+        except DjangoValidationError as exc:
+            raise ValidationError({"paused": exc.messages}) from None
+        if paused:
             qs = qs.filter(state=DomainBreaker.State.OPEN, paused_until__gt=timezone.now())
         return Response(DomainBreakerSerializer(qs[:500], many=True).data)
 

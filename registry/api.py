@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
@@ -24,6 +25,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from audit.log import record_updates
 from mission_control import hardening
 from mission_control.api import Conflict
+from mission_control.filters import StrictFilterSet, strict_bool
 from registry import config, connection, importers, streams, tokens
 from registry.models import ApiToken, ConfigEntry, Proxy, SiteConfig, Uploader, Worker, Writer
 from registry.serializers import (
@@ -318,12 +320,18 @@ class ConnectionTestMixin:
 
 
 def _flag(request: Request, name: str) -> bool:
-    return request.query_params.get(name, "").lower() in ("1", "true", "yes")
+    """A boolean query flag as the schema types it: true/false/1/0 or absent; else 400."""
+    try:
+        return bool(strict_bool(request.query_params.get(name)))
+    except DjangoValidationError as exc:
+        raise exceptions.ValidationError({name: exc.messages}) from None
 
 
 def _import_response(parsed: importers.Parsed, request: Request, apply: Any) -> Response:
     skip = _flag(request, "skip_invalid")
-    if parsed.errors and not skip:
+    # skip_invalid skips bad entries, never a body that is not the file's shape.
+    whole_file = any("file" in error.errors for error in parsed.errors)
+    if parsed.errors and (whole_file or not skip):
         raise exceptions.ValidationError({"entries": parsed.error_fields()})
     summary = apply(parsed.rows)
     return Response(
@@ -379,7 +387,7 @@ class UploaderViewSet(ConnectionTestMixin, RegistryViewSet):
     ordering_fields = SERVICE_ORDERING
 
 
-class ProxyFilter(filters.FilterSet):
+class ProxyFilter(StrictFilterSet):
     country = filters.CharFilter(field_name="country", lookup_expr="iexact")
 
     class Meta:
@@ -429,6 +437,7 @@ class ProxyViewSet(ConnectionTestMixin, RegistryViewSet):
     def import_(self, request: Request) -> Response:
         """Upsert proxies by external id from proxies.json or CSV; all or nothing
         unless ?skip_invalid=true. Every path reads the file as a stream, twice."""
+        skip = _flag(request, "skip_invalid")  # a 400 for a bad value, errors or not
         data = request.data
         if "file" in getattr(request, "FILES", {}):
             upload = request.FILES["file"]
@@ -444,7 +453,7 @@ class ProxyViewSet(ConnectionTestMixin, RegistryViewSet):
         with proxy_file:
             try:
                 checked = proxy_file.check()
-                if checked.error_count and not _flag(request, "skip_invalid"):
+                if checked.error_count and not skip:
                     raise exceptions.ValidationError({"entries": checked.error_fields()})
                 summary = proxy_file.apply(total=checked.valid)
             except importers.FileRefused as exc:
