@@ -120,10 +120,13 @@ def _concrete(path: str) -> str:
 
 # POSTs that change nothing (a query with a body), open to viewers.
 READS_BY_POST = {("post", "/api/allocation/dry-run/")}
+# A user's own credentials: any role signs in and revokes its own tokens (another user's
+# token answers 404: tests/integration/test_api_tokens.py).
+OWN_CREDENTIALS = ("/api/auth/token/", "/api/auth/tokens/{id}/")
 WRITES = [
     (m, p)
     for m, p in _api_operations()
-    if m != "get" and p != "/api/auth/token/" and (m, p) not in READS_BY_POST
+    if m != "get" and p not in OWN_CREDENTIALS and (m, p) not in READS_BY_POST
 ]
 # Operators run missions (and their schedules), pause execution and replay webhook
 # deliveries; resources, config and integrations stay with admins.
