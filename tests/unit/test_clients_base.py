@@ -571,10 +571,15 @@ def test_the_shared_client_is_one_per_service_and_process_and_reset_on_fork() ->
     assert BaseClient("https://svc.test")._http is not seen[0]
 
     before = shared_http_client()
+    parents = dict(base._shared_clients)
     base._reset_after_fork()  # what os.register_at_fork runs in a child
     after = shared_http_client()
     assert after is not before
-    before.close()
+    # This process is no child: give it its clients back (dropped, their open sockets
+    # would be garbage-collected unclosed under other tests).
+    after.close()
+    base._shared_clients.clear()
+    base._shared_clients.update(parents)
 
 
 def test_a_given_http_client_is_used_and_not_closed() -> None:
