@@ -346,7 +346,10 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Mission Control API",
-    "DESCRIPTION": "Orchestrates web-scraping missions over workers, writers and proxies.",
+    "DESCRIPTION": (
+        "Orchestrates web-scraping missions over workers, writers and proxies. Every text"
+        " field refuses NUL characters and lone surrogates (400, the field named)."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # The schema and the docs page need the viewer role, like the API itself.
