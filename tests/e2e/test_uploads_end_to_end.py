@@ -16,6 +16,7 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
+from dashboard import settings_catalog
 from localnode import engines
 from localnode.models import LocalUpload
 from mission_control import evidence_files
@@ -94,7 +95,21 @@ def test_turning_uploads_on_sends_snapshots_and_the_export_to_the_builtin_upload
         admin = factories.UserFactory(role="admin")
         dashboard = Client()
         dashboard.force_login(admin)
-        saved = dashboard.post("/configuracoes/uploads_enabled/", {"value": "on"})
+        # Configurações saves a group at a time: the group holding uploads_enabled,
+        # every other value as it is.
+        index, keys = next(
+            (i, settings_catalog.group_keys(i)[1])
+            for i in range(1, len(settings_catalog.groups()) + 1)
+            if "uploads_enabled" in settings_catalog.group_keys(i)[1]
+        )
+        current = config.load()
+        form = {
+            k: str(current[k]).lower() if isinstance(current[k], bool) else str(current[k])
+            for k in keys
+        }
+        saved = dashboard.post(
+            f"/configuracoes/grupo/{index}/", {**form, "uploads_enabled": "true"}
+        )
         assert saved.status_code == 302 and config.get("uploads_enabled") is True
 
         wait_for(
