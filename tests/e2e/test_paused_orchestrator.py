@@ -155,9 +155,17 @@ def test_an_orchestrator_paused_past_its_lease_writes_nothing_when_it_wakes_up(
         wait_for(lambda: "STALE_LEASE" in logs["paused"].read_text(), 60, "STALE_LEASE")
         wait_for(lambda: fake_writer.holding == 0, 10, "the held request answered")
     finally:
-        codes = {"paused": stop(paused)}
+        # A stopped process only sees SIGTERM once continued; on a failure above it may
+        # still be stopped. The successor is stopped whatever happens to the other.
+        if paused.poll() is None and process_state(paused.pid) in ("T", "t"):
+            resume(paused)
+        try:
+            codes = {"paused": stop(paused)}
+        finally:
+            if successor is not None:
+                codes_successor = stop(successor)
         if successor is not None:
-            codes["successor"] = stop(successor)
+            codes["successor"] = codes_successor
     paused_log = logs["paused"].read_text()
     assert codes == {"paused": 0, "successor": 0}, paused_log[-3000:]
 
