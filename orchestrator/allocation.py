@@ -1,7 +1,7 @@
 """Capacity: which due missions get sessions, on which worker slots and proxies.
 
 Leases (claims, fences, releases) live in `orchestrator.leases`; mission transitions in
-`orchestrator.transitions`. Rules (DESIGN.md): no database lock is ever held across an
+`orchestrator.transitions`. Rules (docs/engine.md): no database lock is ever held across an
 HTTP call; worker slots and proxy usage are counted rows changed in the same
 transaction as the sessions they belong to.
 """

@@ -3,7 +3,7 @@ clock. Every process that works on a row claims it here, writes through `fenced`
 `release` (compare-and-set on the lease token) and, for a batch, `hold`s the rows it
 still owns: locked in id order, the losers logged as STALE_LEASE and left alone.
 
-Rules (DESIGN.md): no database lock is ever held across an HTTP call; claims use
+Rules (docs/engine.md): no database lock is ever held across an HTTP call; claims use
 `select_for_update(skip_locked=True)` on PostgreSQL (on SQLite the IMMEDIATE
 transaction serializes them); leases expire by the database clock and every write
 after an external call is conditional on the lease token.
@@ -87,8 +87,8 @@ def _claim_one_statement(
     lease_s: float,
     limit: int,
 ) -> list[Lease]:
-    """PostgreSQL: the same claim as one statement, one round trip (DESIGN.md, "What the
-    measurements say about claims"; bench/claims.py measures it against raw psycopg).
+    """PostgreSQL: the same claim as one statement, one round trip (docs/engine.md, "Claims,
+    measured"; bench/claims.py measures it against raw psycopg).
 
     The candidate SELECT is the queryset's own SQL; `FOR UPDATE OF <table> SKIP LOCKED` is
     appended by hand because Django refuses to compile `select_for_update()` outside a

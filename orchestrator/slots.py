@@ -1,5 +1,5 @@
 """Slots: the worker slots and proxy usage that sessions hold, counted rows changed in
-the same transaction as the sessions they belong to (DESIGN.md rule 5): which slot
+the same transaction as the sessions they belong to (docs/engine.md, rule 5): which slot
 numbers are free, giving them back, and recounting the counters from the sessions.
 """
 

@@ -35,6 +35,9 @@ CLIMB = re.compile(r"(?<![\w./])((?:\.\./)+)")
 # Absolute paths of the machines the project was built on, and the sibling folder.
 FOREIGN = re.compile(
     r"/work/|\.\./shared\b|(?<![\w-])shared/(?:examples|contracts)|\"shared\"\s*/|/\s*\"shared\""
+    # The design notes kept beside the repository on the machines it was built on: the
+    # engine's rules live in docs/engine.md instead.
+    r"|\bDESIGN\.md\b|\bSTYLE\.md\b|(?<![\w/-])seeds/"
 )
 CODE = {".py", ".html", ".js"}
 
@@ -71,6 +74,8 @@ def test_the_checker_catches_each_way_out() -> None:
     assert escapes(rel, 'open("../../../shared/examples/proxies.json")')
     assert escapes(PurePosixPath("README.md"), "see [contracts](../shared/contracts/)")
     assert escapes(PurePosixPath("Makefile"), "cp /work/shared/x .")
+    assert escapes(rel, '"""Rules (DESIGN.md): no lock across an HTTP call."""')
+    assert escapes(PurePosixPath("docs/x.md"), "as the seeds/ document says")
     assert not escapes(rel, "Path(__file__).resolve().parents[2]")
     assert not escapes(rel, 'Path(__file__).resolve().parents[2] / "docs" / "examples"')
     assert not escapes(PurePosixPath("dashboard/assets/app.css"), 'url("../fonts/a.woff2")')

@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # Lighthouse (mobile, simulated throttling) over every console page, as docs/performance.md
-# reports it. Needs /usr/bin/chromium and lighthouse from npm in a folder outside the repo:
-#   mkdir -p /tmp/lh && (cd /tmp/lh && npm init -y && npm install lighthouse)
-#   LH=/tmp/lh/node_modules/.bin/lighthouse tests/e2e/lighthouse/run.sh
+# reports it. Needs /usr/bin/chromium; lighthouse comes from the npm registry through npx
+# (LH= names another lighthouse binary).
 # Serves the console with DEBUG off (whitenoise, manifest static files, gzip) on a fresh
 # SQLite database seeded with the browser suite's cast; logged-in pages get the admin's
 # session cookie. LH_ARGS passes more flags (e.g. --throttling.cpuSlowdownMultiplier=1).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-LH=${LH:-/tmp/lh/node_modules/.bin/lighthouse}
+LH=${LH:-npx --yes lighthouse@12.8.2}
 WORK=${WORK:-$(mktemp -d)}
 PORT=${PORT:-18519}
 OUT=${OUT:-$WORK/out}
@@ -31,7 +30,7 @@ for entry in $PAGES; do
   name=${entry%%=*}; path=${entry#*=}
   headers='{}'; [ "$name" != login ] && headers="{\"Cookie\":\"sessionid=$COOKIE\"}"
   # shellcheck disable=SC2086
-  CHROME_PATH=/usr/bin/chromium "$LH" "http://127.0.0.1:$PORT$path" \
+  CHROME_PATH=/usr/bin/chromium $LH "http://127.0.0.1:$PORT$path" \
     --only-categories=performance --quiet ${LH_ARGS:-} --output=json --output-path="$OUT/$name.json" \
     --extra-headers="$headers" --chrome-flags="--headless=new --no-sandbox --disable-dev-shm-usage" \
     > /dev/null 2> "$OUT/$name.err" || true
