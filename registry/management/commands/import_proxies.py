@@ -35,7 +35,7 @@ class Command(BaseCommand):
             proxy_file = importers.ProxyFile.open(stream, file.name)
             try:
                 checked = proxy_file.check()
-                report_checked(self, checked, skip_invalid)
+                report(self, checked.errors, checked.error_count, checked.valid, skip_invalid)
                 summary = proxy_file.apply(progress=self.progress, total=checked.valid)
             except importers.FileRefused as exc:
                 raise CommandError(f"{file}: {exc.message}") from None
@@ -50,29 +50,22 @@ class Command(BaseCommand):
         self.stdout.write(f"  {done}/{total}")
 
 
-def report(command: BaseCommand, parsed: importers.Parsed, skip_invalid: bool) -> None:
-    """Print the bad entries; stop (nothing imported) unless told to skip them."""
-    for error in parsed.errors[:100]:
+def report(
+    command: BaseCommand,
+    errors: list[importers.EntryError],
+    error_count: int,
+    valid: int,
+    skip_invalid: bool,
+) -> None:
+    """Print the first bad entries (`errors`, of `error_count`); stop (nothing imported)
+    unless told to skip them."""
+    for error in errors[:100]:
         command.stderr.write(error.describe())
-    if len(parsed.errors) > 100:
-        command.stderr.write(f"... and {len(parsed.errors) - 100} more")
-    if parsed.errors and not skip_invalid:
+    if error_count > 100:
+        command.stderr.write(f"... and {error_count - 100} more")
+    if error_count and not skip_invalid:
         raise CommandError(
-            f"{len(parsed.errors)} invalid entries; nothing imported (use --skip-invalid to "
+            f"{error_count} invalid entries; nothing imported (use --skip-invalid to "
             "import the rest)."
         )
-    command.stdout.write(f"{len(parsed.rows)} valid entries to import.")
-
-
-def report_checked(command: BaseCommand, checked: importers.Checked, skip_invalid: bool) -> None:
-    """`report` for a file read as a stream (errors counted, the first ones kept)."""
-    for error in checked.errors[:100]:
-        command.stderr.write(error.describe())
-    if checked.error_count > 100:
-        command.stderr.write(f"... and {checked.error_count - 100} more")
-    if checked.error_count and not skip_invalid:
-        raise CommandError(
-            f"{checked.error_count} invalid entries; nothing imported (use --skip-invalid to "
-            "import the rest)."
-        )
-    command.stdout.write(f"{checked.valid} valid entries to import.")
+    command.stdout.write(f"{valid} valid entries to import.")

@@ -30,7 +30,7 @@ class Command(BaseCommand):
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise CommandError(f"Cannot read {file}: {exc}") from None
         parsed = importers.parse_strategies(data)
-        report(self, parsed, skip_invalid)
+        report(self, parsed.errors, len(parsed.errors), len(parsed.rows), skip_invalid)
         summary = importers.apply_strategies(parsed.rows, progress=self.progress)
         self.stdout.write(
             self.style.SUCCESS(
