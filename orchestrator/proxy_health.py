@@ -252,6 +252,15 @@ def lease_free() -> Q:
     return Q(locked_until__isnull=True) | Q(locked_until__lt=Now())
 
 
+# Why a session is retired: (mission id, session key, attempt, reason in pt-BR).
+Retiree = tuple[int, str, int, str]
+BLOCKED_FOR_SITE = "proxy bloqueado para o site"
+
+
+def error_score_reason(score: float) -> str:
+    return f"pontuação de erro {score:g}"
+
+
 def retire_sessions(now: dt.datetime, limit: int = 100) -> int:
     """Close READY sessions past Crawlee's limits (error score, uses, age); their
     missions get replacements on other proxies. Returns how many were retired."""
@@ -281,15 +290,15 @@ def retire_sessions(now: dt.datetime, limit: int = 100) -> int:
             "on_blocked",
         )[:limit]
     )
-    reasons: dict[int, tuple[int, str, int, str]] = {}
+    reasons: dict[int, Retiree] = {}
     for pk, mission_id, key, score, opened_at, attempt, done, failed, marked, blocked in due:
         uses = done + failed
         if marked:
             why = marked
         elif blocked:
-            why = "proxy bloqueado para o site"
+            why = BLOCKED_FOR_SITE
         elif score >= SESSION_MAX_ERROR_SCORE:
-            why = f"pontuação de erro {score:g}"
+            why = error_score_reason(score)
         elif opened_at is not None and opened_at < too_old:
             why = f"idade acima de {SESSION_MAX_AGE_S // 60} min"
         elif uses >= SESSION_MAX_USAGE:
@@ -313,26 +322,7 @@ def retire_sessions(now: dt.datetime, limit: int = 100) -> int:
         )
         if not won:
             return 0
-        BrowserSession.objects.filter(pk__in=won).update(
-            status=SessionStatus.CLOSING,
-            phase="retired",
-            updated_at=now,
-            lease_token=F("lease_token") + 1,
-        )
-        MissionEvent.objects.bulk_create(
-            MissionEvent(
-                mission_id=reasons[pk][0],
-                kind=MissionEvent.Kind.SESSION,
-                attempt=reasons[pk][2],
-                message=f"Sessão {reasons[pk][1]} aposentada ({reasons[pk][3]}); "
-                "será substituída em outro proxy",
-                data={"session": reasons[pk][1], "reason": reasons[pk][3]},
-                created_at=now,
-            )
-            for pk in won
-        )
-        for pk in won:
-            events.publish("session.closing", mission_id=reasons[pk][0])
+        _close_retired(reasons, won, now)
     return len(won)
 
 
@@ -365,9 +355,9 @@ def mark_busy_sessions(now: dt.datetime, limit: int = 100) -> int:
     )
     if not due:
         return 0
-    why: dict[int, tuple[int, str, int, str]] = {}
+    why: dict[int, Retiree] = {}
     for pk, mission_id, key, attempt, score, blocked in due:
-        reason = "proxy bloqueado para o site" if blocked else f"pontuação de erro {score:g}"
+        reason = BLOCKED_FOR_SITE if blocked else error_score_reason(score)
         why[pk] = (mission_id, key, attempt, reason)
     marked: list[int] = []
     with transaction.atomic():
@@ -376,17 +366,12 @@ def mark_busy_sessions(now: dt.datetime, limit: int = 100) -> int:
             group = sorted(pk for pk in won if why[pk][3] == reason)
             BrowserSession.objects.filter(pk__in=group).update(retire_reason=reason)
             marked.extend(group)
-        MissionEvent.objects.bulk_create(
-            MissionEvent(
-                mission_id=why[pk][0],
-                kind=MissionEvent.Kind.SESSION,
-                attempt=why[pk][2],
-                message=f"Sessão {why[pk][1]} será aposentada ao fim do job atual "
-                f"({why[pk][3]}); a substituta é aberta em outro proxy",
-                data={"session": why[pk][1], "reason": why[pk][3]},
-                created_at=now,
-            )
-            for pk in sorted(marked)
+        _retirement_events(
+            why,
+            sorted(marked),
+            "Sessão {key} será aposentada ao fim do job atual ({reason}); a substituta é "
+            "aberta em outro proxy",
+            now,
         )
     for pk in sorted(marked):
         events.publish("session.requested", mission_id=why[pk][0])
@@ -415,7 +400,7 @@ def retire_claimed(
         elif s.proxy_external_id and s.proxy_external_id in blocked[s.mission.domain]:
             reasons[s.pk] = (s, f"proxy bloqueado para {normalize_domain(s.mission.domain)}")
         elif s.error_score >= SESSION_MAX_ERROR_SCORE:
-            reasons[s.pk] = (s, f"pontuação de erro {s.error_score:g}")
+            reasons[s.pk] = (s, error_score_reason(s.error_score))
     if not reasons:
         return set()
     return _retire_held(reasons, owner, now)
@@ -431,29 +416,51 @@ def _retire_held(
                 pk__in=list(why), status=SessionStatus.READY, job_key="", locked_by=owner
             )
         )
-        BrowserSession.objects.filter(pk__in=won).update(
-            status=SessionStatus.CLOSING,
-            phase="retired",
-            updated_at=now,
-            lease_token=F("lease_token") + 1,
-            locked_by="",
-            locked_until=None,
+        _close_retired(
+            {
+                pk: (s.mission_id, s.session_key, s.attempt, reason)
+                for pk, (s, reason) in why.items()
+            },
+            sorted(won),
+            now,
         )
-        MissionEvent.objects.bulk_create(
-            MissionEvent(
-                mission_id=why[pk][0].mission_id,
-                kind=MissionEvent.Kind.SESSION,
-                attempt=why[pk][0].attempt,
-                message=f"Sessão {why[pk][0].session_key} aposentada ({why[pk][1]}); "
-                "será substituída em outro proxy",
-                data={"session": why[pk][0].session_key, "reason": why[pk][1]},
-                created_at=now,
-            )
-            for pk in sorted(won)
-        )
-    for pk in sorted(won):
-        events.publish("session.closing", mission_id=why[pk][0].mission_id)
     return won
+
+
+def _close_retired(why: dict[int, Retiree], ids: list[int], now: dt.datetime) -> None:
+    """Close the retired sessions `ids` (locked by the caller): CLOSING with their lease
+    dropped and the token bumped (fencing out any holder), one event each, and the
+    SessionManager told (it opens the replacements)."""
+    BrowserSession.objects.filter(pk__in=ids).update(
+        status=SessionStatus.CLOSING,
+        phase="retired",
+        updated_at=now,
+        lease_token=F("lease_token") + 1,
+        locked_by="",
+        locked_until=None,
+    )
+    _retirement_events(
+        why, ids, "Sessão {key} aposentada ({reason}); será substituída em outro proxy", now
+    )
+    for pk in ids:
+        events.publish("session.closing", mission_id=why[pk][0])
+
+
+def _retirement_events(
+    why: dict[int, Retiree], ids: list[int], message: str, now: dt.datetime
+) -> None:
+    """One session event per id, `message` given the session's key and reason."""
+    MissionEvent.objects.bulk_create(
+        MissionEvent(
+            mission_id=why[pk][0],
+            kind=MissionEvent.Kind.SESSION,
+            attempt=why[pk][2],
+            message=message.format(key=why[pk][1], reason=why[pk][3]),
+            data={"session": why[pk][1], "reason": why[pk][3]},
+            created_at=now,
+        )
+        for pk in ids
+    )
 
 
 def overview(now: dt.datetime, limit: int = 20) -> dict[str, Any]:
