@@ -662,9 +662,9 @@ def replenish_sessions(owner: str, now: dt.datetime, cfg: Config, limit: int = 5
                 wanted = 1 if stuck is not None else 0
             if wanted <= 0:
                 continue
-            # A session on a proxy every pending item already failed on is useless:
-            # never reopened there (the dispatcher retires such sessions).
-            useless = untried.tried_by_every_pending(mission.pk)
+            # A session on a proxy every pending item already failed on is useless
+            # while another fitting proxy exists (the dispatcher retires such sessions).
+            useless = untried.avoid_for_new_sessions(mission.pk, site, domain, now)
             # Proxies that failed this mission's sessions in this attempt rest elsewhere.
             # So do the proxies of the sessions being retired.
             failed_proxies = set(

@@ -4,7 +4,8 @@ for good, while a fitting proxy it has not tried exists or is being opened.
 
 The dispatcher holds such items and retires a session that none of its mission's
 pending items may use any more; `allocation.replenish_sessions` asks for a session on
-a proxy they have not tried (`tried_by_every_pending` is never reopened).
+a proxy they have not tried (`avoid_for_new_sessions`); once every fitting proxy has
+failed them, they take their remaining attempts on one they have tried.
 """
 
 from __future__ import annotations
@@ -47,6 +48,21 @@ def tried_by_every_pending(mission_id: int) -> frozenset[str]:
     for failed in lists[1:]:
         common &= set(failed)
     return frozenset(common)
+
+
+def avoid_for_new_sessions(
+    mission_id: int, site: SiteConfig, domain: str, now: dt.datetime
+) -> frozenset[str]:
+    """The proxies a new session of the mission should not be opened on: those every
+    pending item already failed on, while a fitting proxy outside them exists. When
+    they are all the fitting proxies there are, none is avoided: the items take their
+    remaining attempts on a proxy they have tried (the attempt budget bounds it), as
+    the dispatcher's "retry anyway" does, rather than wait for a proxy that will never
+    exist."""
+    tried = tried_by_every_pending(mission_id)
+    if tried and fitting_proxies(site, domain, now) - tried:
+        return tried
+    return frozenset()
 
 
 def first_stuck(mission_id: int, serving: Iterable[str]) -> frozenset[str] | None:

@@ -7,10 +7,16 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
 from registry import tokens
 from tests import factories
+
+# Property tests check answers, not speed: on a loaded 2-core machine one example can
+# take seconds, so no per-example deadline (speed goals live in `bench/`).
+hypothesis_settings.register_profile("mission-control", deadline=None)
+hypothesis_settings.load_profile("mission-control")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from itertools import chain
 from typing import Any
 
@@ -15,7 +16,7 @@ from django.db.models import Case, CharField, F, FloatField, IntegerField, Value
 from django.db.models.functions import Greatest
 
 from mission_control import evidence, evidence_files
-from orchestrator import etl_outbox, events, leases, pgbatch, proxy_health, quality
+from orchestrator import etl_outbox, events, leases, pgbatch, proxy_health, quality, untried
 from orchestrator.clients.worker import Result, ResultsPage
 from orchestrator.models import BrowserSession, ItemEvidence, Mission, MissionItem
 from orchestrator.states import (
@@ -26,7 +27,7 @@ from orchestrator.states import (
     classify_item_error,
 )
 from registry.config import Config
-from registry.models import Proxy
+from registry.models import Proxy, SiteConfig
 
 
 @dataclass
@@ -94,10 +95,16 @@ def record_pages(
         to_update: list[MissionItem] = []
         failures: list[tuple[MissionItem, Result]] = []
         not_ok_items = MissionItem.objects.filter(pgbatch.ids_in(MissionItem, list(not_ok)))
+        untried_left = _untried_left(now)
         for item in not_ok_items if not_ok else ():
             page_of = not_ok[item.pk]
             outcome = fail_item(
-                item, page_of.by_id[item.pk], page_of.session, cfg.max_item_attempts, now
+                item,
+                page_of.by_id[item.pk],
+                page_of.session,
+                cfg.max_item_attempts,
+                now,
+                untried_left=untried_left,
             )
             page_of.proxy_failures += outcome.code in PROXY_FAULT_CODES
             page_of.retried += outcome.retry
@@ -272,15 +279,32 @@ def classify_page(
     return mine, dict(ok), failed
 
 
+def _untried_left(now: dt.datetime) -> Callable[[MissionItem, str], bool]:
+    """Whether a fitting proxy the item has not failed on exists for its domain (the
+    fitting proxies read once per domain per round)."""
+    fitting: dict[str, frozenset[str]] = {}
+
+    def left(item: MissionItem, domain: str) -> bool:
+        if domain not in fitting:
+            fitting[domain] = untried.fitting_proxies(SiteConfig.for_domain(domain), domain, now)
+        return bool(fitting[domain] - set(item.failed_proxies or ()))
+
+    return left
+
+
 def fail_item(
     item: MissionItem,
     r: Result,
     session: BrowserSession,
     max_attempts: int,
     now: dt.datetime,
+    *,
+    untried_left: Callable[[MissionItem, str], bool] | None = None,
 ) -> ItemOutcome:
     """Apply a failed result to its item (in memory; the caller writes it): the code,
-    the message, the proxy that failed it, and back to pending or failed for good."""
+    the message, the proxy that failed it, and back to pending or failed for good. A
+    proxy's fault never fails an item for good while a fitting proxy it has not tried
+    exists (`untried_left`; issue #15 case 4), whatever its attempts."""
     outcome = classify_item_error(r.error_code, r.http_status, item.attempts, max_attempts)
     item.error_code = outcome.code.value
     item.error_message = (r.error_message or r.error_code or "")[:2000]
@@ -288,6 +312,9 @@ def fail_item(
     proxy = session.proxy_external_id
     if outcome.code in PROXY_FAULT_CODES and proxy and proxy not in item.failed_proxies:
         item.failed_proxies = [*item.failed_proxies, proxy]
+    proxy_fault = outcome.code in PROXY_FAULT_CODES
+    if proxy_fault and not outcome.retry and untried_left:
+        outcome = replace(outcome, retry=untried_left(item, session.mission.domain))
     if outcome.retry:
         item.status = ItemStatus.PENDING
         item.session = None

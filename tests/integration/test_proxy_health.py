@@ -473,3 +473,60 @@ def test_replenish_asks_for_a_session_on_a_proxy_an_item_stuck_on_every_live_one
     assert requested == 1
     assert [o.status for o in others] == [SessionStatus.REQUESTED]
     assert others.get().proxy_external_id not in ("", s.proxy_external_id)
+
+
+def test_an_item_that_failed_on_every_fitting_proxy_gets_a_session_when_none_is_live(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    """The stall of the demo end-to-end run: the last pending item failed on both
+    proxies there are, and the mission's sessions had all closed (retired for usage).
+    No proxy it has not tried exists, so a session is asked for on one it has tried:
+    the item takes its last attempt there instead of waiting for ever."""
+    from orchestrator import allocation
+
+    fleet = build_fleet(fake_worker, fake_writer, n_proxies=2, items_per_job=5, max_sessions=1)
+    fake_worker.jobs_paused = True
+    mission = actions.create_mission(name="Sem proxy novo", urls=["https://example.com/p/0"])
+    busy = BrowserSession.objects.filter(mission=mission, status=SessionStatus.BUSY)
+    fleet.drive(busy.exists, max_rounds=30, what="a busy session")
+    mission.items.update(
+        status="pending", session=None, job_key="", attempts=2, failed_proxies=["px-0", "px-1"]
+    )
+    BrowserSession.objects.filter(mission=mission).update(status=SessionStatus.CLOSED)
+
+    requested = allocation.replenish_sessions("test", timezone.now(), config.load())
+
+    assert requested == 1
+    opened = BrowserSession.objects.filter(mission=mission, status=SessionStatus.REQUESTED)
+    assert [s.proxy_external_id in ("px-0", "px-1") for s in opened] == [True]
+
+
+def test_an_item_blocked_on_three_proxies_is_done_on_the_fourth_past_its_attempts(
+    fake_worker: FakeWorker, fake_writer: FakeWriter
+) -> None:
+    """Issue #15 case 4: proxies that failed an item never spend its attempts for good
+    while a fitting proxy it has not tried exists; one blocked on every proxy fails
+    once it has tried them all."""
+    fleet = build_fleet(fake_worker, fake_writer, n_proxies=4, items_per_job=2, max_sessions=1)
+    urls = ["https://example.com/p/ok", "https://example.com/p/everywhere"]
+    fake_worker.fail_on_proxy = {
+        f"px-{n}": {urls[0]: "proxy_error", urls[1]: "proxy_error"} for n in range(3)
+    }
+    fake_worker.fail_on_proxy["px-3"] = {urls[1]: "proxy_error"}
+    mission = actions.create_mission(name="Quarto proxy", urls=urls)
+
+    mission = fleet.drive_to(mission, MissionStatus.FINALIZADO, MissionStatus.ERRO, max_rounds=150)
+
+    done, everywhere = mission.items.get(url=urls[0]), mission.items.get(url=urls[1])
+    assert (done.status, done.attempts, sorted(done.failed_proxies)) == (
+        "done",
+        4,
+        ["px-0", "px-1", "px-2"],
+    )
+    assert done.session is not None and done.session.proxy_external_id == "px-3"
+    assert (everywhere.status, everywhere.error_code, len(everywhere.failed_proxies)) == (
+        "failed",
+        "SCRAPE_PROXY_ERROR",
+        4,
+    )
+    assert mission.status == MissionStatus.FINALIZADO

@@ -4,10 +4,11 @@ items, decided without the database (unsaved rows are plain data here)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from orchestrator.clients.worker import Result
 from orchestrator.managers.pages import classify_page, fail_item
-from orchestrator.models import BrowserSession, MissionItem
+from orchestrator.models import BrowserSession, Mission, MissionItem
 from orchestrator.states import ErrorCode, ItemStatus
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
@@ -46,3 +47,60 @@ def test_a_final_http_error_fails_the_item_for_good() -> None:
     assert not outcome.retry
     assert (item.status, item.finished_at, item.failed_proxies) == (ItemStatus.FAILED, NOW, [])
     assert item.error_code == "SCRAPE_HTTP_ERROR" and item.error_message == "http_error"
+
+
+def test_a_proxy_fault_past_the_attempts_retries_while_an_untried_fitting_proxy_exists() -> None:
+    """Issue #15 case 4: attempts spent on proxies that failed never fail the item for
+    good while a fitting proxy it has not tried exists; once none is left, they do."""
+    session = BrowserSession(proxy_external_id="px-2")
+    session.mission = Mission(domain="e.com")
+    asked: list[tuple[list[str], str]] = []
+
+    def untried_left(fitting: set[str]) -> Callable[[MissionItem, str], bool]:
+        def left(item: MissionItem, domain: str) -> bool:
+            asked.append((list(item.failed_proxies), domain))
+            return bool(fitting - set(item.failed_proxies))
+
+        return left
+
+    item = MissionItem(
+        pk=3, attempts=3, status=ItemStatus.ASSIGNED, failed_proxies=["px-0", "px-1"]
+    )
+    outcome = fail_item(
+        item,
+        result(3, "error", 403, "blocked"),
+        session,
+        3,
+        NOW,
+        untried_left=untried_left({"px-0", "px-1", "px-2", "px-3"}),
+    )
+    assert outcome.retry and item.status == ItemStatus.PENDING
+    assert asked == [(["px-0", "px-1", "px-2"], "e.com")]
+
+    item = MissionItem(
+        pk=4, attempts=3, status=ItemStatus.ASSIGNED, failed_proxies=["px-0", "px-1"]
+    )
+    outcome = fail_item(
+        item,
+        result(4, "error", 403, "blocked"),
+        session,
+        3,
+        NOW,
+        untried_left=untried_left({"px-0", "px-1", "px-2"}),
+    )
+    assert not outcome.retry and item.status == ItemStatus.FAILED
+
+
+def test_a_site_error_past_the_attempts_fails_whatever_proxies_are_left() -> None:
+    session = BrowserSession(proxy_external_id="px-2")
+    session.mission = Mission(domain="e.com")
+    item = MissionItem(pk=5, attempts=3, status=ItemStatus.ASSIGNED, failed_proxies=[])
+    outcome = fail_item(
+        item,
+        result(5, "error", 500, "http_error"),
+        session,
+        3,
+        NOW,
+        untried_left=lambda item, domain: True,
+    )
+    assert not outcome.retry and item.status == ItemStatus.FAILED
