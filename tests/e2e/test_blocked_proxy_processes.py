@@ -24,6 +24,7 @@ from tests import factories
 from tests.e2e.processes import spawn, stop, wait_for
 from tests.fakes.worker import FakeWorker
 from tests.fakes.writer import FakeWriter
+from tests.fleet import fast_settings, register_fleet
 
 pytestmark = [
     pytest.mark.postgres,
@@ -33,15 +34,7 @@ pytestmark = [
 ]
 
 RUNS = int(os.environ.get("MC_CASE4_RUNS", "1"))
-FAST = {
-    "session_tick_s": 0.5,
-    "worker_tick_s": 0.5,
-    "mission_tick_s": 0.5,
-    "retry_backoff_base_s": 0.0,
-    "retry_jitter": 0.0,
-    "proxy_cooldown_s": 0,
-    "http_max_attempts": 1,
-}
+FAST = fast_settings(0.5)
 
 
 def one_run(n: int, fake_worker: FakeWorker, fake_writer: FakeWriter) -> tuple[float, int]:
@@ -107,16 +100,8 @@ def one_run(n: int, fake_worker: FakeWorker, fake_writer: FakeWriter) -> tuple[f
 def test_a_proxy_blocked_for_the_site_is_replaced_and_every_item_is_stored(
     fake_worker: FakeWorker, fake_writer: FakeWriter, tmp_path: Path
 ) -> None:
-    for key, value in FAST.items():
-        config.set_value(key, value)
-    factories.WorkerFactory(
-        base_url=fake_worker.base_url, api_key=fake_worker.api_key, max_sessions=8
-    )
-    factories.WriterFactory(
-        base_url=fake_writer.base_url, api_key=fake_writer.api_key, is_default=True
-    )
-    factories.SiteConfigFactory(
-        domain="*", proxy_types=["datacenter"], items_per_job=2, max_sessions=1
+    register_fleet(
+        fake_worker, fake_writer, settings=FAST, proxies=0, items_per_job=2, max_sessions=1
     )
     fake_worker.item_latency = 0.05
     proc = spawn("run_orchestrator", "--name", "orch-case4", log=tmp_path / "orch.log")

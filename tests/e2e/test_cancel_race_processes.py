@@ -25,11 +25,11 @@ from orchestrator.actions import ActionError
 from orchestrator.api import apply_bulk
 from orchestrator.models import BrowserSession, Mission, MissionEvent
 from orchestrator.states import CANCELLABLE, RETRYABLE_BY_OPERATOR, MissionStatus
-from registry import config
 from tests import factories
 from tests.e2e.processes import spawn, stop, wait_for
 from tests.fakes.worker import FakeWorker
 from tests.fakes.writer import FakeWriter
+from tests.fleet import fast_settings, register_fleet
 
 pytestmark = [
     pytest.mark.postgres,
@@ -39,15 +39,7 @@ pytestmark = [
 ]
 
 ROUNDS = int(os.environ.get("MC_CANCEL_PROC_ROUNDS", "30"))
-FAST = {
-    "session_tick_s": 0.3,
-    "worker_tick_s": 0.3,
-    "mission_tick_s": 0.3,
-    "retry_backoff_base_s": 0.0,
-    "retry_jitter": 0.0,
-    "proxy_cooldown_s": 0,
-    "http_max_attempts": 1,
-}
+FAST = fast_settings(0.3)
 
 
 def deadlocks() -> int:
@@ -79,18 +71,8 @@ def act(missions: list[int], rng: random.Random, request: Any, did: dict[str, in
 def test_cancel_and_bulk_retry_while_two_orchestrators_run_them(
     fake_worker: FakeWorker, fake_writer: FakeWriter, tmp_path: Path
 ) -> None:
-    for key, value in FAST.items():
-        config.set_value(key, value)
-    factories.WorkerFactory(
-        base_url=fake_worker.base_url, api_key=fake_worker.api_key, max_sessions=8
-    )
-    factories.WriterFactory(
-        base_url=fake_writer.base_url, api_key=fake_writer.api_key, is_default=True
-    )
-    for i in range(8):
-        factories.ProxyFactory(external_id=f"px-{i}", type="datacenter")
-    factories.SiteConfigFactory(
-        domain="*", proxy_types=["datacenter"], items_per_job=2, max_sessions=2
+    register_fleet(
+        fake_worker, fake_writer, settings=FAST, proxies=8, items_per_job=2, max_sessions=2
     )
     fake_worker.item_latency = 5.0  # jobs keep running: cancels meet live sessions
     missions = [

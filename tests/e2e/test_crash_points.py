@@ -11,12 +11,11 @@ from orchestrator import actions
 from orchestrator.crashpoints import EXIT_CODE, POINTS
 from orchestrator.models import BrowserSession, Mission
 from orchestrator.states import MissionStatus
-from registry import config
 from registry.models import Proxy, Worker
-from tests import factories
 from tests.e2e.processes import spawn, stop, wait_for
 from tests.fakes.worker import FakeWorker
 from tests.fakes.writer import FakeWriter
+from tests.fleet import register_fleet
 
 pytestmark = [
     pytest.mark.postgres,
@@ -40,16 +39,8 @@ FAST = {
 def test_a_crash_at_each_point_loses_nothing_and_duplicates_nothing(
     point: str, fake_worker: FakeWorker, fake_writer: FakeWriter, tmp_path: Path
 ) -> None:
-    for key, value in FAST.items():
-        config.set_value(key, value)
-    factories.WorkerFactory(base_url=fake_worker.base_url, api_key=fake_worker.api_key)
-    factories.WriterFactory(
-        base_url=fake_writer.base_url, api_key=fake_writer.api_key, is_default=True
-    )
-    for i in range(4):
-        factories.ProxyFactory(external_id=f"px-{i}", type="datacenter")
-    factories.SiteConfigFactory(
-        domain="*", proxy_types=["datacenter"], items_per_job=5, max_sessions=2
+    register_fleet(
+        fake_worker, fake_writer, settings=FAST, proxies=4, items_per_job=5, max_sessions=2
     )
     ids = [
         actions.create_mission(

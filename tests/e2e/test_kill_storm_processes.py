@@ -29,13 +29,12 @@ import pytest
 from orchestrator import actions, states
 from orchestrator.models import BrowserSession, DomainBreaker, Mission, MissionEvent, MissionItem
 from orchestrator.states import ErrorCode, ItemStatus, MissionStatus, SessionStatus
-from registry import config
 from registry.models import Proxy, Worker
-from tests import factories
 from tests.e2e.processes import spawn, stop, wait_for
 from tests.e2e.test_chaos import stuck_report
 from tests.fakes.worker import FakeWorker
 from tests.fakes.writer import FakeWriter
+from tests.fleet import register_fleet
 
 pytestmark = [
     pytest.mark.postgres,
@@ -78,16 +77,14 @@ LONG_TWO = Storm(missions=30, urls=40, orchestrators=2, kills=5, slots=24, item_
 
 
 def setup(worker: FakeWorker, writer: FakeWriter, storm: Storm) -> list[int]:
-    for key, value in SETTINGS.items():
-        config.set_value(key, value)
-    factories.WorkerFactory(
-        base_url=worker.base_url, api_key=worker.api_key, max_sessions=storm.slots
-    )
-    factories.WriterFactory(base_url=writer.base_url, api_key=writer.api_key, is_default=True)
-    for i in range(80):
-        factories.ProxyFactory(external_id=f"px-{i}", type="datacenter")
-    factories.SiteConfigFactory(
-        domain="*", proxy_types=["datacenter"], items_per_job=5, max_sessions=3
+    register_fleet(
+        worker,
+        writer,
+        settings=SETTINGS,
+        proxies=80,
+        items_per_job=5,
+        max_sessions=3,
+        worker_sessions=storm.slots,
     )
     return [
         actions.create_mission(

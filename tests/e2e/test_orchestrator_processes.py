@@ -11,12 +11,11 @@ from django.db.models import Count, F
 from orchestrator import actions
 from orchestrator.models import BrowserSession, Mission, MissionEvent, OrchestratorInstance
 from orchestrator.states import MissionStatus
-from registry import config
 from registry.models import Proxy, Worker
-from tests import factories
 from tests.e2e.processes import spawn, stop, wait_for
 from tests.fakes.worker import FakeWorker
 from tests.fakes.writer import FakeWriter
+from tests.fleet import register_fleet
 
 pytestmark = [
     pytest.mark.postgres,
@@ -38,18 +37,14 @@ FAST = {
 
 
 def setup_fleet(fake_worker: FakeWorker, fake_writer: FakeWriter, *, proxies: int) -> None:
-    for key, value in FAST.items():
-        config.set_value(key, value)
-    factories.WorkerFactory(
-        base_url=fake_worker.base_url, api_key=fake_worker.api_key, max_sessions=32
-    )
-    factories.WriterFactory(
-        base_url=fake_writer.base_url, api_key=fake_writer.api_key, is_default=True
-    )
-    for i in range(proxies):
-        factories.ProxyFactory(external_id=f"px-{i}", type="datacenter")
-    factories.SiteConfigFactory(
-        domain="*", proxy_types=["datacenter"], items_per_job=5, max_sessions=2
+    register_fleet(
+        fake_worker,
+        fake_writer,
+        settings=FAST,
+        proxies=proxies,
+        items_per_job=5,
+        max_sessions=2,
+        worker_sessions=32,
     )
 
 

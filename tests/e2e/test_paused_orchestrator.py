@@ -15,12 +15,11 @@ from django.db.models.functions import Now
 from orchestrator import actions
 from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionItem
 from orchestrator.states import MissionStatus
-from registry import config
 from registry.models import Proxy, Worker
-from tests import factories
 from tests.e2e.processes import pause, process_state, resume, spawn, stop, wait_for
 from tests.fakes.worker import FakeWorker
 from tests.fakes.writer import FakeWriter
+from tests.fleet import register_fleet
 
 pytestmark = [
     pytest.mark.postgres,
@@ -102,16 +101,8 @@ def snapshot(mission_id: int) -> dict[str, Any]:
 def test_an_orchestrator_paused_past_its_lease_writes_nothing_when_it_wakes_up(
     fake_worker: FakeWorker, fake_writer: FakeWriter, tmp_path: Path
 ) -> None:
-    for key, value in CONFIG.items():
-        config.set_value(key, value)
-    factories.WorkerFactory(base_url=fake_worker.base_url, api_key=fake_worker.api_key)
-    factories.WriterFactory(
-        base_url=fake_writer.base_url, api_key=fake_writer.api_key, is_default=True
-    )
-    for i in range(2):
-        factories.ProxyFactory(external_id=f"px-{i}", type="datacenter")
-    factories.SiteConfigFactory(
-        domain="*", proxy_types=["datacenter"], items_per_job=ITEMS, max_sessions=1
+    register_fleet(
+        fake_worker, fake_writer, settings=CONFIG, proxies=2, items_per_job=ITEMS, max_sessions=1
     )
     mission_id = actions.create_mission(
         name="Pausada", urls=[f"https://shop.example/p/{i}" for i in range(ITEMS)]

@@ -19,11 +19,10 @@ import pytest
 from orchestrator import actions
 from orchestrator.models import DomainBreaker, Mission, MissionEvent, OrchestratorInstance
 from orchestrator.states import ErrorCode, MissionStatus
-from registry import config
-from tests import factories
 from tests.e2e.processes import spawn, stop, wait_for
 from tests.fakes.worker import FakeWorker
 from tests.fakes.writer import FakeWriter
+from tests.fleet import register_fleet
 
 pytestmark = [
     pytest.mark.postgres,
@@ -48,18 +47,8 @@ FIGURE_S = 60.0
 def test_a_site_failed_by_its_proxies_errs_in_seconds_without_pausing_it(
     fake_worker: FakeWorker, fake_writer: FakeWriter, tmp_path: Path
 ) -> None:
-    for key, value in SETTINGS.items():
-        config.set_value(key, value)
-    factories.WorkerFactory(
-        base_url=fake_worker.base_url, api_key=fake_worker.api_key, max_sessions=8
-    )
-    factories.WriterFactory(
-        base_url=fake_writer.base_url, api_key=fake_writer.api_key, is_default=True
-    )
-    for i in range(8):
-        factories.ProxyFactory(external_id=f"px-{i}", type="datacenter")
-    factories.SiteConfigFactory(
-        domain="*", proxy_types=["datacenter"], items_per_job=5, max_sessions=1
+    register_fleet(
+        fake_worker, fake_writer, settings=SETTINGS, proxies=8, items_per_job=5, max_sessions=1
     )
     fake_worker.fail_sessions_on_job = "proxy_connect_failed"
     proc = spawn("run_orchestrator", "--name", "orch-case3", log=tmp_path / "orch.log")

@@ -18,12 +18,11 @@ import pytest
 from orchestrator import actions
 from orchestrator.models import BrowserSession, Mission
 from orchestrator.states import MissionStatus
-from registry import config
 from registry.models import Worker
-from tests import factories
 from tests.e2e.processes import spawn, stop, wait_for
 from tests.fakes.worker import FakeWorker
 from tests.fakes.writer import FakeWriter
+from tests.fleet import fast_settings, register_fleet
 
 pytestmark = [
     pytest.mark.postgres,
@@ -33,32 +32,14 @@ pytestmark = [
 ]
 
 OUTAGE_S = float(os.environ.get("MC_OUTAGE_S", "60"))
-FAST = {
-    "session_tick_s": 0.5,
-    "worker_tick_s": 0.5,
-    "mission_tick_s": 0.5,
-    "retry_backoff_base_s": 0.0,
-    "retry_jitter": 0.0,
-    "proxy_cooldown_s": 0,
-    "http_max_attempts": 1,
-}
+FAST = fast_settings(0.5)
 
 
 def test_a_one_minute_worker_outage_converges_and_leaves_nothing_open(
     fake_worker: FakeWorker, fake_writer: FakeWriter, tmp_path: Path
 ) -> None:
-    for key, value in FAST.items():
-        config.set_value(key, value)
-    factories.WorkerFactory(
-        base_url=fake_worker.base_url, api_key=fake_worker.api_key, max_sessions=8
-    )
-    factories.WriterFactory(
-        base_url=fake_writer.base_url, api_key=fake_writer.api_key, is_default=True
-    )
-    for i in range(8):
-        factories.ProxyFactory(external_id=f"px-{i}", type="datacenter")
-    factories.SiteConfigFactory(
-        domain="*", proxy_types=["datacenter"], items_per_job=2, max_sessions=1
+    register_fleet(
+        fake_worker, fake_writer, settings=FAST, proxies=8, items_per_job=2, max_sessions=1
     )
     ids = [
         actions.create_mission(

@@ -7,11 +7,10 @@ from dataclasses import dataclass
 
 from orchestrator.models import Mission
 from orchestrator.runner import Orchestrator
-from registry import config
 from registry.models import Proxy, SiteConfig, Worker, Writer
-from tests import factories
 from tests.fakes.worker import FakeWorker
 from tests.fakes.writer import FakeWriter
+from tests.fleet import register_fleet
 
 FAST_CONFIG = {
     "retry_backoff_base_s": 0.0,
@@ -69,30 +68,20 @@ def build_fleet(
     max_sessions: int = 2,
     overrides: dict[str, object] | None = None,
 ) -> Fleet:
-    for key, value in {**FAST_CONFIG, **(overrides or {})}.items():
-        config.set_value(key, value)
-    worker = factories.WorkerFactory(
-        base_url=fake_worker.base_url, api_key=fake_worker.api_key or "", max_sessions=8
-    )
-    writer = factories.WriterFactory(
-        base_url=fake_writer.base_url, api_key=fake_writer.api_key or "", is_default=True
-    )
-    proxies = [
-        factories.ProxyFactory(external_id=f"px-{i}", type="datacenter", country="BR")
-        for i in range(n_proxies)
-    ]
-    site = factories.SiteConfigFactory(
-        domain="*",
-        proxy_types=["datacenter"],
+    r = register_fleet(
+        fake_worker,
+        fake_writer,
+        settings={**FAST_CONFIG, **(overrides or {})},
+        proxies=n_proxies,
         items_per_job=items_per_job,
         max_sessions=max_sessions,
     )
     return Fleet(
         fake_worker,
         fake_writer,
-        worker,
-        writer,
-        proxies,
-        site,
+        r.worker,
+        r.writer,
+        r.proxies,
+        r.site,
         Orchestrator(name="test-orchestrator", use_notify=False),
     )
