@@ -233,7 +233,7 @@ def allocate_many(
     for i, (code, reason) in plan.waits.items():
         r = requests[i]
         if code == ErrorCode.ALLOC_NO_PROXY:
-            rule = ProxyRule.for_site(r.site, r.exclude_proxies)
+            rule = ProxyRule.for_site(r.site, avoid=r.exclude_proxies)
             key = (rule, r.mission.domain)
             if key not in explained:
                 learned = blocked.get(r.mission.domain, [])
@@ -272,8 +272,8 @@ def _lock_candidate_proxies(
     for i, r in enumerate(requests):
         if r.n <= 0 or paused[r.mission.domain]:
             continue
-        exclude = [*r.exclude_proxies, *blocked[r.mission.domain]]
-        groups[ProxyRule.for_site(r.site, exclude)].append(i)
+        rule = ProxyRule.for_site(r.site, blocked[r.mission.domain], avoid=r.exclude_proxies)
+        groups[rule].append(i)
     proxy_by_pk: dict[int, Proxy] = {}
     candidates: dict[int, list[Proxy]] = {}
     for rule, members in groups.items():

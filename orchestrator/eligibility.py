@@ -30,6 +30,7 @@ from registry.models import RULE_DEFAULTS, Proxy, ProxyStatus, ProxyType, SiteCo
 OTHER_KIND = "other_kind"
 DISABLED = "disabled"  # disabled, banned
 BLOCKED = "blocked"  # in the site's blocklist or excluded for its domain
+AVOIDED = "avoided"  # already failed this mission's items (`ProxyRule.avoided`)
 UNVERIFIED = "unverified"  # the site requires verified geo
 LEARNED = "learned"  # blocked by the learned proxy x site health
 COOLDOWN = "cooldown"
@@ -93,16 +94,25 @@ class ProxyRule:
     # Proxy types the site's provider cannot use (`providers`: Browserbase's managed
     # proxies serve only sites that run on Browserbase alone).
     unusable_types: frozenset[str] = frozenset()
+    # Proxies left out for one mission only (they already failed its items): not
+    # blocked for the site, and said apart in the reasons.
+    avoided: frozenset[str] = frozenset()
 
     @classmethod
-    def for_site(cls, site: SiteConfig, exclude: Iterable[str] = ()) -> ProxyRule:
+    def for_site(
+        cls, site: SiteConfig, exclude: Iterable[str] = (), avoid: Iterable[str] = ()
+    ) -> ProxyRule:
+        """`exclude`: proxies blocked for the site's domain; `avoid`: proxies a mission
+        leaves out (`avoided`)."""
         managed_ok = providers.accepted(site) == [providers.BROWSERBASE]
+        blocked = frozenset(site.blocked_proxies or ()) | frozenset(exclude)
         return cls(
             types=frozenset(site.proxy_types or ()),
             countries=frozenset(c.upper() for c in site.countries or ()),
-            blocked=frozenset(site.blocked_proxies or ()) | frozenset(exclude),
+            blocked=blocked,
             need_verified=bool(getattr(site, "require_verified_geo", False)),
             unusable_types=frozenset() if managed_ok else frozenset({ProxyType.BROWSERBASE}),
+            avoided=frozenset(avoid) - blocked,
         )
 
     @property
@@ -139,6 +149,8 @@ def refusal(
         return DISABLED
     if p.external_id in rule.blocked:
         return BLOCKED
+    if p.external_id in rule.avoided:
+        return AVOIDED
     if rule.need_verified and not p.geo_verified:
         return UNVERIFIED
     if p.id in health_blocked:
@@ -175,8 +187,8 @@ def rule_q(rule: ProxyRule, now: dt.datetime) -> Q:
     )
     if rule.need_verified:
         q &= geo.verified_q()
-    if rule.blocked:
-        q &= ~Q(external_id__in=sorted(rule.blocked))
+    if rule.blocked or rule.avoided:
+        q &= ~Q(external_id__in=sorted(rule.blocked | rule.avoided))
     return q
 
 
@@ -188,8 +200,8 @@ def present_q(rule: ProxyRule) -> Q:
     q = Q(enabled=True) & ~Q(status__in=[ProxyStatus.BANNED, ProxyStatus.DISABLED]) & kind_q(rule)
     if rule.need_verified:
         q &= geo.verified_q()
-    if rule.blocked:
-        q &= ~Q(external_id__in=sorted(rule.blocked))
+    if rule.blocked or rule.avoided:
+        q &= ~Q(external_id__in=sorted(rule.blocked | rule.avoided))
     return q
 
 
@@ -230,6 +242,7 @@ def refusal_words(causes: Counter[str], total: int, domain: str) -> str:
     (pt-BR; "" when no cause was counted)."""
     words = {
         BLOCKED: f"de {total} bloqueados para {domain}",
+        AVOIDED: "já falharam nos itens desta missão",
         UNVERIFIED: "sem geo verificado (a estratégia exige)",
         LEARNED: f"de {total} bloqueados pela saúde proxy x site em {domain}",
         COOLDOWN: "em cooldown",

@@ -270,7 +270,7 @@ class Explainer:
     def _count_proxies(
         self, site: SiteConfig, d: str, exclude: frozenset[str]
     ) -> tuple[Constraint, int]:
-        rule = eligibility.ProxyRule.for_site(site, exclude)
+        rule = eligibility.ProxyRule.for_site(site, avoid=exclude)
         counted = eligibility.tally(rule, self._proxy_rows(), self.now, self.health_blocked(d))
         total, room = counted.total, counted.room
         words = _proxy_words(site)

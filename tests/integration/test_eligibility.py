@@ -209,7 +209,7 @@ def test_the_allocators_no_proxy_reason_and_the_explainer_count_the_same_causes(
 
     assert allocation.sessions == [] and allocation.wait_code == ErrorCode.ALLOC_NO_PROXY
     assert (constraint.ok, room) == (False, 0)
-    rule = eligibility.ProxyRule.for_site(site, exclude)
+    rule = eligibility.ProxyRule.for_site(site, avoid=exclude)
     counted = eligibility.tally(rule, Proxy.objects.all(), NOW, _learned_ids())
     if counted.total == 0:
         assert allocation.wait_reason.endswith("cadastrado")
@@ -223,3 +223,21 @@ def test_the_allocators_no_proxy_reason_and_the_explainer_count_the_same_causes(
 
 def _learned_ids() -> set[int]:
     return set(ProxyDomainHealth.objects.values_list("proxy_id", flat=True))
+
+
+def test_proxies_a_mission_leaves_out_are_not_called_blocked_for_the_site() -> None:
+    """The wait reason of a mission whose items failed on every proxy says so, not
+    "bloqueados para x.com": the proxies are blocked for nobody."""
+    factories.WorkerFactory(max_sessions=8)
+    for i in range(2):
+        _proxy(f"p{i}")
+    site = SiteConfig(domain="x.com", proxy_types=["datacenter"], max_sessions=4)
+    mission = factories.MissionFactory(domain="x.com")
+
+    with transaction.atomic():
+        (allocation,) = allocate_many([Request(mission, 1, site, ["p0", "p1"])], NOW)
+    constraint, _ = explain.Explainer(NOW).proxies(site, "x.com", ["p0", "p1"])
+
+    for text in (allocation.wait_reason, constraint.message):
+        assert text.endswith("2 já falharam nos itens desta missão"), text
+        assert "bloqueados" not in text
