@@ -1,6 +1,7 @@
 /* Mission Control dashboard: theme, sidebar, dialogs, bulk selection, toasts, bar
    widths and conditional (ETag) polling for htmx partials. No dependencies besides
-   htmx. CSP-safe: no inline handlers, no eval, no style="" attributes. */
+   htmx. CSP-safe: no inline handlers, no eval, no style="" attributes. Tables are left
+   alone: the templates write each cell's data-label for the phone layout. */
 (function () {
   "use strict";
   var root = document.documentElement;
@@ -175,26 +176,6 @@
   }
   paintBars();
   document.addEventListener("htmx:afterSwap", paintBars);
-
-  // Label every cell with its column header, for the phone layout where rows become
-  // cards; the state/health column is marked so it comes first.
-  var STATE_HEADERS = ["estado", "saúde", "status"];
-  function labelTables() {
-    document.querySelectorAll("table.table").forEach(function (table) {
-      var heads = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
-        return th.textContent.trim();
-      });
-      table.querySelectorAll("tbody tr").forEach(function (tr) {
-        Array.prototype.forEach.call(tr.children, function (td, i) {
-          var label = heads[i] || "";
-          if (label && !td.hasAttribute("data-label")) td.setAttribute("data-label", label);
-          if (STATE_HEADERS.indexOf(label.toLowerCase()) >= 0) td.setAttribute("data-state-col", "");
-        });
-      });
-    });
-  }
-  labelTables();
-  document.addEventListener("htmx:afterSwap", labelTables);
 
   function dismissToasts() {
     document.querySelectorAll("[data-toast]").forEach(function (t) {
