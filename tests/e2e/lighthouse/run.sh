@@ -5,6 +5,8 @@
 # Serves the console with DEBUG off (whitenoise, manifest static files, gzip) on a fresh
 # SQLite database seeded with the browser suite's cast; logged-in pages get the admin's
 # session cookie. LH_ARGS passes more flags (e.g. --throttling.cpuSlowdownMultiplier=1).
+# Each line ends with Lighthouse's CPU benchmark and the host's 1-minute load average:
+# on a shared machine both say how much of Total Blocking Time is the page's own.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 LH=${LH:-npx --yes lighthouse@12.8.2}
@@ -41,7 +43,8 @@ def v(k): return a[k].get("numericValue", 0)
 print("\t".join([sys.argv[2], str(round(r["categories"]["performance"]["score"] * 100)),
   f"FCP {v('first-contentful-paint')/1000:.1f}s", f"LCP {v('largest-contentful-paint')/1000:.1f}s",
   f"TBT {v('total-blocking-time'):.0f}ms", f"CLS {v('cumulative-layout-shift'):.3f}",
-  f"benchmarkIndex {r['environment']['benchmarkIndex']:.0f}"]))
+  f"benchmarkIndex {r['environment']['benchmarkIndex']:.0f}",
+  "load " + open("/proc/loadavg").read().split()[0]]))
 P
 done
 cat "$OUT/scores.tsv"
