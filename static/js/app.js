@@ -49,8 +49,32 @@
     } else if (action === "toast-close") {
       var t = target.closest("[data-toast]");
       if (t) t.remove();
+    } else if (action === "test-connection") {
+      testConnection(target);
     }
   });
+
+  // "Testar conexão": POST, and the answer (a small server-rendered badge) goes into the
+  // row's result slot. Plain fetch: the resources pages need no htmx.
+  function csrfToken() {
+    try { return JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRFToken"]; } catch (e) { return ""; }
+  }
+  function testConnection(button) {
+    var out = document.getElementById(button.getAttribute("data-target"));
+    if (!out || button.disabled) return;
+    button.disabled = true;
+    out.textContent = "Testando…";
+    fetch(button.getAttribute("data-url"), {
+      method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": csrfToken() }
+    }).then(function (r) {
+      if (!r.ok) throw new Error(String(r.status));
+      return r.text();
+    }).then(function (html) {
+      out.innerHTML = html;
+    }).catch(function (e) {
+      out.textContent = "Falha ao testar (" + (e.message || "sem resposta") + ")";
+    }).then(function () { button.disabled = false; });
+  }
 
   document.addEventListener("keydown", function (event) {
     if (event.key === "Escape" && root.classList.contains("sidebar-open")) closeDrawer();

@@ -1,5 +1,6 @@
 """Console pages ship htmx (52 kB, most of a page's script time on a phone) only when
-they use it: a page without hx-* requests loads app.js alone (issue #19)."""
+they use it: a page without hx-* requests loads app.js alone (issue #19). The live pages
+poll with htmx; the resources pages' "Testar conexão" is a plain fetch in app.js."""
 
 from __future__ import annotations
 
@@ -21,12 +22,12 @@ USES_HTMX = {
     "/missoes/",
     "/missoes/{mission}/",
     "/execucao/",
+}
+NO_HTMX = {
     "/recursos/workers/",
     "/recursos/writers/",
     "/recursos/uploaders/",
     "/recursos/proxies/",
-}
-NO_HTMX = {
     "/missoes/nova/",
     "/missoes/{mission}/itens/{item}/",
     "/estrategias/",
