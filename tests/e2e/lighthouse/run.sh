@@ -28,16 +28,16 @@ trap 'kill $SERVER' EXIT
 sleep 3
 mkdir -p "$OUT"; : > "$OUT/scores.tsv"
 PAGES=${PAGES:-"login=/login/ visao-geral=/ missoes=/missoes/ missao-nova=/missoes/nova/ missao-detalhe=/missoes/1/ item=/missoes/1/itens/1/ execucao=/execucao/ recursos-workers=/recursos/workers/ recursos-writers=/recursos/writers/ recursos-proxies=/recursos/proxies/ estrategias=/estrategias/ webhooks=/webhooks/ recorrentes=/recorrentes/ configuracoes=/configuracoes/"}
-lighthouse() {  # name path: one run, its JSON in $OUT/$name.json
+lighthouse() {  # page path run: one run, its JSON in $OUT/$run.json
   headers='{}'; [ "$1" != login ] && headers="{\"Cookie\":\"sessionid=$COOKIE\"}"
   # shellcheck disable=SC2086
   CHROME_PATH=/usr/bin/chromium $LH "http://127.0.0.1:$PORT$2" \
-    --only-categories=performance --quiet ${LH_ARGS:-} --output=json --output-path="$OUT/$1.json" \
+    --only-categories=performance --quiet ${LH_ARGS:-} --output=json --output-path="$OUT/$3.json" \
     --extra-headers="$headers" --chrome-flags="--headless=new --no-sandbox --disable-dev-shm-usage" \
-    > /dev/null 2> "$OUT/$1.err" || true
+    > /dev/null 2> "$OUT/$3.err" || true
 }
-score() {  # name: the scores line; fails when Lighthouse gave no score
-  python3 - "$OUT/$1.json" "$1" <<'P'
+score() {  # run page: the scores line; fails when Lighthouse gave no score
+  python3 - "$OUT/$1.json" "$2" <<'P'
 import json, sys
 r = json.load(open(sys.argv[1])); a = r["audits"]
 def v(k): return a[k].get("numericValue", 0)
@@ -48,14 +48,25 @@ print("\t".join([sys.argv[2], str(round(r["categories"]["performance"]["score"] 
   "load " + open("/proc/loadavg").read().split()[0]]))
 P
 }
-# A run that breaks (NO_NAVSTART: the trace lost on a loaded host) is run once more.
+# RUNS=n runs each page n times (Lighthouse's advice for a noisy host: take the median);
+# every run's line goes to runs.tsv, the median-score run's line to scores.tsv with all
+# n scores. A run that breaks (NO_NAVSTART: the trace lost on a loaded host) is run once more.
+: > "$OUT/runs.tsv"
 for entry in $PAGES; do
   name=${entry%%=*}; path=${entry#*=}
-  lighthouse "$name" "$path"
-  if ! line=$(score "$name" 2> /dev/null); then
-    lighthouse "$name" "$path"
-    line=$(score "$name" 2> /dev/null) || line="$name	no score: $(tail -1 "$OUT/$name.err")"
-  fi
-  echo "$line" >> "$OUT/scores.tsv"
+  lines=""
+  for i in $(seq "${RUNS:-1}"); do
+    lighthouse "$name" "$path" "$name-$i"
+    if ! line=$(score "$name-$i" "$name" 2> /dev/null); then
+      lighthouse "$name" "$path" "$name-$i"
+      line=$(score "$name-$i" "$name" 2> /dev/null) || { echo "$name-$i	no score: $(tail -1 "$OUT/$name-$i.err")" >> "$OUT/runs.tsv"; continue; }
+    fi
+    echo "$line" >> "$OUT/runs.tsv"; lines+="$line"$'\n'
+  done
+  [ -n "$lines" ] || { echo "$name	no score" >> "$OUT/scores.tsv"; continue; }
+  printf '%s' "$lines" | python3 -c '
+import sys
+rows = sorted((l.split("\t") for l in sys.stdin.read().splitlines()), key=lambda r: int(r[1]))
+print("\t".join(rows[(len(rows) - 1) // 2] + ["scores " + "/".join(r[1] for r in rows)]))' >> "$OUT/scores.tsv"
 done
 cat "$OUT/scores.tsv"
