@@ -1,6 +1,7 @@
 /* Mission Control dashboard: theme, sidebar, dialogs, bulk selection, toasts, bar
    widths and conditional (ETag) polling for htmx partials. No dependencies besides
-   htmx. CSP-safe: no inline handlers, no eval, no style="" attributes. */
+   htmx. CSP-safe: no inline handlers, no eval, no style="" attributes. Tables are left
+   alone: the templates write each cell's data-label for the phone layout. */
 (function () {
   "use strict";
   var root = document.documentElement;
@@ -48,8 +49,32 @@
     } else if (action === "toast-close") {
       var t = target.closest("[data-toast]");
       if (t) t.remove();
+    } else if (action === "test-connection") {
+      testConnection(target);
     }
   });
+
+  // "Testar conexão": POST, and the answer (a small server-rendered badge) goes into the
+  // row's result slot. Plain fetch: the resources pages need no htmx.
+  function csrfToken() {
+    try { return JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRFToken"]; } catch (e) { return ""; }
+  }
+  function testConnection(button) {
+    var out = document.getElementById(button.getAttribute("data-target"));
+    if (!out || button.disabled) return;
+    button.disabled = true;
+    out.textContent = "Testando…";
+    fetch(button.getAttribute("data-url"), {
+      method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": csrfToken() }
+    }).then(function (r) {
+      if (!r.ok) throw new Error(String(r.status));
+      return r.text();
+    }).then(function (html) {
+      out.innerHTML = html;
+    }).catch(function (e) {
+      out.textContent = "Falha ao testar (" + (e.message || "sem resposta") + ")";
+    }).then(function () { button.disabled = false; });
+  }
 
   document.addEventListener("keydown", function (event) {
     if (event.key === "Escape" && root.classList.contains("sidebar-open")) closeDrawer();
@@ -175,26 +200,6 @@
   }
   paintBars();
   document.addEventListener("htmx:afterSwap", paintBars);
-
-  // Label every cell with its column header, for the phone layout where rows become
-  // cards; the state/health column is marked so it comes first.
-  var STATE_HEADERS = ["estado", "saúde", "status"];
-  function labelTables() {
-    document.querySelectorAll("table.table").forEach(function (table) {
-      var heads = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
-        return th.textContent.trim();
-      });
-      table.querySelectorAll("tbody tr").forEach(function (tr) {
-        Array.prototype.forEach.call(tr.children, function (td, i) {
-          var label = heads[i] || "";
-          if (label && !td.hasAttribute("data-label")) td.setAttribute("data-label", label);
-          if (STATE_HEADERS.indexOf(label.toLowerCase()) >= 0) td.setAttribute("data-state-col", "");
-        });
-      });
-    });
-  }
-  labelTables();
-  document.addEventListener("htmx:afterSwap", labelTables);
 
   function dismissToasts() {
     document.querySelectorAll("[data-toast]").forEach(function (t) {
