@@ -97,14 +97,12 @@ class SessionOpening(BaseManager):
             worker = session.worker
             if not breaker.allow_call(worker, now) or not worker.enabled:
                 # The worker is down: the session goes elsewhere; not the mission's fault.
-                end_session(
+                _not_opened(
                     session,
-                    expected_status=SessionStatus.REQUESTED,
-                    status=SessionStatus.FAILED,
-                    code=ErrorCode.SESSION_OPEN_FAILED,
-                    message=f"worker {worker.name} indisponível",
-                    now=now,
-                    cfg=cfg,
+                    ErrorCode.SESSION_OPEN_FAILED,
+                    f"worker {worker.name} indisponível",
+                    now,
+                    cfg,
                     infra=True,
                     remote_holds_slot=True,  # an earlier open may have reached it
                 )
@@ -202,15 +200,7 @@ class SessionOpening(BaseManager):
     ) -> None:
         if exc.code == "provider_error":
             breaker.record_success(worker, now)
-            end_session(
-                session,
-                expected_status=SessionStatus.REQUESTED,
-                status=SessionStatus.FAILED,
-                code=ErrorCode.SESSION_PROVIDER_ERROR,
-                message=exc.message,
-                now=now,
-                cfg=cfg,
-            )
+            _not_opened(session, ErrorCode.SESSION_PROVIDER_ERROR, exc.message, now, cfg)
         elif exc.code == "capacity_exhausted":
             # The worker is full (fuller than we counted): not the mission's fault, nor
             # a failed session. It stays requested and waits for a slot there, the
@@ -226,15 +216,8 @@ class SessionOpening(BaseManager):
             self.open_backoff.failed(worker.pk, now)
             leases.release(BrowserSession, lease, self.owner)
         else:
-            end_session(
-                session,
-                expected_status=SessionStatus.REQUESTED,
-                status=SessionStatus.FAILED,
-                code=ErrorCode.SESSION_OPEN_FAILED,
-                message=f"{exc.code}: {exc.message}",
-                now=now,
-                cfg=cfg,
-            )
+            message = f"{exc.code}: {exc.message}"
+            _not_opened(session, ErrorCode.SESSION_OPEN_FAILED, message, now, cfg)
 
     def _admit_opens(
         self,
@@ -296,3 +279,27 @@ def _take_remote(session: BrowserSession, remote: RemoteSession, now: dt.datetim
     session.opened_at = now
     session.last_activity_at = remote.last_activity_at or now
     session.locked_by, session.locked_until, session.updated_at = "", None, now
+
+
+def _not_opened(
+    session: BrowserSession,
+    code: ErrorCode,
+    message: str,
+    now: dt.datetime,
+    cfg: Config,
+    *,
+    infra: bool = False,
+    remote_holds_slot: bool = False,
+) -> None:
+    """A requested session that will not open: it fails (`end_session`)."""
+    end_session(
+        session,
+        expected_status=SessionStatus.REQUESTED,
+        status=SessionStatus.FAILED,
+        code=code,
+        message=message,
+        now=now,
+        cfg=cfg,
+        infra=infra,
+        remote_holds_slot=remote_holds_slot,
+    )
