@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from django.utils.dateparse import parse_datetime
@@ -21,6 +21,7 @@ from rest_framework.fields import empty
 from rest_framework.settings import api_settings
 
 from localnode.http import BATCH_KEY_RE, KEY_RE
+from mission_control import strict_json
 
 MAX_JOB_ITEMS = 1000
 MAX_ITEM_ERRORS = 20  # enough to say what is wrong with a job's items
@@ -46,7 +47,7 @@ class Strict:
     (required, null, blank, lengths, bounds). `or_default`: a falsy value stands for the
     default (the contracts' `x or default` fields). Validators keep their own messages."""
 
-    json_types: tuple[type, ...] = ()
+    json_types: ClassVar[tuple[type, ...]] = ()
     error_messages: dict[str, Any]
 
     def __init__(self, *args: Any, message: Any, or_default: Any = empty, **kwargs: Any) -> None:
@@ -64,15 +65,13 @@ class Strict:
     def run_validation(self, data: Any = empty) -> Any:
         if self.or_default is not empty and (data is empty or not data):
             return self.or_default
-        wrong_type = not isinstance(data, self.json_types) or (
-            isinstance(data, bool) and bool not in self.json_types
-        )
+        wrong_type = not strict_json.is_json_type(data, self.json_types)
         if data is not empty and data is not None and wrong_type:
             raise serializers.ValidationError(self.message)
         return super().run_validation(data)  # type: ignore[misc]
 
 
-class Text(Strict, serializers.CharField):
+class Text(Strict, strict_json.CharField):
     json_types = (str,)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -80,15 +79,15 @@ class Text(Strict, serializers.CharField):
         super().__init__(**kwargs)
 
 
-class Integer(Strict, serializers.IntegerField):
+class Integer(Strict, strict_json.IntegerField):
     json_types = (int,)
 
 
-class Number(Strict, serializers.FloatField):
+class Number(Strict, strict_json.FloatField):
     json_types = (int, float)
 
 
-class Boolean(Strict, serializers.BooleanField):
+class Boolean(Strict, strict_json.BooleanField):
     json_types = (bool,)
 
 
@@ -99,7 +98,7 @@ class Strings(Strict, serializers.DictField):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(
-            child=serializers.CharField(trim_whitespace=False, allow_blank=True), **kwargs
+            child=strict_json.CharField(trim_whitespace=False, allow_blank=True), **kwargs
         )
 
     def run_validation(self, data: Any = empty) -> Any:

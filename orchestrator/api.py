@@ -25,7 +25,6 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import filters, mixins, status, viewsets
-from rest_framework import serializers as drf_serializers
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.generics import get_object_or_404
@@ -33,7 +32,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mission_control import evidence_files
+from mission_control import evidence_files, strict_json
 from mission_control.api import Conflict
 from mission_control.filters import (
     FilterBackend,
@@ -694,8 +693,8 @@ class RecurringMissionRunsView(APIView):
         responses=inline_serializer(
             "PaginatedScheduleRunList",
             {
-                "next": drf_serializers.URLField(allow_null=True),
-                "previous": drf_serializers.URLField(allow_null=True),
+                "next": strict_json.URLField(allow_null=True),
+                "previous": strict_json.URLField(allow_null=True),
                 "results": ScheduleRunSerializer(many=True),
             },
         ),

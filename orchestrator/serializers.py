@@ -13,7 +13,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from mission_control import outbound
+from mission_control import outbound, strict_json
 from mission_control.logging import redact
 from mission_control.permissions import ADMIN, has_role
 from mission_control.records import RecordsUnavailable
@@ -116,17 +116,17 @@ def enabled_writers() -> Any:
 
 
 class ServiceRefSerializer(serializers.Serializer):
-    id = serializers.IntegerField(read_only=True)
-    name = serializers.CharField(read_only=True)
+    id = strict_json.IntegerField(read_only=True)
+    name = strict_json.CharField(read_only=True)
 
 
 class CountersSerializer(serializers.Serializer):
-    total_items = serializers.IntegerField(read_only=True)
-    done_items = serializers.IntegerField(read_only=True)
-    failed_items = serializers.IntegerField(read_only=True)
-    pending_items = serializers.IntegerField(read_only=True)
-    records_delivered = serializers.IntegerField(read_only=True)
-    session_rotations = serializers.IntegerField(read_only=True)
+    total_items = strict_json.IntegerField(read_only=True)
+    done_items = strict_json.IntegerField(read_only=True)
+    failed_items = strict_json.IntegerField(read_only=True)
+    pending_items = strict_json.IntegerField(read_only=True)
+    records_delivered = strict_json.IntegerField(read_only=True)
+    session_rotations = strict_json.IntegerField(read_only=True)
 
 
 class CheckpointsSerializer(serializers.Serializer):
@@ -139,42 +139,42 @@ class CheckpointsSerializer(serializers.Serializer):
 class EtlLinkSerializer(serializers.Serializer):
     """The ETL run a mission owns (docs/contracts/etl-api.md) and how far its sync is."""
 
-    run_id = serializers.CharField(
+    run_id = strict_json.CharField(
         allow_null=True, help_text="Null until the ETL created the run (it may be down)."
     )
-    origin = serializers.ChoiceField(
+    origin = strict_json.ChoiceField(
         choices=["created", "resumed"], help_text="The mission created the run or resumed it."
     )
-    origin_display = serializers.CharField(help_text="pt-BR: criada / retomada.")
-    owner = serializers.BooleanField(
+    origin_display = strict_json.CharField(help_text="pt-BR: criada / retomada.")
+    owner = strict_json.BooleanField(
         help_text="The mission is the run's live owner (false once it ended)."
     )
-    sync = serializers.ChoiceField(
+    sync = strict_json.ChoiceField(
         choices=["up_to_date", "pending", "behind", "error"],
         help_text="up_to_date: nothing owed; pending: steps queued; behind: steps failing "
         "since `failing_since`; error: the ETL refused a step (`last_error`).",
     )
-    sync_display = serializers.CharField(
+    sync_display = strict_json.CharField(
         help_text='pt-BR: "em dia", "envio pendente", "atrasado desde …", "com erro: …".'
     )
     failing_since = serializers.DateTimeField(allow_null=True)
     last_ok_at = serializers.DateTimeField(allow_null=True)
-    last_error = serializers.CharField(allow_blank=True)
-    pending_steps = serializers.IntegerField(help_text="ETL steps still in the outbox.")
-    finalized_status = serializers.CharField(
+    last_error = strict_json.CharField(allow_blank=True)
+    pending_steps = strict_json.IntegerField(help_text="ETL steps still in the outbox.")
+    finalized_status = strict_json.CharField(
         allow_null=True, help_text="completed / failed / cancelled once the finalize was sent."
     )
 
 
-class MissionSerializer(serializers.ModelSerializer):
+class MissionSerializer(strict_json.ModelSerializer):
     """A mission as the API shows it (list and detail)."""
 
-    status_display = serializers.CharField(source="get_status_display", read_only=True)
-    progress = serializers.FloatField(read_only=True, help_text="Settled items / total, 0..1.")
+    status_display = strict_json.CharField(source="get_status_display", read_only=True)
+    progress = strict_json.FloatField(read_only=True, help_text="Settled items / total, 0..1.")
     counters = CountersSerializer(source="*", read_only=True)
     checkpoints = CheckpointsSerializer(source="*", read_only=True)
     writer = ServiceRefSerializer(read_only=True, allow_null=True)
-    created_by = serializers.CharField(
+    created_by = strict_json.CharField(
         source="created_by.username", read_only=True, allow_null=True
     )
     etl = serializers.SerializerMethodField(
@@ -216,7 +216,7 @@ class MissionSerializer(serializers.ModelSerializer):
         return etl_outbox.api_link(mission)
 
 
-class OptionalDomainField(RequestSchema, serializers.CharField):
+class OptionalDomainField(RequestSchema, strict_json.CharField):
     """A host name, or blank to derive it from the URLs."""
 
     request_schema: ClassVar = {
@@ -226,19 +226,19 @@ class OptionalDomainField(RequestSchema, serializers.CharField):
     }
 
 
-class CronField(RequestSchema, serializers.CharField):
+class CronField(RequestSchema, strict_json.CharField):
     """A five-field cron expression (validated by `validate_cron`)."""
 
     request_schema: ClassVar = {"type": "string", "pattern": CRON_PATTERN, "maxLength": 100}
 
 
-class TimezoneField(RequestSchema, serializers.CharField):
+class TimezoneField(RequestSchema, strict_json.CharField):
     """An IANA time zone name."""
 
     request_schema: ClassVar = {"type": "string", "enum": sorted(zoneinfo.available_timezones())}
 
 
-class NonBlankNameField(RequestSchema, serializers.CharField):
+class NonBlankNameField(RequestSchema, strict_json.CharField):
     """A name with at least one visible character (it is stored stripped)."""
 
     request_schema: ClassVar = {"type": "string", "pattern": TEXT_PATTERN, "maxLength": 200}
@@ -260,7 +260,7 @@ class MissionCreateSerializer(serializers.Serializer):
         f"{actions.MAX_URLS_PER_MISSION} distinct. Absent (with a domain and an ETL "
         "configured): resume the domain's latest unfinished ETL run.",
     )
-    etl_run = serializers.RegexField(
+    etl_run = strict_json.RegexField(
         r"^[A-Za-z0-9._:-]{1,100}$",
         required=False,
         allow_null=True,
@@ -270,7 +270,7 @@ class MissionCreateSerializer(serializers.Serializer):
         "items become the mission's URLs (409 when it is finished or owned by a live "
         "mission, 503 when the ETL is down).",
     )
-    priority = serializers.IntegerField(
+    priority = strict_json.IntegerField(
         required=False, default=0, min_value=-1_000_000, max_value=1_000_000
     )
     writer = serializers.PrimaryKeyRelatedField(
@@ -293,7 +293,7 @@ class MissionCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError(url_errors(exc)) from None
 
 
-class MissionItemSerializer(serializers.ModelSerializer):
+class MissionItemSerializer(strict_json.ModelSerializer):
     class Meta:
         model = MissionItem
         fields = [
@@ -310,11 +310,11 @@ class MissionItemSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ItemEvidenceSerializer(serializers.ModelSerializer):
+class ItemEvidenceSerializer(strict_json.ModelSerializer):
     # Where the screenshot is served (logged-in or token users only); null when none.
     screenshot_url = serializers.SerializerMethodField()
 
-    @extend_schema_field(serializers.CharField(allow_null=True))
+    @extend_schema_field(strict_json.CharField(allow_null=True))
     def get_screenshot_url(self, ev: ItemEvidence) -> str | None:
         if not ev.screenshot_file:
             return None
@@ -367,7 +367,7 @@ def item_record(item: MissionItem) -> Any:
         return None
 
 
-class MissionEventSerializer(serializers.ModelSerializer):
+class MissionEventSerializer(strict_json.ModelSerializer):
     class Meta:
         model = MissionEvent
         fields = [
@@ -388,13 +388,13 @@ class MissionEventSerializer(serializers.ModelSerializer):
 class ProxyRefSerializer(serializers.Serializer):
     """What a session says about its proxy: never host, user or password."""
 
-    id = serializers.IntegerField(source="proxy_id", read_only=True, allow_null=True)
-    external_id = serializers.CharField(source="proxy_external_id", read_only=True)
-    type = serializers.CharField(source="proxy_type", read_only=True)
-    country = serializers.CharField(source="proxy_country", read_only=True)
+    id = strict_json.IntegerField(source="proxy_id", read_only=True, allow_null=True)
+    external_id = strict_json.CharField(source="proxy_external_id", read_only=True)
+    type = strict_json.CharField(source="proxy_type", read_only=True)
+    country = strict_json.CharField(source="proxy_country", read_only=True)
 
 
-class BrowserSessionSerializer(serializers.ModelSerializer):
+class BrowserSessionSerializer(strict_json.ModelSerializer):
     worker = ServiceRefSerializer(read_only=True)
     proxy = ProxyRefSerializer(source="*", read_only=True)
 
@@ -439,9 +439,9 @@ class BrowserSessionSerializer(serializers.ModelSerializer):
 class BulkMissionIdsSerializer(serializers.Serializer):
     """`{"action": "cancel"|"retry", "ids": [...]}`: each id once, each an existing mission."""
 
-    action = serializers.ChoiceField(choices=["cancel", "retry"])
+    action = strict_json.ChoiceField(choices=["cancel", "retry"])
     ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        child=strict_json.IntegerField(min_value=1, max_value=2**63 - 1),
         min_length=1,
         max_length=MAX_BULK_ENTRIES,
         help_text="Missions to cancel or retry, each once.",
@@ -469,7 +469,7 @@ class BulkMissionCreateSerializer(serializers.Serializer):
     # Schema only: BulkMissionSerializer validates each entry with MissionCreateSerializer
     # so that errors come by index.
 
-    action = serializers.ChoiceField(choices=[("create", "create missions")])
+    action = strict_json.ChoiceField(choices=[("create", "create missions")])
     items = BulkItemsField(MissionCreateSerializer)
 
 
@@ -480,7 +480,7 @@ class BulkMissionSerializer(serializers.Serializer):
     Every entry is validated before anything is written; errors are reported per index.
     """
 
-    action = serializers.ChoiceField(choices=["create", "cancel", "retry"])
+    action = strict_json.ChoiceField(choices=["create", "cancel", "retry"])
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         action = super().to_internal_value(data)["action"]
@@ -519,12 +519,12 @@ class BulkMissionSerializer(serializers.Serializer):
 
 
 class BulkResultSerializer(serializers.Serializer):
-    action = serializers.CharField()
-    count = serializers.IntegerField()
+    action = strict_json.CharField()
+    count = strict_json.IntegerField()
     results = MissionSerializer(many=True)
 
 
-class RecurringMissionSerializer(serializers.ModelSerializer):
+class RecurringMissionSerializer(strict_json.ModelSerializer):
     name = NonBlankNameField(max_length=200)
     cron = CronField(max_length=100, help_text="Cron expression, e.g. '0 6 * * *'.")
     timezone = TimezoneField(max_length=64, required=False)
@@ -534,7 +534,7 @@ class RecurringMissionSerializer(serializers.ModelSerializer):
         help_text="Absolute http(s) URLs. Empty (with an ETL configured): each run resumes "
         "an ETL run's pending items, the domain's latest unfinished one or `etl_run`.",
     )
-    etl_run = serializers.RegexField(
+    etl_run = strict_json.RegexField(
         etl_outbox.ETL_RUN_PATTERN,
         required=False,
         allow_blank=True,
@@ -546,7 +546,7 @@ class RecurringMissionSerializer(serializers.ModelSerializer):
     writer = serializers.PrimaryKeyRelatedField(
         queryset=enabled_writers(), required=False, allow_null=True
     )
-    priority = serializers.IntegerField(
+    priority = strict_json.IntegerField(
         required=False, default=0, min_value=-1_000_000, max_value=1_000_000
     )
 
@@ -636,66 +636,66 @@ class RecurringMissionSerializer(serializers.ModelSerializer):
 
 
 class ManagerStatsSerializer(serializers.Serializer):
-    last_tick_at = serializers.CharField(allow_null=True)
-    duration_ms = serializers.FloatField(allow_null=True)
+    last_tick_at = strict_json.CharField(allow_null=True)
+    duration_ms = strict_json.FloatField(allow_null=True)
     did = serializers.JSONField(allow_null=True)
-    error = serializers.CharField(allow_null=True)
-    error_at = serializers.CharField(allow_null=True)
-    ticks = serializers.IntegerField(allow_null=True)
+    error = strict_json.CharField(allow_null=True)
+    error_at = strict_json.CharField(allow_null=True)
+    ticks = strict_json.IntegerField(allow_null=True)
 
 
 class InstanceStatusSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    hostname = serializers.CharField()
-    pid = serializers.IntegerField()
+    name = strict_json.CharField()
+    hostname = strict_json.CharField()
+    pid = strict_json.IntegerField()
     started_at = serializers.DateTimeField()
     heartbeat_at = serializers.DateTimeField()
-    event_bus = serializers.CharField()
+    event_bus = strict_json.CharField()
     managers = serializers.DictField(child=ManagerStatsSerializer())
 
 
 class WorkerCapacitySerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    name = serializers.CharField()
-    health_status = serializers.CharField()
-    draining = serializers.BooleanField()
-    active_sessions = serializers.IntegerField()
-    max_sessions = serializers.IntegerField()
-    consecutive_failures = serializers.IntegerField()
+    id = strict_json.IntegerField()
+    name = strict_json.CharField()
+    health_status = strict_json.CharField()
+    draining = strict_json.BooleanField()
+    active_sessions = strict_json.IntegerField()
+    max_sessions = strict_json.IntegerField()
+    consecutive_failures = strict_json.IntegerField()
     circuit_open_until = serializers.DateTimeField(allow_null=True)
-    circuit_open = serializers.BooleanField()
+    circuit_open = strict_json.BooleanField()
     last_seen_at = serializers.DateTimeField(allow_null=True)
 
 
 class CapacitySerializer(serializers.Serializer):
-    used = serializers.IntegerField()
-    total = serializers.IntegerField()
+    used = strict_json.IntegerField()
+    total = strict_json.IntegerField()
     workers = WorkerCapacitySerializer(many=True)
 
 
 class OrchestratorStatusSerializer(serializers.Serializer):
     now = serializers.DateTimeField()
-    paused = serializers.BooleanField()
-    event_bus = serializers.ChoiceField(choices=["notify", "polling"])
-    heartbeat_stale_after_s = serializers.IntegerField()
+    paused = strict_json.BooleanField()
+    event_bus = strict_json.ChoiceField(choices=["notify", "polling"])
+    heartbeat_stale_after_s = strict_json.IntegerField()
     instances = InstanceStatusSerializer(many=True)
     queue = serializers.DictField(
-        child=serializers.IntegerField(),
+        child=strict_json.IntegerField(),
         help_text="Missions per state (all states). Exact up to 10,000 missions in a state;"
         " above, PostgreSQL's estimate (see `queue_approximate`).",
     )
     queue_approximate = serializers.ListField(
-        child=serializers.CharField(),
+        child=strict_json.CharField(),
         help_text="States (keys of `queue`) whose count is an estimate, not an exact count.",
     )
-    sessions = serializers.DictField(child=serializers.IntegerField())
+    sessions = serializers.DictField(child=strict_json.IntegerField())
     capacity = CapacitySerializer()
-    proxies = serializers.DictField(child=serializers.IntegerField())
+    proxies = serializers.DictField(child=strict_json.IntegerField())
 
 
 class ErrorDetailSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
+    code = strict_json.CharField()
+    message = strict_json.CharField()
 
     def get_fields(self) -> dict[str, serializers.Field]:
         # "fields" cannot be declared: it would shadow Serializer.fields.
@@ -713,35 +713,35 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class PausedSerializer(serializers.Serializer):
-    paused = serializers.BooleanField()
+    paused = strict_json.BooleanField()
 
 
 # Why is this waiting? (orchestrator/explain.py)
 
 
 class ConstraintSerializer(serializers.Serializer):
-    code = serializers.CharField(
+    code = strict_json.CharField(
         help_text="workers, proxies, writer, paused, backoff, rotations, site, sessions, "
         "distribution"
     )
-    ok = serializers.BooleanField()
-    message = serializers.CharField(help_text="The constraint in plain words (pt-BR).")
+    ok = strict_json.BooleanField()
+    message = strict_json.CharField(help_text="The constraint in plain words (pt-BR).")
 
 
 class ExplainGroupSerializer(serializers.Serializer):
-    domain = serializers.CharField()
-    site = serializers.CharField(help_text="The strategy that applies ('*' = default).")
-    pending_items = serializers.IntegerField()
+    domain = strict_json.CharField()
+    site = strict_json.CharField(help_text="The strategy that applies ('*' = default).")
+    pending_items = strict_json.IntegerField()
     constraints = ConstraintSerializer(many=True)
     failed = ConstraintSerializer(many=True)
 
 
 class ExplanationSerializer(serializers.Serializer):
-    mission_id = serializers.IntegerField(allow_null=True)
-    status = serializers.CharField()
-    waiting = serializers.BooleanField()
-    summary = serializers.CharField(help_text="Every failed constraint, joined by '; '.")
-    sessions_possible = serializers.IntegerField(
+    mission_id = strict_json.IntegerField(allow_null=True)
+    status = strict_json.CharField()
+    waiting = strict_json.BooleanField()
+    summary = strict_json.CharField(help_text="Every failed constraint, joined by '; '.")
+    sessions_possible = strict_json.IntegerField(
         help_text="New sessions an allocation would get right now."
     )
     constraints = ConstraintSerializer(many=True, help_text="Mission-wide constraints.")
@@ -759,15 +759,15 @@ class DryRunSiteSerializer(serializers.Serializer):
     blocked_proxies = serializers.ListField(
         child=ProxyIdField(max_length=100), required=False, max_length=10_000
     )
-    max_sessions = serializers.IntegerField(required=False, min_value=1, max_value=1000)
-    items_per_job = serializers.IntegerField(required=False, min_value=1, max_value=1000)
-    enabled = serializers.BooleanField(required=False)
-    require_verified_geo = serializers.BooleanField(required=False)
+    max_sessions = strict_json.IntegerField(required=False, min_value=1, max_value=1000)
+    items_per_job = strict_json.IntegerField(required=False, min_value=1, max_value=1000)
+    enabled = strict_json.BooleanField(required=False)
+    require_verified_geo = strict_json.BooleanField(required=False)
 
 
 class DryRunSerializer(serializers.Serializer):
     domain = DomainField(max_length=253)
-    url_count = serializers.IntegerField(min_value=1, max_value=actions.MAX_URLS_PER_MISSION)
+    url_count = strict_json.IntegerField(min_value=1, max_value=actions.MAX_URLS_PER_MISSION)
     site = DryRunSiteSerializer(required=False)
     writer = serializers.PrimaryKeyRelatedField(
         queryset=enabled_writers(), required=False, allow_null=True
@@ -806,13 +806,13 @@ def _event_names() -> list[str]:
     return sorted({*EVENTS, *prefixes, "*"})
 
 
-class EventNameField(RequestSchema, serializers.CharField):
+class EventNameField(RequestSchema, strict_json.CharField):
     """An event name or a prefix ending in '*' (checked by `validate_events`)."""
 
     request_schema: ClassVar = {"type": "string", "enum": _event_names()}
 
 
-class WebhookUrlField(RequestSchema, serializers.URLField):
+class WebhookUrlField(RequestSchema, strict_json.URLField):
     """Where deliveries are POSTed: an absolute http(s) URL."""
 
     request_schema: ClassVar = {
@@ -823,8 +823,8 @@ class WebhookUrlField(RequestSchema, serializers.URLField):
     }
 
 
-class WebhookEndpointSerializer(serializers.ModelSerializer):
-    secret = serializers.CharField(
+class WebhookEndpointSerializer(strict_json.ModelSerializer):
+    secret = strict_json.CharField(
         write_only=True,
         min_length=16,
         max_length=200,
@@ -898,7 +898,7 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
         return sorted(set(value))
 
 
-class WebhookAttemptSerializer(serializers.ModelSerializer):
+class WebhookAttemptSerializer(strict_json.ModelSerializer):
     class Meta:
         model = WebhookAttempt
         fields = [
@@ -932,7 +932,7 @@ def _coarse(error: str) -> str:
     return error if not error or error.startswith("HTTP ") else "falhou"
 
 
-class WebhookDeliverySerializer(serializers.ModelSerializer):
+class WebhookDeliverySerializer(strict_json.ModelSerializer):
     attempt_log = WebhookAttemptSerializer(many=True, read_only=True)
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
@@ -965,10 +965,10 @@ class WebhookDeliverySerializer(serializers.ModelSerializer):
 # Recurring runs (orchestrator/schedules.py)
 
 
-class ScheduleRunSerializer(serializers.ModelSerializer):
-    outcome_display = serializers.CharField(source="get_outcome_display", read_only=True)
+class ScheduleRunSerializer(strict_json.ModelSerializer):
+    outcome_display = strict_json.CharField(source="get_outcome_display", read_only=True)
     # The same choices as RecurringMission.overlap_policy; a plain string keeps one enum.
-    policy = serializers.CharField(read_only=True)
+    policy = strict_json.CharField(read_only=True)
 
     class Meta:
         model = ScheduleRun
@@ -991,11 +991,11 @@ class ScheduleRunSerializer(serializers.ModelSerializer):
 # Proxy x site health (orchestrator/proxy_health.py)
 
 
-class ProxyDomainHealthSerializer(serializers.ModelSerializer):
-    proxy = serializers.CharField(source="proxy.external_id", read_only=True)
-    proxy_id = serializers.IntegerField(read_only=True)
-    proxy_type = serializers.CharField(source="proxy.type", read_only=True)
-    proxy_country = serializers.CharField(source="proxy.country", read_only=True)
+class ProxyDomainHealthSerializer(strict_json.ModelSerializer):
+    proxy = strict_json.CharField(source="proxy.external_id", read_only=True)
+    proxy_id = strict_json.IntegerField(read_only=True)
+    proxy_type = strict_json.CharField(source="proxy.type", read_only=True)
+    proxy_country = strict_json.CharField(source="proxy.country", read_only=True)
     blocked = serializers.SerializerMethodField()
 
     class Meta:
@@ -1026,7 +1026,7 @@ class ProxyDomainHealthSerializer(serializers.ModelSerializer):
 # Per-site circuit breaker (orchestrator/site_breaker.py)
 
 
-class DomainBreakerSerializer(serializers.ModelSerializer):
+class DomainBreakerSerializer(strict_json.ModelSerializer):
     paused = serializers.SerializerMethodField()
 
     class Meta:

@@ -31,6 +31,7 @@ from registry.models import ApiToken, ConfigEntry, Proxy, SiteConfig, Uploader, 
 from registry.serializers import (
     BULK_DESCRIPTION,
     ApiTokenSerializer,
+    AuthTokenSerializer,
     ConfigKeySerializer,
     ConfigValueSerializer,
     ConnectionTestResultSerializer,
@@ -100,6 +101,7 @@ class TokenView(ObtainAuthToken):
     parser_classes = [hardening.JSONParser, parsers.FormParser, parsers.MultiPartParser]
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "login"
+    serializer_class = AuthTokenSerializer
 
     def get_authenticators(self) -> list[Any]:
         # Logging in needs no credentials; a stale header must not block it.

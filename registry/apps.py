@@ -12,10 +12,9 @@ class RegistryConfig(AppConfig):
         from django.contrib.auth.models import User
         from django.db.models.signals import pre_save
 
-        from mission_control import extensions, strict_json
+        from mission_control import extensions
         from registry import metrics, tokens
 
-        strict_json.install()
         extensions.register("metrics", metrics.collect)
         pre_save.connect(
             tokens.revoke_on_password_change, sender=User, dispatch_uid="token-password"

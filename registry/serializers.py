@@ -14,12 +14,15 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.serializers import PolymorphicProxySerializerExtension
 from drf_spectacular.utils import Direction, PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
+from rest_framework.authtoken import serializers as authtoken_serializers
 
+from mission_control import strict_json
 from mission_control.logging import redact
 from registry import config, site_rules
 from registry.models import (
@@ -82,13 +85,13 @@ class RequestSchemaExtension(OpenApiSerializerFieldExtension):
         return auto_schema._map_serializer_field(field, direction, bypass_extensions=True)
 
 
-class DomainField(RequestSchema, serializers.CharField):
+class DomainField(RequestSchema, strict_json.CharField):
     """A host name (documented lowercase, without `www.`; the validator normalizes)."""
 
     request_schema: ClassVar = {"type": "string", "pattern": DOMAIN_PATTERN, "maxLength": 253}
 
 
-class HttpUrlField(RequestSchema, serializers.CharField):
+class HttpUrlField(RequestSchema, strict_json.CharField):
     """An absolute http(s) URL with a host (checked by `clean_base_url` or the like)."""
 
     request_schema: ClassVar = {
@@ -99,13 +102,13 @@ class HttpUrlField(RequestSchema, serializers.CharField):
     }
 
 
-class HostField(RequestSchema, serializers.CharField):
+class HostField(RequestSchema, strict_json.CharField):
     """A proxy host: a name or an IP address (IPv6 without brackets)."""
 
     request_schema: ClassVar = {"type": "string", "pattern": HOST_PATTERN, "maxLength": 255}
 
 
-class CountryField(RequestSchema, serializers.CharField):
+class CountryField(RequestSchema, strict_json.CharField):
     """An ISO 3166 alpha-2 code (any case; stored uppercase)."""
 
     request_schema: ClassVar = {"type": "string", "pattern": COUNTRY_PATTERN}
@@ -150,7 +153,7 @@ def clean_base_url(value: str) -> str:
     return value.rstrip("/")
 
 
-class StrictCharField(serializers.CharField):
+class StrictCharField(strict_json.CharField):
     """A CharField that refuses numbers instead of turning them into text."""
 
     def to_internal_value(self, data: Any) -> str:
@@ -159,7 +162,7 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
-class TextField(serializers.CharField):
+class TextField(strict_json.CharField):
     """A CharField whose request schema also rules out what DRF refuses besides the
     length: NUL characters, and (blank not allowed) text that strips to nothing."""
 
@@ -180,7 +183,7 @@ class TextFieldExtension(OpenApiSerializerFieldExtension):
 # Model CharFields of the registry serializers become TextFields (keeping their
 # validators, e.g. the unique name's).
 TEXT_FIELD_MAPPING = {
-    **serializers.ModelSerializer.serializer_field_mapping,
+    **strict_json.ModelSerializer.serializer_field_mapping,
     models.CharField: TextField,
 }
 
@@ -248,7 +251,7 @@ def clean_domain(value: str) -> str:
     return domain
 
 
-class ServiceSerializer(serializers.ModelSerializer):
+class ServiceSerializer(strict_json.ModelSerializer):
     serializer_field_mapping = TEXT_FIELD_MAPPING
 
     api_key = TextField(
@@ -260,7 +263,7 @@ class ServiceSerializer(serializers.ModelSerializer):
         style={"input_type": "password"},
         help_text="Write-only. Send an empty string to remove it.",
     )
-    has_api_key = serializers.BooleanField(read_only=True)
+    has_api_key = strict_json.BooleanField(read_only=True)
     base_url = HttpUrlField(
         max_length=500,
         help_text="Changing it on a service that has an API key needs `api_key` too "
@@ -313,7 +316,7 @@ class ServiceSerializer(serializers.ModelSerializer):
 
 class WorkerSerializer(ServiceSerializer):
     providers = serializers.ListField(
-        child=serializers.ChoiceField(choices=WorkerProvider.choices),
+        child=strict_json.ChoiceField(choices=WorkerProvider.choices),
         required=False,
         max_length=len(WorkerProvider.choices),
     )
@@ -384,7 +387,7 @@ PROXY_READ_ONLY = (
 )
 
 
-class ProxySerializer(serializers.ModelSerializer):
+class ProxySerializer(strict_json.ModelSerializer):
     serializer_field_mapping = TEXT_FIELD_MAPPING
 
     password = TextField(
@@ -395,9 +398,9 @@ class ProxySerializer(serializers.ModelSerializer):
         style={"input_type": "password"},
         help_text="Write-only. Send an empty string to remove it.",
     )
-    has_password = serializers.BooleanField(read_only=True)
-    masked_url = serializers.CharField(read_only=True)
-    geo_verified = serializers.BooleanField(
+    has_password = strict_json.BooleanField(read_only=True)
+    masked_url = strict_json.CharField(read_only=True)
+    geo_verified = strict_json.BooleanField(
         read_only=True, help_text="The last connection test saw the declared country."
     )
     host = HostField(max_length=255)
@@ -463,14 +466,14 @@ PROXY_ADDRESS_FIELDS = ("scheme", "host", "port", "username")
 
 
 @extend_schema_field({"type": "string", "enum": ProxyType.values})
-class ProxyTypeChoiceField(serializers.ChoiceField):
+class ProxyTypeChoiceField(strict_json.ChoiceField):
     """A proxy type inside a list; documented inline so the enum keeps one name."""
 
     def __init__(self, **kwargs: Any):
         super().__init__(choices=ProxyType.choices, **kwargs)
 
 
-class SiteDomainField(RequestSchema, serializers.CharField):
+class SiteDomainField(RequestSchema, strict_json.CharField):
     """A site config's domain: a host name or `*` (the default config)."""
 
     request_schema: ClassVar = {
@@ -480,7 +483,7 @@ class SiteDomainField(RequestSchema, serializers.CharField):
     }
 
 
-class SiteConfigSerializer(serializers.ModelSerializer):
+class SiteConfigSerializer(strict_json.ModelSerializer):
     domain = SiteDomainField(
         max_length=253,
         help_text="A domain without www. (normalized), or * for the default. Unique: a "
@@ -505,7 +508,7 @@ class SiteConfigSerializer(serializers.ModelSerializer):
     )
     quality_rules = QualityRulesField(required=False, allow_null=True)
     providers = serializers.ListField(
-        child=serializers.ChoiceField(choices=[*WorkerProvider.choices, ("*", "any")]),
+        child=strict_json.ChoiceField(choices=[*WorkerProvider.choices, ("*", "any")]),
         required=False,
         allow_null=True,
         max_length=len(WorkerProvider.choices) + 1,
@@ -601,9 +604,9 @@ BULK_DESCRIPTION = (
 
 
 class RegistryBulkIdsSerializer(serializers.Serializer):
-    action = serializers.ChoiceField(choices=["delete", "enable", "disable"])
+    action = strict_json.ChoiceField(choices=["delete", "enable", "disable"])
     ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+        child=strict_json.IntegerField(min_value=1, max_value=MAX_ID),
         min_length=1,
         max_length=MAX_BULK_ITEMS,
     )
@@ -613,7 +616,7 @@ class RegistryBulkItemsSerializer(serializers.Serializer):
     """Items are validated one by one by the resource's serializer (`run_bulk`), so
     that errors come by index; `bulk_request_schema` documents their shape."""
 
-    action = serializers.ChoiceField(choices=["create", "update"])
+    action = strict_json.ChoiceField(choices=["create", "update"])
     items = serializers.ListField(
         child=serializers.DictField(), max_length=MAX_BULK_ITEMS, allow_empty=False
     )
@@ -626,7 +629,7 @@ class RegistryBulkSerializer(serializers.Serializer):
 
     WITH_ITEMS = ("create", "update")
 
-    action = serializers.ChoiceField(choices=["create", "update", "delete", "enable", "disable"])
+    action = strict_json.ChoiceField(choices=["create", "update", "delete", "enable", "disable"])
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         act = super().to_internal_value(data)["action"]
@@ -670,13 +673,13 @@ class BulkItemsExtension(OpenApiSerializerFieldExtension):
         return {"type": "array", "items": item, "minItems": 1, "maxItems": MAX_BULK_ITEMS}
 
 
-def _action(value: str, what: str) -> serializers.ChoiceField:
+def _action(value: str, what: str) -> strict_json.ChoiceField:
     # The label makes each component's one-value enum a choice set of its own, so
     # postprocess_schema_enums names it after the component instead of colliding.
-    return serializers.ChoiceField(choices=[(value, f"{value} {what}")])
+    return strict_json.ChoiceField(choices=[(value, f"{value} {what}")])
 
 
-def bulk_request_schema(resource: type[serializers.ModelSerializer]) -> ActionBodySerializer:
+def bulk_request_schema(resource: type[strict_json.ModelSerializer]) -> ActionBodySerializer:
     """The bulk body of one resource, for the schema: a `oneOf` by `action` whose
     `create` items are the resource's create body and `update` items its partial body
     with a required `id` (RegistryBulkSerializer and `run_bulk` validate the same)."""
@@ -722,7 +725,7 @@ class ProxyImportEntryExtension(OpenApiSerializerExtension):
         def choices(pairs: list[tuple[str, str]], what: str) -> Any:
             # Labels of their own: postprocess_schema_enums then names these choice sets
             # after this component instead of colliding with the model's.
-            field = serializers.ChoiceField(choices=[(v, f"{label} {what}") for v, label in pairs])
+            field = strict_json.ChoiceField(choices=[(v, f"{label} {what}") for v, label in pairs])
             return auto_schema._map_serializer_field(field, direction)
 
         return {
@@ -769,29 +772,29 @@ class ActionBodyExtension(PolymorphicProxySerializerExtension):
 
 
 class RegistryBulkResultSerializer(serializers.Serializer):
-    action = serializers.CharField()
-    count = serializers.IntegerField()
-    ids = serializers.ListField(child=serializers.IntegerField())
+    action = strict_json.CharField()
+    count = strict_json.IntegerField()
+    ids = serializers.ListField(child=strict_json.IntegerField())
 
 
 class RegistryImportResultSerializer(serializers.Serializer):
-    created = serializers.IntegerField()
-    updated = serializers.IntegerField()
-    skipped = serializers.IntegerField()
+    created = strict_json.IntegerField()
+    updated = strict_json.IntegerField()
+    skipped = strict_json.IntegerField()
     errors = serializers.DictField(  # type: ignore[assignment]
-        child=serializers.DictField(child=serializers.CharField()),
+        child=serializers.DictField(child=strict_json.CharField()),
         help_text="Invalid entries by index (only with ?skip_invalid=true).",
     )
 
 
 class ConnectionTestResultSerializer(serializers.Serializer):
-    ok = serializers.BooleanField()
-    status_class = serializers.CharField(allow_null=True)
-    latency_ms = serializers.IntegerField(allow_null=True)
-    error = serializers.CharField(required=False)
+    ok = strict_json.BooleanField()
+    status_class = strict_json.CharField(allow_null=True)
+    latency_ms = strict_json.IntegerField(allow_null=True)
+    error = strict_json.CharField(required=False)
 
 
-class ApiTokenSerializer(serializers.ModelSerializer):
+class ApiTokenSerializer(strict_json.ModelSerializer):
     """A token of the user, never its key or hash: the prefix names it."""
 
     live = serializers.SerializerMethodField(help_text="Neither revoked nor expired.")
@@ -807,8 +810,21 @@ class ApiTokenSerializer(serializers.ModelSerializer):
         return token.expires_at is None or token.expires_at > timezone.now()
 
 
+class AuthTokenSerializer(authtoken_serializers.AuthTokenSerializer):
+    """DRF's login body (same names, labels and options) with strict fields."""
+
+    username = strict_json.CharField(label=_("Username"), write_only=True)
+    password = strict_json.CharField(
+        label=_("Password"),
+        style={"input_type": "password"},
+        trim_whitespace=False,
+        write_only=True,
+    )
+    token = strict_json.CharField(label=_("Token"), read_only=True)
+
+
 class TokenResponseSerializer(serializers.Serializer):
-    token = serializers.CharField(
+    token = strict_json.CharField(
         help_text="Shown once; send it as `Authorization: Token <token>`."
     )
     expires_at = serializers.DateTimeField(
@@ -817,14 +833,14 @@ class TokenResponseSerializer(serializers.Serializer):
 
 
 class ConfigKeySerializer(serializers.Serializer):
-    key = serializers.CharField(read_only=True)
+    key = strict_json.CharField(read_only=True)
     value = serializers.JSONField()
     default = serializers.JSONField(read_only=True)
-    type = serializers.CharField(read_only=True)
-    description = serializers.CharField(read_only=True)
-    min_value = serializers.FloatField(read_only=True, allow_null=True)
-    max_value = serializers.FloatField(read_only=True, allow_null=True)
-    is_default = serializers.BooleanField(read_only=True)
+    type = strict_json.CharField(read_only=True)
+    description = strict_json.CharField(read_only=True)
+    min_value = strict_json.FloatField(read_only=True, allow_null=True)
+    max_value = strict_json.FloatField(read_only=True, allow_null=True)
+    is_default = strict_json.BooleanField(read_only=True)
 
     @staticmethod
     def row(spec: config.ConfigKey, stored: dict[str, Any]) -> dict[str, Any]:

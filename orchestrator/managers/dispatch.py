@@ -1,5 +1,6 @@
-"""WorkerManager, dispatch: hands ready sessions their next job (items chosen by the
-distributor) and starts it on the worker, fenced by the session's lease."""
+"""WorkerManager, dispatch: claims ready sessions, chooses their next job's items with
+the distributor and gives each its job key; the job is then started on the worker by
+`job_start`, fenced by the session's lease."""
 
 from __future__ import annotations
 
@@ -10,51 +11,24 @@ from collections.abc import Set as AbstractSet
 from functools import cache, partial
 
 from django.db import connection, transaction
-from django.db.models import (
-    Case,
-    F,
-    IntegerField,
-    Q,
-    Value,
-    When,
-    Window,
-)
+from django.db.models import Case, F, IntegerField, Q, Value, When, Window
 from django.db.models.functions import RowNumber
 
 from orchestrator import events, leases, pgbatch, proxy_health, untried
-from orchestrator.clients import breaker
-from orchestrator.clients.base import ServiceError
-from orchestrator.clients.pool import call_all
-from orchestrator.crashpoints import crashpoint
 from orchestrator.distributor import ItemInfo, SessionInfo, SiteRule, items_to_sessions
-from orchestrator.managers.base import (
-    BaseManager,
-    Move,
-    end_session,
-    fail_attempt,
-    leases_q,
-    release_many,
-    site_configs,
-    transition_many,
-    update_in_id_order,
-)
-from orchestrator.managers.results import JOB_RUNNING, JOB_STARTING
-from orchestrator.models import BrowserSession, Mission, MissionEvent, MissionItem
-from orchestrator.states import (
-    ErrorCode,
-    ItemStatus,
-    MissionStatus,
-    SessionStatus,
-)
-from registry import site_rules
+from orchestrator.managers.base import leases_q, release_many, site_configs, update_in_id_order
+from orchestrator.managers.job_start import JobStart
+from orchestrator.managers.results import JOB_STARTING
+from orchestrator.models import BrowserSession, MissionItem
+from orchestrator.states import ItemStatus, MissionStatus, SessionStatus
 from registry.config import Config
 from registry.models import SiteConfig
 
 USELESS = "os itens pendentes já falharam neste proxy"
 
 
-class JobDispatch(BaseManager):
-    """Jobs for ready sessions (`WorkerManager.dispatch_jobs`)."""
+class JobDispatch(JobStart):
+    """Jobs for ready sessions (`WorkerManager.dispatch_jobs`), started by `JobStart`."""
 
     def dispatch_jobs(self, now: dt.datetime, cfg: Config) -> int:
         """Hand ready sessions their next job. Every step is batched over the claimed
@@ -88,7 +62,14 @@ class JobDispatch(BaseManager):
         fresh = [s for s in sessions if not s.job_key]
         if fresh:
             self._assign_items(fresh, sites, tokens, now)
-        # Ended or rotated meanwhile (another process bumped the token): leave it.
+        return self._start_jobs(self._to_start(sessions, tokens), tokens, sites, now, cfg)
+
+    def _to_start(
+        self, sessions: list[BrowserSession], tokens: dict[int, leases.Lease]
+    ) -> list[BrowserSession]:
+        """The sessions still ours with a job to start; the others still ours (no job
+        for them) are released, and those ended or rotated meanwhile (another process
+        bumped the token) left alone."""
         current = {
             pk: (token, locked_by, job_key, job_status)
             for pk, token, locked_by, job_key, job_status in BrowserSession.objects.filter(
@@ -108,7 +89,7 @@ class JobDispatch(BaseManager):
             else:
                 idle.append(lease)
         release_many(BrowserSession, idle, self.owner)
-        return self._start_jobs(starting, tokens, sites, now, cfg)
+        return starting
 
     def _assign_items(
         self,
@@ -123,32 +104,25 @@ class JobDispatch(BaseManager):
         by_mission: dict[int, list[BrowserSession]] = defaultdict(list)
         for session in sessions:
             by_mission[session.mission_id].append(session)
-        wants = {
-            mission_id: sites[group[0].mission.domain].items_per_job * len(group) * 4
-            for mission_id, group in by_mission.items()
-        }
-        # Fresh items first: items that failed before (some waiting for a session on a
-        # proxy they have not tried) do not crowd the window out.
-        rank = Window(
-            RowNumber(),
-            partition_by=[F("mission_id")],
-            order_by=[F("attempts").asc(), F("id").asc()],
-        )
-        pending: dict[int, list[tuple[int, str, list[str]]]] = defaultdict(list)
-        for mission_id, item_id, url, failed, n in (
-            MissionItem.objects.filter(mission_id__in=list(by_mission), status=ItemStatus.PENDING)
-            .annotate(n=rank)
-            .filter(n__lte=max(wants.values()))
-            .values_list("mission_id", "id", "url", "failed_proxies", "n")
-        ):
-            if n <= wants[mission_id]:
-                pending[mission_id].append((item_id, url, failed))
-        opening: dict[int, set[str]] = defaultdict(set)
-        for mission_id, proxy in BrowserSession.objects.filter(
-            mission_id__in=list(by_mission),
-            status__in=[SessionStatus.REQUESTED, SessionStatus.CREATING],
-        ).values_list("mission_id", "proxy_external_id"):
-            opening[mission_id].add(proxy)
+        chosen, drained, useless = self._choose(by_mission, sites, tokens, now)
+        if drained:
+            self._close_drained(drained)
+        if useless:
+            proxy_health.retire_claimed(useless, self.owner, now, why=USELESS)
+        if chosen:
+            self._give_jobs(sessions, chosen, tokens, now)
+
+    def _choose(
+        self,
+        by_mission: dict[int, list[BrowserSession]],
+        sites: dict[str, SiteConfig],
+        tokens: dict[int, leases.Lease],
+        now: dt.datetime,
+    ) -> tuple[dict[int, list[int]], list[leases.Lease], list[BrowserSession]]:
+        """(item ids chosen per session, the leases of sessions whose mission has
+        nothing left to hand out, the sessions to retire as `_useless`)."""
+        pending = _pending_items(by_mission, sites)
+        opening = _opening_proxies(by_mission)
         chosen: dict[int, list[int]] = {}
         drained: list[leases.Lease] = []
         useless: list[BrowserSession] = []
@@ -174,23 +148,30 @@ class JobDispatch(BaseManager):
                     chosen[session_id] = picked
             if waiting:
                 useless.extend(self._useless(mission_id, group, picked_by))
-        if drained:
-            update_in_id_order(
-                BrowserSession.objects.filter(
-                    leases_q(drained),
-                    locked_by=self.owner,
-                    status=SessionStatus.READY,
-                    job_key="",
-                ),
-                status=SessionStatus.CLOSING,
-                locked_by="",
-                locked_until=None,
-            )
-            events.publish("session.closing")
-        if useless:
-            proxy_health.retire_claimed(useless, self.owner, now, why=USELESS)
-        if not chosen:
-            return
+        return chosen, drained, useless
+
+    def _close_drained(self, drained: list[leases.Lease]) -> None:
+        update_in_id_order(
+            BrowserSession.objects.filter(
+                leases_q(drained),
+                locked_by=self.owner,
+                status=SessionStatus.READY,
+                job_key="",
+            ),
+            status=SessionStatus.CLOSING,
+            locked_by="",
+            locked_until=None,
+        )
+        events.publish("session.closing")
+
+    def _give_jobs(
+        self,
+        sessions: list[BrowserSession],
+        chosen: dict[int, list[int]],
+        tokens: dict[int, leases.Lease],
+        now: dt.datetime,
+    ) -> None:
+        """Give the sessions still ours and jobless their next job key and their items."""
         with transaction.atomic():
             # Lock the sessions still ours and jobless; their job_seq names the new job.
             held = BrowserSession.objects.filter(
@@ -292,189 +273,44 @@ class JobDispatch(BaseManager):
                 by_session.setdefault(session_id, []).extend(extra)
         return {pk: [i.id for i in chosen] for pk, chosen in by_session.items()}
 
-    def _start_jobs(
-        self,
-        sessions: list[BrowserSession],
-        tokens: dict[int, leases.Lease],
-        sites: dict[str, SiteConfig],
-        now: dt.datetime,
-        cfg: Config,
-    ) -> int:
-        """POST each session's job to its worker, then record every started job at once
-        (fenced by lease and job key: a stale lease writes nothing)."""
-        if not sessions:
-            return 0
-        items: dict[tuple[int, str], list[tuple[int, str]]] = defaultdict(list)
-        for session_id, job_key, item_id, url in (
-            MissionItem.objects.filter(
-                session_id__in=[s.pk for s in sessions], status=ItemStatus.ASSIGNED
-            )
-            .order_by("id")
-            .values_list("session_id", "job_key", "id", "url")
-        ):
-            items[(session_id, job_key)].append((item_id, url))
-        started: list[tuple[BrowserSession, str, int, dt.datetime]] = []
-        calls: list[tuple[BrowserSession, list[tuple[int, str]]]] = []
-        for session in sessions:
-            lease = tokens[session.pk]
-            job_items = items.get((session.pk, session.job_key))
-            if not job_items:
-                leases.release(
-                    BrowserSession, lease, self.owner, job_key="", job_status="", job_remote_id=""
-                )
-                continue
-            if not breaker.allow_call(session.worker, now):
-                leases.release(BrowserSession, lease, self.owner)
-                continue
-            calls.append((session, job_items))
-        # The POSTs of the batch at once (no database in them), then their outcomes here.
-        outcomes = call_all(
-            [
-                partial(
-                    self.worker_client(session.worker, cfg).start_job,
-                    session.remote_id,
-                    session.job_key,
-                    [(str(i), u) for i, u in job_items],
-                    timeout_s=sites[session.mission.domain].job_timeout_s,
-                    selectors=sites[session.mission.domain].selectors or None,
-                    options=site_rules.job_options(sites[session.mission.domain]),
-                )
-                for session, job_items in calls
-            ]
-        )
-        for (session, job_items), outcome in zip(calls, outcomes, strict=True):
-            if outcome.error is not None:
-                self._job_failed(
-                    session.mission, session, tokens[session.pk], outcome.error, now, cfg
-                )
-                continue
-            job = outcome.value
-            assert job is not None
-            crashpoint("after_job_start")
-            breaker.record_success(session.worker, now)
-            started.append((session, job.id, len(job_items), max(now, outcome.at or now)))
-        if not started:
-            return 0
-        # The job started when its worker answered, not when this tick began (#15 case 8).
-        answered = max(at for _, _, _, at in started)
-        with transaction.atomic():
-            fence = pgbatch.rows_in(
-                BrowserSession,
-                ["pk", "lease_token", "job_key"],
-                [(s.pk, tokens[s.pk].token, s.job_key) for s, _, _, _ in started],
-            )
-            won = leases.hold(
-                BrowserSession.objects.filter(
-                    fence, locked_by=self.owner, status=SessionStatus.READY
-                )
-            )
-            recorded = [entry for entry in started if entry[0].pk in won]
-            for session, _, _, _ in started:
-                if session.pk not in won:
-                    leases.stale(
-                        f"session {session.session_key}",
-                        f"job {session.job_key}",
-                        session.mission_id,
-                    )
-            if not recorded:
-                return 0
-            BrowserSession.objects.filter(pk__in=won).update(
-                status=SessionStatus.BUSY,
-                job_remote_id=Case(
-                    *(When(pk=s.pk, then=Value(job_id)) for s, job_id, _, _ in recorded)
-                ),
-                job_status=JOB_RUNNING,
-                last_activity_at=answered,
-                locked_by="",
-                locked_until=None,
-            )
-            first: dict[int, Move] = {}
-            for session, _, _, _ in recorded:
-                mission = session.mission
-                if mission.status == MissionStatus.ATRIBUIDO and mission.pk not in first:
-                    first[mission.pk] = Move(mission, "Primeiro job iniciado")
-            transition_many(list(first.values()), MissionStatus.EXTRAINDO, now=answered)
-            MissionEvent.objects.bulk_create(
-                MissionEvent(
-                    mission_id=session.mission_id,
-                    kind=MissionEvent.Kind.JOB,
-                    attempt=session.attempt,
-                    message=f"Job {session.job_key} iniciado com {n} {'item' if n == 1 else 'itens'}",
-                    data={"job_key": session.job_key, "job_id": job_id, "items": n},
-                    created_at=at,
-                )
-                for session, job_id, n, at in recorded
-            )
-        return len(recorded)
 
-    def _job_failed(
-        self,
-        mission: Mission,
-        session: BrowserSession,
-        lease: leases.Lease,
-        exc: ServiceError,
-        now: dt.datetime,
-        cfg: Config,
-    ) -> int:
-        if exc.infrastructure:
-            # Same job_key next time: the worker's idempotency makes the retry safe.
-            self.service_failed(session.worker, exc, now, cfg)
-            leases.release(BrowserSession, lease, self.owner)
-            return 0
-        if exc.code in ("session_not_found", "session_not_ready", "session_busy"):
-            remote_code, why = self._why_refused(session, exc, cfg)
-            end_session(
-                session,
-                expected_status=SessionStatus.READY,
-                status=SessionStatus.FAILED if exc.code != "session_busy" else SessionStatus.STUCK,
-                code=ErrorCode.SESSION_FAILED,
-                message=f"job recusado: {why}",
-                now=now,
-                cfg=cfg,
-                remote_holds_slot=exc.code == "session_busy",
-                remote_code=remote_code,
-            )
-            return 0
-        # 422 or another permanent refusal of the job itself: this attempt failed.
-        self._give_back_job(session, lease, now)
-        mission.refresh_from_db()
-        fail_attempt(
-            mission,
-            ErrorCode.SCRAPE_JOB_REJECTED,
-            f"{exc.code}: {exc.message}",
-            now,
-            cfg,
-            self.rng,
-        )
-        return 0
+def _pending_items(
+    by_mission: dict[int, list[BrowserSession]], sites: dict[str, SiteConfig]
+) -> dict[int, list[tuple[int, str, list[str]]]]:
+    """(id, url, failed proxies) of the first pending items of each mission, enough for
+    its sessions' jobs and a choice: fresh items first, so that items that failed
+    before (some waiting for a session on a proxy they have not tried) do not crowd
+    the window out."""
+    wants = {
+        mission_id: sites[group[0].mission.domain].items_per_job * len(group) * 4
+        for mission_id, group in by_mission.items()
+    }
+    rank = Window(
+        RowNumber(),
+        partition_by=[F("mission_id")],
+        order_by=[F("attempts").asc(), F("id").asc()],
+    )
+    pending: dict[int, list[tuple[int, str, list[str]]]] = defaultdict(list)
+    for mission_id, item_id, url, failed, n in (
+        MissionItem.objects.filter(mission_id__in=list(by_mission), status=ItemStatus.PENDING)
+        .annotate(n=rank)
+        .filter(n__lte=max(wants.values()))
+        .values_list("mission_id", "id", "url", "failed_proxies", "n")
+    ):
+        if n <= wants[mission_id]:
+            pending[mission_id].append((item_id, url, failed))
+    return pending
 
-    def _why_refused(
-        self, session: BrowserSession, exc: ServiceError, cfg: Config
-    ) -> tuple[str, str]:
-        """(remote code, message) of a session that refused its job as not ready: the
-        worker's own error of the session when it has one (a proxy that failed it is the
-        proxy's fault, not the site's: issue #15, case 3), else the refusal's code."""
-        if exc.code == "session_not_ready" and session.remote_id:
-            try:
-                remote = self.worker_client(session.worker, cfg).get_session(session.remote_id)
-            except ServiceError:
-                remote = None
-            if remote is not None and remote.error_code:
-                return remote.error_code, f"{exc.code} ({remote.error_code})"
-        return exc.code, exc.code
 
-    def _give_back_job(
-        self, session: BrowserSession, lease: leases.Lease, now: dt.datetime
-    ) -> None:
-        with transaction.atomic():
-            MissionItem.objects.filter(
-                session=session, job_key=session.job_key, status=ItemStatus.ASSIGNED
-            ).update(
-                status=ItemStatus.PENDING, session=None, job_key="", attempts=F("attempts") - 1
-            )
-            leases.release(
-                BrowserSession, lease, self.owner, job_key="", job_status="", job_remote_id=""
-            )
+def _opening_proxies(by_mission: dict[int, list[BrowserSession]]) -> dict[int, set[str]]:
+    """The proxies of each mission's sessions being opened."""
+    opening: dict[int, set[str]] = defaultdict(set)
+    for mission_id, proxy in BrowserSession.objects.filter(
+        mission_id__in=list(by_mission),
+        status__in=[SessionStatus.REQUESTED, SessionStatus.CREATING],
+    ).values_list("mission_id", "proxy_external_id"):
+        opening[mission_id].add(proxy)
+    return opening
 
 
 def _assign(chosen: dict[int, list[int]], keys: dict[int, str]) -> None:

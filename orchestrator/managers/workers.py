@@ -20,8 +20,8 @@ from orchestrator.managers.worker_health import WorkerHealth
 
 
 class WorkerManager(WorkerHealth, JobDispatch, ResultDelivery):
-    """Health (`worker_health`), dispatch (`dispatch`), result paging and delivery
-    (`results`): one manager, one tick, three modules."""
+    """Health (`worker_health`), dispatch (`dispatch`, jobs started by `job_start`),
+    result paging and delivery (`results`): one manager, one tick, four modules."""
 
     name = "workers"
 

@@ -14,7 +14,8 @@ from django.db import connection
 from orchestrator import runner
 from orchestrator.managers import base
 from orchestrator.managers.base import BaseManager, TickResult
-from orchestrator.managers.sessions import CREATING_POLL_S, SessionManager
+from orchestrator.managers.session_poll import CREATING_POLL_S
+from orchestrator.managers.sessions import SessionManager
 from orchestrator.models import OrchestratorInstance
 from orchestrator.runner import Orchestrator
 from registry import config
