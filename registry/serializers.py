@@ -55,8 +55,9 @@ HTTP_URL_PATTERN = (
 )
 
 # The grammars below are exact: the validator accepts a value if and only if it
-# matches (`exact_match`), so the schema states the rule itself. Whitespace around the
-# value is allowed and dropped (spelled out: `\s` reads differently across engines).
+# matches (`exact_match`), so the schema states the rule itself. Whitespace around a
+# host is allowed and dropped (spelled out: `\s` reads differently across engines);
+# around a URL it is refused (`format: uri` has no whitespace).
 _AROUND = r"[ \t\n\r]*"
 _LABEL_ANY_CASE = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,59}[A-Za-z0-9])?"
 _PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
@@ -80,9 +81,14 @@ WEBHOOK_URL_GRAMMAR = (
 HOST_GRAMMAR = rf"(?:{_LABEL_ANY_CASE}\.)*{_LABEL_ANY_CASE}|\[[0-9A-Fa-f:.]{{2,45}}\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*"
 
 
+# URLs take no whitespace around them: `format: uri` has none.
+_NO_AROUND = {SERVICE_URL_GRAMMAR, WEBHOOK_URL_GRAMMAR}
+
+
 def exact_pattern(grammar: str) -> str:
-    """The schema's pattern of a value that must match `grammar` (whitespace around)."""
-    return rf"^{_AROUND}(?:{grammar}){_AROUND}$"
+    """The schema's pattern of a value that must match `grammar`."""
+    around = "" if grammar in _NO_AROUND else _AROUND
+    return rf"^{around}(?:{grammar}){around}$"
 
 
 def exact_match(grammar: str, value: Any) -> str | None:
