@@ -20,10 +20,10 @@ from django_filters.rest_framework import DjangoFilterBackend
 TRUE_WORDS = frozenset({"true", "True", "1"})
 FALSE_WORDS = frozenset({"false", "False", "0"})
 BOOLEAN_MESSAGE = "Must be true or false."
-# RFC 3339 date-time (OpenAPI `format: date-time`): date, `T`, time, offset. The
-# offset may be left out (read in the server's time zone, as before).
+# RFC 3339 date-time (OpenAPI `format: date-time`): date, `T`, time and the offset,
+# which RFC 3339 requires (`Z` or ±hh:mm). Nothing around it.
 RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?\Z", re.ASCII
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z", re.ASCII
 )
 
 
@@ -57,7 +57,8 @@ class StrictBooleanFilter(django_filters.BooleanFilter):
 
 class StrictDateTimeField(IsoDateTimeField):
     def to_python(self, value: Any) -> Any:
-        if isinstance(value, str) and value.strip() and not RFC3339.match(value.strip()):
+        # `?created_before=` too: the schema's date-time has no empty spelling.
+        if isinstance(value, str) and not RFC3339.match(value):
             raise forms.ValidationError(
                 "Must be an RFC 3339 date-time (2024-01-31T12:00:00Z).", code="invalid"
             )

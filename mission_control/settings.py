@@ -340,8 +340,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "mission_control.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_THROTTLE_RATES": {"login": LOGIN_RATE, "connection_test": CONNECTION_TEST_RATE},
-    # Throttles key on the same client address as the audit log and axes.
-    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
+    # No NUM_PROXIES: the throttles (mission_control.throttling) key on
+    # mission_control.clientip.client_ip, like the audit log and axes.
 }
 
 SPECTACULAR_SETTINGS = {

@@ -9,6 +9,7 @@ import zoneinfo
 from typing import Any, ClassVar
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import URLValidator
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -40,12 +41,15 @@ from registry.serializers import (
     HTTP_URL_PATTERN,
     MAX_BULK_ITEMS,
     TEXT_PATTERN,
+    WEBHOOK_URL_GRAMMAR,
+    WEBHOOK_URL_PATTERN,
     BulkItemsField,
     CountryCodeField,
     DomainField,
     ProxyIdField,
     ProxyTypeChoiceField,
     RequestSchema,
+    exact_match,
 )
 
 MAX_BULK_ENTRIES = MAX_BULK_ITEMS
@@ -812,15 +816,18 @@ class EventNameField(RequestSchema, strict_json.CharField):
     request_schema: ClassVar = {"type": "string", "enum": _event_names()}
 
 
-class WebhookUrlField(RequestSchema, strict_json.URLField):
-    """Where deliveries are POSTed: an absolute http(s) URL."""
+class WebhookUrlField(RequestSchema, strict_json.CharField):
+    """Where deliveries are POSTed: exactly WEBHOOK_URL_GRAMMAR (`validate_url`)."""
 
     request_schema: ClassVar = {
         "type": "string",
         "format": "uri",
-        "pattern": HTTP_URL_PATTERN,
+        "pattern": WEBHOOK_URL_PATTERN,
         "maxLength": 2048,
     }
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(trim_whitespace=False, **kwargs)  # the grammar says what is trimmed
 
 
 class WebhookEndpointSerializer(strict_json.ModelSerializer):
@@ -870,6 +877,15 @@ class WebhookEndpointSerializer(strict_json.ModelSerializer):
     def validate_url(self, value: str) -> str:
         """The outbound policy, now: a name that resolves to an internal address is
         refused here (and again at each delivery, where it is pinned)."""
+        exact = exact_match(WEBHOOK_URL_GRAMMAR, value)
+        if exact is None:
+            raise serializers.ValidationError(
+                "Enter an http(s) URL with a host name (with a top-level domain) or IPv4 "
+                "address, an optional port and path, "
+                "e.g. https://hooks.example.com/mc (no credentials, no fragment)."
+            )
+        value = exact
+        URLValidator(schemes=["http", "https"])(value)  # a second line; the grammar is narrower
         problem = outbound.url_problem(value)
         if problem:
             raise serializers.ValidationError(problem)

@@ -20,12 +20,12 @@ from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 
 from audit.log import record_updates
 from mission_control import hardening
 from mission_control.api import Conflict
 from mission_control.filters import StrictFilterSet, strict_bool
+from mission_control.throttling import ScopedRateThrottle
 from registry import config, connection, importers, streams, tokens
 from registry.models import ApiToken, ConfigEntry, Proxy, SiteConfig, Uploader, Worker, Writer
 from registry.serializers import (

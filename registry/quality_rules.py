@@ -62,7 +62,9 @@ class Rules:
                 raise ValidationError(f"{key} must be between {lo:g} and {hi:g}.")
             return float(value)
 
-        fields = raw.get("required_fields") or []
+        fields = raw.get("required_fields")
+        if fields is None:  # null means "not set"; 0, "" or {} are not lists
+            fields = []
         if not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields):
             raise ValidationError("required_fields must be a list of field names.")
         recent = raw.get("recent_missions", 5)

@@ -44,18 +44,66 @@ COUNTRY_RE = re.compile(r"^[A-Za-z]{2}$")
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 DOMAIN_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
 
-# What the OpenAPI schema promises about free-text fields. Each pattern describes a
+# What the OpenAPI schema promises about free-text fields. Most patterns describe a
 # subset of what the validators accept (they normalize case, `www.`, brackets and so
 # on), so that a request the schema calls valid is never refused for its shape.
 _SCHEMA_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 # At most four labels: a host derived from a URL must stay within 253 characters.
 DOMAIN_PATTERN = rf"^(?:{_SCHEMA_LABEL}\.){{0,3}}{_SCHEMA_LABEL}$"
-# Django's URLValidator (webhooks) wants a letters-only top-level domain.
+# Mission URLs (actions.clean_urls). Django's URLValidator wants a letters-only
+# top-level domain.
 HTTP_URL_PATTERN = (
     rf"^https?://(?:{_SCHEMA_LABEL}\.){{1,3}}[a-z]{{2,12}}(?::[1-9][0-9]{{0,3}})?"
     r"(?:/[A-Za-z0-9._~%/-]{0,200})?$"
 )
-HOST_PATTERN = rf"^(?:{_SCHEMA_LABEL}\.){{0,3}}{_SCHEMA_LABEL}$|^[0-9a-f:]{{2,39}}$"
+
+# The grammars below are exact: the validator accepts a value if and only if it
+# matches (`exact_match`), so the schema states the rule itself. Whitespace around a
+# host is allowed and dropped (spelled out: `\s` reads differently across engines);
+# around a URL it is refused (`format: uri` has no whitespace).
+_AROUND = r"[ \t\n\r]*"
+_LABEL_ANY_CASE = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,59}[A-Za-z0-9])?"
+_PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+# RFC 3986 path and query characters; `%` only as an escape. No fragment, no userinfo.
+_PCHAR = r"(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})"
+_PATH_QUERY = rf"(?:/{_PCHAR}*)*(?:\?(?:{_PCHAR}|[/?])*)?"
+# A service (worker, writer, uploader): a host name of one or more labels (http://worker:8000
+# on a private network) or an IPv4 address; port 1-65535.
+SERVICE_URL_GRAMMAR = (
+    rf"https?://(?:{_LABEL_ANY_CASE}\.)*{_LABEL_ANY_CASE}(?::{_PORT})?{_PATH_QUERY}"
+)
+# A webhook receiver: a name (Django's URLValidator: a letters-only top-level domain,
+# at most 253 characters) or an IPv4 address; the outbound policy then refuses
+# internal addresses unless allowed (OUTBOUND_* settings).
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+WEBHOOK_URL_GRAMMAR = (
+    rf"https?://(?:(?:{_LABEL_ANY_CASE}\.){{1,3}}[A-Za-z]{{2,63}}|{_OCTET}(?:\.{_OCTET}){{3}})"
+    rf"(?::{_PORT})?{_PATH_QUERY}"
+)
+# A proxy host: a name or IPv4 address, or an IPv6 address (brackets optional).
+HOST_GRAMMAR = rf"(?:{_LABEL_ANY_CASE}\.)*{_LABEL_ANY_CASE}|\[[0-9A-Fa-f:.]{{2,45}}\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*"
+
+
+# URLs take no whitespace around them: `format: uri` has none.
+_NO_AROUND = {SERVICE_URL_GRAMMAR, WEBHOOK_URL_GRAMMAR}
+
+
+def exact_pattern(grammar: str) -> str:
+    """The schema's pattern of a value that must match `grammar`."""
+    around = "" if grammar in _NO_AROUND else _AROUND
+    return rf"^{around}(?:{grammar}){around}$"
+
+
+def exact_match(grammar: str, value: Any) -> str | None:
+    """`value` without the whitespace around it if it matches `grammar`, else None."""
+    if not isinstance(value, str) or re.fullmatch(exact_pattern(grammar)[1:-1], value) is None:
+        return None
+    return value.strip(" \t\n\r")
+
+
+SERVICE_URL_PATTERN = exact_pattern(SERVICE_URL_GRAMMAR)
+WEBHOOK_URL_PATTERN = exact_pattern(WEBHOOK_URL_GRAMMAR)
+HOST_PATTERN = exact_pattern(HOST_GRAMMAR)
 COUNTRY_PATTERN = r"^[A-Za-z]{2}$"
 # Text that survives DRF's CharField: no NUL, something left after stripping.
 TEXT_PATTERN = r"^[^\x00]*[^\x00\s][^\x00]*$"
@@ -92,26 +140,43 @@ class DomainField(RequestSchema, strict_json.CharField):
 
 
 class HttpUrlField(RequestSchema, strict_json.CharField):
-    """An absolute http(s) URL with a host (checked by `clean_base_url` or the like)."""
+    """A service's absolute http(s) URL: exactly SERVICE_URL_GRAMMAR (`clean_base_url`)."""
 
     request_schema: ClassVar = {
         "type": "string",
         "format": "uri",
-        "pattern": HTTP_URL_PATTERN,
+        "pattern": SERVICE_URL_PATTERN,
         "maxLength": 500,
     }
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(trim_whitespace=False, **kwargs)  # the grammar says what is trimmed
+
 
 class HostField(RequestSchema, strict_json.CharField):
-    """A proxy host: a name or an IP address (IPv6 without brackets)."""
+    """A proxy host: exactly HOST_GRAMMAR (stored without IPv6 brackets)."""
 
     request_schema: ClassVar = {"type": "string", "pattern": HOST_PATTERN, "maxLength": 255}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(trim_whitespace=False, **kwargs)
+
+
+def clean_host(value: Any) -> str:
+    """A proxy host as HOST_GRAMMAR has it, without brackets; raises ValueError otherwise."""
+    host = exact_match(HOST_GRAMMAR, value)
+    if host is None:
+        raise ValueError("Enter a host name or IP address.")
+    return host.strip("[]")
 
 
 class CountryField(RequestSchema, strict_json.CharField):
     """An ISO 3166 alpha-2 code (any case; stored uppercase)."""
 
     request_schema: ClassVar = {"type": "string", "pattern": COUNTRY_PATTERN}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(trim_whitespace=False, **kwargs)
 
 
 SERVICE_READ_ONLY = (
@@ -130,15 +195,22 @@ SERVICE_READ_ONLY = (
 
 def clean_country(value: str) -> str:
     """An ISO 3166 alpha-2 code, uppercased; raises ValueError otherwise."""
-    if not isinstance(value, str) or not COUNTRY_RE.match(value.strip()):
+    if not isinstance(value, str) or not COUNTRY_RE.fullmatch(value.strip()):
         raise ValueError(f"{value!r} is not a two-letter ISO 3166 country code.")
     return value.strip().upper()
 
 
 def clean_base_url(value: str) -> str:
     """An http(s) URL with a host; single-label hosts (http://worker:8000) are fine,
-    as services often live on a private network. Raises ValueError otherwise."""
-    value = value.strip()
+    as services often live on a private network. Exactly SERVICE_URL_GRAMMAR (what the
+    schema states); the checks below stay as a second line. Raises ValueError otherwise."""
+    exact = exact_match(SERVICE_URL_GRAMMAR, value)
+    if exact is None:
+        raise ValueError(
+            "Enter an http(s) URL with a host name or IPv4 address, an optional port and "
+            "path, e.g. http://worker:8000/api/v1 (no credentials, no fragment)."
+        )
+    value = exact
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -189,9 +261,20 @@ TEXT_FIELD_MAPPING = {
 
 
 class CountryCodeField(RequestSchema, StrictCharField):
-    """A country code inside a list (strings only)."""
+    """A country code inside a list (strings only): two letters, any case."""
 
     request_schema: ClassVar = {"type": "string", "pattern": COUNTRY_PATTERN}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(trim_whitespace=False, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if not COUNTRY_RE.fullmatch(value):
+            raise serializers.ValidationError(
+                f"{value!r} is not a two-letter ISO 3166 country code."
+            )
+        return value
 
 
 class ProxyIdField(RequestSchema, StrictCharField):
@@ -237,6 +320,28 @@ class QualityRulesField(RequestSchema, serializers.JSONField):
         "description": "Quality gate rules (see registry/quality_rules.py); {} means none.",
     }
     response_schema: ClassVar = {"type": "object", "additionalProperties": {}}
+
+
+class HeadersField(RequestSchema, serializers.JSONField):
+    """`headers` as `site_rules.clean_headers` accepts them: at most 30, token names,
+    string values of at most 2000 characters without control characters."""
+
+    request_schema: ClassVar = {
+        "type": "object",
+        "maxProperties": 30,
+        # OpenAPI 3.0 has no `propertyNames`: the names' rule (HTTP tokens of at most
+        # 100 characters) is in the description.
+        "additionalProperties": {
+            "type": "string",
+            "maxLength": 2000,
+            # `$(?!\n)`: the end of the text, in Python's reading of `$` too.
+            "pattern": r"^[^\x00-\x1f]*$(?!\n)",
+        },
+        "description": 'Extra request headers, e.g. {"Accept-Language": "pt-BR"}: at most '
+        "30; each name an HTTP token (letters, digits, !#$%&'*+.^_`|~-) of at most 100 "
+        "characters, each value text of at most 2000 characters without control characters.",
+    }
+    response_schema: ClassVar = {"type": "object", "additionalProperties": {"type": "string"}}
 
 
 def clean_domain(value: str) -> str:
@@ -440,10 +545,10 @@ class ProxySerializer(strict_json.ModelSerializer):
             raise serializers.ValidationError(str(exc)) from None
 
     def validate_host(self, value: str) -> str:
-        value = value.strip().strip("[]")
-        if not value or any(c in value for c in " /@?#"):
-            raise serializers.ValidationError("Enter a host name or IP address.")
-        return value
+        try:
+            return clean_host(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         instance = self.instance
@@ -507,6 +612,7 @@ class SiteConfigSerializer(strict_json.ModelSerializer):
         child=SelectorField(max_length=1000, allow_blank=False), required=False, allow_null=True
     )
     quality_rules = QualityRulesField(required=False, allow_null=True)
+    headers = HeadersField(required=False, allow_null=True)
     providers = serializers.ListField(
         child=strict_json.ChoiceField(choices=[*WorkerProvider.choices, ("*", "any")]),
         required=False,
@@ -709,6 +815,28 @@ def bulk_request_schema(resource: type[strict_json.ModelSerializer]) -> ActionBo
     )
 
 
+# An entry of the JSON body of POST /api/proxies/import/ as the schema states it (the
+# entries parse_proxy is sure to accept; see ProxyImportEntryExtension).
+PROXY_IMPORT_ENTRY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": TEXT_PATTERN, "maxLength": 100},
+        "type": {"type": "string", "enum": list(ProxyType.values)},
+        "scheme": {"type": "string", "enum": list(ProxyScheme.values)},
+        "host": {"type": "string", "pattern": HOST_PATTERN, "maxLength": 255},
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "username": {"type": "string", "pattern": NO_NUL_PATTERN, "maxLength": 255},
+        "password": {"type": "string", "pattern": NO_NUL_PATTERN, "maxLength": 255},
+        "country": {"type": "string", "pattern": COUNTRY_PATTERN},
+        "provider": {"type": "string", "pattern": NO_NUL_PATTERN, "maxLength": 100},
+        "maxSessions": {"type": "integer", "minimum": 1, "maximum": 1000},
+        "enabled": {"type": "boolean"},
+    },
+    "required": ["id", "type", "host", "port"],
+    "additionalProperties": False,
+}
+
+
 class ProxyImportEntrySerializer(serializers.Serializer):
     """Schema only (ProxyImportEntryExtension): a proxies.json entry of the JSON body
     of POST /api/proxies/import/, validated by importers.parse_proxy."""
@@ -728,24 +856,10 @@ class ProxyImportEntryExtension(OpenApiSerializerExtension):
             field = strict_json.ChoiceField(choices=[(v, f"{label} {what}") for v, label in pairs])
             return auto_schema._map_serializer_field(field, direction)
 
-        return {
-            "type": "object",
-            "properties": {
-                "id": {"type": "string", "pattern": TEXT_PATTERN, "maxLength": 100},
-                "type": choices(ProxyType.choices, "proxy"),
-                "scheme": choices(ProxyScheme.choices, "scheme"),
-                "host": {"type": "string", "pattern": HOST_PATTERN, "maxLength": 255},
-                "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                "username": {"type": "string", "pattern": NO_NUL_PATTERN, "maxLength": 255},
-                "password": {"type": "string", "pattern": NO_NUL_PATTERN, "maxLength": 255},
-                "country": {"type": "string", "pattern": COUNTRY_PATTERN},
-                "provider": {"type": "string", "pattern": NO_NUL_PATTERN, "maxLength": 100},
-                "maxSessions": {"type": "integer", "minimum": 1, "maximum": 1000},
-                "enabled": {"type": "boolean"},
-            },
-            "required": ["id", "type", "host", "port"],
-            "additionalProperties": False,
-        }
+        schema = copy.deepcopy(PROXY_IMPORT_ENTRY_SCHEMA)
+        schema["properties"]["type"] = choices(ProxyType.choices, "proxy")
+        schema["properties"]["scheme"] = choices(ProxyScheme.choices, "scheme")
+        return schema
 
 
 class ProxyImportFileSerializer(serializers.Serializer):

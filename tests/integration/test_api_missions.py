@@ -371,12 +371,21 @@ def test_list_filters_by_domain_and_creation_window(viewer_api: APIClient) -> No
     assert [m["id"] for m in before] == [old.pk]
 
 
-def test_list_accepts_a_date_without_offset_in_the_server_timezone(viewer_api: APIClient) -> None:
+@pytest.mark.parametrize(
+    "value", ["2000-01-01T00:00:00", "2000-01-01", " 2000-01-01T00:00:00Z", ""]
+)
+def test_list_takes_only_the_documented_rfc_3339_date_time(
+    viewer_api: APIClient, value: str
+) -> None:
+    """The schema says `format: date-time` (RFC 3339): the offset is required."""
     mission = factories.MissionFactory.create()
 
-    response = viewer_api.get(URL, {"created_after": "2000-01-01T00:00:00"})
+    refused = viewer_api.get(URL, {"created_after": value})
+    accepted = viewer_api.get(URL, {"created_after": "2000-01-01T00:00:00Z"})
 
-    assert [m["id"] for m in response.data["results"]] == [mission.pk]
+    assert refused.status_code == 400
+    assert "created_after" in refused.data["error"]["fields"]
+    assert [m["id"] for m in accepted.data["results"]] == [mission.pk]
 
 
 def test_list_rejects_a_malformed_date(viewer_api: APIClient) -> None:
