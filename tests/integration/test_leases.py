@@ -13,6 +13,7 @@ from orchestrator import allocation
 from orchestrator.models import Mission
 from orchestrator.states import MissionStatus
 from tests import factories
+from tests.patience import Deadline
 
 pytestmark = pytest.mark.django_db
 
@@ -36,9 +37,9 @@ def test_a_stalled_owner_writes_nothing_after_its_lease_was_taken_over(
     (stale,) = allocation.claim(Mission, queued, owner="stalled", lease_s=0.2, limit=1)
 
     # Wait (on the database clock) until the lease has expired, then another takes it.
-    deadline = time.monotonic() + 5
+    deadline = Deadline(5)  # a hang guard, counted in the machine's time
     while not Mission.objects.filter(pk=mission.pk, locked_until__lt=Now()).exists():
-        assert time.monotonic() < deadline, "lease never expired"
+        assert not deadline.expired(), "lease never expired"
         time.sleep(0.05)
     (fresh,) = allocation.claim(Mission, queued, owner="fresh", lease_s=60, limit=1)
     assert fresh.token == stale.token + 1
@@ -56,9 +57,9 @@ def test_a_stalled_owner_writes_nothing_after_its_lease_was_taken_over(
 def test_the_reaper_clears_expired_marks_but_keeps_the_token() -> None:
     mission = factories.MissionFactory()
     (lease,) = allocation.claim(Mission, Q(pk=mission.pk), owner="dead", lease_s=0.05, limit=1)
-    deadline = time.monotonic() + 5
+    deadline = Deadline(5)  # a hang guard, counted in the machine's time
     while not Mission.objects.filter(pk=mission.pk, locked_until__lt=Now()).exists():
-        assert time.monotonic() < deadline
+        assert not deadline.expired(), "lease never expired"
         time.sleep(0.05)
 
     assert allocation.reap_expired_leases() == 1
