@@ -130,6 +130,10 @@ OUTBOUND_ALLOW_PRIVATE = env.bool(
 )
 OUTBOUND_ALLOWED_HOSTS = env.list("OUTBOUND_ALLOWED_HOSTS", default=[])
 ORCHESTRATOR_INSTANCE_NAME = env.str("ORCHESTRATOR_INSTANCE_NAME", default="")
+# An engine transaction never waits on anything but its own statements: one idle this long
+# belongs to a process frozen mid-transaction (SIGSTOP, a VM paused), and PostgreSQL ends
+# it so that its row locks stop blocking the process that took over its leases.
+ORCHESTRATOR_IDLE_TX_TIMEOUT_S = env.float("ORCHESTRATOR_IDLE_TX_TIMEOUT_S", default=30.0)
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 
 # --- Security and observability (audit app, mission_control.crypto/metrics/health) ---

@@ -23,7 +23,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from django.db import InterfaceError, OperationalError, close_old_connections, connection
+from django.db import (
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    close_old_connections,
+    connection,
+)
 from django.utils import timezone
 
 from orchestrator import events, webhooks
@@ -55,7 +61,9 @@ MAX_SLEEP_S = 1.0
 # A tick that did work is followed at once by another, up to this many in a row.
 MAX_DRAIN = 20
 # The database is unreachable (restart, failover, network): what psycopg raises then.
-DATABASE_ERRORS = (OperationalError, InterfaceError)
+# InternalError: the server ended a transaction left idle too long (25P03), and
+# database_lost tells it from a transaction state error on a healthy connection.
+DATABASE_ERRORS = (OperationalError, InterfaceError, InternalError)
 # Waits between reconnection attempts while it is: doubled from BASE up to CAP.
 # Reconnect waits after the database (or its LISTEN connection) is lost: 0.5 s doubling to 5 s.
 DB_RETRY = RetryPolicy(base_s=0.5, cap_s=5.0)
@@ -74,7 +82,20 @@ def database_lost(exc: BaseException) -> bool:
         # unexpectedly", a refused connect): the connection is gone. A rolled-back
         # transaction always carries its SQLSTATE.
         return True
-    return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
+    # 25P03: PostgreSQL ended a transaction left idle too long (the process was frozen).
+    return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03", "25P03")
+
+
+def engine_connection_options(
+    options: dict[str, Any], pid: int, idle_tx_timeout_s: float
+) -> dict[str, Any]:
+    """The PostgreSQL OPTIONS of an orchestrator process's connections: a name to tell it
+    apart in pg_stat_activity, and a bound on how long one of its transactions may sit
+    idle (settings.ORCHESTRATOR_IDLE_TX_TIMEOUT_S; 0 = none) before the server ends it
+    and frees its row locks. Server options already given (DATABASE_URL) are kept."""
+    timeout_ms = max(0, round(idle_tx_timeout_s * 1000))
+    server = f"{options.get('options', '')} -c idle_in_transaction_session_timeout={timeout_ms}"
+    return {**options, "application_name": f"mc-orchestrator-{pid}", "options": server.strip()}
 
 
 def next_wait(interval_s: float, result: TickResult) -> float:
@@ -132,6 +153,7 @@ class Orchestrator:
         self.bus_mode = "polling"
         self._local = threading.local()  # .db_error: set by a tick that lost the database
         self._db_down_since: float | None = None
+        self._db_up_at = float("-inf")  # when the last outage ended (monotonic)
         self._db_lock = threading.Lock()
 
     # ------------------------------------------------------------------ signals
@@ -364,12 +386,13 @@ class Orchestrator:
         drains = failures = 0
         try:
             while not self.stopping.is_set():
+                started = time.monotonic()  # a failure of this pass may be an old outage's
                 try:
                     close_old_connections()
                     cfg = config.load()
                 except DATABASE_ERRORS as exc:
                     failures += 1
-                    self._database_down(exc, failures)
+                    self._database_down(exc, failures, started)
                     continue
                 if failures:
                     failures = 0
@@ -390,7 +413,7 @@ class Orchestrator:
                 if lost is not None:
                     self._local.db_error = None
                     failures += 1
-                    self._database_down(lost, failures)
+                    self._database_down(lost, failures, started)
                     continue
                 if result.did_work:
                     # The manager's other lanes go again at once too, as when its
@@ -412,15 +435,23 @@ class Orchestrator:
             with contextlib.suppress(Exception):
                 connection.close()
 
-    def _database_down(self, exc: Exception, failures: int) -> None:
+    def _database_down(self, exc: Exception, failures: int, started: float) -> None:
         """Drop this thread's broken connection and wait (capped exponential backoff,
         cut short by SIGTERM) before its next pass reconnects. Never exits: no crash
-        loop. The first thread to notice logs it once."""
-        delay = DB_RETRY.delay_s(failures)
+        loop. The first thread to notice logs it once. A pass that began before the last
+        outage ended (a tick busy over HTTP through a restart) met that outage's broken
+        connection, not a new outage: it reconnects at once and logs no second outage."""
         with self._db_lock:
             first = self._db_down_since is None
-            if first:
+            stale = first and started < self._db_up_at
+            if first and not stale:
                 self._db_down_since = time.monotonic()
+        with contextlib.suppress(Exception):  # already broken: nothing to close cleanly
+            connection.close()
+        if stale:
+            logger.info("a connection broken before the database came back was replaced")
+            return
+        delay = DB_RETRY.delay_s(failures)
         if first:
             logger.warning(
                 "database unavailable (%s: %s); reconnecting",
@@ -430,13 +461,13 @@ class Orchestrator:
             )
         else:
             logger.info("database still unavailable; retrying in %.1fs", delay)
-        with contextlib.suppress(Exception):  # already broken: nothing to close cleanly
-            connection.close()
         self.stopping.wait(delay)
 
     def _database_up(self) -> None:
         with self._db_lock:
             since, self._db_down_since = self._db_down_since, None
+            if since is not None:
+                self._db_up_at = time.monotonic()
         if since is None:
             return
         logger.info(

@@ -112,7 +112,10 @@ def test_an_orchestrator_paused_past_its_lease_writes_nothing_when_it_wakes_up(
     fake_writer.hold_next("POST", r"/batches$")
     logs = {name: tmp_path / f"{name}.log" for name in ("paused", "successor")}
 
-    paused = spawn("run_orchestrator", "--name", "paused", log=logs["paused"])
+    # Frozen anywhere, maybe between two statements of a transaction: the server ends
+    # that transaction after this long, so its row locks never block the successor.
+    idle_tx = {"ORCHESTRATOR_IDLE_TX_TIMEOUT_S": str(2 * LEASE_S)}
+    paused = spawn("run_orchestrator", "--name", "paused", log=logs["paused"], **idle_tx)
     successor = None
     try:
         wait_for(lambda: fake_writer.holding == 1, 90, "the first page held at the writer")

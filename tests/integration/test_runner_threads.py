@@ -4,11 +4,12 @@ at once when woken or after a tick that did work, and stops after the current ti
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 
 from orchestrator import runner
 from orchestrator.managers import base
@@ -377,3 +378,25 @@ def _stopped(recorder: Recorder) -> Iterator[None]:
     # No manager thread may outlive its test (they would hold database connections).
     leftovers = [t.name for t in threading.enumerate() if t.name.startswith("manager-")]
     assert leftovers == []
+
+
+def test_a_tick_that_spanned_a_restart_does_not_log_the_outage_twice(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lane busy over HTTP through a restart meets its broken connection after another
+    lane has already logged the database back: the same outage, not a second one."""
+    monkeypatch.setattr(runner, "connection", SimpleNamespace(close=lambda: None))
+    orch = orchestrator(recorder)
+    orch.stopping.set()  # the backoff waits return at once
+    lost = OperationalError("server closed the connection unexpectedly")
+    before_restart = time.monotonic()
+
+    orch._database_down(lost, 1, before_restart)  # the first lane to notice
+    orch._database_up()  # that lane reconnected
+    orch._database_down(lost, 1, before_restart)  # the busy lane, its pass begun before
+    orch._database_up()  # its next pass succeeds: nothing to log
+    assert caplog.text.count("database unavailable") == 1
+    assert caplog.text.count("database reachable again") == 1
+
+    orch._database_down(lost, 1, time.monotonic())  # a pass begun after: a new outage
+    assert caplog.text.count("database unavailable") == 2

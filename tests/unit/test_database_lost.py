@@ -7,7 +7,7 @@ import psycopg.errors
 import pytest
 from django.db import InterfaceError, OperationalError
 
-from orchestrator.runner import database_lost
+from orchestrator.runner import database_lost, engine_connection_options
 
 
 def wrapped(cause: Exception) -> OperationalError:
@@ -23,6 +23,9 @@ def wrapped(cause: Exception) -> OperationalError:
         psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
         psycopg.errors.CannotConnectNow("the database system is starting up"),
         psycopg.errors.ConnectionFailure("connection failure"),
+        psycopg.errors.IdleInTransactionSessionTimeout(
+            "terminating connection due to idle-in-transaction timeout"
+        ),
     ],
 )
 def test_a_server_going_away_is_a_lost_database(cause: Exception) -> None:
@@ -53,3 +56,17 @@ def test_a_broken_socket_without_sqlstate_is_a_lost_database() -> None:
 
 def test_an_interface_error_is_a_lost_connection() -> None:
     assert database_lost(InterfaceError("connection already closed"))
+
+
+def test_the_engine_connection_options_bound_idle_transactions_and_keep_the_given_ones() -> None:
+    options = engine_connection_options(
+        {"options": "-c search_path=mc", "sslmode": "prefer"}, 42, 2.5
+    )
+    assert options == {
+        "options": "-c search_path=mc -c idle_in_transaction_session_timeout=2500",
+        "sslmode": "prefer",
+        "application_name": "mc-orchestrator-42",
+    }
+    assert engine_connection_options({}, 1, 0)["options"] == (
+        "-c idle_in_transaction_session_timeout=0"
+    )

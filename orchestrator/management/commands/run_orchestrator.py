@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from orchestrator.runner import MANAGER_CLASSES, Orchestrator
+from orchestrator.runner import MANAGER_CLASSES, Orchestrator, engine_connection_options
 
 
 class Command(BaseCommand):
@@ -39,10 +39,10 @@ class Command(BaseCommand):
         if unknown or not managers:
             raise CommandError(f"unknown managers: {', '.join(sorted(unknown)) or '(none)'}")
         if connection.vendor == "postgresql":
-            # Tell this process apart in pg_stat_activity.
-            connection.close()
-            settings.DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = (
-                f"mc-orchestrator-{os.getpid()}"
+            connection.close()  # the manager threads' connections take these options
+            db = settings.DATABASES["default"]
+            db["OPTIONS"] = engine_connection_options(
+                db.get("OPTIONS", {}), os.getpid(), settings.ORCHESTRATOR_IDLE_TX_TIMEOUT_S
             )
         orchestrator = Orchestrator(
             managers,
