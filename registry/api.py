@@ -427,8 +427,11 @@ class ProxyViewSet(ConnectionTestMixin, RegistryViewSet):
         responses=RegistryImportResultSerializer,
         description="Upsert proxies by external id from proxies.json (a JSON array) or CSV "
         "(a multipart `file`, or a text/csv body); all or nothing unless ?skip_invalid=true. "
-        "A JSON body the schema calls valid is refused only for an `id` that appears more "
-        "than once.",
+        "A JSON body follows the entry schema: an entry outside it makes the request "
+        "malformed (400 whatever skip_invalid says), and one the schema calls valid is "
+        "refused only for an `id` that appears more than once (skip_invalid skips it). A "
+        "file upload may use every spelling of the file formats (`_id`, `server`, `geo`, "
+        "snake_case), and skip_invalid skips any bad entry of it.",
     )
     @action(
         detail=False,
@@ -455,7 +458,7 @@ class ProxyViewSet(ConnectionTestMixin, RegistryViewSet):
         with proxy_file:
             try:
                 checked = proxy_file.check()
-                if checked.error_count and not skip:
+                if checked.unskippable or (checked.error_count and not skip):
                     raise exceptions.ValidationError({"entries": checked.error_fields()})
                 summary = proxy_file.apply(total=checked.valid)
             except importers.FileRefused as exc:

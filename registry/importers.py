@@ -64,6 +64,9 @@ class EntryError:
     index: int
     key: str
     errors: dict[str, str]
+    # False for an entry of a JSON request body outside its schema: the request is
+    # malformed, and skip_invalid does not skip it.
+    skippable: bool = True
 
     def describe(self) -> str:
         what = f" ({self.key})" if self.key else ""
@@ -220,6 +223,14 @@ def _proxy_address(entry: dict[str, Any]) -> tuple[str, str, int, str, str]:
     return scheme, host, port, username, password
 
 
+# The keys of an entry in a JSON request body (the API schema's; a file may also spell
+# them `_id`, `server`, `geo` or in snake_case).
+JSON_BODY_KEYS = frozenset(
+    ("id", "type", "scheme", "host", "port", "username", "password", "country")
+    + ("provider", "maxSessions", "enabled")
+)
+
+
 def parse_proxy(entry: Any) -> ProxyRow:
     if not isinstance(entry, dict):
         raise EntryInvalid({"entry": "must be an object."})
@@ -347,6 +358,7 @@ class Checked:
 
     valid: int = 0
     error_count: int = 0
+    unskippable: int = 0  # entries of a strict body outside its schema (EntryError)
     errors: list[EntryError] = field(default_factory=list)
     # A JSON document that is not an array: one "entry" error (the API's shape).
     not_an_array: FileRefused | None = None
@@ -361,9 +373,13 @@ class ProxyFile:
     Memory stays bounded by a chunk of rows and the set of ids, whatever the size;
     the file's bytes and entries are limited (IMPORT_MAX_BYTES, IMPORT_MAX_ROWS)."""
 
-    def __init__(self, stream: Any, *, is_json: bool) -> None:
+    def __init__(self, stream: Any, *, is_json: bool, strict: bool = False) -> None:
         self.stream = stream
         self.is_json = is_json
+        # A JSON request body (not a file): its entries follow the API's entry schema
+        # (JSON_BODY_KEYS, no `_id`/`server`/`geo` spellings), and one outside it makes
+        # the request malformed whatever skip_invalid says.
+        self.strict = strict
 
     @classmethod
     def open(cls, stream: Any, filename: str = "") -> ProxyFile:
@@ -372,8 +388,10 @@ class ProxyFile:
 
     @classmethod
     def from_body(cls, stream: Any, *, is_json: bool) -> ProxyFile:
-        """A request body, spooled to a temporary file; FileRefused past the limit."""
-        return cls(streams.spool(streams.read_chunks(stream), max_bytes()), is_json=is_json)
+        """A request body, spooled to a temporary file; FileRefused past the limit. A
+        JSON body is strict (see __init__)."""
+        spooled = streams.spool(streams.read_chunks(stream), max_bytes())
+        return cls(spooled, is_json=is_json, strict=is_json)
 
     def close(self) -> None:
         self.stream.close()
@@ -405,9 +423,9 @@ class ProxyFile:
                     else ""
                 )
                 try:
-                    row = parse_proxy(entry)
+                    row = self._parse(entry)
                 except EntryInvalid as exc:
-                    yield EntryError(index, key, exc.errors)
+                    yield EntryError(index, key, exc.errors, skippable=not self.strict)
                     continue
                 if row.external_id in seen:
                     yield EntryError(index, key, {"id": "appears more than once."})
@@ -417,12 +435,20 @@ class ProxyFile:
         except csv.Error as exc:  # a field over the CSV limit, a NUL byte, a broken quote
             raise FileRefused(f"CSV: {exc}.", f"CSV inválido: {exc}.") from None
 
+    def _parse(self, entry: Any) -> ProxyRow:
+        if self.strict and isinstance(entry, dict):
+            unknown = sorted(str(k) for k in entry if k not in JSON_BODY_KEYS)
+            if unknown:
+                raise EntryInvalid(dict.fromkeys(unknown, "is not a field of an entry."))
+        return parse_proxy(entry)
+
     def check(self) -> Checked:
         checked = Checked()
         try:
             for outcome in self.outcomes():
                 if isinstance(outcome, EntryError):
                     checked.error_count += 1
+                    checked.unskippable += not outcome.skippable
                     if len(checked.errors) < MAX_REPORTED_ERRORS:
                         checked.errors.append(outcome)
                 else:

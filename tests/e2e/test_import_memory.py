@@ -110,7 +110,7 @@ def _json_rows() -> Iterator[bytes]:
             "port": 8000,
             "username": f"usuario-{i}",
             "password": f"senha-{i:012d}",
-            "geo": "BR",
+            "country": "BR",
         }
         yield (b"," if i else b"") + json.dumps(entry).encode()
     yield b"]"

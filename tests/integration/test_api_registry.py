@@ -12,7 +12,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
+from registry.importers import JSON_BODY_KEYS
 from registry.models import Proxy, SiteConfig, Uploader, Worker, Writer
+from registry.serializers import PROXY_IMPORT_ENTRY_SCHEMA
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -653,8 +655,15 @@ def example(name: str) -> Any:
     return json.loads((EXAMPLES / name).read_text())
 
 
+def upload(admin_api: APIClient, entries: Any, query: str = "") -> Any:
+    """A proxies.json file upload: every spelling of the file format (a JSON body is
+    held to the API's entry schema)."""
+    body = SimpleUploadedFile("proxies.json", json.dumps(entries).encode())
+    return admin_api.post(f"/api/proxies/import/{query}", {"file": body}, format="multipart")
+
+
 def test_it_imports_every_variant_of_the_example_proxies(admin_api: APIClient) -> None:
-    response = admin_api.post("/api/proxies/import/", example("proxies.json"), format="json")
+    response = upload(admin_api, example("proxies.json"))
 
     assert response.status_code == 200, response.json()
     assert response.json() == {"created": 5, "updated": 0, "skipped": 0, "errors": {}}
@@ -671,12 +680,12 @@ def test_it_imports_every_variant_of_the_example_proxies(admin_api: APIClient) -
 
 
 def test_a_second_import_updates_and_keeps_runtime_state(admin_api: APIClient) -> None:
-    admin_api.post("/api/proxies/import/", example("proxies.json"), format="json")
+    upload(admin_api, example("proxies.json"))
     Proxy.objects.filter(external_id="px-br-res-01").update(status="banned", failure_count=7)
     changed = example("proxies.json")
     changed[0]["port"] = 9001
 
-    response = admin_api.post("/api/proxies/import/", changed, format="json")
+    response = upload(admin_api, changed)
 
     assert response.json()["updated"] == 5
     proxy = Proxy.objects.get(external_id="px-br-res-01")
@@ -688,7 +697,7 @@ def test_it_imports_nothing_and_names_bad_entries_by_index(admin_api: APIClient)
     entries[1]["port"] = 70000
     entries.append({"id": "px-x", "type": "residential", "server": "ftp://h:1"})
 
-    response = admin_api.post("/api/proxies/import/", entries, format="json")
+    response = upload(admin_api, entries)
 
     assert response.status_code == 400
     errors = fields_of(response)["entries"]
@@ -701,12 +710,48 @@ def test_it_imports_nothing_and_names_bad_entries_by_index(admin_api: APIClient)
 def test_skip_invalid_imports_the_good_entries(admin_api: APIClient) -> None:
     entries = [*example("proxies.json"), {"id": "px-bad", "type": "residential"}]
 
-    response = admin_api.post("/api/proxies/import/?skip_invalid=true", entries, format="json")
+    response = upload(admin_api, entries, "?skip_invalid=true")
 
     assert response.status_code == 200
     body = response.json()
     assert (body["created"], body["skipped"]) == (5, 1)
     assert set(body["errors"]) == {"5"}
+
+
+GOOD = {"id": "px-a", "type": "residential", "host": "203.0.113.9", "port": 8000}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {**GOOD, "id": "px-b", "geo": "BR"},  # a file's spelling, not the body's schema
+        {"_id": "px-b", "type": "residential", "host": "203.0.113.9", "port": 8000},
+        {**GOOD, "id": "x" * 101},  # past the schema's maxLength
+        {**GOOD, "id": "px-b", "port": 0},
+    ],
+)
+def test_a_json_body_entry_outside_the_schema_is_refused_even_with_skip_invalid(
+    admin_api: APIClient, bad: dict[str, Any]
+) -> None:
+    response = admin_api.post("/api/proxies/import/?skip_invalid=true", [GOOD, bad], format="json")
+
+    assert response.status_code == 400, response.json()
+    assert set(fields_of(response)["entries"]) == {"1"}
+    assert not Proxy.objects.exists()
+
+
+def test_skip_invalid_skips_a_repeated_id_of_a_json_body(admin_api: APIClient) -> None:
+    response = admin_api.post(
+        "/api/proxies/import/?skip_invalid=true", [GOOD, {**GOOD, "port": 8001}], format="json"
+    )
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["skipped"] == 1
+    assert Proxy.objects.get().port == 8000
+
+
+def test_the_json_body_keys_are_the_schemas() -> None:
+    assert set(PROXY_IMPORT_ENTRY_SCHEMA["properties"]) == JSON_BODY_KEYS
 
 
 def test_it_refuses_a_proxies_file_that_is_not_a_list(admin_api: APIClient) -> None:
