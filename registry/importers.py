@@ -226,8 +226,8 @@ def _proxy_address(entry: dict[str, Any]) -> tuple[str, str, int, str, str]:
 # The keys of an entry in a JSON request body (the API schema's; a file may also spell
 # them `_id`, `server`, `geo` or in snake_case).
 JSON_BODY_KEYS = frozenset(
-    ("id", "type", "scheme", "host", "port", "username", "password", "country")
-    + ("provider", "maxSessions", "enabled")
+    {"id", "type", "scheme", "host", "port", "username", "password", "country", "provider"}
+    | {"maxSessions", "enabled"}
 )
 
 

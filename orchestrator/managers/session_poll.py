@@ -23,6 +23,10 @@ from registry.models import Worker
 DISAPPEAR_GRACE = dt.timedelta(seconds=10)
 # How often the loop polls workers while a session is still being created.
 CREATING_POLL_S = 0.5
+# `last_polled_at` is for people (the API), not for the engine: a session whose phase
+# and activity did not change is written at most this often, which keeps the poll's
+# writes (and its row locks beside the dispatch and results lanes) off busy sessions.
+POLL_MARK_EVERY = dt.timedelta(seconds=30)
 
 # How a session ends: its status, error code, message, and whether the worker still
 # holds its slot (it is then closed there).
@@ -210,10 +214,23 @@ def _observe(
     if session.status == SessionStatus.CREATING and remote.status in ("ready", "busy"):
         if qs.update(status=SessionStatus.READY, **updates):
             events.publish("session.ready", mission_id=session.mission_id)
+    elif not _news(session, remote, now):
+        return
     elif seen is not None:
         seen.append((session, remote))
     else:
         qs.update(**updates)
+
+
+def _news(session: BrowserSession, remote: RemoteSession, now: dt.datetime) -> bool:
+    """Whether the poll saw something to write of a session that goes on: another
+    phase, newer activity, or a `last_polled_at` older than POLL_MARK_EVERY."""
+    return (
+        session.phase != (remote.phase or "")
+        or bool(remote.last_activity_at and remote.last_activity_at != session.last_activity_at)
+        or session.last_polled_at is None
+        or now - session.last_polled_at >= POLL_MARK_EVERY
+    )
 
 
 def _touch_many(seen: Seen, now: dt.datetime) -> None:

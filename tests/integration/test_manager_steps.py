@@ -7,6 +7,7 @@ once), never by a whole orchestrator pass."""
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from collections.abc import Iterator
 
@@ -18,6 +19,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from orchestrator import actions, events, transitions
 from orchestrator.managers.etl import EtlManager
 from orchestrator.managers.missions import MissionManager
+from orchestrator.managers.session_poll import POLL_MARK_EVERY
 from orchestrator.managers.sessions import SessionManager
 from orchestrator.managers.workers import WorkerManager
 from orchestrator.models import BrowserSession, Mission, MissionItem
@@ -127,6 +129,27 @@ def test_poll_workers_marks_a_failed_remote_session_failed(fleet: Fleet) -> None
 
     session.refresh_from_db()
     assert session.status == SessionStatus.FAILED
+
+
+def test_poll_workers_writes_a_quiet_session_only_when_its_mark_is_old(fleet: Fleet) -> None:
+    """Nothing new (same phase, same activity): the poll leaves the row alone until its
+    last_polled_at is POLL_MARK_EVERY old; another phase is written at once."""
+    _, session = ready(fleet)
+    t0 = timezone.now()
+    sessions().poll_workers(t0, config.load())
+    marked = BrowserSession.objects.get(pk=session.pk).last_polled_at
+
+    sessions().poll_workers(t0 + dt.timedelta(seconds=5), config.load())
+    assert BrowserSession.objects.get(pk=session.pk).last_polled_at == marked
+
+    later = marked + POLL_MARK_EVERY
+    sessions().poll_workers(later, config.load())
+    assert BrowserSession.objects.get(pk=session.pk).last_polled_at == later
+
+    fleet.fake_worker.sessions[session.remote_id].phase = "navigating"
+    sessions().poll_workers(later + dt.timedelta(seconds=1), config.load())
+    row = BrowserSession.objects.get(pk=session.pk)
+    assert (row.phase, row.last_polled_at) == ("navigating", later + dt.timedelta(seconds=1))
 
 
 def test_close_sessions_closes_a_closing_session_on_the_worker(fleet: Fleet) -> None:
