@@ -225,10 +225,29 @@ def _proxy_address(entry: dict[str, Any]) -> tuple[str, str, int, str, str]:
 
 # The keys of an entry in a JSON request body (the API schema's; a file may also spell
 # them `_id`, `server`, `geo` or in snake_case).
-JSON_BODY_KEYS = frozenset(
-    {"id", "type", "scheme", "host", "port", "username", "password", "country", "provider"}
-    | {"maxSessions", "enabled"}
-)
+JSON_BODY_TYPES: dict[str, type] = {
+    **dict.fromkeys(("id", "type", "scheme", "host", "username", "password"), str),
+    **dict.fromkeys(("country", "provider"), str),
+    **dict.fromkeys(("port", "maxSessions"), int),
+    "enabled": bool,
+}
+JSON_BODY_KEYS = frozenset(JSON_BODY_TYPES)
+JSON_TYPE_NAMES = {str: "string", int: "integer", bool: "boolean"}
+
+
+def _json_body_errors(entry: dict[Any, Any]) -> dict[str, str]:
+    """What makes an entry of a JSON body fall outside its schema before its values are
+    read: a key it does not list, a value of another JSON type (`"8000"` for a port,
+    `"true"` for `enabled`: a file may spell them so, a body may not)."""
+    errors: dict[str, str] = {}
+    for key, value in entry.items():
+        kind = JSON_BODY_TYPES.get(str(key))
+        if kind is None:
+            errors[str(key)] = "is not a field of an entry."
+        elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            errors[str(key)] = f"must be a JSON {JSON_TYPE_NAMES[kind]}."
+    return errors
+
 
 
 def parse_proxy(entry: Any) -> ProxyRow:
@@ -437,9 +456,9 @@ class ProxyFile:
 
     def _parse(self, entry: Any) -> ProxyRow:
         if self.strict and isinstance(entry, dict):
-            unknown = sorted(str(k) for k in entry if k not in JSON_BODY_KEYS)
-            if unknown:
-                raise EntryInvalid(dict.fromkeys(unknown, "is not a field of an entry."))
+            errors = _json_body_errors(entry)
+            if errors:
+                raise EntryInvalid(errors)
         return parse_proxy(entry)
 
     def check(self) -> Checked:

@@ -728,6 +728,10 @@ GOOD = {"id": "px-a", "type": "residential", "host": "203.0.113.9", "port": 8000
         {"_id": "px-b", "type": "residential", "host": "203.0.113.9", "port": 8000},
         {**GOOD, "id": "x" * 101},  # past the schema's maxLength
         {**GOOD, "id": "px-b", "port": 0},
+        {**GOOD, "id": "px-b", "port": "8000"},  # a file may spell numbers as text
+        {**GOOD, "id": "px-b", "enabled": "true"},
+        {**GOOD, "id": "px-b", "maxSessions": True},
+        {**GOOD, "id": "px-b", "provider": None},
     ],
 )
 def test_a_json_body_entry_outside_the_schema_is_refused_even_with_skip_invalid(
