@@ -27,6 +27,10 @@ def database_url() -> str:
     return f"postgres://{user}{password}@{host}:{port}/{s['NAME']}"
 
 
+# The log file of each process spawned with one, by pid (for stop()'s failure message).
+_LOGS: dict[int, Path] = {}
+
+
 def spawn(*args: str, log: Path | None = None, **env: str) -> subprocess.Popen[bytes]:
     full_env = {
         **os.environ,
@@ -47,9 +51,11 @@ def spawn(*args: str, log: Path | None = None, **env: str) -> subprocess.Popen[b
             command, cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
         )
     with open(log, "ab") as out:  # the child keeps its own descriptor
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             command, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT
         )
+    _LOGS[proc.pid] = log
+    return proc
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.2) -> None:
@@ -66,14 +72,25 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, poll: flo
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 20) -> int:
+    """SIGTERM, then the exit code. `timeout` is a hang guard counted in the machine's
+    time (`tests.patience`: a process finishing its current tick on an overloaded
+    machine is not hung); past it the process is killed and the failure shows the end
+    of its log."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise
+    deadline = Deadline(timeout)
+    while proc.poll() is None and not deadline.expired():
+        time.sleep(0.05)
+    code = proc.poll()
+    if code is not None:
+        return code
+    proc.kill()
+    proc.wait()
+    log = _LOGS.get(proc.pid)
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else "(no log)"
+    raise AssertionError(
+        f"pid {proc.pid} still running {timeout}s (load-adjusted) after SIGTERM; its log:\n{tail}"
+    )
 
 
 def process_state(pid: int) -> str:
