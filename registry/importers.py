@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import jsonschema
 from django.conf import settings
 from django.db import transaction
 
 from mission_control import hardening
 from registry import site_rules, streams
 from registry.models import DEFAULT_DOMAIN, Engine, Proxy, ProxyScheme, ProxyType, SiteConfig
-from registry.serializers import clean_country, clean_domain
+from registry.serializers import PROXY_IMPORT_ENTRY_SCHEMA, clean_country, clean_domain
 from registry.streams import FileRefused
 
 CHUNK = 1000
@@ -223,31 +224,36 @@ def _proxy_address(entry: dict[str, Any]) -> tuple[str, str, int, str, str]:
     return scheme, host, port, username, password
 
 
-# The keys of an entry in a JSON request body (the API schema's; a file may also spell
-# them `_id`, `server`, `geo` or in snake_case).
-JSON_BODY_TYPES: dict[str, type] = {
-    **dict.fromkeys(("id", "type", "scheme", "host", "username", "password"), str),
-    **dict.fromkeys(("country", "provider"), str),
-    **dict.fromkeys(("port", "maxSessions"), int),
-    "enabled": bool,
-}
-JSON_BODY_KEYS = frozenset(JSON_BODY_TYPES)
-JSON_TYPE_NAMES = {str: "string", int: "integer", bool: "boolean"}
+# An entry of a JSON request body is held to the schema the API publishes for it
+# (serializers.PROXY_IMPORT_ENTRY_SCHEMA; OpenAPI 3.0's schema objects are JSON Schema
+# draft 4: an integer is never 1.0 or true). A file may also spell its keys `_id`,
+# `server`, `geo` or in snake_case, and numbers as text.
+JSON_BODY_SCHEMA = jsonschema.Draft4Validator(PROXY_IMPORT_ENTRY_SCHEMA)
+JSON_BODY_KEYS = frozenset(PROXY_IMPORT_ENTRY_SCHEMA["properties"])
 
 
-def _json_body_errors(entry: dict[Any, Any]) -> dict[str, str]:
-    """What makes an entry of a JSON body fall outside its schema before its values are
-    read: a key it does not list, a value of another JSON type (`"8000"` for a port,
-    `"true"` for `enabled`: a file may spell them so, a body may not)."""
+def _json_body_errors(entry: dict[str, Any]) -> dict[str, str]:
+    """Why an entry of a JSON body falls outside its schema, by field (`entry` for what
+    concerns the entry as a whole); empty when it does not."""
     errors: dict[str, str] = {}
-    for key, value in entry.items():
-        kind = JSON_BODY_TYPES.get(str(key))
-        if kind is None:
+    for key in entry:
+        if key not in JSON_BODY_KEYS:
             errors[str(key)] = "is not a field of an entry."
-        elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            errors[str(key)] = f"must be a JSON {JSON_TYPE_NAMES[kind]}."
+    for error in JSON_BODY_SCHEMA.iter_errors(entry):
+        if error.validator == "required":
+            for name in error.validator_value:
+                if name not in entry:
+                    errors.setdefault(name, "is required.")
+        elif error.path:  # additionalProperties has none: named above, one by one
+            errors.setdefault(str(error.path[0]), _schema_message(error))
     return errors
 
+
+def _schema_message(error: jsonschema.ValidationError) -> str:
+    """The schema rule a field broke, without echoing its value (a password)."""
+    if error.validator == "type":
+        return f"must be a JSON {error.validator_value}."
+    return f"breaks the schema's {error.validator} ({error.validator_value})."
 
 
 def parse_proxy(entry: Any) -> ProxyRow:
