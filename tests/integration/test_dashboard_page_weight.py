@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 
 import pytest
+from django.conf import settings
 from django.test import Client
 
 from tests import factories
@@ -63,3 +64,23 @@ def test_htmx_is_loaded_exactly_where_hx_requests_are(login: Callable[..., Clien
 def test_login_page_has_no_htmx(client: Client) -> None:
     body = client.get("/login/").content.decode()
     assert not HTMX_SCRIPT.search(body) and "/js/app" in body
+
+
+def test_long_blocks_below_the_fold_are_drawn_only_when_near(
+    login: Callable[..., Client],
+) -> None:
+    """The mission's sessions, timeline and items and every settings group are
+    content-visibility: auto (.defer-render): a phone's first layout, and each relayout
+    a late web font forces, covers only what is on screen."""
+    mission = factories.MissionFactory(n_items=3)
+    client = login("admin")
+    body = client.get(f"/missoes/{mission.pk}/").content.decode()
+    for label in ("sess-title", "ev-title", "items-title"):
+        assert re.search(
+            rf'<section class="card defer-render[^"]*" aria-labelledby="{label}"', body
+        ), label
+    body = client.get("/configuracoes/").content.decode()
+    groups = re.findall(r'<section class="([^"]*)"[^>]*data-settings-group=', body)
+    assert groups and all("defer-render" in g.split() for g in groups)
+    css = (settings.BASE_DIR / "static/css/app.css").read_text()
+    assert ".defer-render{content-visibility:auto;" in css
