@@ -1,5 +1,5 @@
 """The pt-BR operator dashboard: thin views over orchestrator.actions, registry.config
-and dashboard.queries. Live parts are htmx partials answered with an ETag."""
+and dashboard.queries. Live parts are partials answered with an ETag, polled by static/js/app.js."""
 
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ def _actor(request: HttpRequest) -> str:
     return request.user.get_username()
 
 
-# htmx stops polling an element whose request is answered with this status.
+# app.js stops polling an element whose request is answered with this status.
 STOP_POLLING = 286
 
 ACTION_ERRORS = {
@@ -395,7 +395,7 @@ def _preview_text(record: Any) -> str:
 @require_GET
 @role_required(VIEWER)
 def mission_live(request: HttpRequest, pk: int) -> HttpResponse:
-    """The whole mission page body. Once the mission has ended, answer 286: htmx swaps
+    """The whole mission page body. Once the mission has ended, answer 286: app.js swaps
     this last state in and stops polling."""
     ctx = _mission_page_context(request, pk)
     response = live(request, "dashboard/partials/mission_live.html", ctx)

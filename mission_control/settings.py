@@ -301,7 +301,7 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True
 # Content-Security-Policy on every response (django-csp). Everything is same-origin:
-# fonts, htmx and the Swagger UI (drf-spectacular-sidecar) are self-hosted. The few
+# fonts, app.js and the Swagger UI (drf-spectacular-sidecar) are self-hosted. The few
 # inline <script>/<style> blocks carry the per-request nonce ({{ CSP_NONCE }});
 # inline style="" attributes and eval are refused. data: images are the favicon and
 # the icons inside the admin's and Swagger UI's CSS.

@@ -1,7 +1,7 @@
 /* Mission Control dashboard: theme, sidebar, dialogs, bulk selection, toasts, bar
-   widths and conditional (ETag) polling for htmx partials. No dependencies besides
-   htmx. CSP-safe: no inline handlers, no eval, no style="" attributes. Tables are left
-   alone: the templates write each cell's data-label for the phone layout. */
+   widths and the live pages' conditional (ETag) polling. No dependencies. CSP-safe:
+   no inline handlers, no eval, no style="" attributes. Tables are left alone:
+   the templates write each cell's data-label for the phone layout. */
 (function () {
   "use strict";
   var root = document.documentElement;
@@ -55,9 +55,9 @@
   });
 
   // "Testar conexão": POST, and the answer (a small server-rendered badge) goes into the
-  // row's result slot. Plain fetch: the resources pages need no htmx.
+  // row's result slot.
   function csrfToken() {
-    try { return JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRFToken"]; } catch (e) { return ""; }
+    return document.body.getAttribute("data-csrf-token") || "";
   }
   function testConnection(button) {
     var out = document.getElementById(button.getAttribute("data-target"));
@@ -134,19 +134,45 @@
     }
   });
 
-  // Polled partials send the ETag they hold; the server answers 304 when nothing changed.
-  document.addEventListener("htmx:configRequest", function (event) {
-    var etag = event.detail.elt.getAttribute("data-etag");
-    if (etag && event.detail.verb === "get") event.detail.headers["If-None-Match"] = etag;
-  });
-  document.addEventListener("htmx:afterRequest", function (event) {
-    var xhr = event.detail.xhr;
-    if (xhr && xhr.status === 200) {
-      var etag = xhr.getResponseHeader("ETag");
-      if (etag) event.detail.elt.setAttribute("data-etag", etag);
-    }
-    if (event.detail.elt.hasAttribute && event.detail.elt.hasAttribute("data-poll")) pollResult(event.detail.elt, xhr);
-  });
+  // Live parts: an element with data-poll-url asks for its partial every 5 s, sending
+  // the ETag it holds. 304: nothing changed. 200: the answer replaces its content. 286:
+  // the last state (the mission ended), swapped in, then the element stops polling.
+  // Polls skip while the tab is hidden, while a dialog is open (a confirmation must
+  // not be swapped away under the pointer) and, with data-poll="unless-selected",
+  // while rows are selected. aria-busy marks a request under way; "mc:swapped" is
+  // dispatched on the element after each swap.
+  var POLL_MS = 5000;
+  function poll(elt) {
+    if (!elt.hasAttribute("data-poll") || elt.hasAttribute("aria-busy")) return;
+    var busy = document.querySelector("dialog[open]") ||
+      (elt.getAttribute("data-poll") === "unless-selected" &&
+        document.querySelector('input[name="ids"]:checked'));
+    if (document.visibilityState !== "visible" || busy) return;
+    var headers = {};
+    var etag = elt.getAttribute("data-etag");
+    if (etag) headers["If-None-Match"] = etag;
+    elt.setAttribute("aria-busy", "true");
+    fetch(elt.getAttribute("data-poll-url"), { credentials: "same-origin", headers: headers })
+      .then(function (r) {
+        if (r.status === 304) return r.status;
+        if (!r.ok) throw r;
+        return r.text().then(function (html) {
+          var tag = r.headers.get("ETag");
+          if (tag) elt.setAttribute("data-etag", tag);
+          elt.innerHTML = html;
+          paintBars();
+          updateBulk();
+          elt.dispatchEvent(new CustomEvent("mc:swapped", { bubbles: true }));
+          return r.status;
+        });
+      })
+      .then(function (status) { pollResult(elt, status); },
+        function (r) { pollResult(elt, r && r.status ? r.status : 0); })
+      .then(function () { elt.removeAttribute("aria-busy"); });
+  }
+  if (document.querySelector("[data-poll-url]")) {
+    setInterval(function () { document.querySelectorAll("[data-poll-url]").forEach(poll); }, POLL_MS);
+  }
 
   // The header's live indicator says what the polls do: live while they succeed,
   // stale (with the time of the last good answer) when one fails, ended on 286.
@@ -157,8 +183,7 @@
     el.setAttribute("data-live-indicator", state);
     el.querySelector("[data-live-text]").textContent = text;
   }
-  function pollResult(elt, xhr) {
-    var status = xhr ? xhr.status : 0;
+  function pollResult(elt, status) {
     if (status === 286) {
       elt.removeAttribute("data-poll");
       if (!document.querySelector("[data-poll]")) setLive("ended", "Atualização encerrada");
@@ -170,28 +195,11 @@
       setLive("stale", "Dados desatualizados desde " + hhmm);
     }
   }
-  document.addEventListener("htmx:sendError", function (event) {
-    if (event.detail.elt.hasAttribute("data-poll")) pollResult(event.detail.elt, null);
-  });
-  document.addEventListener("htmx:afterSwap", updateBulk);
-
-  // Polls (data-poll) skip while the tab is hidden and, with "unless-selected", while
-  // rows are selected. Checked here rather than as hx-trigger [filters], which htmx
-  // evaluates with Function(): the Content-Security-Policy has no 'unsafe-eval'.
-  document.addEventListener("htmx:beforeRequest", function (event) {
-    var elt = event.detail.elt;
-    if (!elt.hasAttribute || !elt.hasAttribute("data-poll")) return;
-    // An open dialog (a confirmation) must not be swapped away under the pointer.
-    var busy = document.querySelector("dialog[open]") ||
-      (elt.getAttribute("data-poll") === "unless-selected" &&
-        document.querySelector('input[name="ids"]:checked'));
-    if (document.visibilityState !== "visible" || busy) event.preventDefault();
-  });
 
   // The Content-Security-Policy refuses style="" attributes, so a bar arrives hidden
   // with its width as data-bar (a percentage) and gets it through the CSSOM, which
   // the policy allows: now (the script is deferred, the page is parsed) and after
-  // every swap, before the browser paints the new content.
+  // every swap, in the same task, before the browser paints the new content.
   function paintBars() {
     document.querySelectorAll("[data-bar]").forEach(function (el) {
       el.style.width = el.getAttribute("data-bar") + "%";
@@ -199,7 +207,6 @@
     });
   }
   paintBars();
-  document.addEventListener("htmx:afterSwap", paintBars);
 
   function dismissToasts() {
     document.querySelectorAll("[data-toast]").forEach(function (t) {

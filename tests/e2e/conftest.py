@@ -129,7 +129,7 @@ def open_page(
 
 def wait_ready(page: Any) -> None:
     """The page has loaded and its main landmark is there. Not `networkidle`: pages that
-    poll (htmx `every 5s`) may never be idle for 500 ms on a loaded machine."""
+    poll (every 5 s) may never be idle for 500 ms on a loaded machine."""
     page.wait_for_load_state("load")
     page.locator("#main").wait_for(state="attached")
     page.evaluate("() => document.fonts.ready.then(() => true)")

@@ -247,7 +247,7 @@ def test_dashboard_interactions_raise_no_violation_and_bars_get_their_width(
     page.wait_for_function("() => document.getElementById('sidebar').offsetWidth === 80")
     assert sidebar.bounding_box()["width"] == 80
 
-    # The filter form (GET) and the rows' bars, before and after an htmx swap.
+    # The filter form (GET) and the rows' bars, before and after a live swap.
     page.goto(url + "/missoes/")
     page.locator("#f-status").select_option(MissionStatus.EXTRAINDO)
     page.get_by_role("button", name="Filtrar").click()
@@ -258,10 +258,9 @@ def test_dashboard_interactions_raise_no_violation_and_bars_get_their_width(
     assert_bars_painted()
     page.evaluate(
         "() => new Promise(r => {"
-        " document.getElementById('missions-live').removeAttribute('data-etag');"
-        " document.body.addEventListener('htmx:afterSettle', () => r(), {once: true});"
-        " htmx.ajax('GET', document.getElementById('missions-live').getAttribute('hx-get'),"
-        " {target: '#missions-live', swap: 'innerHTML'}); })"
+        " const live = document.getElementById('missions-live');"
+        " live.addEventListener('mc:swapped', () => r(), {once: true});"
+        " live.removeAttribute('data-etag'); })"
     )
     assert_bars_painted()
 

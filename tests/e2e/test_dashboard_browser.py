@@ -167,12 +167,16 @@ def _pages(data: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-# Stops the page's live polls and waits until no htmx request, swap or settle is under
-# way: axe and the screenshots then read one settled DOM, not a partial mid-swap.
+# Stops the page's live polls and waits until no poll is under way (aria-busy): axe and
+# the screenshots then read one settled DOM, not a partial mid-swap.
+# Blocks below the fold (.defer-render, content-visibility: auto) are drawn now, as
+# scrolling to them would: axe reads the whole page, and a theme switch must restyle
+# them before it does (a skipped block is restyled, and its colours start their
+# transition, only when it is next drawn).
 FREEZE_LIVE_UPDATES = """() => new Promise(resolve => {
-  document.body.addEventListener('htmx:beforeRequest', e => e.preventDefault());
-  const busy = '.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added';
-  const check = () => document.querySelector(busy) ? setTimeout(check, 50) : resolve();
+  document.querySelectorAll('.defer-render').forEach(el => { el.style.contentVisibility = 'visible'; });
+  document.querySelectorAll('[data-poll]').forEach(el => el.removeAttribute('data-poll'));
+  const check = () => document.querySelector('[data-poll-url][aria-busy]') ? setTimeout(check, 50) : resolve();
   check();
 })"""
 

@@ -32,7 +32,7 @@ def test_mission_live_partial_carries_items_and_actions(login: Callable[..., Cli
     MissionItem.objects.filter(mission=m).update(status="done")
     last = client.get(f"/missoes/{m.pk}/parcial/")
     text = last.content.decode()
-    assert last.status_code == 286  # htmx swaps this last state in and stops polling
+    assert last.status_code == 286  # app.js swaps this last state in and stops polling
     assert "Cancelar missão" not in text
     table = text.split("<tbody>")[-1]
     assert 'data-status="done"' in table and 'data-status="pending"' not in table
@@ -41,7 +41,7 @@ def test_mission_live_partial_carries_items_and_actions(login: Callable[..., Cli
 def test_items_filter_and_page_are_kept_in_the_poll_url(login: Callable[..., Client]) -> None:
     m = factories.MissionFactory(status=MissionStatus.EXTRAINDO, n_items=3)
     body = login("viewer").get(f"/missoes/{m.pk}/?items=failed").content.decode()
-    assert f'hx-get="/missoes/{m.pk}/parcial/?items=failed"' in body
+    assert f'data-poll-url="/missoes/{m.pk}/parcial/?items=failed"' in body
 
 
 def test_only_polling_pages_show_the_live_indicator(login: Callable[..., Client]) -> None:
@@ -50,11 +50,11 @@ def test_only_polling_pages_show_the_live_indicator(login: Callable[..., Client]
     client = login("admin")
     for url in ["/", "/missoes/", "/execucao/", f"/missoes/{running.pk}/"]:
         body = client.get(url).content.decode()
-        assert "data-live-indicator" in body and "hx-trigger" in body, url
+        assert "data-live-indicator" in body and "data-poll-url" in body, url
     for url in ["/recursos/workers/", "/configuracoes/", "/estrategias/", f"/missoes/{ended.pk}/"]:
         # The inline stylesheet names the indicator's states; the markup must not.
         body = re.sub(r"<style[^>]*>.*?</style>", "", client.get(url).content.decode(), flags=re.S)
-        assert "data-live-indicator" not in body and "every 5s" not in body, url
+        assert "data-live-indicator" not in body and "data-poll-url" not in body, url
 
 
 # --- progress: done and failed apart ----------------------------------------------------
