@@ -138,6 +138,7 @@ def test_poll_workers_writes_a_quiet_session_only_when_its_mark_is_old(fleet: Fl
     t0 = timezone.now()
     sessions().poll_workers(t0, config.load())
     marked = BrowserSession.objects.get(pk=session.pk).last_polled_at
+    assert marked is not None
 
     sessions().poll_workers(t0 + dt.timedelta(seconds=5), config.load())
     assert BrowserSession.objects.get(pk=session.pk).last_polled_at == marked
