@@ -233,8 +233,8 @@ JSON_BODY_KEYS = frozenset(PROXY_IMPORT_ENTRY_SCHEMA["properties"])
 
 
 def _json_body_errors(entry: dict[str, Any]) -> dict[str, str]:
-    """Why an entry of a JSON body falls outside its schema, by field (`entry` for what
-    concerns the entry as a whole); empty when it does not."""
+    """Why an entry of a JSON body falls outside its schema, by field (each unknown key
+    and each missing one named); empty when it does not."""
     errors: dict[str, str] = {}
     for key in entry:
         if key not in JSON_BODY_KEYS:

@@ -15,16 +15,14 @@ from django.db import InternalError, connection
 
 from orchestrator.runner import DATABASE_ERRORS, database_lost, engine_connection_options
 from tests import factories
+from tests.e2e.processes import database_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def connect(**options: Any) -> psycopg.Connection[Any]:
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    params.update(options)
-    return psycopg.connect(**params)
+    """A connection of its own to the test database, as another process would open."""
+    return psycopg.connect(database_url(), **options)
 
 
 def test_a_frozen_transaction_is_ended_and_its_locks_freed() -> None:
