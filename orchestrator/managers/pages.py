@@ -310,9 +310,9 @@ def fail_item(
     item.error_message = (r.error_message or r.error_code or "")[:2000]
     item.http_status = r.http_status
     proxy = session.proxy_external_id
-    if outcome.code in PROXY_FAULT_CODES and proxy and proxy not in item.failed_proxies:
-        item.failed_proxies = [*item.failed_proxies, proxy]
     proxy_fault = outcome.code in PROXY_FAULT_CODES
+    if proxy_fault and proxy and proxy not in item.failed_proxies:
+        item.failed_proxies = [*item.failed_proxies, proxy]
     if proxy_fault and not outcome.retry and untried_left:
         outcome = replace(outcome, retry=untried_left(item, session.mission.domain))
     if outcome.retry:
