@@ -120,6 +120,11 @@ class ProxyRule:
         """No type or country asked: the site may go without a proxy."""
         return not self.types and not self.countries
 
+    @property
+    def left_out(self) -> frozenset[str]:
+        """The proxies no query for this rule may return: blocked or avoided."""
+        return self.blocked | self.avoided
+
 
 def any_country(p: ProxyFacts) -> bool:
     """A managed Browserbase proxy without a country of its own geolocates wherever the
@@ -187,8 +192,8 @@ def rule_q(rule: ProxyRule, now: dt.datetime) -> Q:
     )
     if rule.need_verified:
         q &= geo.verified_q()
-    if rule.blocked or rule.avoided:
-        q &= ~Q(external_id__in=sorted(rule.blocked | rule.avoided))
+    if rule.left_out:
+        q &= ~Q(external_id__in=sorted(rule.left_out))
     return q
 
 
@@ -200,8 +205,8 @@ def present_q(rule: ProxyRule) -> Q:
     q = Q(enabled=True) & ~Q(status__in=[ProxyStatus.BANNED, ProxyStatus.DISABLED]) & kind_q(rule)
     if rule.need_verified:
         q &= geo.verified_q()
-    if rule.blocked or rule.avoided:
-        q &= ~Q(external_id__in=sorted(rule.blocked | rule.avoided))
+    if rule.left_out:
+        q &= ~Q(external_id__in=sorted(rule.left_out))
     return q
 
 
