@@ -134,6 +134,8 @@ ORCHESTRATOR_INSTANCE_NAME = env.str("ORCHESTRATOR_INSTANCE_NAME", default="")
 # belongs to a process frozen mid-transaction (SIGSTOP, a VM paused), and PostgreSQL ends
 # it so that its row locks stop blocking the process that took over its leases.
 ORCHESTRATOR_IDLE_TX_TIMEOUT_S = env.float("ORCHESTRATOR_IDLE_TX_TIMEOUT_S", default=30.0)
+# `run_orchestrator` splits its managers over this many processes (one core each).
+ORCHESTRATOR_PROCESSES = env.int("ORCHESTRATOR_PROCESSES", default=1)
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 
 # --- Security and observability (audit app, mission_control.crypto/metrics/health) ---

@@ -1,14 +1,17 @@
-"""Run the four managers (sessions, workers, missions, ETL outbox) in one process."""
+"""Run the four managers (sessions, workers, missions, ETL outbox): in this process, or
+split over several with `--processes` (`orchestrator.processes`)."""
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
+from orchestrator import processes
 from orchestrator.runner import MANAGER_CLASSES, Orchestrator, engine_connection_options
 
 
@@ -32,12 +35,26 @@ class Command(BaseCommand):
         parser.add_argument(
             "--max-seconds", type=float, default=None, help="Stop after this many seconds."
         )
+        parser.add_argument(
+            "--processes",
+            type=int,
+            default=None,
+            help="Split the managers over this many processes (default "
+            "ORCHESTRATOR_PROCESSES, 1); at most one per manager.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         managers = [m.strip() for m in options["managers"].split(",") if m.strip()]
         unknown = set(managers) - set(MANAGER_CLASSES)
         if unknown or not managers:
             raise CommandError(f"unknown managers: {', '.join(sorted(unknown)) or '(none)'}")
+        n = options["processes"]
+        n = settings.ORCHESTRATOR_PROCESSES if n is None else n
+        if n < 1:
+            raise CommandError("--processes must be at least 1")
+        if n > 1 and len(managers) > 1 and not options["once"]:
+            self.supervise(processes.partition(managers, n), options)
+            return
         if connection.vendor == "postgresql":
             connection.close()  # the manager threads' connections take these options
             db = settings.DATABASES["default"]
@@ -53,3 +70,17 @@ class Command(BaseCommand):
             orchestrator.install_signal_handlers()
         self.stdout.write(f"orchestrator {orchestrator.name} running: {', '.join(managers)}")
         orchestrator.run(once=options["once"], max_seconds=options["max_seconds"])
+
+    def supervise(self, groups: list[list[str]], options: dict[str, Any]) -> None:
+        connection.close()  # the supervisor itself never uses the database
+        # Each child's instance name must be unique: a configured one gets a suffix.
+        options = {**options, "name": options["name"] or settings.ORCHESTRATOR_INSTANCE_NAME}
+        commands = [processes.child_command(g, options, i) for i, g in enumerate(groups, 1)]
+        supervisor = processes.Supervisor(commands, cwd=settings.BASE_DIR)
+        supervisor.install_signal_handlers()
+        supervisor.start()
+        listed = "; ".join(",".join(g) for g in groups)
+        self.stdout.write(f"orchestrator: {len(groups)} processes ({listed})")
+        code = supervisor.wait()
+        if code:
+            sys.exit(128 - code if code < 0 else code)  # killed by a signal: 128 + signum
