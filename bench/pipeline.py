@@ -147,7 +147,66 @@ def run_pipeline(n_missions: int, urls: int, *, timeout_s: float = 600) -> Pipel
     return PipelineRun(n_missions, urls, wall, cpu, int(finished["queries"]), fakes_cpu)
 
 
+def run_engine(
+    n_missions: int, urls: int, *, processes: int, timeout_s: float = 600
+) -> PipelineRun:
+    """The same missions driven by `run_orchestrator --processes N`, the deployed engine,
+    as a process of its own (nothing of the benchmark shares its CPU or counts its
+    statements). It starts paused; the clock starts when the missions are released to
+    the running engine and stops when the last one is FINALIZADO. CPU is the engine's
+    processes' over the same interval; queries are not counted here (`run_pipeline`)."""
+    from django.db import connection
+
+    from bench.fleet import child_pids, fakes, proc_cpu_s, setup_fleet, spawn_orchestrator, stop
+    from orchestrator import actions
+    from orchestrator.models import Mission, OrchestratorInstance
+    from orchestrator.processes import partition
+    from orchestrator.runner import MANAGER_CLASSES
+    from orchestrator.states import MissionStatus
+
+    groups = len(partition(list(MANAGER_CLASSES), processes))
+    with fakes() as (worker, writer):
+        setup_fleet(worker, writer, items_per_job=max(50, urls), site_max_sessions=1)
+        for m in range(n_missions):
+            actions.create_mission(
+                name=f"bench {m}",
+                urls=[f"https://shop{m % 40}.example.com/p/{m}/{i}" for i in range(urls)],
+            )
+        actions.set_paused(True)
+        engine = spawn_orchestrator("--processes", str(processes))
+        try:
+            deadline = time.monotonic() + timeout_s
+            while OrchestratorInstance.objects.filter(stopped_at__isnull=True).count() < groups:
+                assert time.monotonic() < deadline and engine.poll() is None, "engine did not start"
+                time.sleep(0.1)
+            time.sleep(1)  # its listeners up: the release below wakes every manager
+            pids = [engine.pid, *child_pids(engine.pid)]
+
+            def cpu() -> float:
+                return sum(proc_cpu_s(pid) for pid in pids)
+
+            cpu0, fakes0 = cpu(), worker.cpu_s() + writer.cpu_s()
+            t0 = time.perf_counter()
+            actions.set_paused(False)
+            left_sql = f"SELECT EXISTS (SELECT 1 FROM {Mission._meta.db_table} WHERE status <> %s)"
+            with connection.cursor() as cursor:
+                while True:
+                    cursor.execute(left_sql, [MissionStatus.FINALIZADO])
+                    if not cursor.fetchone()[0]:
+                        break
+                    assert time.monotonic() < deadline, f"engine did not finish {n_missions}"
+                    time.sleep(0.02)
+            wall = time.perf_counter() - t0
+            used, fakes_used = cpu() - cpu0, worker.cpu_s() + writer.cpu_s() - fakes0
+        finally:
+            stop(engine)
+        delivered = sum(Mission.objects.values_list("done_items", flat=True))
+        assert delivered == n_missions * urls, f"{delivered} of {n_missions * urls} items done"
+    return PipelineRun(n_missions, urls, wall, used, 0, fakes_used)
+
+
 CONSUMERS = (1, 4)  # pgqueuer consumer processes for the baseline
+ENGINE_PROCESSES = (1, 2)  # run_orchestrator --processes: one, and one per core here
 
 
 def run(quick: bool = False) -> list[Row]:
@@ -157,16 +216,17 @@ def run(quick: bool = False) -> list[Row]:
     setup_django(BENCH_DATABASE_URL)
     n = 20 if quick else 200
     timeout_s = 120 if quick else 600
-    small = run_pipeline(n, 50, timeout_s=timeout_s)
-    # The baseline right after the figure it anchors (on a shared machine the load
-    # moves within minutes; the 500-URL runs come after both).
-    jobs = small.missions * small.urls
+    engines = {p: run_engine(n, 50, processes=p, timeout_s=timeout_s) for p in ENGINE_PROCESSES}
+    # The baseline right after the figures it anchors (on a shared machine the load
+    # moves within minutes; the instrumented in-process runs come after both).
+    jobs = n * 50
     drains = {k: pgqueuer_drain(jobs, consumers=k) for k in CONSUMERS}
+    small = run_pipeline(n, 50, timeout_s=timeout_s)
     large = run_pipeline(max(4, n // 10), 500, timeout_s=timeout_s)
     same_count = run_pipeline(large.missions, 50, timeout_s=timeout_s)
     best_k = max(drains, key=lambda k: drains[k])
     drain = drains[best_k]
-    growth = large.queries_per_mission / same_count.queries_per_mission
+    split = engines[max(ENGINE_PROCESSES)]
     return [
         *(
             result(
@@ -177,16 +237,40 @@ def run(quick: bool = False) -> list[Row]:
             )
             for k, rate in drains.items()
         ),
+        *_engine_rows(n, engines, drain, pgqueuer_method(jobs, best_k)),
+        result(f"pipeline {n}x50 URLs: missions/s", split.missions_per_s, "missions/s"),
         result(
-            f"pipeline {n}x50 URLs: items/s",
+            f"pipeline {n}x50 URLs in-process (statements counted): items/s",
             small.items_per_s,
             "items/s",
-            baseline=drain,
-            target=">= 1.0x pgqueuer drain (goal 2x)",
-            passed=small.items_per_s >= drain,
-            note=f"baseline: the faster pgqueuer drain above ({pgqueuer_method(jobs, best_k)})",
+            note="one Orchestrator in the benchmark's process, every statement counted",
         ),
-        result(f"pipeline {n}x50 URLs: missions/s", small.missions_per_s, "missions/s"),
+        *_query_rows(small, large, same_count),
+        *_cpu_rows(engines, small, large),
+    ]
+
+
+def _engine_rows(n: int, engines: dict[int, PipelineRun], drain: float, method: str) -> list[Row]:
+    """items/s of each `run_orchestrator --processes N` against the faster drain; the
+    target is on the split engine (one process per core on the benchmark machine)."""
+    split = max(engines)
+    return [
+        result(
+            f"pipeline {n}x50 URLs, run_orchestrator --processes {p}: items/s",
+            engine.items_per_s,
+            "items/s",
+            baseline=drain,
+            target=">= 1.0x pgqueuer drain (goal 2x)" if p == split else "",
+            passed=engine.items_per_s >= drain if p == split else None,
+            note=f"baseline: the faster pgqueuer drain above ({method})",
+        )
+        for p, engine in sorted(engines.items(), reverse=True)
+    ]
+
+
+def _query_rows(small: PipelineRun, large: PipelineRun, same_count: PipelineRun) -> list[Row]:
+    growth = large.queries_per_mission / same_count.queries_per_mission
+    return [
         result("pipeline: DB queries per mission (50 URLs)", small.queries_per_mission, "queries"),
         result(
             f"pipeline: DB queries per mission (50 URLs, {same_count.missions} missions)",
@@ -203,13 +287,29 @@ def run(quick: bool = False) -> list[Row]:
             passed=growth <= 1.5,
             note="baseline: as many missions of 50 URLs",
         ),
+    ]
+
+
+def _cpu_rows(engines: dict[int, PipelineRun], small: PipelineRun, large: PipelineRun) -> list[Row]:
+    rows = [
         result(
-            "pipeline: orchestrator CPU per mission (50 URLs)",
+            f"pipeline: engine CPU per mission (50 URLs, --processes {p})",
+            engine.cpu_ms_per_mission,
+            "ms",
+            note=f"wall {engine.wall_s:.1f} s, engine CPU {engine.cpu_s:.1f} s, "
+            f"fakes CPU {engine.fakes_cpu_s:.1f} s",
+        )
+        for p, engine in sorted(engines.items(), reverse=True)
+    ]
+    return [
+        *rows,
+        result(
+            "pipeline: orchestrator CPU per mission (50 URLs, in-process)",
             small.cpu_ms_per_mission,
             "ms",
         ),
         result(
-            "pipeline: orchestrator CPU per mission (500 URLs)",
+            "pipeline: orchestrator CPU per mission (500 URLs, in-process)",
             large.cpu_ms_per_mission,
             "ms",
         ),
@@ -217,9 +317,7 @@ def run(quick: bool = False) -> list[Row]:
             "pipeline: fake worker+writer CPU per mission (50 URLs)",
             small.fakes_cpu_s * 1000 / small.missions,
             "ms",
-            note=f"{small.fakes_share:.0%} of the run's CPU (fakes + orchestrator); "
-            f"wall {small.wall_s:.1f} s, orchestrator CPU {small.cpu_s:.1f} s, "
-            f"fakes CPU {small.fakes_cpu_s:.1f} s",
+            note=f"{small.fakes_share:.0%} of the in-process run's CPU (fakes + orchestrator)",
         ),
     ]
 

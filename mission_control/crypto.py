@@ -62,12 +62,19 @@ def encrypt(plaintext: str) -> str:
     return PREFIX + fernet().encrypt(plaintext.encode()).decode()
 
 
+@lru_cache(maxsize=1024)
+def _decrypt_token(keys: MultiFernet, token: str) -> str:
+    # Rows are read again and again (a worker's key with each of its sessions, every
+    # tick): a token decrypts once per key set. A failure is not cached.
+    return keys.decrypt(token.encode()).decode()
+
+
 def decrypt(stored: str) -> str:
     """The plaintext of a stored value; a legacy plaintext value is returned as is."""
     if not stored or not is_encrypted(stored):
         return stored
     try:
-        return fernet().decrypt(stored[len(PREFIX) :].encode()).decode()
+        return _decrypt_token(fernet(), stored[len(PREFIX) :])
     except InvalidToken:
         # Never echo the stored value: it is the ciphertext of a secret.
         raise SecretDecryptionError(

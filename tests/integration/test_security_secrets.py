@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, MultiFernet
 from django.contrib import admin
 from django.core.cache import cache
 from django.core.management import call_command
@@ -342,3 +342,22 @@ def test_changing_base_url_requires_the_key_again_in_the_dashboard(
     client.post(f"/recursos/workers/{worker.pk}/editar/", {**form, "api_key": CANARY_KEY})
     assert Worker.objects.get().base_url == "http://127.0.0.3:9/api/v1"
     assert Worker.objects.get().api_key == CANARY_KEY
+
+
+def test_a_secret_read_again_is_decrypted_once_per_key_set(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored = crypto.encrypt("s3cret-token")
+    calls: list[bytes] = []
+    real = MultiFernet.decrypt
+    monkeypatch.setattr(
+        MultiFernet, "decrypt", lambda self, t, *a: calls.append(t) or real(self, t, *a)
+    )
+    assert [crypto.decrypt(stored) for _ in range(3)] == ["s3cret-token"] * 3
+    assert len(calls) == 1
+    # Another key set decides again (and here fails): a cached plaintext never
+    # outlives the key that opened it.
+    settings.SECRETS_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    with pytest.raises(crypto.SecretDecryptionError):
+        crypto.decrypt(stored)
+    assert len(calls) == 2
