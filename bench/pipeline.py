@@ -205,8 +205,34 @@ def run_engine(
     return PipelineRun(n_missions, urls, wall, used, 0, fakes_used)
 
 
+def http_round_trip_cpu_us(calls: int = 500) -> float:
+    """CPU (user + system, this process) of one plain `httpx.Client` GET to the fake
+    worker on loopback, keep-alive: the floor under each of the contract calls a
+    mission makes (open, job, results, batch, complete, close), before any of our code."""
+    import os
+
+    import httpx
+
+    from bench.fleet import WORKER_KEY, fakes
+
+    auth = {"Authorization": f"Bearer {WORKER_KEY}"}
+    with fakes() as (worker, _writer), httpx.Client(headers=auth) as client:
+        url = worker.base_url.rstrip("/") + "/api/v1/health"
+        client.get(url)
+        before = os.times()
+        for _ in range(calls):
+            client.get(url)
+        after = os.times()
+    used = (after.user - before.user) + (after.system - before.system)
+    return used * 1e6 / calls
+
+
 CONSUMERS = (1, 4)  # pgqueuer consumer processes for the baseline
-ENGINE_PROCESSES = (1, 2)  # run_orchestrator --processes: one, and one per core here
+# open session, start job, read results, write batch, complete mission, close session
+CALLS_PER_MISSION = 6
+# run_orchestrator --processes: every split there is (the target
+# row takes the faster engine, as the baseline takes the faster drain).
+ENGINE_PROCESSES = (1, 2, 3, 4)  # 4: one manager per process, the finest split
 
 
 def run(quick: bool = False) -> list[Row]:
@@ -222,11 +248,12 @@ def run(quick: bool = False) -> list[Row]:
     jobs = n * 50
     drains = {k: pgqueuer_drain(jobs, consumers=k) for k in CONSUMERS}
     small = run_pipeline(n, 50, timeout_s=timeout_s)
+    http_us = http_round_trip_cpu_us(100 if quick else 500)
     large = run_pipeline(max(4, n // 10), 500, timeout_s=timeout_s)
     same_count = run_pipeline(large.missions, 50, timeout_s=timeout_s)
     best_k = max(drains, key=lambda k: drains[k])
     drain = drains[best_k]
-    split = engines[max(ENGINE_PROCESSES)]
+    split = engines[_fastest(engines)]
     return [
         *(
             result(
@@ -247,13 +274,24 @@ def run(quick: bool = False) -> list[Row]:
         ),
         *_query_rows(small, large, same_count),
         *_cpu_rows(engines, small, large),
+        result(
+            "HTTP round trip on loopback, plain httpx: CPU per call",
+            http_us,
+            "us",
+            note=f"a mission makes {CALLS_PER_MISSION} contract calls: "
+            f"{CALLS_PER_MISSION * http_us / 1000:.1f} ms of client CPU per mission at least",
+        ),
     ]
+
+
+def _fastest(engines: dict[int, PipelineRun]) -> int:
+    return max(engines, key=lambda p: engines[p].items_per_s)
 
 
 def _engine_rows(n: int, engines: dict[int, PipelineRun], drain: float, method: str) -> list[Row]:
     """items/s of each `run_orchestrator --processes N` against the faster drain; the
-    target is on the split engine (one process per core on the benchmark machine)."""
-    split = max(engines)
+    target is on the faster engine (as the baseline is the faster drain)."""
+    split = _fastest(engines)
     return [
         result(
             f"pipeline {n}x50 URLs, run_orchestrator --processes {p}: items/s",
