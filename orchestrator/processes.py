@@ -8,7 +8,9 @@ stays out of the work: it opens no database connection. The children coordinate 
 any two orchestrators do (leases, compare-and-set transitions, locks in one order).
 
 - A signal (SIGTERM, SIGINT) is passed on to every child: each finishes its tick and
-  exits; a second signal makes them exit at once.
+  exits; a second signal makes them exit at once. The children have a session of their
+  own, so a terminal's Ctrl-C reaches them once, through the supervisor, and on Linux
+  they get SIGTERM if the supervisor dies (even of SIGKILL): none outlives it.
 - A child that exits on its own takes the others down (SIGTERM) and the supervisor
   exits with its code, so the service manager restarts the whole engine rather than
   leave it running without a manager.
@@ -16,6 +18,8 @@ any two orchestrators do (leases, compare-and-set transitions, locks in one orde
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -33,6 +37,7 @@ logger = logging.getLogger("orchestrator")
 # workers manager (dispatch and results lanes) is the heaviest, the ETL outbox light.
 WEIGHTS = {"workers": 2.4, "sessions": 1.4, "missions": 1.0, "etl": 0.1}
 POLL_S = 0.5
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def partition(managers: Sequence[str], n: int) -> list[list[str]]:
@@ -62,6 +67,13 @@ def child_command(group: Sequence[str], options: dict[str, Any], index: int) -> 
     return command
 
 
+def _die_with_parent() -> None:
+    """In a child, before it runs: SIGTERM when its parent dies (Linux; elsewhere a
+    no-op)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Supervisor:
     """Starts the children, passes signals on, and ends with them."""
 
@@ -78,7 +90,14 @@ class Supervisor:
     def start(self) -> None:
         env = self._env()
         for command in self.commands:
-            self.children.append(subprocess.Popen(command, cwd=self.cwd, env=env))
+            child = subprocess.Popen(
+                command,
+                cwd=self.cwd,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,  # the supervisor spawns from one thread
+            )
+            self.children.append(child)
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)

@@ -4,6 +4,7 @@ that dies takes the engine down so that its service manager restarts it whole.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -87,3 +88,25 @@ def test_a_dead_engine_process_takes_the_other_down_and_the_exit_code_says_so(
     assert code == 128 + signal.SIGKILL, log.read_text()[-3000:]
     assert not alive(second)
     assert "stopping the others" in log.read_text()
+
+
+def test_no_engine_process_outlives_a_killed_supervisor(
+    fake_worker: FakeWorker, fake_writer: FakeWriter, tmp_path: Path
+) -> None:
+    setup_fleet(fake_worker, fake_writer, proxies=2)
+    log = tmp_path / "engine.log"
+    engine = spawn("run_orchestrator", "--processes", "2", log=log)
+    pids: list[int] = []
+    try:
+        wait_for(lambda: len(running_instances()) == 2, 60, "two engine processes running")
+        pids = children(engine)
+        engine.send_signal(signal.SIGKILL)  # no handler runs: the kernel tells the children
+        engine.wait()
+        wait_for(lambda: not any(alive(pid) for pid in pids), 60, "the children exit")
+    finally:
+        stop(engine)
+        for pid in pids:  # orphans of a failed run must not outlive the test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    # They were told with SIGTERM: each stopped cleanly, its instance marked stopped.
+    assert not running_instances(), log.read_text()[-3000:]
