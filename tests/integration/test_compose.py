@@ -155,6 +155,15 @@ def test_the_systemd_units_run_the_same_commands() -> None:
             assert unit["Service"]["KillSignal"] == "SIGTERM", name
 
 
+def test_systemd_signals_the_orchestrator_supervisor_only() -> None:
+    # With ORCHESTRATOR_PROCESSES > 1 the main process passes SIGTERM on to the engine
+    # processes; systemd's default (the whole group) would signal them twice, and the
+    # second signal stops them mid-tick.
+    unit = ConfigParser(strict=False, interpolation=None)
+    unit.read_string((ROOT / "deploy/systemd/mission-control-orchestrator@.service").read_text())
+    assert unit["Service"]["KillMode"] == "mixed"
+
+
 # The configuration reference
 
 
