@@ -350,9 +350,12 @@ def test_a_secret_read_again_is_decrypted_once_per_key_set(
     stored = crypto.encrypt("s3cret-token")
     calls: list[bytes] = []
     real = MultiFernet.decrypt
-    monkeypatch.setattr(
-        MultiFernet, "decrypt", lambda self, t, *a: calls.append(t) or real(self, t, *a)
-    )
+
+    def counted(self: MultiFernet, token: bytes, *args: Any) -> bytes:
+        calls.append(token)
+        return real(self, token, *args)
+
+    monkeypatch.setattr(MultiFernet, "decrypt", counted)
     assert [crypto.decrypt(stored) for _ in range(3)] == ["s3cret-token"] * 3
     assert len(calls) == 1
     # Another key set decides again (and here fails): a cached plaintext never
