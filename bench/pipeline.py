@@ -1,21 +1,24 @@
-"""Pipeline throughput: missions through the whole lifecycle, one orchestrator.
+"""Pipeline throughput: missions through the whole lifecycle.
 
     python -m bench.pipeline [--quick]
 
-Missions of 50 URLs are created up front; one `Orchestrator` (what `run_orchestrator`
-runs, here in this process so its queries and CPU can be counted) drives them from
-QUEUED to FINALIZADO against the zero-latency fake worker and writer (subprocesses,
-loopback HTTP) on PostgreSQL with NOTIFY wake-ups. Figures: missions/s, items/s,
-database queries per mission, orchestrator CPU ms per mission, all counted up to the
-moment the last mission is FINALIZADO (the orchestrator's shutdown is not). Runs with
-missions of 500 URLs and, as their baseline, as many missions of 50 URLs check that queries per
-mission do not grow with the URLs (the same mission count on both sides: the
-orchestrator batches per tick, so its queries per mission also shrink as more missions
-share a tick, which says nothing about URLs).
+Missions of 50 URLs are created up front and driven from QUEUED to FINALIZADO against
+the zero-latency fake worker and writer (subprocesses, loopback HTTP) on PostgreSQL with
+NOTIFY wake-ups, the clock stopped when the last mission is FINALIZADO:
+
+- `run_engine`: by `run_orchestrator --processes N`, as deployed, for every split (the
+  throughput figures and the engine's CPU per mission);
+- `run_pipeline`: by one `Orchestrator` in this process, every statement counted
+  (queries and CPU per mission). Runs with missions of 500 URLs and, as their baseline,
+  as many missions of 50 URLs check that queries per mission do not grow with the URLs
+  (the same mission count on both sides: the orchestrator batches per tick, so its
+  queries per mission also shrink as more missions share a tick, which says nothing
+  about URLs).
 
 Baseline, same run and database: pgqueuer draining as many no-op jobs as the pipeline
-delivers items, with one and with four consumer processes, the clock stopped when the
-last job has run (`bench.baselines`); the pipeline is compared with the faster of them.
+delivers items, with one and with four consumer processes, before and after the engine
+runs, the clock stopped when the last job has run (`bench.baselines`); the fastest
+engine is compared with the faster drain.
 """
 
 from __future__ import annotations
@@ -25,9 +28,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.common import BENCH_DATABASE_URL, Row, main, migrate, result, setup_django
+
+if TYPE_CHECKING:
+    from bench.fleet import Fake
 
 
 @dataclass
@@ -67,23 +73,48 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _prepare(worker: Fake, writer: Fake, n_missions: int, urls: int) -> None:
+    """The fleet and `n_missions` QUEUED missions of `urls` URLs over 40 domains."""
+    from bench.fleet import setup_fleet
+    from orchestrator import actions
+
+    setup_fleet(worker, writer, items_per_job=max(50, urls), site_max_sessions=1)
+    for m in range(n_missions):
+        actions.create_mission(
+            name=f"bench {m}",
+            urls=[f"https://shop{m % 40}.example.com/p/{m}/{i}" for i in range(urls)],
+        )
+
+
+def _all_finalized(cursor: Any) -> bool:
+    """One raw statement, no ORM: a watcher that shares a process with what it
+    measures must cost next to nothing."""
+    from orchestrator.models import Mission
+    from orchestrator.states import MissionStatus
+
+    cursor.execute(
+        f"SELECT NOT EXISTS (SELECT 1 FROM {Mission._meta.db_table} WHERE status <> %s)",
+        [MissionStatus.FINALIZADO],
+    )
+    return bool(cursor.fetchone()[0])
+
+
+def _assert_delivered(n_missions: int, urls: int) -> None:
+    from orchestrator.models import Mission
+
+    delivered = sum(Mission.objects.values_list("done_items", flat=True))
+    assert delivered == n_missions * urls, f"{delivered} of {n_missions * urls} items done"
+
+
 def run_pipeline(n_missions: int, urls: int, *, timeout_s: float = 600) -> PipelineRun:
     from django.db import connection
     from django.db.backends.signals import connection_created
 
-    from bench.fleet import fakes, setup_fleet
-    from orchestrator import actions
-    from orchestrator.models import Mission
+    from bench.fleet import fakes
     from orchestrator.runner import Orchestrator
-    from orchestrator.states import MissionStatus
 
     with fakes() as (worker, writer):
-        setup_fleet(worker, writer, items_per_job=max(50, urls), site_max_sessions=1)
-        for m in range(n_missions):
-            actions.create_mission(
-                name=f"bench {m}",
-                urls=[f"https://shop{m % 40}.example.com/p/{m}/{i}" for i in range(urls)],
-            )
+        _prepare(worker, writer, n_missions, urls)
         orch = Orchestrator(name="bench-pipeline")
         done = threading.Event()
         finished: dict[str, float] = {}
@@ -92,14 +123,10 @@ def run_pipeline(n_missions: int, urls: int, *, timeout_s: float = 600) -> Pipel
             # Its own connection (Django's are per thread): not counted below. The clock
             # stops when the last mission is FINALIZADO, not when the orchestrator has
             # shut down (the baselines' clock stops at their last job too).
-            # One raw statement, no ORM: the watcher shares the process (and its GIL)
-            # with the orchestrator it measures, so it must cost next to nothing.
-            left_sql = f"SELECT EXISTS (SELECT 1 FROM {Mission._meta.db_table} WHERE status <> %s)"
             try:
                 with connection.cursor() as cursor:
                     while not orch.stopping.is_set():
-                        cursor.execute(left_sql, [MissionStatus.FINALIZADO])
-                        if not cursor.fetchone()[0]:
+                        if _all_finalized(cursor):
                             finished.update(
                                 wall=time.perf_counter(),
                                 cpu=_cpu(),
@@ -142,8 +169,7 @@ def run_pipeline(n_missions: int, urls: int, *, timeout_s: float = 600) -> Pipel
         assert done.is_set(), f"pipeline did not finish {n_missions} missions in {timeout_s}s"
         wall, cpu = finished["wall"] - t0, finished["cpu"] - cpu0
         fakes_cpu = finished["fakes_cpu"] - fakes0
-        delivered = sum(Mission.objects.values_list("done_items", flat=True))
-        assert delivered == n_missions * urls, f"{delivered} of {n_missions * urls} items done"
+        _assert_delivered(n_missions, urls)
     return PipelineRun(n_missions, urls, wall, cpu, int(finished["queries"]), fakes_cpu)
 
 
@@ -157,21 +183,15 @@ def run_engine(
     processes' over the same interval; queries are not counted here (`run_pipeline`)."""
     from django.db import connection
 
-    from bench.fleet import child_pids, fakes, proc_cpu_s, setup_fleet, spawn_orchestrator, stop
+    from bench.fleet import child_pids, fakes, proc_cpu_s, spawn_orchestrator, stop
     from orchestrator import actions
-    from orchestrator.models import Mission, OrchestratorInstance
+    from orchestrator.models import OrchestratorInstance
     from orchestrator.processes import partition
     from orchestrator.runner import MANAGER_CLASSES
-    from orchestrator.states import MissionStatus
 
     groups = len(partition(list(MANAGER_CLASSES), processes))
     with fakes() as (worker, writer):
-        setup_fleet(worker, writer, items_per_job=max(50, urls), site_max_sessions=1)
-        for m in range(n_missions):
-            actions.create_mission(
-                name=f"bench {m}",
-                urls=[f"https://shop{m % 40}.example.com/p/{m}/{i}" for i in range(urls)],
-            )
+        _prepare(worker, writer, n_missions, urls)
         actions.set_paused(True)
         engine = spawn_orchestrator("--processes", str(processes))
         try:
@@ -188,20 +208,15 @@ def run_engine(
             cpu0, fakes0 = cpu(), worker.cpu_s() + writer.cpu_s()
             t0 = time.perf_counter()
             actions.set_paused(False)
-            left_sql = f"SELECT EXISTS (SELECT 1 FROM {Mission._meta.db_table} WHERE status <> %s)"
             with connection.cursor() as cursor:
-                while True:
-                    cursor.execute(left_sql, [MissionStatus.FINALIZADO])
-                    if not cursor.fetchone()[0]:
-                        break
+                while not _all_finalized(cursor):
                     assert time.monotonic() < deadline, f"engine did not finish {n_missions}"
                     time.sleep(0.02)
             wall = time.perf_counter() - t0
             used, fakes_used = cpu() - cpu0, worker.cpu_s() + writer.cpu_s() - fakes0
         finally:
             stop(engine)
-        delivered = sum(Mission.objects.values_list("done_items", flat=True))
-        assert delivered == n_missions * urls, f"{delivered} of {n_missions * urls} items done"
+        _assert_delivered(n_missions, urls)
     return PipelineRun(n_missions, urls, wall, used, 0, fakes_used)
 
 
@@ -255,7 +270,7 @@ def run(quick: bool = False) -> list[Row]:
     same_count = run_pipeline(large.missions, 50, timeout_s=timeout_s)
     best_k = max(drains, key=lambda k: drains[k])
     drain = drains[best_k]
-    split = engines[_fastest(engines)]
+    best = _fastest(engines)
     return [
         *(
             result(
@@ -266,8 +281,8 @@ def run(quick: bool = False) -> list[Row]:
             )
             for k, rate in drains.items()
         ),
-        *_engine_rows(n, engines, drain, pgqueuer_method(jobs, best_k)),
-        result(f"pipeline {n}x50 URLs: missions/s", split.missions_per_s, "missions/s"),
+        *_engine_rows(n, engines, best, drain, pgqueuer_method(jobs, best_k)),
+        result(f"pipeline {n}x50 URLs: missions/s", engines[best].missions_per_s, "missions/s"),
         result(
             f"pipeline {n}x50 URLs in-process (statements counted): items/s",
             small.items_per_s,
@@ -290,18 +305,19 @@ def _fastest(engines: dict[int, PipelineRun]) -> int:
     return max(engines, key=lambda p: engines[p].items_per_s)
 
 
-def _engine_rows(n: int, engines: dict[int, PipelineRun], drain: float, method: str) -> list[Row]:
+def _engine_rows(
+    n: int, engines: dict[int, PipelineRun], best: int, drain: float, method: str
+) -> list[Row]:
     """items/s of each `run_orchestrator --processes N` against the faster drain; the
-    target is on the faster engine (as the baseline is the faster drain)."""
-    split = _fastest(engines)
+    target is on the fastest engine, `best` (as the baseline is the faster drain)."""
     return [
         result(
             f"pipeline {n}x50 URLs, run_orchestrator --processes {p}: items/s",
             engine.items_per_s,
             "items/s",
             baseline=drain,
-            target=">= 1.0x pgqueuer drain (goal 2x)" if p == split else "",
-            passed=engine.items_per_s >= drain if p == split else None,
+            target=">= 1.0x pgqueuer drain (goal 2x)" if p == best else "",
+            passed=engine.items_per_s >= drain if p == best else None,
             note=f"baseline: the faster pgqueuer drain above ({method})",
         )
         for p, engine in sorted(engines.items(), reverse=True)
