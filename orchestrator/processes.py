@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -83,17 +82,13 @@ class Supervisor:
         self.children: list[subprocess.Popen[bytes]] = []
         self.stopping = threading.Event()
 
-    def _env(self) -> dict[str, str]:
-        path = os.pathsep.join(p for p in (str(self.cwd), os.environ.get("PYTHONPATH")) if p)
-        return {**os.environ, "PYTHONPATH": path}
-
     def start(self) -> None:
-        env = self._env()
+        # `python -m django` in the project's directory: it is on the child's sys.path,
+        # and DJANGO_SETTINGS_MODULE comes with the environment.
         for command in self.commands:
             child = subprocess.Popen(
                 command,
                 cwd=self.cwd,
-                env=env,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,  # the supervisor spawns from one thread
             )
