@@ -99,6 +99,10 @@ def not_terminal(ids: list[int]) -> bool:
     return Mission.objects.filter(pk__in=ids).exclude(status__in=states.TERMINAL).exists()
 
 
+def slots_held() -> list[tuple[str, str]]:
+    return list(BrowserSession.objects.filter(holds_slot=True).values_list("session_key", "status"))
+
+
 def run_storm(
     worker: FakeWorker, writer: FakeWriter, storm: Storm, logs: Path
 ) -> dict[str, float | int]:
@@ -145,6 +149,12 @@ def run_storm(
         total_s = time.monotonic() - t0
         wait_for(lambda: not worker.active_sessions(), 120, "no session open on the worker")
         empty_s = time.monotonic() - last_kill
+        # A DELETE whose answer was lost closed the session on the worker but not in our
+        # books: the next close tick's DELETE (404) frees the slot.
+        try:
+            wait_for(lambda: not slots_held(), 120, "every slot freed")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {slots_held()}") from None
     finally:
         for proc in procs.values():
             if proc.poll() is None:
