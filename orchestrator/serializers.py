@@ -34,6 +34,7 @@ from orchestrator.models import (
     WebhookEndpoint,
 )
 from orchestrator.schedules import next_run
+from orchestrator.states import MissionStatus
 from orchestrator.status import validate_cron, validate_timezone
 from registry.models import SiteConfig, Writer, normalize_domain
 from registry.serializers import (
@@ -119,6 +120,19 @@ def enabled_writers() -> Any:
     return Writer.objects.filter(enabled=True)
 
 
+class ChoiceLabelField(strict_json.CharField):
+    """The pt-BR label of a model field's choice (what `get_<field>_display` returns),
+    read-only. Not `source="get_<field>_display"`: DRF inspects a callable source's
+    signature on every row, a fifth of a mission list page's time."""
+
+    def __init__(self, choices: Any, **kwargs: Any) -> None:
+        self.labels = dict(choices)
+        super().__init__(read_only=True, **kwargs)
+
+    def to_representation(self, value: Any) -> str:
+        return str(self.labels.get(value, value))
+
+
 class ServiceRefSerializer(serializers.Serializer):
     id = strict_json.IntegerField(read_only=True)
     name = strict_json.CharField(read_only=True)
@@ -173,7 +187,7 @@ class EtlLinkSerializer(serializers.Serializer):
 class MissionSerializer(strict_json.ModelSerializer):
     """A mission as the API shows it (list and detail)."""
 
-    status_display = strict_json.CharField(source="get_status_display", read_only=True)
+    status_display = ChoiceLabelField(MissionStatus.choices, source="status")
     progress = strict_json.FloatField(read_only=True, help_text="Settled items / total, 0..1.")
     counters = CountersSerializer(source="*", read_only=True)
     checkpoints = CheckpointsSerializer(source="*", read_only=True)
@@ -982,7 +996,7 @@ class WebhookDeliverySerializer(strict_json.ModelSerializer):
 
 
 class ScheduleRunSerializer(strict_json.ModelSerializer):
-    outcome_display = strict_json.CharField(source="get_outcome_display", read_only=True)
+    outcome_display = ChoiceLabelField(ScheduleRun.Outcome.choices, source="outcome")
     # The same choices as RecurringMission.overlap_policy; a plain string keeps one enum.
     policy = strict_json.CharField(read_only=True)
 

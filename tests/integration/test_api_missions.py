@@ -253,6 +253,20 @@ def test_reading_missions_needs_viewer(
     assert client.get(f"{URL}{mission.pk}/sessions/").status_code == expected
 
 
+def test_list_and_detail_show_each_status_with_its_pt_br_label(viewer_api: APIClient) -> None:
+    for status in MissionStatus:
+        factories.MissionFactory.create(status=status)
+
+    listed = viewer_api.get(URL).json()["results"]
+    detail = viewer_api.get(f"{URL}{listed[0]['id']}/").json()
+
+    assert {m["status"]: m["status_display"] for m in listed} == {
+        s.value: str(s.label) for s in MissionStatus
+    }
+    assert detail["status_display"] == str(MissionStatus(detail["status"]).label)
+    assert {m["status_display"] for m in listed} >= {"Na fila", "Finalizado", "Erro"}
+
+
 @pytest.mark.parametrize(
     ("role", "expected"), [(None, 401), ("viewer", 403), ("operator", 200), ("admin", 200)]
 )

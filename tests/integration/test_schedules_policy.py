@@ -161,6 +161,7 @@ def test_api_sets_the_policy_and_lists_runs(operator_api: APIClient, viewer_api:
 
     runs = viewer_api.get(f"/api/recurring-missions/{pk}/runs/").json()["results"]
     assert [r["outcome"] for r in runs] == ["skipped", "created"]
+    assert [r["outcome_display"] for r in runs] == ["Pulada (anterior ativa)", "Missão criada"]
     skipped = viewer_api.get(f"/api/recurring-missions/{pk}/runs/?outcome=skipped").json()
     assert len(skipped["results"]) == 1
     bad = operator_api.patch(
