@@ -77,6 +77,13 @@ def test_a_one_minute_worker_outage_converges_and_leaves_nothing_open(
         converged_s = time.monotonic() - back
         wait_for(lambda: not fake_worker.active_sessions(), 120, "no session open")
         closed_s = time.monotonic() - back
+        # Our books follow the worker's DELETE answers (in the same tick, or the next
+        # one when an answer was lost).
+        wait_for(
+            lambda: not BrowserSession.objects.filter(holds_slot=True).exists(),
+            120,
+            "every slot freed",
+        )
     finally:
         code = stop(proc)
     assert code == 0, (tmp_path / "orch.log").read_text()[-3000:]
