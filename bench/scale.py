@@ -180,6 +180,10 @@ def run(quick: bool = False) -> list[Row]:
     )
     client = Client()
     client.force_login(user)
+    # As a web process does once Django is set up (mission_control/wsgi.py).
+    from mission_control import startup
+
+    startup.freeze_startup_objects()
 
     from orchestrator.models import Mission
 

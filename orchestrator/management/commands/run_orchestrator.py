@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
+from mission_control import startup
 from orchestrator import processes
 from orchestrator.runner import MANAGER_CLASSES, Orchestrator, engine_connection_options
 
@@ -68,6 +69,7 @@ class Command(BaseCommand):
         )
         if not options["once"]:
             orchestrator.install_signal_handlers()
+            startup.freeze_startup_objects()
         self.stdout.write(f"orchestrator {orchestrator.name} running: {', '.join(managers)}")
         orchestrator.run(once=options["once"], max_seconds=options["max_seconds"])
 
