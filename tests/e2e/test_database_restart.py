@@ -25,7 +25,7 @@ import psycopg
 import pytest
 
 from orchestrator import actions
-from orchestrator.states import MissionStatus
+from orchestrator.states import ItemStatus, MissionStatus
 from registry import config
 from tests import factories
 from tests.e2e.processes import database_url, spawn, stop, wait_for
@@ -54,7 +54,8 @@ CONFIG = {
     "retry_jitter": 0.0,
     "http_max_attempts": 2,
 }
-PENDING = ["pending", "assigned"]
+# Items still to scrape (raw SQL reads the stored values).
+PENDING = [ItemStatus.PENDING.value, ItemStatus.ASSIGNED.value]
 LIFECYCLE = [
     MissionStatus.QUEUED,
     MissionStatus.ATRIBUIDO,
