@@ -30,6 +30,7 @@ import tenacity
 from mission_control import outbound
 from mission_control.backoff import capped_exponential_s
 from mission_control.logging import hide, redact
+from orchestrator.clients import http1
 
 logger = logging.getLogger("orchestrator.clients")
 
@@ -330,6 +331,9 @@ class BaseClient:
             self._owns_http = True
         else:
             self._http = shared_http_client(service_origin(base_url))
+        # The contract calls' hot path (`_call`) for a plain-http service on the
+        # shared pool; httpx carries every other (clients.http1).
+        self._fast = http1.pool_for(base_url) if http is None and transport is None else None
         self._sleep = sleep
         self._clock = clock
         # Of the last successful call: for `breaker.record_success(latency_ms=...)`.
@@ -504,7 +508,7 @@ class BaseClient:
         timeout = self._timeout(state, started)
         with (
             self._transport_errors(state, scrub),
-            self._http.stream(
+            self._stream(
                 method, url, content=content, params=params, headers=headers, timeout=timeout
             ) as resp,
         ):
@@ -519,6 +523,14 @@ class BaseClient:
             latency_ms=latency_ms,
             attempts=state.count,
         )
+
+    def _stream(
+        self, method: str, url: str, **request: Any
+    ) -> contextlib.AbstractContextManager[httpx.Response | http1.Http1Response]:
+        """The answer to one request, by http1 where this client has a pool there."""
+        if self._fast is not None:
+            return self._fast.stream(method, url, **request)
+        return self._http.stream(method, url, **request)
 
     def _exchange(
         self,
@@ -605,7 +617,11 @@ class BaseClient:
             ) from None
 
     def _read_capped(
-        self, resp: httpx.Response, state: _Attempt, *, truncate: bool = False
+        self,
+        resp: httpx.Response | http1.Http1Response,
+        state: _Attempt,
+        *,
+        truncate: bool = False,
     ) -> bytes:
         """The body, at most `max_response_bytes` of it: a longer one is refused
         (`response_too_large`), or with `truncate` cut there and the rest never read."""

@@ -1,4 +1,6 @@
-"""WriterClient against docs/contracts/writer-api.md, on respx (the shared pooled client)."""
+"""WriterClient against docs/contracts/writer-api.md, on respx. respx sees httpx clients
+only, so each client here is given one; the shared path of a plain-http service
+(`clients.http1`) is tested against real loopback servers in test_clients_http1."""
 
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ def api() -> Iterator[respx.MockRouter]:
 
 @pytest.fixture
 def writer() -> WriterClient:
-    return WriterClient(BASE, KEY, FAST)
+    return WriterClient(BASE, KEY, FAST, http=httpx.Client())
 
 
 def err(status: int, code: str, message: str = "", **extra: object) -> httpx.Response:
@@ -172,7 +174,7 @@ def test_count_mismatch_is_permanent_and_carries_the_writer_count(
 def test_for_writer_builds_from_a_registry_row(api: respx.MockRouter) -> None:
     api.get("/health").respond(200, json={"status": "ok"})
     row = Writer(name="w", base_url=BASE + "/", api_key="")
-    client = WriterClient.for_writer(row, Config({"http_max_attempts": 5}))
+    client = WriterClient.for_writer(row, Config({"http_max_attempts": 5}), http=httpx.Client())
     assert client.settings.max_attempts == 5
     assert client.health().max_batch_records is None
     assert "Authorization" not in api.calls.last.request.headers
