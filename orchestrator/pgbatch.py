@@ -25,14 +25,37 @@ def on_postgresql() -> bool:
     return connection.vendor == "postgresql"
 
 
+# Fields whose preparation gives back a value of this exact type unchanged (no custom
+# `get_prep_value`: not, say, an encrypted text field), so a batch of such values is
+# sent as it is instead of through `get_db_prep_save` value by value.
+_AS_IS: dict[type[models.Field[Any, Any]], type] = {
+    models.AutoField: int,
+    models.BigAutoField: int,
+    models.IntegerField: int,
+    models.BigIntegerField: int,
+    models.SmallIntegerField: int,
+    models.PositiveIntegerField: int,
+    models.PositiveSmallIntegerField: int,
+    models.CharField: str,
+    models.TextField: str,
+}
+
+
 def _array_of(field: models.Field[Any, Any], values: list[Any]) -> tuple[str, list[Any]]:
     """The SQL cast of an array parameter for `field`, and its values prepared."""
     if isinstance(field, models.JSONField):
         encoder = field.encoder
         return "text[]", [None if v is None else json.dumps(v, cls=encoder) for v in values]
     db_type = field.db_type(connection)  # a foreign key's is its target's id type
-    prepared = [field.get_db_prep_save(v, connection) for v in values]
-    return f"{db_type}[]", prepared
+    return f"{db_type}[]", _prepared(field, values)
+
+
+def _prepared(field: models.Field[Any, Any], values: list[Any]) -> list[Any]:
+    target = field.target_field if isinstance(field, models.ForeignKey) else field
+    kind = _AS_IS.get(type(target))
+    if kind is not None and all(type(v) is kind for v in values):
+        return values
+    return [field.get_db_prep_save(v, connection) for v in values]
 
 
 class _InArrays(Expression):

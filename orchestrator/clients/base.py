@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import email.utils
+import functools
 import json
 import logging
 import math
@@ -248,8 +249,10 @@ _shared_clients: dict[str, httpx.Client] = {}
 _shared_lock = threading.Lock()
 
 
+@functools.lru_cache(maxsize=1024)
 def service_origin(url: str) -> str:
-    """The pool key of a service's base URL: scheme://host:port, lower case."""
+    """The pool key of a service's base URL: scheme://host:port, lower case (cached:
+    it is asked on every client built, with the few base URLs there are)."""
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError):

@@ -11,7 +11,13 @@ import pytest
 from django.db import connection, models, transaction
 
 from orchestrator import pgbatch
-from orchestrator.models import BrowserSession, Mission, MissionItem, ProxyDomainHealth
+from orchestrator.models import (
+    BrowserSession,
+    Mission,
+    MissionItem,
+    ProxyDomainHealth,
+    WebhookEndpoint,
+)
 from orchestrator.states import MissionStatus
 from tests import factories
 
@@ -386,3 +392,20 @@ def test_execute_unnest_returning_gives_rows() -> None:
 
     assert sorted(returned) == [(rows[0].pk, 1), (rows[1].pk, 2), (rows[2].pk, 3)]
     assert nothing == []
+
+
+def test_values_of_plain_fields_go_as_they_are_and_others_are_prepared() -> None:
+    # Ints for an integer field or a foreign key, strs for a char field: sent unchanged
+    # (the same list). Anything else goes through the field's own preparation.
+    item = MissionItem._meta
+    ints = [3, 1, 2]
+    assert pgbatch._array_of(item.get_field("id"), ints)[1] is ints
+    assert pgbatch._array_of(item.get_field("session"), ints)[1] is ints
+    keys = ["m1-a1-s1-j1", "m1-a1-s1-j2"]
+    assert pgbatch._array_of(item.get_field("job_key"), keys)[1] is keys
+    # A str for an integer column, or a None, is converted (or kept NULL) as the ORM does.
+    assert pgbatch._array_of(item.get_field("session"), ["4", None])[1] == [4, None]
+    # A subclass of a plain field with its own preparation is never skipped.
+    secret = WebhookEndpoint._meta.get_field("secret")
+    prepared = pgbatch._array_of(secret, ["s3cr3t"])[1]
+    assert prepared != ["s3cr3t"] and prepared[0].startswith("fernet:")
