@@ -220,26 +220,43 @@ def run_engine(
     return PipelineRun(n_missions, urls, wall, used, 0, fakes_used)
 
 
-def http_round_trip_cpu_us(calls: int = 500) -> float:
-    """CPU (user + system, this process) of one plain `httpx.Client` GET to the fake
-    worker on loopback, keep-alive: the floor under each of the contract calls a
-    mission makes (open, job, results, batch, complete, close), before any of our code."""
+def http_round_trip_cpu_us(calls: int = 500) -> dict[str, float]:
+    """CPU (user + system, this process) of one GET to the fake worker on loopback,
+    keep-alive, by the engine's path to a plain-http service (`clients.http1`) and by a
+    plain `httpx.Client`: the floor under each of the contract calls a mission makes
+    (open, job, results, batch, complete, close), before any of our code."""
     import os
 
     import httpx
 
     from bench.fleet import WORKER_KEY, fakes
+    from orchestrator.clients import http1
 
     auth = {"Authorization": f"Bearer {WORKER_KEY}"}
+    timeout = httpx.Timeout(15.0, connect=3.0)
     with fakes() as (worker, _writer), httpx.Client(headers=auth) as client:
         url = worker.base_url.rstrip("/") + "/api/v1/health"
-        client.get(url)
-        before = os.times()
-        for _ in range(calls):
+        pool = http1.pool_for(url)
+        assert pool is not None
+
+        def by_http1() -> None:
+            with pool.stream(
+                "GET", url, content=None, params={}, headers=auth, timeout=timeout
+            ) as resp:
+                b"".join(resp.iter_bytes())
+
+        def by_httpx() -> None:
             client.get(url)
-        after = os.times()
-    used = (after.user - before.user) + (after.system - before.system)
-    return used * 1e6 / calls
+
+        used = {}
+        for name, call in (("http1", by_http1), ("httpx", by_httpx)):
+            call()
+            before = os.times()
+            for _ in range(calls):
+                call()
+            after = os.times()
+            used[name] = (after.user - before.user) + (after.system - before.system)
+    return {name: cpu * 1e6 / calls for name, cpu in used.items()}
 
 
 CONSUMERS = (1, 4)  # pgqueuer consumer processes for the baseline
@@ -292,11 +309,18 @@ def run(quick: bool = False) -> list[Row]:
         *_query_rows(small, large, same_count),
         *_cpu_rows(engines, small, large),
         result(
-            "HTTP round trip on loopback, plain httpx: CPU per call",
-            http_us,
+            "HTTP round trip on loopback, the engine's path (http.client): CPU per call",
+            http_us["http1"],
             "us",
             note=f"a mission makes {CALLS_PER_MISSION} contract calls: "
-            f"{CALLS_PER_MISSION * http_us / 1000:.1f} ms of client CPU per mission at least",
+            f"{CALLS_PER_MISSION * http_us['http1'] / 1000:.1f} ms of client CPU per mission "
+            "at least",
+        ),
+        result(
+            "HTTP round trip on loopback, plain httpx: CPU per call",
+            http_us["httpx"],
+            "us",
+            note="for comparison: httpx carries https, proxied and injected clients' calls",
         ),
     ]
 

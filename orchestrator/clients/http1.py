@@ -260,15 +260,17 @@ def _target(url: str, params: Mapping[str, Any]) -> str:
 
 def _still_open(conn: http.client.HTTPConnection) -> bool:
     """An idle connection is reusable while nothing is there to read: a readable idle
-    socket means the server closed it (or sent what nobody asked for)."""
+    socket means the server closed it (or sent what nobody asked for). `poll`, not
+    `select`: a descriptor past 1024 is fine."""
     sock = conn.sock
     if sock is None:
         return False
+    poller = select.poll()
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        poller.register(sock, select.POLLIN)
+        return not poller.poll(0)
     except (OSError, ValueError):
         return False
-    return not readable
 
 
 # -- content decoding ---------------------------------------------------------------
