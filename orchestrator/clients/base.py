@@ -243,8 +243,8 @@ def parse_datetime(value: Any) -> dt.datetime | None:
 # one service never queue behind another's on a pool lock (httpcore serialises its
 # connection bookkeeping per pool; with one pool for every service that lock was where
 # the call threads spent a third of their time). Idle keep-alive connections per
-# service: enough for every call thread of the process at once.
-KEEPALIVE_PER_SERVICE = 16
+# service: the same number as http1 keeps.
+KEEPALIVE_PER_SERVICE = http1.KEEPALIVE_PER_SERVICE
 _shared_clients: dict[str, httpx.Client] = {}
 _shared_lock = threading.Lock()
 

@@ -4,8 +4,9 @@
 Every mission makes six contract calls (open, job, results, batch, complete, close).
 Through `httpx.Client` each cost about 400 us of CPU on loopback, against about 150 us
 for the same exchange on `http.client`; in the engine, where eight call threads share
-one interpreter, httpx's extra work also held the GIL longer, and the pipeline ran 30%
-faster on this path (docs/performance.md, round 7). So `BaseClient` sends its calls to
+one interpreter, httpx's extra work also held the GIL longer: on this path the in-process
+pipeline delivered 19% more items per second for 20% less CPU per mission, in every
+alternated pair (docs/performance.md, round 7). So `BaseClient` sends its calls to
 a service here when it uses the process-wide pool (no test transport or client was
 given), the origin is `http://`, and no proxy is set in the environment; `https://`,
 proxies and injected clients keep going through httpx.
@@ -35,8 +36,9 @@ from urllib.parse import urlsplit
 import httpx
 
 CHUNK = 65536
-# Idle keep-alive connections kept per service and process: one per call thread.
-KEEPALIVE = 16
+# Idle keep-alive connections kept per service and process (here and in httpx's pools):
+# enough for every call thread of the process at once.
+KEEPALIVE_PER_SERVICE = 16
 ACCEPT_ENCODING = "gzip, deflate"
 # A request target that needs no percent-encoding (ids, cursors, query strings we
 # built): sent as it is. Anything else is encoded as httpx would (`httpx.URL`).
@@ -113,7 +115,7 @@ class Http1Pool:
 
     def _checkin(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:
-            if len(self._idle) < KEEPALIVE:
+            if len(self._idle) < KEEPALIVE_PER_SERVICE:
                 self._idle.append(conn)
                 return
         conn.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import http.client
 import itertools
 import json
 import socket
@@ -381,3 +382,13 @@ def test_a_header_http_client_refuses_is_a_service_error_not_a_crash(serve) -> N
     assert info.value.code == "network_error"
     assert "key" not in str(info.value)  # the secret is scrubbed from the message
     assert server.requests == []
+
+
+def test_a_pool_keeps_at_most_its_share_of_idle_connections() -> None:
+    pool = http1.Http1Pool("127.0.0.1", 9)
+    conns = [http.client.HTTPConnection("127.0.0.1", 9) for _ in range(20)]
+    for conn in conns:
+        pool._checkin(conn)
+    assert pool._idle == conns[: http1.KEEPALIVE_PER_SERVICE]
+    pool.close()
+    assert pool._idle == []
