@@ -176,11 +176,13 @@ def _insert_items(mission: Mission, urls: list[str]) -> None:
 
 def cancel_mission(mission: Mission, *, actor: str = "", now: dt.datetime | None = None) -> Mission:
     """Cancel a queued or running mission; its sessions are closed on the workers."""
-    now = now or timezone.now()
     with transaction.atomic():
         # Sessions before missions (`orchestrator.transitions`): lock its live sessions,
         # then move the mission, then mark them CLOSING (fencing out their lease holders).
         transitions.lock_live_sessions([mission.pk])
+        # Stamped once the locks are held: a job the engine recorded while this waited
+        # for them happened before the cancel, and its event says so.
+        now = now or timezone.now()
         mission.refresh_from_db()
         if mission.status not in states.CANCELLABLE:
             raise ActionError(

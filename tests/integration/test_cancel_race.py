@@ -4,17 +4,20 @@ sessions closed on the worker, no job started after the cancel."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import threading
 
 import pytest
 from django.db import OperationalError, connection
+from django.utils import timezone
 
-from orchestrator import actions, pgbatch
+from orchestrator import actions, pgbatch, transitions
 from orchestrator.actions import ActionError
 from orchestrator.models import BrowserSession, Mission, MissionEvent
 from orchestrator.runner import Orchestrator
 from orchestrator.states import CANCELLABLE, RETRYABLE_BY_OPERATOR, MissionStatus
+from tests import factories
 from tests.fakes.worker import FakeWorker
 from tests.fakes.writer import FakeWriter
 from tests.integration.engine_helpers import build_fleet
@@ -105,3 +108,26 @@ def test_cancel_and_retry_race_two_orchestrators_without_deadlock(
             mission=mission, kind=MissionEvent.Kind.JOB, created_at__gt=cancelled_at
         ).filter(message__contains="iniciado")
         assert not late.exists()
+
+
+@pytest.mark.django_db
+def test_a_cancel_is_stamped_when_it_holds_the_locks_not_when_it_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A cancel that waited for a session's lock while the engine recorded a job start
+    # there must be stamped after that job (the e2e cancel race saw a job event stamped
+    # after a cancel that had waited behind it).
+    mission = factories.MissionFactory(status=MissionStatus.EXTRAINDO)
+    real_lock = transitions.lock_live_sessions
+    held: list[dt.datetime] = []
+
+    def lock_then_note(ids: list[int]) -> None:
+        real_lock(ids)
+        held.append(timezone.now())
+
+    monkeypatch.setattr(transitions, "lock_live_sessions", lock_then_note)
+    actions.cancel_mission(mission)
+    cancelled_at = MissionEvent.objects.get(
+        mission=mission, to_status=MissionStatus.CANCELADO
+    ).created_at
+    assert held and cancelled_at >= held[0]
