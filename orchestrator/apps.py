@@ -11,7 +11,9 @@ class OrchestratorConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from mission_control import extensions
+        from django.db.backends.signals import connection_created
+
+        from mission_control import extensions, pgtypes
         from orchestrator import (
             checks,  # noqa: F401  (registers system checks)
             etl_outbox,
@@ -24,6 +26,7 @@ class OrchestratorConfig(AppConfig):
         )
         from orchestrator.clients import breaker
 
+        connection_created.connect(pgtypes.install, dispatch_uid="pg-iso-timestamps")
         breaker.service_offline.connect(_publish_offline, dispatch_uid="breaker-offline")
         extensions.register("metrics", metrics.collect)
         extensions.register("orchestrator_fresh", status.heartbeat_fresh)
