@@ -5,7 +5,10 @@ PostgreSQL parses). SQLite, and a batch of one row, take the ORM path, which say
 same thing.
 
 The arrays are typed with each field's own column type, so a value is converted as
-the ORM would convert it (`get_db_prep_save`); JSON goes as text cast to `jsonb`.
+the ORM would convert it (`get_db_prep_save`); JSON goes as text cast to `jsonb`. An
+array of integers, strings and NULLs is sent as its text literal (`{1,2}`,
+`{"a",NULL}`), which costs a seventh of psycopg's dumping a list element by element
+(7 us against 47 for 50 ids); any other array goes as the list.
 """
 
 from __future__ import annotations
@@ -41,13 +44,30 @@ _AS_IS: dict[type[models.Field[Any, Any]], type] = {
 }
 
 
-def _array_of(field: models.Field[Any, Any], values: list[Any]) -> tuple[str, list[Any]]:
+def array(values: list[Any]) -> Any:
+    """An array parameter for `values`: its text literal when every value is an int,
+    a str or None (what PostgreSQL reads for a `::type[]` cast), else the list."""
+    parts = []
+    for value in values:
+        kind = type(value)
+        if kind is int:
+            parts.append(str(value))
+        elif kind is str:
+            parts.append('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        elif value is None:
+            parts.append("NULL")
+        else:
+            return values
+    return "{" + ",".join(parts) + "}"
+
+
+def _array_of(field: models.Field[Any, Any], values: list[Any]) -> tuple[str, Any]:
     """The SQL cast of an array parameter for `field`, and its values prepared."""
     if isinstance(field, models.JSONField):
         encoder = field.encoder
-        return "text[]", [None if v is None else json.dumps(v, cls=encoder) for v in values]
+        return "text[]", array([None if v is None else json.dumps(v, cls=encoder) for v in values])
     db_type = field.db_type(connection)  # a foreign key's is its target's id type
-    return f"{db_type}[]", _prepared(field, values)
+    return f"{db_type}[]", array(_prepared(field, values))
 
 
 def _prepared(field: models.Field[Any, Any], values: list[Any]) -> list[Any]:
@@ -86,6 +106,44 @@ class _InArrays(Expression):
         casts = ", ".join(f"%s::{cast}" for cast, _ in self.arrays)
         sql = f"({', '.join(columns)}) IN (SELECT * FROM unnest({casts}))"
         return sql, [*params, *(values for _, values in self.arrays)]
+
+
+class _ByPk(Expression):
+    """`(<values>)[array_position(<pks>, <pk column>)]`: the value given for each row of
+    an UPDATE by its primary key, two array parameters whatever the number of rows
+    (`by_pk`)."""
+
+    def __init__(self, pks: tuple[str, Any], values: tuple[str, Any], output_field: Any) -> None:
+        super().__init__(output_field=output_field)
+        self.ref: Any = F("pk")
+        self.pks, self.values = pks, values
+
+    def get_source_expressions(self) -> list[Any]:
+        return [self.ref]
+
+    def set_source_expressions(self, exprs: Sequence[Any]) -> None:
+        (self.ref,) = exprs
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        column, params = compiler.compile(self.ref)
+        (pk_cast, pks), (cast, values) = self.pks, self.values
+        sql = f"(%s::{cast})[array_position(%s::{pk_cast}, {column})]"
+        return sql, [values, pks, *params]
+
+
+def by_pk(
+    model: type[models.Model], values: dict[Any, Any], output_field: models.Field[Any, Any]
+) -> Any:
+    """A per-row value for an UPDATE of the rows whose primary keys are `values`' keys
+    (NULL for any other row): on PostgreSQL one array lookup with two parameters, where
+    `Case(When(pk=…))` is resolved, compiled and bound row by row; elsewhere that Case."""
+    if not on_postgresql():
+        return models.Case(
+            *(models.When(pk=pk, then=models.Value(v)) for pk, v in values.items()),
+            output_field=output_field,
+        )
+    pks = _array_of(_field(model, "pk"), list(values))
+    return _ByPk(pks, _match_type(output_field, list(values.values())), output_field)
 
 
 def _match_type(field: models.Field[Any, Any], values: list[Any]) -> tuple[str, list[Any]]:
@@ -184,7 +242,7 @@ def execute_unnest(
     rows = "unnest({}) AS v({})".format(
         ", ".join(f"%(_{n})s::{arrays[n][0]}[]" for n in names), ", ".join(names)
     )
-    bound = {**(params or {}), **{f"_{n}": arrays[n][1] for n in names}}
+    bound = {**(params or {}), **{f"_{n}": array(arrays[n][1]) for n in names}}
     with connection.cursor() as cursor:
         cursor.execute(sql.replace("{rows}", rows), bound)
         if cursor.description is not None:
@@ -192,4 +250,4 @@ def execute_unnest(
         return int(cursor.rowcount)
 
 
-__all__ = ["bulk_update", "execute_unnest", "ids_in", "on_postgresql", "rows_in"]
+__all__ = ["array", "bulk_update", "by_pk", "execute_unnest", "ids_in", "on_postgresql", "rows_in"]

@@ -10,11 +10,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db import models, transaction
-from django.db.models import Case, Count, F, Value, When
+from django.db.models import Count, F, Value
 from django.db.models.functions import Greatest
 
 from orchestrator.leases import hold
 from orchestrator.models import BrowserSession
+from orchestrator.pgbatch import by_pk
 from registry.models import Proxy, Worker
 
 
@@ -62,10 +63,7 @@ def release_slots(sessions: Iterable[BrowserSession]) -> None:
         if len(counts) == 1:
             minus: Any = Value(next(iter(counts.values())))
         else:
-            minus = Case(
-                *(When(pk=pk, then=Value(n)) for pk, n in counts.items()),
-                output_field=models.IntegerField(),
-            )
+            minus = by_pk(model, counts, models.IntegerField())
         rows.update(active_sessions=Greatest(F("active_sessions") - minus, Value(0)))
 
 

@@ -11,7 +11,7 @@ from collections.abc import Set as AbstractSet
 from functools import cache, partial
 
 from django.db import connection, transaction
-from django.db.models import Case, F, IntegerField, Q, Value, When, Window
+from django.db.models import Case, CharField, F, IntegerField, Q, Value, When, Window
 from django.db.models.functions import RowNumber
 
 from orchestrator import events, leases, pgbatch, proxy_health, untried
@@ -186,7 +186,7 @@ class JobDispatch(JobStart):
             keys = {s.pk: f"{s.session_key}-j{seqs[s.pk] + 1}" for s in sessions if s.pk in seqs}
             BrowserSession.objects.filter(pk__in=list(seqs)).update(
                 job_seq=F("job_seq") + 1,
-                job_key=Case(*(When(pk=pk, then=Value(key)) for pk, key in keys.items())),
+                job_key=pgbatch.by_pk(BrowserSession, keys, CharField()),
                 job_status=JOB_STARTING,
                 job_cursor="",
                 job_pages=0,

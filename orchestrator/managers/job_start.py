@@ -9,7 +9,7 @@ from collections import defaultdict
 from functools import partial
 
 from django.db import transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import CharField, F
 
 from orchestrator import leases, pgbatch
 from orchestrator.clients import breaker
@@ -148,8 +148,8 @@ class JobStart(BaseManager):
                 return 0
             BrowserSession.objects.filter(pk__in=won).update(
                 status=SessionStatus.BUSY,
-                job_remote_id=Case(
-                    *(When(pk=s.pk, then=Value(job_id)) for s, job_id, _, _ in recorded)
+                job_remote_id=pgbatch.by_pk(
+                    BrowserSession, {s.pk: job_id for s, job_id, _, _ in recorded}, CharField()
                 ),
                 job_status=JOB_RUNNING,
                 last_activity_at=answered,

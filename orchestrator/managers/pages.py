@@ -12,8 +12,8 @@ from itertools import chain
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Case, CharField, F, FloatField, IntegerField, Value, When
-from django.db.models.functions import Greatest
+from django.db.models import Case, CharField, F, FloatField, IntegerField, Model, Value, When
+from django.db.models.functions import Coalesce, Greatest
 
 from mission_control import evidence, evidence_files
 from orchestrator import etl_outbox, events, leases, pgbatch, proxy_health, quality, untried
@@ -185,8 +185,8 @@ def _add_counts(saved: list[_Saved], now: dt.datetime) -> None:
     if per_mission:
         if len(per_mission) > 1:
             leases.hold(Mission.objects.filter(pk__in=list(per_mission)))
-        done_n = _by_pk({pk: d for pk, (d, _) in per_mission.items()})
-        failed_n = _by_pk({pk: f for pk, (_, f) in per_mission.items()})
+        done_n = _by_pk(Mission, {pk: d for pk, (d, _) in per_mission.items()})
+        failed_n = _by_pk(Mission, {pk: f for pk, (_, f) in per_mission.items()})
         Mission.objects.filter(pk__in=list(per_mission)).update(
             done_items=F("done_items") + done_n,
             failed_items=F("failed_items") + failed_n,
@@ -197,8 +197,10 @@ def _add_counts(saved: list[_Saved], now: dt.datetime) -> None:
         if len(per_proxy) > 1:
             leases.hold(Proxy.objects.filter(pk__in=list(per_proxy)))
         Proxy.objects.filter(pk__in=list(per_proxy)).update(
-            success_count=F("success_count") + _by_pk({k: d for k, (d, _) in per_proxy.items()}),
-            failure_count=F("failure_count") + _by_pk({k: f for k, (_, f) in per_proxy.items()}),
+            success_count=F("success_count")
+            + _by_pk(Proxy, {k: d for k, (d, _) in per_proxy.items()}),
+            failure_count=F("failure_count")
+            + _by_pk(Proxy, {k: f for k, (_, f) in per_proxy.items()}),
         )
 
 
@@ -211,19 +213,19 @@ def _update_sessions(saved: list[_Saved], now: dt.datetime) -> None:
         if not group:
             continue
         updates: dict[str, Any] = {
-            "items_done": F("items_done") + _by_pk({p.session.pk: p.done for p in group}),
-            "items_failed": F("items_failed") + _by_pk({p.session.pk: p.failed for p in group}),
+            "items_done": F("items_done")
+            + _by_pk(BrowserSession, {p.session.pk: p.done for p in group}),
+            "items_failed": F("items_failed")
+            + _by_pk(BrowserSession, {p.session.pk: p.failed for p in group}),
             "last_activity_at": now,
         }
         # proxy_health.record_many leaves the sessions' error score to this write.
         tallies = {p.session.pk: proxy_health.tally(p.page.results) for p in group}
         scores = {pk: t.delta for pk, t in tallies.items() if t.successes or t.failures}
         if scores:
+            delta = pgbatch.by_pk(BrowserSession, scores, FloatField())
             updates["error_score"] = Case(
-                *(
-                    When(pk=pk, then=Greatest(F("error_score") + Value(delta), Value(0.0)))
-                    for pk, delta in scores.items()
-                ),
+                When(pk__in=list(scores), then=Greatest(F("error_score") + delta, Value(0.0))),
                 default=F("error_score"),
                 output_field=FloatField(),
             )
@@ -241,9 +243,10 @@ def _update_sessions(saved: list[_Saved], now: dt.datetime) -> None:
             )
         else:
             updates.update(
-                job_cursor=Case(
-                    *(When(pk=p.session.pk, then=Value(p.page.next_cursor or "")) for p in group),
-                    output_field=CharField(),
+                job_cursor=pgbatch.by_pk(
+                    BrowserSession,
+                    {p.session.pk: p.page.next_cursor or "" for p in group},
+                    CharField(),
                 ),
                 job_pages=F("job_pages") + 1,
             )
@@ -357,12 +360,9 @@ def _http_status(value: int | None) -> int | None:
     return value if value is not None and 100 <= value <= 999 else None
 
 
-def _by_pk(values: dict[int, int]) -> Any:
-    """A per-row integer for an UPDATE of several rows (a constant for one)."""
+def _by_pk(model: type[Model], values: dict[int, int]) -> Any:
+    """A per-row integer for an UPDATE of several rows (a constant for one; 0 for a
+    row not in `values`)."""
     if len(set(values.values())) == 1:
         return Value(next(iter(values.values())))
-    return Case(
-        *(When(pk=pk, then=Value(n)) for pk, n in values.items()),
-        default=Value(0),
-        output_field=IntegerField(),
-    )
+    return Coalesce(pgbatch.by_pk(model, values, IntegerField()), Value(0))

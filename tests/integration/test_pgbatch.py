@@ -8,7 +8,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from django.db import connection, models, transaction
+from django.db import DataError, connection, models, transaction
+from django.db.models import Value
+from django.db.models.functions import Coalesce
 
 from orchestrator import pgbatch
 from orchestrator.models import (
@@ -399,13 +401,68 @@ def test_values_of_plain_fields_go_as_they_are_and_others_are_prepared() -> None
     # (the same list). Anything else goes through the field's own preparation.
     item = MissionItem._meta
     ints = [3, 1, 2]
-    assert pgbatch._array_of(item.get_field("id"), ints)[1] is ints
-    assert pgbatch._array_of(item.get_field("session"), ints)[1] is ints
+    assert pgbatch._prepared(item.get_field("id"), ints) is ints
+    assert pgbatch._prepared(item.get_field("session"), ints) is ints
     keys = ["m1-a1-s1-j1", "m1-a1-s1-j2"]
-    assert pgbatch._array_of(item.get_field("job_key"), keys)[1] is keys
+    assert pgbatch._prepared(item.get_field("job_key"), keys) is keys
     # A str for an integer column, or a None, is converted (or kept NULL) as the ORM does.
-    assert pgbatch._array_of(item.get_field("session"), ["4", None])[1] == [4, None]
+    assert pgbatch._prepared(item.get_field("session"), ["4", None]) == [4, None]
+    assert pgbatch._array_of(item.get_field("session"), ["4", None]) == ("bigint[]", "{4,NULL}")
     # A subclass of a plain field with its own preparation is never skipped.
     secret = WebhookEndpoint._meta.get_field("secret")
-    prepared = pgbatch._array_of(secret, ["s3cr3t"])[1]
+    prepared = pgbatch._prepared(secret, ["s3cr3t"])
     assert prepared != ["s3cr3t"] and prepared[0].startswith("fernet:")
+
+
+HARD_TEXTS = ['a"b', "c\\d", "", "NULL", "{x,y}", " lead and trail ", "é\nç", '\\"', ",", "}"]
+
+
+def test_arrays_of_ints_strs_and_nulls_go_as_literals_postgresql_reads_back() -> None:
+    assert pgbatch.array([3, -1, 2]) == "{3,-1,2}"
+    assert pgbatch.array([]) == "{}"
+    texts = [*HARD_TEXTS, None]
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT %s::bigint[], %s::text[], %s::text[]",
+            [pgbatch.array([2**40, -7, None]), pgbatch.array(texts), pgbatch.array([])],
+        )
+        assert cursor.fetchone() == ([2**40, -7, None], texts, [])
+
+
+def test_arrays_of_other_values_go_as_lists() -> None:
+    # psycopg dumps these (bools, datetimes, floats) as it always did.
+    for values in ([True, False], [NOW, None], [1.5], [1, True]):
+        assert pgbatch.array(values) is values
+
+
+def test_by_pk_gives_each_row_its_value_and_null_to_others() -> None:
+    rows = items(4)
+    first, second, third, other = (r.pk for r in rows)
+    keys = {first: 'k"1', second: "k\\2", third: "k,3 {x}"}
+    MissionItem.objects.filter(pk__in=[*keys, other]).update(
+        job_key=Coalesce(pgbatch.by_pk(MissionItem, keys, models.CharField()), Value("none")),
+        attempts=Coalesce(
+            pgbatch.by_pk(MissionItem, {first: 7, second: 2}, models.IntegerField()), Value(0)
+        ),
+    )
+    got = dict(
+        MissionItem.objects.filter(pk__in=[first, second, third, other]).values_list(
+            "pk", "job_key"
+        )
+    )
+    assert got == {**keys, other: "none"}
+    attempts = dict(MissionItem.objects.values_list("pk", "attempts"))
+    assert (attempts[first], attempts[second], attempts[third]) == (7, 2, 0)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite keeps any length")
+def test_by_pk_over_a_string_longer_than_its_column_fails_as_the_orm_would() -> None:
+    # Never cut to the column's length (a cast to varchar(n) would cut it quietly).
+    row = items(1)[0]
+    too_long = "x" * (MissionItem._meta.get_field("job_key").max_length + 1)  # type: ignore[operator]
+    with pytest.raises(DataError), transaction.atomic():
+        MissionItem.objects.filter(pk=row.pk).update(
+            job_key=pgbatch.by_pk(MissionItem, {row.pk: too_long}, models.CharField())
+        )
