@@ -33,6 +33,7 @@ from django.db import (
 from django.utils import timezone
 
 from orchestrator import events, webhooks
+from orchestrator.clients.base import tls_context
 from orchestrator.managers.base import BaseManager, TickResult, ticking_with
 from orchestrator.managers.etl import EtlManager
 from orchestrator.managers.missions import MissionManager
@@ -350,6 +351,7 @@ class Orchestrator:
             return
         self._start_listener()
         self.heartbeat(force=True)
+        tls_context()  # built once, here, rather than in the first tick that dials out
         # The manager threads open their own connections; this one is idle until the end.
         connection.close()
         deadline = time.monotonic() + max_seconds if max_seconds else None

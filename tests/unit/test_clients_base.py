@@ -582,6 +582,18 @@ def test_the_shared_client_is_one_per_service_and_process_and_reset_on_fork() ->
     base._shared_clients.update(parents)
 
 
+def test_every_shared_client_verifies_tls_with_the_one_context_of_the_process() -> None:
+    import ssl
+
+    contexts = {
+        id(BaseClient(url)._http._transport._pool._ssl_context)  # type: ignore[attr-defined]
+        for url in ("https://a.test", "https://b.test:8443", "http://c.test")
+    }
+    assert contexts == {id(base.tls_context())}
+    assert base.tls_context().verify_mode == ssl.CERT_REQUIRED
+    assert base.tls_context().check_hostname
+
+
 def test_a_given_http_client_is_used_and_not_closed() -> None:
     rec = Recorder(httpx.Response(200, json={"a": 1}))
     http = httpx.Client(transport=httpx.MockTransport(rec))
