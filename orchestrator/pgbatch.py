@@ -13,6 +13,7 @@ array of integers, strings and NULLs is sent as its text literal (`{1,2}`,
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -46,7 +47,8 @@ _AS_IS: dict[type[models.Field[Any, Any]], type] = {
 
 def array(values: list[Any]) -> Any:
     """An array parameter for `values`: its text literal when every value is an int,
-    a str or None (what PostgreSQL reads for a `::type[]` cast), else the list."""
+    a str, an aware datetime or None (what PostgreSQL reads for a `::type[]` cast),
+    else the list."""
     parts = []
     for value in values:
         kind = type(value)
@@ -56,6 +58,8 @@ def array(values: list[Any]) -> Any:
             parts.append('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
         elif value is None:
             parts.append("NULL")
+        elif kind is dt.datetime and value.utcoffset() is not None:
+            parts.append('"' + value.isoformat() + '"')
         else:
             return values
     return "{" + ",".join(parts) + "}"
@@ -231,6 +235,69 @@ def bulk_update(model: type[M], objs: Sequence[M], fields: Sequence[str]) -> int
         return int(cursor.rowcount)
 
 
+def insert(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> None:
+    """`bulk_create` of `rows` (field name or attname -> the value as stored: ids for
+    foreign keys; a field not given takes its default) without building a model
+    instance per row: on PostgreSQL one `INSERT … SELECT … FROM unnest(…)`, an array
+    per column. Values are checked by the columns themselves (text arrays, never
+    `varchar(n)` ones, so a value too long raises as `bulk_create` does)."""
+    if not rows:
+        return
+    pk = model._meta.pk
+    if (
+        not on_postgresql()
+        or len(rows) == 1
+        or any(_db_default(f) for f in model._meta.concrete_fields)
+    ):
+        attname = {f.name: f.attname for f in model._meta.concrete_fields}
+        model._default_manager.bulk_create(
+            [model(**{attname.get(k, k): v for k, v in row.items()}) for row in rows]
+        )
+        return
+    fields = [
+        f for f in model._meta.concrete_fields if not (f is pk and isinstance(f, models.AutoField))
+    ]
+    casts: list[str] = []
+    params: list[Any] = []
+    for field in fields:
+        cast, prepared = _match_type(field, _column_values(field, rows))
+        casts.append(f"%s::{cast}")
+        params.append(prepared)
+    aliases = [f"c{i}" for i in range(len(fields))]
+    sql = "INSERT INTO {} ({}) SELECT {} FROM unnest({}) AS v({})".format(
+        connection.ops.quote_name(model._meta.db_table),
+        ", ".join(_column(f) for f in fields),
+        ", ".join(_value_sql(f, "v." + a) for f, a in zip(fields, aliases, strict=True)),
+        ", ".join(casts),
+        ", ".join(aliases),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+_Unset: Any = object()
+
+
+def _column_values(field: models.Field[Any, Any], rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """`field`'s value in each row (by attname or name), its default where not given."""
+    default = _Unset
+    values = []
+    for row in rows:
+        value = row.get(field.attname, row.get(field.name, _Unset))
+        if value is _Unset:
+            if default is _Unset:
+                default = field.get_default()
+            value = default
+        values.append(value)
+    return values
+
+
+def _db_default(field: Any) -> bool:
+    """Whether the database computes the field's default (`db_default`): such a model
+    takes `bulk_create`, which leaves the column out."""
+    return getattr(field, "db_default", models.NOT_PROVIDED) is not models.NOT_PROVIDED
+
+
 def execute_unnest(
     sql: str, arrays: dict[str, tuple[str, list[Any]]], params: dict[str, Any] | None = None
 ) -> Any:
@@ -250,4 +317,13 @@ def execute_unnest(
         return int(cursor.rowcount)
 
 
-__all__ = ["array", "bulk_update", "by_pk", "execute_unnest", "ids_in", "on_postgresql", "rows_in"]
+__all__ = [
+    "array",
+    "bulk_update",
+    "by_pk",
+    "execute_unnest",
+    "ids_in",
+    "insert",
+    "on_postgresql",
+    "rows_in",
+]

@@ -450,16 +450,19 @@ def _retirement_events(
     why: dict[int, Retiree], ids: list[int], message: str, now: dt.datetime
 ) -> None:
     """One session event per id, `message` given the session's key and reason."""
-    MissionEvent.objects.bulk_create(
-        MissionEvent(
-            mission_id=why[pk][0],
-            kind=MissionEvent.Kind.SESSION,
-            attempt=why[pk][2],
-            message=message.format(key=why[pk][1], reason=why[pk][3]),
-            data={"session": why[pk][1], "reason": why[pk][3]},
-            created_at=now,
-        )
-        for pk in ids
+    pgbatch.insert(
+        MissionEvent,
+        [
+            {
+                "mission_id": why[pk][0],
+                "kind": MissionEvent.Kind.SESSION.value,
+                "attempt": why[pk][2],
+                "message": message.format(key=why[pk][1], reason=why[pk][3]),
+                "data": {"session": why[pk][1], "reason": why[pk][3]},
+                "created_at": now,
+            }
+            for pk in ids
+        ],
     )
 
 

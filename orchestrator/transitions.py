@@ -268,18 +268,21 @@ def transition_many(
                     setattr(move.mission, name, value)
                 won.append(move.mission)
         by_id = {m.mission.pk: m for m in moves}
-        MissionEvent.objects.bulk_create(
-            MissionEvent(
-                mission_id=mission.pk,
-                kind=MissionEvent.Kind.TRANSITION,
-                from_status=sources[mission.pk],
-                to_status=to,
-                attempt=mission.attempt,
-                message=by_id[mission.pk].message,
-                data=by_id[mission.pk].data or {},
-                created_at=at[mission.pk],
-            )
-            for mission in won
+        pgbatch.insert(
+            MissionEvent,
+            [
+                {
+                    "mission_id": mission.pk,
+                    "kind": MissionEvent.Kind.TRANSITION.value,
+                    "from_status": sources[mission.pk],
+                    "to_status": to,
+                    "attempt": mission.attempt,
+                    "message": by_id[mission.pk].message,
+                    "data": by_id[mission.pk].data or {},
+                    "created_at": at[mission.pk],
+                }
+                for mission in won
+            ],
         )
         after_transition(won, to, now)
     for mission in won:

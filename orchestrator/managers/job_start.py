@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from functools import partial
+from typing import Any
 
 from django.db import transaction
 from django.db.models import CharField, F
@@ -162,7 +163,7 @@ class JobStart(BaseManager):
                 if mission.status == MissionStatus.ATRIBUIDO and mission.pk not in first:
                     first[mission.pk] = Move(mission, "Primeiro job iniciado")
             transition_many(list(first.values()), MissionStatus.EXTRAINDO, now=answered)
-            MissionEvent.objects.bulk_create(_job_event(*entry) for entry in recorded)
+            pgbatch.insert(MissionEvent, [_job_event(*entry) for entry in recorded])
         return len(recorded)
 
     def _job_failed(
@@ -235,12 +236,13 @@ class JobStart(BaseManager):
             )
 
 
-def _job_event(session: BrowserSession, job_id: str, n: int, at: dt.datetime) -> MissionEvent:
-    return MissionEvent(
-        mission_id=session.mission_id,
-        kind=MissionEvent.Kind.JOB,
-        attempt=session.attempt,
-        message=f"Job {session.job_key} iniciado com {n} {'item' if n == 1 else 'itens'}",
-        data={"job_key": session.job_key, "job_id": job_id, "items": n},
-        created_at=at,
-    )
+def _job_event(session: BrowserSession, job_id: str, n: int, at: dt.datetime) -> dict[str, Any]:
+    """The MissionEvent row (`pgbatch.insert`) of a job the worker started."""
+    return {
+        "mission_id": session.mission_id,
+        "kind": MissionEvent.Kind.JOB.value,
+        "attempt": session.attempt,
+        "message": f"Job {session.job_key} iniciado com {n} {'item' if n == 1 else 'itens'}",
+        "data": {"job_key": session.job_key, "job_id": job_id, "items": n},
+        "created_at": at,
+    }

@@ -432,9 +432,74 @@ def test_arrays_of_ints_strs_and_nulls_go_as_literals_postgresql_reads_back() ->
 
 
 def test_arrays_of_other_values_go_as_lists() -> None:
-    # psycopg dumps these (bools, datetimes, floats) as it always did.
-    for values in ([True, False], [NOW, None], [1.5], [1, True]):
+    # psycopg dumps these (bools, naive datetimes, floats) as it always did.
+    naive = NOW.replace(tzinfo=None)
+    for values in ([True, False], [naive, None], [NOW, naive], [1.5], [1, True]):
         assert pgbatch.array(values) is values
+
+
+def test_aware_datetimes_go_as_literals_that_keep_the_instant() -> None:
+    sao_paulo = dt.timezone(dt.timedelta(hours=-3))
+    times = [
+        NOW,
+        dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=sao_paulo),
+        dt.datetime(1999, 12, 31, 23, 59, 59, 1, tzinfo=dt.timezone(dt.timedelta(minutes=345))),
+        None,
+    ]
+    literal = pgbatch.array(times)
+    assert isinstance(literal, str) and literal.startswith('{"2026-06-01T12:00:00+00:00"')
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::timestamptz[]", [literal])
+        assert cursor.fetchone()[0] == times
+
+
+def event_row(mission: Mission, **fields: Any) -> dict[str, Any]:
+    return {"mission_id": mission.pk, "kind": "info", "created_at": NOW, **fields}
+
+
+def test_insert_writes_rows_as_bulk_create_does() -> None:
+    from orchestrator.models import MissionEvent
+
+    mission = factories.MissionFactory()
+    rows = [
+        event_row(mission, message=text, data={"t": text, "n": [1, None]}, attempt=i)
+        for i, text in enumerate(HARD_TEXTS, start=1)
+    ]
+    rows.append(event_row(mission))  # every other field takes its default
+    rows.append({"mission": mission.pk, "kind": "error", "created_at": EARLIER, "data": []})
+    fields = ["kind", "created_at", "from_status", "to_status", "attempt", "error_code"]
+    fields += ["message", "actor", "data"]
+    pgbatch.insert(MissionEvent, rows)
+    ours = list(MissionEvent.objects.order_by("id").values_list(*fields))
+    MissionEvent.objects.all().delete()
+    MissionEvent.objects.bulk_create(
+        MissionEvent(**{k if k != "mission" else "mission_id": v for k, v in row.items()})
+        for row in rows
+    )
+    assert ours == list(MissionEvent.objects.order_by("id").values_list(*fields))
+    assert len(ours) == len(HARD_TEXTS) + 2
+
+
+def test_insert_of_nothing_or_one_row() -> None:
+    from orchestrator.models import MissionEvent
+
+    mission = factories.MissionFactory()
+    pgbatch.insert(MissionEvent, [])
+    pgbatch.insert(MissionEvent, [event_row(mission, message="só")])
+    assert list(MissionEvent.objects.values_list("message", "created_at")) == [("só", NOW)]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite keeps any length")
+def test_insert_of_a_string_longer_than_its_column_fails_and_writes_nothing() -> None:
+    from orchestrator.models import MissionEvent
+
+    mission = factories.MissionFactory()
+    rows = [event_row(mission), event_row(mission, kind="x" * 17)]
+    with pytest.raises(DataError), transaction.atomic():
+        pgbatch.insert(MissionEvent, rows)
+    assert not MissionEvent.objects.exists()
 
 
 def test_by_pk_gives_each_row_its_value_and_null_to_others() -> None:
