@@ -8,6 +8,7 @@ never once per row. Polling stays the safety net; on SQLite only signals and pol
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Iterable
@@ -46,6 +47,7 @@ _ROUTES: dict[str, frozenset[str]] = {
 }
 
 
+@functools.lru_cache(maxsize=256)  # a few dozen event names; asked once per event
 def route(name: str) -> frozenset[str]:
     best = ""
     for prefix in _ROUTES:

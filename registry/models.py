@@ -431,6 +431,9 @@ RULE_DEFAULTS: dict[str, Any] = {
     "headers": {},
 }
 RULE_INHERITED = tuple(RULE_DEFAULTS)
+# Values a resolved rule may share with its source (immutable); lists and dicts are
+# copied, so a caller changing its rule never changes a row's or the defaults.
+_SHARED_OK = frozenset({str, int, float, bool, type(None)})
 RULE_CODE_DEFAULT = "padrão"
 
 
@@ -465,7 +468,7 @@ def resolve_rule_from_rows(
     for name in RULE_INHERITED:
         source = next((r for r in found if getattr(r, name) not in (None, "")), None)
         value = getattr(source, name) if source else RULE_DEFAULTS[name]
-        setattr(resolved, name, copy.deepcopy(value))
+        setattr(resolved, name, value if type(value) in _SHARED_OK else copy.deepcopy(value))
         sources[name] = source.domain if source else RULE_CODE_DEFAULT
     # The resolved copy is the rule *of* `domain` (its proxy rules then match the
     # mission's items in the distributor); where it came from is `rule_domain`.

@@ -24,6 +24,21 @@ def test_the_chain_goes_from_the_most_specific_name_to_star() -> None:
     assert rule_chain("*") == ["*"]
 
 
+def test_a_resolved_rule_shares_no_list_or_dict_with_its_rows_or_the_defaults() -> None:
+    from registry.models import RULE_DEFAULTS, resolve_rule_from_rows
+
+    star = SiteConfig(domain="*", countries=["BR"], headers={"A": "b"}, user_agent="MC/1")
+    rows = {"*": star}
+    first = resolve_rule_from_rows("shop.example.com", rows)
+    first.countries.append("US")
+    first.headers.update(C="d")  # type: ignore[union-attr]
+    first.proxy_types.append("residential")  # from the code defaults
+    again = resolve_rule_from_rows("shop.example.com", rows)
+    assert (again.countries, again.headers, again.proxy_types) == (["BR"], {"A": "b"}, [])
+    assert (star.countries, RULE_DEFAULTS["proxy_types"]) == (["BR"], [])
+    assert again.user_agent == "MC/1"
+
+
 def test_each_field_falls_back_to_the_parent_then_star_then_the_default() -> None:
     SiteConfig.objects.create(
         domain="*", max_concurrent_sessions=10, min_delay_ms=100, user_agent="MC/1"
