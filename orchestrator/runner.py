@@ -33,7 +33,7 @@ from django.db import (
 from django.utils import timezone
 
 from orchestrator import events, webhooks
-from orchestrator.clients.base import tls_context
+from orchestrator.clients.base import warm_up as clients_warm_up
 from orchestrator.managers.base import BaseManager, TickResult, ticking_with
 from orchestrator.managers.etl import EtlManager
 from orchestrator.managers.missions import MissionManager
@@ -333,7 +333,9 @@ class Orchestrator:
                 ticks=stat.get("ticks", 0) + 1,
             )
         if result.did_work:
-            logger.info("%s: %s", kind, result.counts)
+            logger.info(
+                "%s: %s in %.0f ms", kind, result.counts, (time.monotonic() - started) * 1000
+            )
         return result
 
     def run_once(self) -> dict[str, TickResult]:
@@ -351,7 +353,7 @@ class Orchestrator:
             return
         self._start_listener()
         self.heartbeat(force=True)
-        tls_context()  # built once, here, rather than in the first tick that dials out
+        clients_warm_up()  # here, not in the first tick that dials out
         # The manager threads open their own connections; this one is idle until the end.
         connection.close()
         deadline = time.monotonic() + max_seconds if max_seconds else None

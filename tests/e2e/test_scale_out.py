@@ -67,7 +67,7 @@ FAST = {
     "http_max_attempts": 2,
     "heartbeat_stale_after_s": 30,
 }
-_TICK = re.compile(r"^(sessions|workers|missions): (\{.*\})$")
+_TICK = re.compile(r"^(sessions|workers|missions): (\{.*\}) in \d+ ms$")
 
 
 def setup_fleet(worker: FakeWorker, writer: FakeWriter) -> list[int]:
