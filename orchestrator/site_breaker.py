@@ -96,6 +96,7 @@ def record_many_results(counts: dict[str, tuple[int, int]], now: dt.datetime, cf
             merged[d] = (r + results, b + blocked)
     since = now - dt.timedelta(seconds=cfg.site_breaker_window_s)
     fast = _count_fast(merged, now, since)
+    fast.update(_create_counted({d: c for d, c in merged.items() if d not in fast}, now))
     for d, (results, blocked) in merged.items():
         counted = fast.get(d)
         if counted is not None and not _should_trip(*counted, cfg):
@@ -172,6 +173,32 @@ def _apply_results(
     row.updated_at = now
     row.save()
     return row
+
+
+def _create_counted(
+    counts: dict[str, tuple[int, int]], now: dt.datetime
+) -> dict[str, tuple[int, int]]:
+    """The breaker rows of domains that have none yet, created closed with these counts
+    in a window from `now` (what the locked path writes for a new domain), in one
+    statement on PostgreSQL; returns the counts of the rows it created (a row another
+    process created meanwhile is left alone: its domain takes the locked path)."""
+    if not counts or connection.vendor != "postgresql":
+        return {}
+    table = connection.ops.quote_name(DomainBreaker._meta.db_table)
+    domains = sorted(counts)
+    rows = pgbatch.execute_unnest(
+        f"INSERT INTO {table} (domain, state, reason, window_started_at, results, blocked, "
+        "trips, resumed_by, updated_at) SELECT v.domain, %(closed)s, '', %(now)s, v.results, "
+        "v.blocked, 0, '', %(now)s FROM {rows} ORDER BY v.domain "
+        "ON CONFLICT (domain) DO NOTHING RETURNING domain, results, blocked",
+        {
+            "domain": ("text", domains),
+            "results": ("int", [counts[d][0] for d in domains]),
+            "blocked": ("int", [counts[d][1] for d in domains]),
+        },
+        {"closed": DomainBreaker.State.CLOSED.value, "now": now},
+    )
+    return {str(d): (int(r), int(b)) for d, r, b in rows}
 
 
 def _count_fast(

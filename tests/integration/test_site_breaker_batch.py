@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from orchestrator import events, site_breaker
 from orchestrator.models import DomainBreaker
@@ -159,3 +161,37 @@ def test_a_batch_of_one_domain_or_nothing() -> None:
     row = DomainBreaker.objects.get(domain="solo.com")
     assert (row.state, row.trips) == ("open", 1)
     assert row.reason == "95% dos resultados bloqueados (19 de 20) em 10 min"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="one statement on PostgreSQL")
+def test_domains_first_seen_are_created_counted_in_one_statement() -> None:
+    DomainBreaker.objects.create(domain="known.com", updated_at=NOW, **closed(1, 2, 0))
+    counts: Counts = {f"www.d{i}.com": (3, 1) for i in range(30)}
+    counts["known.com"] = (1, 0)
+    cfg = config.load()
+
+    with CaptureQueriesContext(connection) as statements:
+        site_breaker.record_many_results(counts, NOW, cfg)
+
+    assert len(statements.captured_queries) == 2  # the known row counted, the others created
+    after = rows()
+    assert after["known.com"][:3] == ("closed", 3, 0)
+    assert {after[f"d{i}.com"][:5] for i in range(30)} == {("closed", 3, 1, NOW, 0)}
+
+
+def test_a_row_created_meanwhile_by_another_process_takes_the_locked_path() -> None:
+    # Between the fast count (no row yet) and the creation, another process created it.
+    cfg = config.load()
+    fast = site_breaker._count_fast
+
+    def count_then_race(counts: Counts, now: dt.datetime, since: dt.datetime) -> Counts:
+        out = fast(counts, now, since)
+        if "race.com" in counts and not DomainBreaker.objects.filter(domain="race.com").exists():
+            DomainBreaker.objects.create(domain="race.com", updated_at=NOW, **closed(1, 4, 0))
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(site_breaker, "_count_fast", count_then_race)
+        site_breaker.record_many_results({"race.com": (2, 1)}, NOW, cfg)
+
+    assert rows()["race.com"][:3] == ("closed", 6, 1)
