@@ -31,6 +31,7 @@ from registry.config import Config
 from registry.models import Writer
 
 RUNNING = [MissionStatus.ATRIBUIDO, MissionStatus.EXTRAINDO]
+FINALIZE_BATCHES = 4  # missions finalized per tick: claim_batch_size times this
 
 
 class MissionManager(BaseManager):
@@ -121,7 +122,9 @@ class MissionManager(BaseManager):
             Q(status=MissionStatus.ARMAZENANDO),
             owner=self.owner,
             lease_s=cfg.lease_s,
-            limit=cfg.claim_batch_size,
+            # One writer call per mission and a few statements for the batch: as the
+            # other per-call lanes (dispatch, results), several claims' worth a tick.
+            limit=cfg.claim_batch_size * FINALIZE_BATCHES,
         )
         if not claimed:
             return 0

@@ -68,6 +68,22 @@ def test_finalize_completes_the_mission_at_the_writer(fake_writer: FakeWriter) -
     assert len(fake_writer.complete_calls) == 1
 
 
+def test_finalize_takes_four_claims_worth_of_missions_a_tick(fake_writer: FakeWriter) -> None:
+    from orchestrator.managers.missions import FINALIZE_BATCHES
+    from registry.models import ConfigEntry
+
+    factories.WriterFactory(
+        base_url=fake_writer.base_url, api_key=fake_writer.api_key, is_default=True
+    )
+    ConfigEntry.objects.create(key="claim_batch_size", value=2)
+    for _ in range(2 * FINALIZE_BATCHES + 1):
+        _mission(MissionStatus.ARMAZENANDO, [ItemStatus.DONE])
+    manager, cfg = _manager(), config.load()
+    assert manager.finalize(timezone.now(), cfg) == 2 * FINALIZE_BATCHES == 8
+    assert manager.finalize(timezone.now(), cfg) == 1
+    assert len(fake_writer.complete_calls) == 9
+
+
 def test_finalize_waits_with_a_reason_when_no_writer_is_configured() -> None:
     mission = _mission(MissionStatus.ARMAZENANDO, [ItemStatus.DONE])
     assert _manager().finalize(timezone.now(), config.load()) == 0
