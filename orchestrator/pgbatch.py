@@ -235,6 +235,17 @@ def bulk_update(model: type[M], objs: Sequence[M], fields: Sequence[str]) -> int
         return int(cursor.rowcount)
 
 
+def raw_rows(queryset: models.QuerySet[Any]) -> list[tuple[Any, ...]]:
+    """The rows of a `values_list` queryset as the database driver gives them, without
+    the ORM's conversion of each value (a few µs a row on the thousands of rows a busy
+    tick reads). For integer and text columns, which every backend returns as Python
+    does; a JSON column comes back as its text on PostgreSQL and SQLite."""
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+
+
 def insert(model: type[models.Model], rows: Sequence[dict[str, Any]]) -> None:
     """`bulk_create` of `rows` (field name or attname -> the value as stored: ids for
     foreign keys; a field not given takes its default) without building a model
@@ -325,5 +336,6 @@ __all__ = [
     "ids_in",
     "insert",
     "on_postgresql",
+    "raw_rows",
     "rows_in",
 ]

@@ -61,7 +61,7 @@ class JobStart(BaseManager):
         """The jobs to POST, with their items; a session whose job has no item left
         drops it, one whose worker may not be called now keeps it for a later tick."""
         items: dict[tuple[int, str], list[tuple[int, str]]] = defaultdict(list)
-        for session_id, job_key, item_id, url in (
+        for session_id, job_key, item_id, url in pgbatch.raw_rows(
             MissionItem.objects.filter(
                 session_id__in=[s.pk for s in sessions], status=ItemStatus.ASSIGNED
             )

@@ -531,3 +531,23 @@ def test_by_pk_over_a_string_longer_than_its_column_fails_as_the_orm_would() -> 
         MissionItem.objects.filter(pk=row.pk).update(
             job_key=pgbatch.by_pk(MissionItem, {row.pk: too_long}, models.CharField())
         )
+
+
+def test_raw_rows_equal_values_list_for_integer_and_text_columns() -> None:
+    from django.db.models import F, Window
+    from django.db.models.functions import RowNumber
+
+    rows = items(4)
+    for row, key in zip(rows, HARD_TEXTS, strict=False):
+        MissionItem.objects.filter(pk=row.pk).update(job_key=key, attempts=len(key) % 3)
+    plain = MissionItem.objects.order_by("id").values_list("mission_id", "job_key", "id", "url")
+    assert pgbatch.raw_rows(plain) == list(plain)
+    ranked = (
+        MissionItem.objects.annotate(
+            n=Window(RowNumber(), partition_by=[F("mission_id")], order_by=[F("attempts"), F("id")])
+        )
+        .filter(n__lte=3)
+        .values_list("mission_id", "id", "job_key", "n")
+    )
+    assert sorted(pgbatch.raw_rows(ranked)) == sorted(ranked)
+    assert len(pgbatch.raw_rows(ranked)) == 3
