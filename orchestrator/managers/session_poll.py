@@ -8,6 +8,7 @@ import datetime as dt
 from collections import defaultdict
 
 from django.db import transaction
+from django.db.models import QuerySet
 
 from orchestrator import events, leases, pgbatch
 from orchestrator.clients import breaker
@@ -210,16 +211,21 @@ def _observe(
     updates: dict[str, object] = {"last_polled_at": now, "phase": remote.phase or ""}
     if remote.last_activity_at:
         updates["last_activity_at"] = remote.last_activity_at
-    qs = BrowserSession.objects.filter(pk=session.pk, status=session.status)
     if session.status == SessionStatus.CREATING and remote.status in ("ready", "busy"):
-        if qs.update(status=SessionStatus.READY, **updates):
+        if _unchanged(session).update(status=SessionStatus.READY, **updates):
             events.publish("session.ready", mission_id=session.mission_id)
     elif not _news(session, remote, now):
         return
     elif seen is not None:
         seen.append((session, remote))
     else:
-        qs.update(**updates)
+        _unchanged(session).update(**updates)
+
+
+def _unchanged(session: BrowserSession) -> QuerySet[BrowserSession]:
+    """The session's row while it still has the status it was read in (built only for a
+    write: most polled sessions have nothing to write)."""
+    return BrowserSession.objects.filter(pk=session.pk, status=session.status)
 
 
 def _news(session: BrowserSession, remote: RemoteSession, now: dt.datetime) -> bool:
