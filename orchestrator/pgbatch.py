@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from django.db import connection, models
 from django.db.models import F, Q
 from django.db.models.expressions import Expression
+from django.db.models.functions import Coalesce
 
 M = TypeVar("M", bound=models.Model)
 
@@ -148,6 +149,16 @@ def by_pk(
         )
     pks = _array_of(_field(model, "pk"), list(values))
     return _ByPk(pks, _match_type(output_field, list(values.values())), output_field)
+
+
+def count_by_pk(model: type[models.Model], values: dict[Any, int]) -> Any:
+    """An integer per row for an UPDATE of the rows whose primary keys are `values`'
+    keys, 0 for any other: a constant when every value is the same (one row, say),
+    else `by_pk`."""
+    distinct = set(values.values())
+    if len(distinct) == 1:
+        return models.Value(distinct.pop())
+    return Coalesce(by_pk(model, values, models.IntegerField()), models.Value(0))
 
 
 def _match_type(field: models.Field[Any, Any], values: list[Any]) -> tuple[str, list[Any]]:
@@ -332,6 +343,7 @@ __all__ = [
     "array",
     "bulk_update",
     "by_pk",
+    "count_by_pk",
     "execute_unnest",
     "ids_in",
     "insert",

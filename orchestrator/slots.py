@@ -7,15 +7,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
 
-from django.db import models, transaction
+from django.db import transaction
 from django.db.models import Count, F, Value
 from django.db.models.functions import Greatest
 
 from orchestrator.leases import hold
 from orchestrator.models import BrowserSession
-from orchestrator.pgbatch import by_pk
+from orchestrator.pgbatch import count_by_pk
 from registry.models import Proxy, Worker
 
 
@@ -60,10 +59,7 @@ def release_slots(sessions: Iterable[BrowserSession]) -> None:
         rows = manager.filter(pk__in=list(counts), active_sessions__gt=0)
         if len(counts) > 1 and not hold(rows):  # several rows: locked in id order first
             continue
-        if len(counts) == 1:
-            minus: Any = Value(next(iter(counts.values())))
-        else:
-            minus = by_pk(model, counts, models.IntegerField())
+        minus = count_by_pk(model, counts)
         rows.update(active_sessions=Greatest(F("active_sessions") - minus, Value(0)))
 
 

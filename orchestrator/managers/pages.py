@@ -12,8 +12,8 @@ from itertools import chain
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Case, CharField, F, FloatField, IntegerField, Model, Value, When
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models import Case, CharField, F, FloatField, Value, When
+from django.db.models.functions import Greatest
 
 from mission_control import evidence, evidence_files
 from orchestrator import etl_outbox, events, leases, pgbatch, proxy_health, quality, untried
@@ -185,8 +185,8 @@ def _add_counts(saved: list[_Saved], now: dt.datetime) -> None:
     if per_mission:
         if len(per_mission) > 1:
             leases.hold(Mission.objects.filter(pk__in=list(per_mission)))
-        done_n = _by_pk(Mission, {pk: d for pk, (d, _) in per_mission.items()})
-        failed_n = _by_pk(Mission, {pk: f for pk, (_, f) in per_mission.items()})
+        done_n = pgbatch.count_by_pk(Mission, {pk: d for pk, (d, _) in per_mission.items()})
+        failed_n = pgbatch.count_by_pk(Mission, {pk: f for pk, (_, f) in per_mission.items()})
         Mission.objects.filter(pk__in=list(per_mission)).update(
             done_items=F("done_items") + done_n,
             failed_items=F("failed_items") + failed_n,
@@ -198,9 +198,9 @@ def _add_counts(saved: list[_Saved], now: dt.datetime) -> None:
             leases.hold(Proxy.objects.filter(pk__in=list(per_proxy)))
         Proxy.objects.filter(pk__in=list(per_proxy)).update(
             success_count=F("success_count")
-            + _by_pk(Proxy, {k: d for k, (d, _) in per_proxy.items()}),
+            + pgbatch.count_by_pk(Proxy, {k: d for k, (d, _) in per_proxy.items()}),
             failure_count=F("failure_count")
-            + _by_pk(Proxy, {k: f for k, (_, f) in per_proxy.items()}),
+            + pgbatch.count_by_pk(Proxy, {k: f for k, (_, f) in per_proxy.items()}),
         )
 
 
@@ -214,9 +214,9 @@ def _update_sessions(saved: list[_Saved], now: dt.datetime) -> None:
             continue
         updates: dict[str, Any] = {
             "items_done": F("items_done")
-            + _by_pk(BrowserSession, {p.session.pk: p.done for p in group}),
+            + pgbatch.count_by_pk(BrowserSession, {p.session.pk: p.done for p in group}),
             "items_failed": F("items_failed")
-            + _by_pk(BrowserSession, {p.session.pk: p.failed for p in group}),
+            + pgbatch.count_by_pk(BrowserSession, {p.session.pk: p.failed for p in group}),
             "last_activity_at": now,
         }
         # proxy_health.record_many leaves the sessions' error score to this write.
@@ -358,11 +358,3 @@ def store_evidence(failures: list[tuple[MissionItem, Result]], now: dt.datetime)
 
 def _http_status(value: int | None) -> int | None:
     return value if value is not None and 100 <= value <= 999 else None
-
-
-def _by_pk(model: type[Model], values: dict[int, int]) -> Any:
-    """A per-row integer for an UPDATE of several rows (a constant for one; 0 for a
-    row not in `values`)."""
-    if len(set(values.values())) == 1:
-        return Value(next(iter(values.values())))
-    return Coalesce(pgbatch.by_pk(model, values, IntegerField()), Value(0))

@@ -551,3 +551,14 @@ def test_raw_rows_equal_values_list_for_integer_and_text_columns() -> None:
     )
     assert sorted(pgbatch.raw_rows(ranked)) == sorted(ranked)
     assert len(pgbatch.raw_rows(ranked)) == 3
+
+
+def test_count_by_pk_gives_each_row_its_count_zero_to_others_and_one_value_as_a_constant() -> None:
+    first, second, other = (r.pk for r in items(3))
+    assert isinstance(pgbatch.count_by_pk(MissionItem, {first: 2, second: 2}), Value)
+    MissionItem.objects.update(attempts=models.F("attempts") + 10)
+    MissionItem.objects.filter(pk__in=[first, second, other]).update(
+        attempts=models.F("attempts") + pgbatch.count_by_pk(MissionItem, {first: 3, second: 1})
+    )
+    attempts = dict(MissionItem.objects.values_list("pk", "attempts"))
+    assert (attempts[first], attempts[second], attempts[other]) == (13, 11, 10)
