@@ -6,9 +6,9 @@ same thing.
 
 The arrays are typed with each field's own column type, so a value is converted as
 the ORM would convert it (`get_db_prep_save`); JSON goes as text cast to `jsonb`. An
-array of integers, strings and NULLs is sent as its text literal (`{1,2}`,
-`{"a",NULL}`), which costs a seventh of psycopg's dumping a list element by element
-(7 us against 47 for 50 ids); any other array goes as the list.
+array of integers, strings, aware datetimes and NULLs is sent as its text literal
+(`{1,2}`, `{"a",NULL}`), which costs a seventh of psycopg's dumping a list element by
+element (7 us against 47 for 50 ids); any other array goes as the list.
 """
 
 from __future__ import annotations
