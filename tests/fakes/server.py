@@ -115,6 +115,11 @@ def iso(ts: float) -> str:
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's listen backlog is 5: a client opening a few connections at once
+    # while the accepting thread waits for the GIL gets its SYNs dropped and resent
+    # after Linux's 1 s retransmission timeout. A real service listens with a backlog of
+    # hundreds (nginx 511, gunicorn 2048); so does the fake.
+    request_queue_size = 128
     fake: FakeServer
 
     def handle_error(self, request: Any, client_address: Any) -> None:
