@@ -20,8 +20,10 @@ goes through here.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
+import ssl
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -169,6 +171,15 @@ def netloc(ip: IPAddress, port: int | None) -> str:
     return f"{host}:{port}" if port else host
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The process's one TLS context (the system's and httpx's trust settings), shared
+    by every client the server builds: building one loads the CA bundle, about 20 ms of
+    CPU, which each new client (a batch of webhook deliveries, an engine's pooled
+    client) paid on its first use before this."""
+    return httpx.create_ssl_context()
+
+
 class GuardedTransport(httpx.BaseTransport):
     """An httpx transport that checks and pins every request (each redirect hop is a
     request of its own). `inner` is the real transport (tests pass a mock).
@@ -185,7 +196,7 @@ class GuardedTransport(httpx.BaseTransport):
         via_proxy: bool = False,
         **transport_kwargs: Any,
     ) -> None:
-        self._inner = inner or httpx.HTTPTransport(**transport_kwargs)
+        self._inner = inner or httpx.HTTPTransport(**{"verify": tls_context(), **transport_kwargs})
         self._policy = policy
         self._via_proxy = via_proxy
 

@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import random
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -261,18 +260,10 @@ def service_origin(url: str) -> str:
     return f"{parsed.scheme}://{parsed.host}:{parsed.port or ''}".lower()
 
 
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """The process's one TLS context (the system's and httpx's trust settings), shared
-    by every pooled client: building one loads the CA bundle, about 20 ms of CPU, which
-    each new client paid on its first use (a tick's) before this."""
-    return httpx.create_ssl_context()
-
-
 def warm_up() -> None:
     """What the first client of a process would otherwise pay in a tick: the TLS
     context and the import of httpx's transport (httpcore, about 70 ms of CPU)."""
-    httpx.HTTPTransport(verify=tls_context()).close()
+    httpx.HTTPTransport(verify=outbound.tls_context()).close()
 
 
 def shared_http_client(origin: str = "") -> httpx.Client:
@@ -291,7 +282,7 @@ def shared_http_client(origin: str = "") -> httpx.Client:
                     max_connections=100, max_keepalive_connections=KEEPALIVE_PER_SERVICE
                 ),
                 follow_redirects=False,
-                verify=tls_context(),
+                verify=outbound.tls_context(),
             )
         return client
 

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from mission_control import outbound
 from orchestrator.clients import base
 from orchestrator.clients.base import (
     BaseClient,
@@ -589,9 +590,9 @@ def test_every_shared_client_verifies_tls_with_the_one_context_of_the_process() 
         id(BaseClient(url)._http._transport._pool._ssl_context)  # type: ignore[attr-defined]
         for url in ("https://a.test", "https://b.test:8443", "http://c.test")
     }
-    assert contexts == {id(base.tls_context())}
-    assert base.tls_context().verify_mode == ssl.CERT_REQUIRED
-    assert base.tls_context().check_hostname
+    assert contexts == {id(outbound.tls_context())}
+    assert outbound.tls_context().verify_mode == ssl.CERT_REQUIRED
+    assert outbound.tls_context().check_hostname
 
 
 def test_a_given_http_client_is_used_and_not_closed() -> None:
