@@ -10,7 +10,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from functools import cache, partial
-from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Case, CharField, F, IntegerField, Q, Value, When, Window
@@ -304,12 +303,10 @@ def _pending_items(
     return pending
 
 
-def _json_list(stored: Any) -> list[str]:
-    """A JSON list column as read raw: text (PostgreSQL's jsonb as Django reads it,
-    SQLite) or already decoded."""
-    if stored == "[]":
-        return []
-    return list(json.loads(stored) if isinstance(stored, str | bytes) else stored or [])
+def _json_list(stored: str) -> list[str]:
+    """A JSON list column as `pgbatch.raw_rows` reads it: its text (PostgreSQL's jsonb
+    as Django's connection loads it, SQLite's text)."""
+    return [] if stored == "[]" else list(json.loads(stored))
 
 
 def _opening_proxies(by_mission: dict[int, list[BrowserSession]]) -> dict[int, set[str]]:
