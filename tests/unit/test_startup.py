@@ -43,7 +43,10 @@ def test_start_up_objects_are_frozen_and_a_full_collection_skips_them() -> None:
     before = full_collection_visits()
     frozen = startup.freeze_startup_objects()
 
-    assert frozen == gc.get_freeze_count() > 10_000
+    # A frozen object still dies when its last reference goes (another thread of the
+    # test process may drop one meanwhile), so the count can only have shrunk since.
+    assert frozen > 10_000
+    assert frozen - 100 < gc.get_freeze_count() <= frozen
     assert full_collection_visits() < before // 10
     # The URLconf came first: the API's views and serializers are among the frozen.
     assert "orchestrator.serializers" in sys.modules
