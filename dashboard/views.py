@@ -417,24 +417,27 @@ def _mission_page_context(request: HttpRequest, pk: int) -> dict[str, Any]:
         item_status=item_status,
         item_statuses=ItemStatus.choices,
         polling=not mission.is_terminal,
-        local_records=_has_local_records(mission),
+        records_where=_records_where(mission),
         export_jsonl=f"/api/missions/{mission.pk}/records/?format=jsonl",
         export_csv=f"/api/missions/{mission.pk}/records/?format=csv",
     )
     return ctx
 
 
-def _has_local_records(mission: Mission) -> bool:
-    """Export streams what the built-in writer stored, or what an external writer gives
-    back through read-back; a writer without it keeps its own (the page says so)."""
+def _records_where(mission: Mission) -> str:
+    """ "here" when export can stream the records: the built-in writer stored them, or an
+    external writer gives them back through read-back; "silent" when the external writer
+    did not answer (asked again shortly); "writer" when it keeps them (the page says so)."""
     try:
         model = apps.get_model("localnode", "LocalRecord")
     except LookupError:
-        return False
+        return "writer"
     if model.objects.filter(mission_id=mission.pk).exists():
-        return True
+        return "here"
     external = external_records(mission.pk)
-    return external is not None and external.stream is not None
+    if external is None or external.stream is None:
+        return "writer"
+    return "here" if external.answering else "silent"
 
 
 @require_POST

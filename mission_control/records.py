@@ -26,6 +26,9 @@ class ExternalRecords:
     writer_name: str
     # None when the writer does not offer read-back.
     stream: Callable[[], Iterator[Record]] | None
+    # False when the writer did not answer: whether it reads back is unknown for now,
+    # and `stream` raises RecordsUnavailable.
+    answering: bool = True
 
 
 def external_records(mission_id: int) -> ExternalRecords | None:

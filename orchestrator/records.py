@@ -1,13 +1,19 @@
 """The ``mission_records`` provider: which external writer holds a mission's records and
 whether it can give them back (writer-api.md, "Optional read-back").
 
-The writer's health is asked once a minute at most (cached), never under a DB lock.
+The writer's health is asked once a minute at most (cached), never under a DB lock. A
+writer that does not answer is "unknown", not "without read-back": its records are
+unavailable for now (export answers 503, an upload pass tries again later) and it is
+asked again after UNKNOWN_TTL. Console pages read with a short budget (one attempt,
+QUICK_TIMEOUT_S), so a writer that hangs cannot hold a page (or a web worker) for the
+client's full deadline.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from django.apps import apps
@@ -17,9 +23,8 @@ from mission_control.records import (
     ExternalRecords,
     Record,
     RecordsUnavailable,
-    external_records,
 )
-from orchestrator.clients.base import ServiceError
+from orchestrator.clients.base import ClientSettings, ServiceError
 from orchestrator.clients.writer import WriterClient
 from orchestrator.models import Mission
 from registry import config
@@ -27,44 +32,63 @@ from registry.models import Writer
 
 BUILTIN_PATH = "/local/writer/api/v1"
 CAPABILITY_TTL = 60
+UNKNOWN_TTL = 10
+QUICK_TIMEOUT_S = 5.0
+
+ReadBack = Literal["yes", "no", "unknown"]
 
 
 def is_builtin(writer: Writer) -> bool:
     return urlsplit(writer.base_url).path.rstrip("/").endswith(BUILTIN_PATH)
 
 
-def _client(writer: Writer) -> WriterClient:
-    return WriterClient.for_writer(writer, config.load())
+def _client(writer: Writer, *, quick: bool = False) -> WriterClient:
+    settings = ClientSettings.from_config(config.load())
+    if quick:
+        settings = dataclasses.replace(
+            settings,
+            max_attempts=1,
+            connect_timeout=min(settings.connect_timeout, QUICK_TIMEOUT_S),
+            read_timeout=min(settings.read_timeout, QUICK_TIMEOUT_S),
+            deadline=min(settings.deadline, QUICK_TIMEOUT_S),
+        )
+    return WriterClient(writer.base_url, writer.api_key, settings)
 
 
-def offers_read_back(writer: Writer) -> bool:
+def offers_read_back(writer: Writer) -> ReadBack:
+    """Whether the writer gives records back: its health's capabilities, asked with the
+    short budget; "unknown" when it did not answer (remembered for UNKNOWN_TTL)."""
     key = f"writer-read-back:{writer.pk}:{writer.base_url}"
-    known = cache.get(key)
+    known: ReadBack | None = cache.get(key)
     if known is None:
         try:
-            known = _client(writer).health().read_back
+            with _client(writer, quick=True) as client:
+                known = "yes" if client.health().read_back else "no"
         except ServiceError:
-            return False  # unknown now: ask again next time
-        cache.set(key, known, CAPABILITY_TTL)
-    return bool(known)
+            known = "unknown"
+        cache.set(key, known, UNKNOWN_TTL if known == "unknown" else CAPABILITY_TTL)
+    return known
 
 
-def mission_records(mission_id: int) -> ExternalRecords | None:
+def mission_records(mission_id: int, *, quick: bool = False) -> ExternalRecords | None:
     writer_id = Mission.objects.filter(pk=mission_id).values_list("writer_id", flat=True).first()
     writer = Writer.objects.filter(pk=writer_id).first() if writer_id else None
     if writer is None or is_builtin(writer):
         return None
-    if not offers_read_back(writer):
+    read_back = offers_read_back(writer)
+    if read_back == "no":
         return ExternalRecords(writer.name, None)
 
     def stream() -> Iterator[Record]:
+        if read_back == "unknown":
+            raise RecordsUnavailable(f"{writer.name}: o writer não respondeu")
         try:
-            with _client(writer) as client:
+            with _client(writer, quick=quick) as client:
                 yield from client.iter_records(mission_id)
         except ServiceError as exc:
             raise RecordsUnavailable(f"{writer.name}: {exc}") from exc
 
-    return ExternalRecords(writer.name, stream)
+    return ExternalRecords(writer.name, stream, answering=read_back == "yes")
 
 
 # ---------------------------------------------------------------- one item's record
@@ -93,12 +117,13 @@ def _builtin_records(mission_id: int, item_ids: list[str]) -> dict[str, Any]:
 def item_records(mission_id: int, item_ids: Iterable[int | str]) -> dict[str, Any]:
     """The extracted record (`data`) of each of `item_ids` that has one, keyed by item id:
     from the built-in writer, or through an external writer's read-back (read until every
-    wanted id is found, at most PREVIEW_SCAN_MAX records). Raises RecordsElsewhere (an
+    wanted id is found, at most PREVIEW_SCAN_MAX records, with the short budget: pages
+    and the API ask for it while someone waits). Raises RecordsElsewhere (an
     external writer without read-back) or RecordsUnavailable (it failed to answer)."""
     wanted = [str(i) for i in item_ids]
     if not wanted:
         return {}
-    external = external_records(mission_id)
+    external = mission_records(mission_id, quick=True)
     if external is None:
         return _builtin_records(mission_id, wanted)
     if external.stream is None:

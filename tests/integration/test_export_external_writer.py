@@ -12,6 +12,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from orchestrator import records
 from orchestrator.clients.writer import WriterClient
 from tests.factories import MissionFactory, WriterFactory
 from tests.fakes.writer import FakeWriter
@@ -88,9 +89,8 @@ def test_a_read_back_writer_that_fails_is_503_not_an_empty_200(
 ) -> None:
     fake_writer.read_back = True
     mission = _mission_on(fake_writer)
-    fake_writer.read_back = False  # the records route answers 404 ...
-    # ... though its health said read_back a moment ago (cached).
-    cache.set(f"writer-read-back:{mission.writer.pk}:{mission.writer.base_url}", True, 60)
+    assert records.offers_read_back(mission.writer) == "yes"  # remembered for a minute
+    fake_writer.read_back = False  # the records route answers 404
     response = viewer_api.get(f"/api/missions/{mission.pk}/records/?format=jsonl")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "writer_unavailable"
