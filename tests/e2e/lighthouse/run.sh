@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 LH=${LH:-npx --yes lighthouse@12.8.2}
-WORK=${WORK:-$(mktemp -d)}
+WORK=${WORK:-$(mktemp -d)}; mkdir -p "$WORK"
 PORT=${PORT:-18519}
 OUT=${OUT:-$WORK/out}
 export DEBUG=0 SECRET_KEY=lighthouse-local-only-secret-key-0123456789abcdef
