@@ -425,9 +425,10 @@ def _mission_page_context(request: HttpRequest, pk: int) -> dict[str, Any]:
 
 
 def _records_where(mission: Mission) -> str:
-    """ "here" when export can stream the records: the built-in writer stored them, or an
-    external writer gives them back through read-back; "silent" when the external writer
-    did not answer (asked again shortly); "writer" when it keeps them (the page says so)."""
+    """Where the mission page finds the records: "here" when export can stream them (the
+    built-in writer stored them, or an external writer gives them back through
+    read-back); "silent" when the external writer did not answer (asked again shortly);
+    "writer" when it keeps them (the page says so)."""
     try:
         model = apps.get_model("localnode", "LocalRecord")
     except LookupError:

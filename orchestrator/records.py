@@ -81,7 +81,7 @@ def mission_records(mission_id: int, *, quick: bool = False) -> ExternalRecords 
 
     def stream() -> Iterator[Record]:
         if read_back == "unknown":
-            raise RecordsUnavailable(f"{writer.name}: o writer não respondeu")
+            raise RecordsUnavailable(f"{writer.name}: não respondeu")
         try:
             with _client(writer, quick=quick) as client:
                 yield from client.iter_records(mission_id)
