@@ -24,7 +24,7 @@ from mission_control.records import (
     Record,
     RecordsUnavailable,
 )
-from orchestrator.clients.base import ClientSettings, ServiceError
+from orchestrator.clients.base import ServiceError
 from orchestrator.clients.writer import WriterClient
 from orchestrator.models import Mission
 from registry import config
@@ -43,16 +43,11 @@ def is_builtin(writer: Writer) -> bool:
 
 
 def _client(writer: Writer, *, quick: bool = False) -> WriterClient:
-    settings = ClientSettings.from_config(config.load())
-    if quick:
-        settings = dataclasses.replace(
-            settings,
-            max_attempts=1,
-            connect_timeout=min(settings.connect_timeout, QUICK_TIMEOUT_S),
-            read_timeout=min(settings.read_timeout, QUICK_TIMEOUT_S),
-            deadline=min(settings.deadline, QUICK_TIMEOUT_S),
-        )
-    return WriterClient(writer.base_url, writer.api_key, settings)
+    client = WriterClient.for_writer(writer, config.load())
+    if quick:  # one attempt; every timeout is capped by what is left of the deadline
+        deadline = min(client.settings.deadline, QUICK_TIMEOUT_S)
+        client.settings = dataclasses.replace(client.settings, max_attempts=1, deadline=deadline)
+    return client
 
 
 def offers_read_back(writer: Writer) -> ReadBack:

@@ -17,14 +17,17 @@ from typing import Any
 import pytest
 
 from tests.fakes.etl import FakeEtl
+from tests.fakes.uploader import FakeUploader
 from tests.fakes.worker import FakeWorker
 from tests.fakes.writer import FakeWriter
 
 __all__ = [
     "FAKE_ETL_KEY",
+    "FAKE_UPLOADER_KEY",
     "FAKE_WORKER_KEY",
     "FAKE_WRITER_KEY",
     "fake_etl",
+    "fake_uploader",
     "fake_worker",
     "fake_writer",
     "make_fake_etl",
@@ -35,6 +38,7 @@ __all__ = [
 FAKE_WORKER_KEY = "fake-worker-key"
 FAKE_WRITER_KEY = "fake-writer-key"
 FAKE_ETL_KEY = "fake-etl-key"
+FAKE_UPLOADER_KEY = "fake-uploader-key"
 
 
 def _assert_no_fake_bugs(server: FakeWorker | FakeWriter | FakeEtl) -> None:
@@ -108,3 +112,10 @@ def fake_writer(make_fake_writer: Callable[..., FakeWriter]) -> FakeWriter:
 def fake_etl(make_fake_etl: Callable[..., FakeEtl]) -> FakeEtl:
     """A running FakeEtl, key ``fake-etl-key``, plain field names."""
     return make_fake_etl()
+
+
+@pytest.fixture
+def fake_uploader() -> Iterator[FakeUploader]:
+    """A running FakeUploader, key ``fake-uploader-key``."""
+    with FakeUploader(api_key=FAKE_UPLOADER_KEY) as server:
+        yield server

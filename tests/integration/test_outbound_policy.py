@@ -5,6 +5,7 @@ address forms, against servers on 127.0.0.1 only: none of them is ever reached."
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -288,3 +289,11 @@ def test_csv_export_cells_never_start_a_formula(text: str) -> None:
 
     assert cell(text) == "'" + text
     assert cell("Produto 1") == "Produto 1" and cell(42) == 42
+
+
+def test_the_process_tls_context_verifies_certificates_and_host_names() -> None:
+    # Every client the server builds shares it: the engine's pooled clients and each
+    # batch of webhook deliveries (tests/unit/test_clients_base.py, test_client_webhook.py).
+    context = outbound.tls_context()
+    assert context is outbound.tls_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname

@@ -5,7 +5,7 @@ silence briefly (orchestrator/records.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,12 +27,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> None:
     cache.clear()
-
-
-@pytest.fixture
-def fake_uploader() -> Iterator[FakeUploader]:
-    with FakeUploader(api_key="up-key") as server:
-        yield server
 
 
 def _finished_on(fake: FakeWriter) -> Any:

@@ -4,7 +4,6 @@ mission's export reach the uploader once, and the links are kept (issue #21)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from django.utils import timezone
@@ -18,16 +17,6 @@ from tests import factories
 from tests.fakes.uploader import FakeUploader
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def fake_uploader() -> Iterator[FakeUploader]:
-    server = FakeUploader(api_key="up-key")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _finished_mission_with_a_failure() -> tuple[Mission, ItemEvidence]:
